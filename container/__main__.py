@@ -1,0 +1,3 @@
+from container.cli import main
+
+main()

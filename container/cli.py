@@ -1,0 +1,93 @@
+"""Entry points: ``train`` (what SageMaker runs) and ``describe`` (what a person runs).
+
+Which image this is comes from ``TRAINER_IMAGE`` (set in each Dockerfile), default ``yolo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+from container.contract import Environment
+from container.failure import EXIT_ERROR, EXIT_STOPPED, EXIT_USER_ERROR, TrainingStopped, UserError, write_failure
+from container.schema import Schema
+from container.signals import GracefulStop
+
+IMAGE_ENV = "TRAINER_IMAGE"
+
+
+def image_name() -> str:
+    return os.environ.get(IMAGE_ENV, "yolo")
+
+
+def train(argv: list[str] | None = None) -> int:
+    """Run the image's trainer against the SageMaker layout; exit non-zero with a failure file on error."""
+    stop = GracefulStop().install()
+    env = None
+    try:
+        env = Environment.from_base_dir()
+        os.environ.update(env.sm_env_vars())  # scripts written for AWS's framework images read these
+        schema = Schema.load(image_name())
+        module_name, _, func = schema.trainer.partition(":")
+        trainer = getattr(importlib.import_module(module_name), func)
+        print(f"{schema.title}: job {env.job_name or '(local)'}, host {env.current_host}, base {env.base_dir}, "
+              f"channels {', '.join(env.channels) or 'none'}", flush=True)
+        trainer(env, schema, stop)
+    except TrainingStopped as err:
+        print(f"\n{err}. A new job with the same checkpoint location resumes from it.", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
+    except UserError as err:
+        write_failure(_failure_path(env), err)
+        return EXIT_USER_ERROR
+    except Exception as err:  # noqa: BLE001 - the failure file must say what broke, whatever it was
+        write_failure(_failure_path(env), err)
+        return EXIT_ERROR
+    finally:
+        stop.uninstall()
+    print("training finished", flush=True)
+    return 0
+
+
+def _failure_path(env: Environment | None):
+    if env is not None:
+        return env.failure_file
+    from pathlib import Path
+
+    from container.contract import BASE_DIR_ENV, DEFAULT_BASE_DIR
+
+    return Path(os.environ.get(BASE_DIR_ENV) or DEFAULT_BASE_DIR) / "output" / "failure"
+
+
+def describe(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="describe", description="Print this image's hyperparameters, "
+                                     "channels and the metric definitions to paste into the SageMaker console.")
+    parser.add_argument("--json", action="store_true", help="machine-readable schema")
+    parser.add_argument("--image", default=image_name(), help="image schema to show (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        schema = Schema.load(args.image)
+    except UserError as err:
+        print(f"describe: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(json.dumps(schema.to_dict(), indent=2, default=str) if args.json else schema.describe())
+    return 0
+
+
+def train_main() -> None:
+    sys.exit(train(sys.argv[1:]))
+
+
+def describe_main() -> None:
+    sys.exit(describe(sys.argv[1:]))
+
+
+def main() -> None:
+    """``python -m container train|describe`` - the same as the two commands."""
+    if len(sys.argv) < 2 or sys.argv[1] not in ("train", "describe"):
+        print("usage: python -m container train|describe [options]", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    command = sys.argv.pop(1)
+    train_main() if command == "train" else describe_main()

@@ -1,0 +1,315 @@
+"""Find, check and describe a YOLO dataset in the job's channels, and write the data YAML.
+
+Layouts accepted (``<ch>`` is a channel folder under /opt/ml/input/data)::
+
+    train/images/*.jpg  train/labels/*.txt                 one pool: val is the val channel or a split
+    train/images/{train,val}/  train/labels/{train,val}/   ultralytics' own layout (coco8, ...)
+    train/{train,valid,test}/{images,labels}/              Roboflow's export
+    images/{train,val}/  labels/{train,val}/               two channels, as the seed's job had them
+
+Labels sit where ultralytics looks for them: the image path with its last ``/images/`` turned into
+``/labels/`` and a ``.txt`` suffix. Class names come from the ``names`` hyperparameter, a data YAML
+(cfg or train channel), or a ``classes.txt``/``names.txt``/``obj.names`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PIL import Image
+
+from container.contract import Environment
+from container.failure import UserError
+
+IMG_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
+SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+NAME_FILES = ("classes.txt", "names.txt", "obj.names")
+EDGE_TOLERANCE = 0.01  # boxes may overshoot the image edge by 1% (rounding in converters), no more
+EXAMPLES = 3
+
+
+@dataclass
+class Dataset:
+    names: list[str]
+    train: list[Path]
+    val: list[Path]
+    layout: str
+    val_source: str
+    boxes_per_class: dict[str, int] = field(default_factory=dict)
+    background_images: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    data_yaml: Path | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "format": "yolo",
+            "layout": self.layout,
+            "classes": self.names,
+            "train_images": len(self.train),
+            "val_images": len(self.val),
+            "val_source": self.val_source,
+            "boxes_per_class": self.boxes_per_class,
+            "background_images": self.background_images,
+            "skipped_images": self.skipped,
+        }
+
+
+def label_path(image: Path) -> Path:
+    """ultralytics' rule (``img2label_paths``): last ``/images/`` becomes ``/labels/``, suffix ``.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMG_SUFFIXES and p.is_file())
+
+
+def _splits_of_images_dir(images_dir: Path) -> dict[str, list[Path]]:
+    """``images/{train,val}`` subfolders if there are any, else everything as one pool."""
+    subdirs = {SPLIT_ALIASES[p.name.lower()]: p for p in images_dir.iterdir()
+               if p.is_dir() and p.name.lower() in SPLIT_ALIASES}
+    if subdirs:
+        return {split: _images_under(folder) for split, folder in subdirs.items()}
+    return {"pool": _images_under(images_dir)}
+
+
+def _discover(root: Path, channel: str) -> tuple[dict[str, list[Path]], str]:
+    if (root / "images").is_dir():
+        splits = _splits_of_images_dir(root / "images")
+        return splits, f"{channel}: " + ("images/" if "pool" in splits else "images/{" + ",".join(sorted(splits)) + "}")
+    roboflow = {SPLIT_ALIASES[p.name.lower()]: p / "images" for p in root.iterdir()
+                if p.is_dir() and p.name.lower() in SPLIT_ALIASES and (p / "images").is_dir()}
+    if roboflow:
+        return {s: _images_under(d) for s, d in roboflow.items()}, f"{channel}: {{{','.join(sorted(roboflow))}}}/images"
+    loose = _images_under(root)
+    hint = (f" It holds {len(loose)} images but no images/ folder: put images in images/ and their .txt labels"
+            " in labels/ (the same relative names)." if loose else " It holds no images.")
+    raise UserError(f"channel '{channel}' is not a YOLO dataset.{hint}")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"{path.name} is not valid YAML: {str(err).splitlines()[0]}") from err
+
+
+def _names_from_yaml(data: Any, source: str) -> list[str] | None:
+    if not isinstance(data, dict) or "names" not in data:
+        return None
+    names = data["names"]
+    if isinstance(names, dict):
+        try:
+            ids = sorted(int(k) for k in names)
+        except ValueError as err:
+            raise UserError(f"{source}: 'names' keys must be class ids 0..n-1") from err
+        if ids != list(range(len(ids))):
+            raise UserError(f"{source}: 'names' ids must be 0..{len(ids) - 1} without gaps, found {ids}")
+        return [str(names[k] if k in names else names[str(k)]) for k in ids]
+    if isinstance(names, list) and names:
+        return [str(n) for n in names]
+    raise UserError(f"{source}: 'names' must be a list or an id: name mapping")
+
+
+def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tuple[list[str], str]:
+    given = hps.get("names")
+    if given:
+        names = given if isinstance(given, list) else [n.strip() for n in str(given).split(",") if n.strip()]
+        return [str(n) for n in names], "hyperparameter names"
+    cfg = env.channel("cfg")
+    search = ([cfg] if cfg else []) + roots
+    wanted = hps.get("data")
+    if wanted:
+        for folder in search:
+            if (folder / wanted).is_file():
+                names = _names_from_yaml(_read_yaml(folder / wanted), wanted)
+                if names is None:
+                    raise UserError(f"data YAML {wanted} has no 'names'")
+                return names, f"{folder.name}/{wanted}"
+        raise UserError(f"data YAML {wanted!r} (hyperparameter data) is in none of the channels cfg, "
+                        + ", ".join(r.name for r in roots))
+    for folder in search:
+        candidates = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
+        found = [(p, n) for p in candidates if (n := _names_from_yaml(_read_yaml(p), p.name))]
+        if len(found) > 1:
+            raise UserError(f"channel '{folder.name}' has several data YAMLs with names "
+                            f"({', '.join(p.name for p, _ in found)}): pick one with the hyperparameter data")
+        if found:
+            return found[0][1], f"{folder.name}/{found[0][0].name}"
+    for folder in search:
+        for sub in (folder, folder / "labels"):
+            for fname in NAME_FILES:
+                if (sub / fname).is_file():
+                    lines = (sub / fname).read_text(encoding="utf-8").splitlines()
+                    return [ln.strip() for ln in lines if ln.strip()], f"{folder.name}/{fname}"
+    raise UserError("no class names: add a data.yaml with 'names' (train or cfg channel), a classes.txt, "
+                    "or the hyperparameter names (comma-separated, in class id order)")
+
+
+# -- checking ------------------------------------------------------------------------------------
+def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, bool]:
+    """Problems (kind, detail), boxes per class id, and whether it is a background image."""
+    problems: list[tuple[str, str]] = []
+    try:
+        with Image.open(image) as im:
+            im.verify()
+    except Exception as err:  # PIL raises many types for broken files
+        problems.append(("unreadable image", f"{image.name}: {type(err).__name__}"))
+        return problems, Counter(), False
+    boxes: Counter = Counter()
+    label = label_path(image)
+    if not label.is_file():
+        return problems, boxes, True
+    try:
+        text = label.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return [("unreadable label file", f"{label.name}: {err}")], boxes, False
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{label.name} line {lineno}"
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            problems.append(("label line not numeric", f"{where}: {line.strip()[:40]!r}"))
+            continue
+        if len(values) != 5 and (len(values) < 7 or len(values) % 2 == 0):
+            problems.append(("label line with wrong field count",
+                             f"{where}: {len(values)} fields (want: class x_center y_center width height)"))
+            continue
+        cls = values[0]
+        if not cls.is_integer() or not 0 <= cls < nc:
+            problems.append(("class id out of range", f"{where}: class {fields[0]} (valid: 0..{nc - 1})"))
+            continue
+        coords = values[1:]
+        if len(values) == 5:
+            x, y, w, h = coords
+            if w <= 0 or h <= 0:
+                problems.append(("box with zero area", f"{where}: width {fields[3]} height {fields[4]}"))
+                continue
+            edges = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+        else:
+            edges = tuple(coords)
+        if any(c < -EDGE_TOLERANCE or c > 1 + EDGE_TOLERANCE for c in (*coords, *edges)):
+            problems.append(("box outside the image",
+                             f"{where}: {' '.join(fields[1:5])} (coordinates are fractions of the image, 0..1)"))
+            continue
+        boxes[int(cls)] += 1
+    return problems, boxes, False
+
+
+def _check_all(images: list[Path], nc: int, workers: int = 8):
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda p: _check_image(p, nc), images))
+
+
+def _report(problems: dict[str, list[str]], counts: Counter, total: int) -> str:
+    parts = []
+    for kind, examples in problems.items():
+        parts.append(f"{kind} in {counts[kind]} image(s), e.g. " + "; ".join(examples[:EXAMPLES]))
+    return f"dataset problems in {sum(counts.values())} of {total} images: " + " | ".join(parts)
+
+
+def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, log=print) -> Dataset:
+    """Find the data, check it, split it, and write ``workdir/data.yaml`` for ultralytics."""
+    train_ch, images_ch, labels_ch = env.channel("train"), env.channel("images"), env.channel("labels")
+    for name in ("train", "val", "images", "labels"):
+        if env.channel(name) and env.input_mode(name) == "Pipe":
+            raise UserError(f"channel '{name}' uses Pipe mode; this image reads files: use File or FastFile")
+    if train_ch is not None:
+        splits, layout = _discover(train_ch, "train")
+        roots = [train_ch]
+    elif images_ch is not None and labels_ch is not None:
+        splits, layout = _splits_of_images_dir(images_ch), "images+labels channels"
+        roots = [images_ch, labels_ch]
+    else:
+        present = ", ".join(env.channels) or "none"
+        raise UserError(f"no training data: give a 'train' channel (a YOLO tree) or both 'images' and 'labels' "
+                        f"channels (channels present: {present})")
+    names, names_source = find_names(env, hps, roots)
+    if not names:
+        raise UserError(f"{names_source} lists no class names")
+
+    train = splits.get("train", []) + splits.get("pool", [])
+    val_ch = env.channel("val")
+    if val_ch is not None:
+        val_splits, _ = _discover(val_ch, "val")
+        val = [p for imgs in val_splits.values() for p in imgs]
+        val_source = "val channel"
+        if not val:
+            raise UserError("channel 'val' holds no images")
+    elif splits.get("val"):
+        val, val_source = splits["val"], "val split of the train data"
+    else:
+        frac = float(hps.get("val_fraction", 0.2))
+        if not 0 < frac < 1:
+            raise UserError(f"val_fraction must be between 0 and 1, got {frac}")
+        if len(train) < 2:
+            raise UserError(f"only {len(train)} training image(s): need at least 2 to hold some out for validation, "
+                            "or give a 'val' channel")
+        shuffled = sorted(train)
+        random.Random(seed).shuffle(shuffled)
+        n_val = min(len(train) - 1, max(1, round(frac * len(train))))
+        val, train = sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
+        val_source = f"{frac:.0%} of the train images (seed {seed})"
+    if not train:
+        raise UserError(f"no training images found ({layout}); supported image types: "
+                        + ", ".join(sorted(IMG_SUFFIXES)))
+    if splits.get("test"):
+        log(f"dataset: ignoring {len(splits['test'])} test images (not used in training)")
+
+    log(f"dataset: checking {len(train) + len(val)} images and their labels ...")
+    results = _check_all(train + val, len(names))
+    problems: dict[str, list[str]] = {}
+    counts: Counter = Counter()
+    bad: set[Path] = set()
+    boxes: Counter = Counter()
+    background = 0
+    for image, (found, image_boxes, is_bg) in zip(train + val, results):
+        for kind, detail in found:
+            problems.setdefault(kind, []).append(detail)
+        for kind in {k for k, _ in found}:
+            counts[kind] += 1
+        if found:
+            bad.add(image)
+        boxes.update(image_boxes)
+        background += is_bg
+    if problems:
+        report = _report(problems, counts, len(train) + len(val))
+        if hps.get("strict_data", True):
+            raise UserError(report + ". Fix the data, or set strict_data=false to skip these images.")
+        log(f"WARNING {report}; skipping {len(bad)} image(s) (strict_data=false)")
+        train = [p for p in train if p not in bad]
+        val = [p for p in val if p not in bad]
+    if not sum(boxes.values()):
+        example = train[0]
+        raise UserError(f"no labels found: {len(train)} images but not one box. For {example.name} the label "
+                        f"should be at {label_path(example)} (labels/ beside images/, same relative name, .txt)")
+    if not train or not val:
+        raise UserError("no usable images left in " + ("train" if not train else "val"))
+
+    ds = Dataset(names=names, train=train, val=val, layout=layout, val_source=val_source,
+                 boxes_per_class={names[i]: boxes.get(i, 0) for i in range(len(names))},
+                 background_images=background, skipped=dict(counts))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "train.txt").write_text("".join(f"{p}\n" for p in train), encoding="utf-8")
+    (workdir / "val.txt").write_text("".join(f"{p}\n" for p in val), encoding="utf-8")
+    ds.data_yaml = workdir / "data.yaml"
+    ds.data_yaml.write_text(yaml.safe_dump({
+        "path": str(workdir), "train": "train.txt", "val": "val.txt",
+        "nc": len(names), "names": dict(enumerate(names)),
+    }, sort_keys=False), encoding="utf-8")
+    log(f"dataset: {layout}; classes from {names_source}; " + json.dumps(ds.summary()))
+    return ds
