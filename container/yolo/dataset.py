@@ -243,6 +243,9 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
         raise UserError(f"{names_source} lists no class names")
 
     train = splits.get("train", []) + splits.get("pool", [])
+    if not train:
+        raise UserError(f"no training images found ({layout}); supported image types: "
+                        + ", ".join(sorted(IMG_SUFFIXES)))
     val_ch = env.channel("val")
     if val_ch is not None:
         val_splits, _ = _discover(val_ch, "val")
@@ -264,9 +267,6 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
         n_val = min(len(train) - 1, max(1, round(frac * len(train))))
         val, train = sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
         val_source = f"{frac:.0%} of the train images (seed {seed})"
-    if not train:
-        raise UserError(f"no training images found ({layout}); supported image types: "
-                        + ", ".join(sorted(IMG_SUFFIXES)))
     if splits.get("test"):
         log(f"dataset: ignoring {len(splits['test'])} test images (not used in training)")
 

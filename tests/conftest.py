@@ -1,0 +1,41 @@
+"""Shared fixtures: generated datasets and /opt/ml trees. Nothing here touches the network."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from container.local import build_tree  # noqa: E402
+from container.synthetic import make_shapes  # noqa: E402
+
+# A fast training configuration: a tiny model on 64 px images.
+FAST = {"model": "yolo11n.yaml", "epochs": "2", "imgsz": "64", "batch": "8", "workers": "0",
+        "plots": "false", "progress_interval": "0"}
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory) -> Path:
+    """16 train + 4 val images of rectangles and ellipses, ultralytics' images/{train,val} layout."""
+    return make_shapes(tmp_path_factory.mktemp("shapes"), train=16, val=4, size=64)
+
+
+@pytest.fixture
+def make_tree(tmp_path):
+    """Build an /opt/ml tree under tmp_path: make_tree({"train": dir}, {"epochs": "2"})."""
+    def _make(channels, hyperparameters, **kwargs) -> Path:
+        return build_tree(tmp_path / "opt_ml", channels, hyperparameters, **kwargs)
+    return _make
+
+
+@pytest.fixture(autouse=True)
+def _no_network_env(monkeypatch):
+    # Belt and braces: ultralytics treats the network as down, and never installs anything.
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setenv("YOLO_AUTOINSTALL", "false")
+    os.environ.pop("SAGEMAKER_BASE_DIR", None)
