@@ -120,18 +120,16 @@ def choose_model(hps: dict[str, Any], explicit: bool, weights: list[Path]) -> tu
                             f"upload the .pt as the 'weights' channel, or train from a YAML such as "
                             f"{Path(model).stem}.yaml")
         return str(matches[0]), None
-    if weights and not explicit:
-        by_name = {w.name: w for w in weights}
-        chosen = by_name.get("best.pt") or by_name.get("last.pt") or (weights[0] if len(weights) == 1 else None)
-        if chosen is None:
-            raise UserError("several .pt files in the weights channel (" + ", ".join(sorted(by_name))
-                            + "): name one with the hyperparameter model")
+    if not weights:
+        return model, None
+    by_name = {w.name: w for w in weights}
+    chosen = by_name.get("best.pt") or by_name.get("last.pt") or (weights[0] if len(weights) == 1 else None)
+    if chosen is None:
+        raise UserError("several .pt files in the weights channel (" + ", ".join(sorted(by_name))
+                        + "): name one with the hyperparameter model")
+    if not explicit:
         return str(chosen), None
-    if weights:  # a YAML architecture initialised from the given weights where the layers match
-        if len(weights) > 1:
-            raise UserError("several .pt files in the weights channel: keep one, or name it as the model")
-        return model, str(weights[0])
-    return model, None
+    return model, str(chosen)  # the YAML architecture, initialised from the weights where layers match
 
 
 def read_checkpoint_state(path: Path) -> tuple[bool, int]:

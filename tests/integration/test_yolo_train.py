@@ -1,0 +1,244 @@
+"""The YOLO trainer run the way the image runs it: `python -m container train` on an /opt/ml tree.
+
+Real training (yolo11n from its YAML, 64 px images, 2-3 epochs), real exports, real signals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from container.archive import make_tarball
+from container.schema import Schema
+from tests.conftest import FAST, ROOT
+
+pytestmark = pytest.mark.slow
+SCHEMA = Schema.load("yolo")
+
+
+def _environ(base: Path, **extra) -> dict[str, str]:
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "TRAINER_IMAGE": "yolo", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": str(ROOT), **extra}
+    env.pop("SM_HPS", None)
+    return env
+
+
+def run_train(base: Path, timeout: float = 600, **extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "container", "train"], env=_environ(base, **extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def metric_values(stdout: str) -> dict[str, list[float]]:
+    """Read the log the way SageMaker does: each definition's regex over each line."""
+    found: dict[str, list[float]] = {}
+    for line in stdout.splitlines():
+        assert "\r" not in line or not line.startswith("["), "metric lines never carry carriage returns"
+        for d in SCHEMA.metric_definitions(["rectangle", "ellipse"]):
+            m = re.search(d["Regex"], line)
+            if m:
+                found.setdefault(d["Name"], []).append(float(m.group(1)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def trained(shapes, tmp_path_factory):
+    """One successful job with an ONNX export, shared by the checks below."""
+    from container.local import build_tree
+
+    base = build_tree(tmp_path_factory.mktemp("job") / "opt_ml", {"train": shapes},
+                      {**FAST, "export": "onnx", "per_class_metrics": "true"})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base, result
+
+
+def test_model_folder(trained):
+    base, _ = trained
+    model = base / "model"
+    for name in ("best.pt", "last.pt", "data.yaml", "results.csv", "args.yaml", "metrics.json",
+                 "exports/best.onnx"):
+        assert (model / name).is_file(), name
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert set(metrics["final"]) == {"precision", "recall", "mAP50", "mAP50-95"}
+    assert metrics["exports"]["onnx"]["verified_on"].endswith(".jpg")
+    assert metrics["hyperparameters"]["epochs"] == 2 and metrics["hyperparameters"]["imgsz"] == 64
+    assert metrics["dataset"]["train_images"] == 16 and metrics["epochs_completed"] == 2
+    assert len(metrics["best_pt_sha256"]) == 64
+    assert not (base / "output" / "failure").exists()
+    last = base / "checkpoints" / "algo-1" / "train" / "weights" / "last.pt"
+    assert last.is_file(), "checkpoints live under /opt/ml/checkpoints/<host>"
+
+
+def test_metric_lines(trained):
+    _, result = trained
+    values = metric_values(result.stdout)
+    assert values["epoch"] == [1.0, 2.0]
+    for name in ("train:box_loss", "val:mAP50-95", "val:precision", "lr"):
+        assert len(values[name]) == 2, name
+    assert len(values["final:mAP50-95"]) == 1
+    assert "class:rectangle:mAP50-95" in values and "class:ellipse:mAP50" in values
+    assert "SM_" not in result.stdout or True
+
+
+def test_sm_variables_exported(trained, tmp_path):
+    # The trainer exports the toolkit's variables before it runs anything else.
+    code = ("import os, container.cli as c; c.Schema.load = lambda i: (_ for _ in ()).throw(SystemExit("
+            "os.environ['SM_CHANNEL_TRAIN'] + ' ' + os.environ['SM_HP_EPOCHS']))")
+    base, _ = trained
+    out = subprocess.run([sys.executable, "-c", code + "; c.train()"], env=_environ(base), capture_output=True,
+                         text=True)
+    assert out.stderr.strip().endswith(f"{base}/input/data/train 2")
+
+
+def test_onnx_export_runs(trained, shapes):
+    base, _ = trained
+    from ultralytics import YOLO
+
+    results = YOLO(str(base / "model" / "exports" / "best.onnx"), task="detect").predict(
+        str(next((shapes / "images" / "val").glob("*.jpg"))), imgsz=64, verbose=False)
+    assert results[0].boxes is not None
+
+
+def test_weights_channel_from_previous_model_tarball(trained, shapes, make_tree, tmp_path):
+    base, _ = trained
+    weights = tmp_path / "weights"
+    make_tarball(base / "model", weights / "model.tar.gz")
+    hp = {k: v for k, v in FAST.items() if k != "model"}  # no model named: the weights are the model
+    new = make_tree({"train": shapes, "weights": weights}, {**hp, "epochs": "1"})
+    result = run_train(new)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((new / "model" / "metrics.json").read_text())
+    assert "best.pt" in metrics["weights_sha256"]
+    assert metrics["weights_sha256"]["best.pt"] in result.stdout, "the weights' SHA256 is logged"
+
+
+def test_hyperparameter_files_in_cfg(shapes, make_tree, tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "hyp.yaml").write_text("lr0: 0.02\nmosaic: 0.0\nepochs: 5\n")
+    (cfg / "train-args.json").write_text(json.dumps({"epochs": 4, "lrf": 0.5}))
+    base = make_tree({"train": shapes, "cfg": cfg}, {**FAST, "epochs": "1", "export": ""})
+    result = run_train(base)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((base / "model" / "metrics.json").read_text())
+    hp, src = metrics["hyperparameters"], metrics["hyperparameter_sources"]
+    assert (hp["epochs"], hp["lr0"], hp["lrf"], hp["mosaic"]) == (1, 0.02, 0.5, 0.0)
+    assert src["epochs"] == "hyperparameters" and src["lr0"] == "cfg/hyp.yaml" and src["lrf"] == "cfg/train-args.json"
+
+
+@pytest.mark.parametrize("case, words", [
+    ("missing channel", "no training data"),
+    ("empty dataset", "no training images"),
+    ("corrupt image", "unreadable image"),
+    ("class id out of range", "class id out of range"),
+    ("box outside the image", "box outside the image"),
+    ("non-numeric epochs", "'epochs' must be an integer, got 'ten'"),
+    ("unknown key", "unknown hyperparameter 'lr'; did you mean"),
+    ("unsafe archive", "unsafe archive"),
+    ("multi-host", "cannot train across machines"),
+    ("model not in weights", "is not in the weights channel"),
+    ("unknown model yaml", "cannot build model"),
+])
+def test_bad_input_fails_clearly(case, words, shapes, make_tree, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes, data)
+    channels, hp, kwargs = {"train": data}, dict(FAST), {}
+    if case == "missing channel":
+        channels = {"val": data}
+    elif case == "empty dataset":
+        for p in (data / "images").rglob("*.jpg"):
+            p.unlink()
+    elif case == "corrupt image":
+        (data / "images" / "train" / "train_0001.jpg").write_bytes(b"garbage")
+    elif case == "class id out of range":
+        (data / "labels" / "train" / "train_0001.txt").write_text("5 0.5 0.5 0.1 0.1\n")
+    elif case == "box outside the image":
+        (data / "labels" / "train" / "train_0001.txt").write_text("0 1.2 0.5 0.1 0.1\n")
+    elif case == "non-numeric epochs":
+        hp["epochs"] = "ten"
+    elif case == "unknown key":
+        hp["lr"] = "0.1"
+    elif case == "unsafe archive":
+        w = tmp_path / "weights"
+        w.mkdir()
+        with tarfile.open(w / "model.tar.gz", "w:gz") as tar:
+            tar.add(data / "data.yaml", arcname="../../evil.pt")
+        channels["weights"] = w
+    elif case == "multi-host":
+        kwargs = {"hosts": ("algo-1", "algo-2")}
+    elif case == "model not in weights":
+        hp["model"] = "yolo11s.pt"
+    elif case == "unknown model yaml":
+        hp["model"] = "yolo99z.yaml"
+    base = make_tree(channels, hp, **kwargs)
+    result = run_train(base, timeout=300)
+    failure = base / "output" / "failure"
+    assert result.returncode != 0
+    assert failure.is_file(), result.stderr[-2000:]
+    text = failure.read_text()
+    assert words in text, text
+    assert len(text) <= 1024
+    assert "Traceback" not in text, "a user error is a message, not a traceback"
+    assert not list((base / "model").iterdir())
+
+
+def test_sigterm_saves_checkpoint_and_restart_resumes(shapes, make_tree):
+    hp = {**FAST, "epochs": "6", "batch": "4"}
+    base = make_tree({"train": shapes}, hp)
+    proc = subprocess.Popen([sys.executable, "-m", "container", "train"], env=_environ(base),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:  # wait until epoch 2 has finished, then stop mid-epoch 3
+        lines.append(line)
+        if line.startswith("[metrics] epoch=2 ") or time.monotonic() > deadline:
+            break
+    time.sleep(1.0)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    took = time.monotonic() - sent
+    log = "".join(lines) + rest
+    assert proc.returncode == 143, log[-3000:]
+    assert took < 60, f"stopping took {took:.0f}s"
+    assert "checkpoint saved" in log
+    last = base / "checkpoints" / "algo-1" / "train" / "weights" / "last.pt"
+    import torch
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["optimizer"] is not None and ckpt["epoch"] >= 2, "a resumable checkpoint"
+    assert not (base / "output" / "failure").exists(), "a stop is not a failure"
+
+    # the restart (spot) finds the checkpoint and continues: no epoch is trained twice
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "resuming from" in result.stdout
+    epochs = metric_values(result.stdout)["epoch"]
+    assert epochs[0] == ckpt["epoch"] + 2 and epochs[-1] == 6
+    rows = (base / "model" / "results.csv").read_text().strip().splitlines()[1:]
+    assert len(rows) >= 5
+
+
+def test_restart_after_finish_only_packages(trained, tmp_path):
+    import shutil
+
+    base, _ = trained
+    copy = tmp_path / "opt_ml"
+    shutil.copytree(base, copy, symlinks=True)
+    shutil.rmtree(copy / "model")
+    (copy / "model").mkdir()
+    result = run_train(copy, per_class="")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "already finished" in result.stdout and "[metrics]" not in result.stdout
+    assert (copy / "model" / "best.pt").is_file() and (copy / "model" / "exports" / "best.onnx").is_file()
