@@ -1,0 +1,59 @@
+"""A container engine for the image tests: docker where an engine answers, podman otherwise.
+
+On machines with neither a Docker engine nor a registry (see README.md here), podman builds the
+images on a local stand-in for the base image (`localhost/bookworm-python:latest`, made by
+`.ci/setup-podman` with mmdebstrap). Those are facts of the test machine, passed as flags here,
+never written into the Dockerfiles.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLIC_BASE = "python:3.11-slim-bookworm"
+LOCAL_BASE = "localhost/bookworm-python:latest"
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str  # "docker" or "podman"
+
+    def cmd(self, *args: str) -> list[str]:
+        return [self.name, *args]
+
+    def run(self, *args: str, check: bool = True, timeout: float | None = None, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(self.cmd(*args), check=check, timeout=timeout, text=True, **kw)
+
+    def image_exists(self, ref: str) -> bool:
+        return subprocess.run(self.cmd("image", "inspect", ref), capture_output=True).returncode == 0
+
+    def base_image(self) -> str:
+        chosen = os.environ.get("SM_TEST_BASE_IMAGE")
+        if chosen:
+            return chosen
+        if self.name == "podman" and self.image_exists(LOCAL_BASE):
+            return LOCAL_BASE
+        return PUBLIC_BASE
+
+    def build_flags(self) -> list[str]:
+        if self.name != "podman":
+            return []
+        # pip inside the build needs this machine's network and certificate bundle
+        return ["--network", "host", "-v", "/etc/ssl/certs:/etc/ssl/certs:ro"]
+
+    def build(self, dockerfile: str, tag: str, timeout: float = 3000) -> None:
+        self.run("build", *self.build_flags(), "-f", str(ROOT / dockerfile), "--build-arg",
+                 f"BASE_IMAGE={self.base_image()}", "-t", tag, str(ROOT), timeout=timeout)
+
+
+def find_engine() -> Engine | None:
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        return Engine("docker")
+    if shutil.which("podman") and subprocess.run(["podman", "info"], capture_output=True).returncode == 0:
+        return Engine("podman")
+    return None
