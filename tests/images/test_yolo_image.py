@@ -1,0 +1,96 @@
+"""Dockerfile.yolo built and started the way SageMaker starts it: `--network none`, /opt/ml mounted,
+command `train`. Skipped only where no container engine answers (see engine.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from container.schema import Schema
+from tests.conftest import FAST
+from tests.images.engine import find_engine
+
+pytestmark = [pytest.mark.image, pytest.mark.slow]
+TAG = "localhost/sm-yolo:test"
+SCHEMA = Schema.load("yolo")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    found = find_engine()
+    if found is None:
+        pytest.skip("no container engine (docker or podman) answers on this machine")
+    found.build("Dockerfile.yolo", TAG)
+    return found
+
+
+def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900):
+    cmd = ["run", "--network", "none", "-v", f"{base}:/opt/ml"]
+    cmd += ["-d", "--name", name] if detach else ["--rm"]
+    return engine.run(*cmd, TAG, *args, check=False, capture_output=True, timeout=timeout)
+
+
+def test_trains_like_sagemaker(engine, shapes, make_tree):
+    base = make_tree({"train": shapes}, {**FAST, "export": "onnx"})
+    result = sagemaker_run(engine, base, "train")
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    for name in ("best.pt", "last.pt", "data.yaml", "results.csv", "metrics.json", "exports/best.onnx"):
+        assert (base / "model" / name).is_file(), name
+    found = {d["Name"] for d in SCHEMA.metric_definitions() for line in log.splitlines()
+             if re.search(d["Regex"], line)}
+    assert {"epoch", "val:mAP50-95", "train:box_loss", "final:mAP50-95"} <= found
+    assert json.loads((base / "model" / "metrics.json").read_text())["exports"]["onnx"]["detections"] >= 0
+
+
+def test_bad_input_writes_failure(engine, shapes, make_tree):
+    base = make_tree({"train": shapes}, {**FAST, "epochs": "ten"})
+    result = sagemaker_run(engine, base, "train", timeout=300)
+    assert result.returncode == 2
+    assert "'epochs' must be an integer, got 'ten'" in (base / "output" / "failure").read_text()
+
+
+def test_sigterm_checkpoint_then_resume(engine, shapes, make_tree):
+    base = make_tree({"train": shapes}, {**FAST, "epochs": "6", "batch": "4"})
+    name = f"sm-yolo-stop-{uuid.uuid4().hex[:8]}"
+    started = sagemaker_run(engine, base, "train", name=name, detach=True)
+    assert started.returncode == 0, started.stderr
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            logs = engine.run("logs", name, check=False, capture_output=True).stdout
+            if "[metrics] epoch=2 " in logs:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("no epoch finished in time")
+        engine.run("kill", "--signal", "TERM", name, capture_output=True)
+        sent = time.monotonic()
+        code = int(engine.run("wait", name, capture_output=True, timeout=150).stdout.strip().splitlines()[-1])
+        took = time.monotonic() - sent
+        logs = engine.run("logs", name, check=False, capture_output=True)
+    finally:
+        engine.run("rm", "-f", name, check=False, capture_output=True)
+    assert code == 143, logs.stdout[-3000:] + logs.stderr[-3000:]
+    assert took < 100, f"PID 1 must act on SIGTERM; took {took:.0f}s"
+    assert (base / "checkpoints" / "algo-1" / "train" / "weights" / "last.pt").is_file()
+
+    result = sagemaker_run(engine, base, "train")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "resuming from" in result.stdout
+    assert "[metrics] epoch=6 " in result.stdout
+
+
+def test_describe(engine):
+    for args in (("describe",), ()):  # `describe`, and the image's default command
+        out = engine.run("run", "--rm", "--network", "none", TAG, *args, capture_output=True).stdout
+        assert "HYPERPARAMETERS" in out and "val:mAP50-95" in out
+        for d in SCHEMA.metric_definitions():
+            assert d["Regex"] in out
+    data = json.loads(engine.run("run", "--rm", TAG, "describe", "--json", capture_output=True).stdout)
+    assert data["metric_definitions"] == SCHEMA.metric_definitions()
