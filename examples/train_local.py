@@ -18,7 +18,7 @@ from container.synthetic import make_shapes  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     data = make_shapes(args.out / "shapes", train=48, val=12, size=128, seed=0)
     return local.main(["--train", str(data), "--out", str(args.out),
