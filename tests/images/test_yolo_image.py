@@ -56,7 +56,7 @@ def test_bad_input_writes_failure(engine, shapes, make_tree):
 
 
 def test_sigterm_checkpoint_then_resume(engine, shapes, make_tree):
-    base = make_tree({"train": shapes}, {**FAST, "epochs": "6", "batch": "4"})
+    base = make_tree({"train": shapes}, {**FAST, "epochs": "20", "batch": "4"})
     name = f"sm-yolo-stop-{uuid.uuid4().hex[:8]}"
     started = sagemaker_run(engine, base, "train", name=name, detach=True)
     assert started.returncode == 0, started.stderr
@@ -83,7 +83,7 @@ def test_sigterm_checkpoint_then_resume(engine, shapes, make_tree):
     result = sagemaker_run(engine, base, "train")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "resuming from" in result.stdout
-    assert "[metrics] epoch=6 " in result.stdout
+    assert "[metrics] epoch=20 " in result.stdout
 
 
 def test_describe(engine):

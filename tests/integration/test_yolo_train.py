@@ -194,7 +194,7 @@ def test_bad_input_fails_clearly(case, words, shapes, make_tree, tmp_path):
 
 
 def test_sigterm_saves_checkpoint_and_restart_resumes(shapes, make_tree):
-    hp = {**FAST, "epochs": "6", "batch": "4"}
+    hp = {**FAST, "epochs": "20", "batch": "4"}  # long enough that the stop lands mid-training
     base = make_tree({"train": shapes}, hp)
     proc = subprocess.Popen([sys.executable, "-m", "container", "train"], env=_environ(base),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -204,7 +204,6 @@ def test_sigterm_saves_checkpoint_and_restart_resumes(shapes, make_tree):
         lines.append(line)
         if line.startswith("[metrics] epoch=2 ") or time.monotonic() > deadline:
             break
-    time.sleep(1.0)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=120)
@@ -225,9 +224,9 @@ def test_sigterm_saves_checkpoint_and_restart_resumes(shapes, make_tree):
     assert result.returncode == 0, result.stdout[-3000:]
     assert "resuming from" in result.stdout
     epochs = metric_values(result.stdout)["epoch"]
-    assert epochs[0] == ckpt["epoch"] + 2 and epochs[-1] == 6
+    assert epochs[0] == ckpt["epoch"] + 2 and epochs[-1] == 20
     rows = (base / "model" / "results.csv").read_text().strip().splitlines()[1:]
-    assert len(rows) >= 5
+    assert len(rows) >= 19
 
 
 def test_restart_after_finish_only_packages(trained, tmp_path):
