@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from container.local import build_tree  # noqa: E402
+from container.local import TRAIN_COMMAND, build_tree, train_environ  # noqa: E402
 from container.synthetic import make_shapes  # noqa: E402
 
 
@@ -67,8 +67,7 @@ def main() -> None:
 
         base = build_tree(work / f"ours{r}" / "opt_ml", {"train": data},
                           {"model": "yolo11n.yaml", "progress_interval": "0", **{k: str(v) for k, v in common.items()}})
-        wall = run([sys.executable, "-m", "container", "train"],
-                   {**env, "SAGEMAKER_BASE_DIR": str(base), "TRAINER_IMAGE": "yolo"})
+        wall = run(list(TRAIN_COMMAND), train_environ(base, env=env))
         results["ours"].append((wall, train_seconds(base / "model" / "results.csv")))
 
     n_img = args.images * args.epochs

@@ -61,11 +61,21 @@ def build_tree(base: Path, channels: Mapping[str, Path], hyperparameters: Mappin
     return base
 
 
+TRAIN_COMMAND = (sys.executable, "-m", "container", "train")
+
+
+def train_environ(base: Path, *, image: str = "yolo", env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment the image's ``train`` sees, pointed at ``base`` instead of /opt/ml."""
+    return {**os.environ, BASE_DIR_ENV: str(base), "TRAINER_IMAGE": image, "PYTHONUNBUFFERED": "1", **(env or {})}
+
+
 def run_train(base: Path, *, image: str = "yolo", env: Mapping[str, str] | None = None,
-              timeout: float | None = None) -> int:
-    """Run ``python -m container train`` against ``base``: the image's command, as a process."""
-    environ = {**os.environ, BASE_DIR_ENV: str(base), "TRAINER_IMAGE": image, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "container", "train"], env=environ, timeout=timeout).returncode
+              **run_kwargs: Any) -> subprocess.CompletedProcess:
+    """Run ``python -m container train`` against ``base``: the image's command, as a process.
+
+    ``run_kwargs`` go to :func:`subprocess.run` (``timeout``, ``capture_output``, ...).
+    """
+    return subprocess.run(list(TRAIN_COMMAND), env=train_environ(base, image=image, env=env), **run_kwargs)
 
 
 def pack(base: Path, out: Path) -> Path:
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         for sub in ("model", "output"):
             shutil.rmtree(base / sub, ignore_errors=True)
     build_tree(base, channels, load_hyperparameters(args.hyperparameters, args.hp))
-    code = run_train(base, image=args.image)
+    code = run_train(base, image=args.image).returncode
     model = pack(base, args.out.resolve())
     if code == 0:
         print(f"model: {model}")

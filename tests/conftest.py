@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,11 +13,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from container.local import build_tree  # noqa: E402
+from container.schema import Schema  # noqa: E402
 from container.synthetic import make_shapes  # noqa: E402
 
 # A fast training configuration: a tiny model on 64 px images.
 FAST = {"model": "yolo11n.yaml", "epochs": "2", "imgsz": "64", "batch": "8", "workers": "0",
         "plots": "false", "progress_interval": "0"}
+
+
+def metric_values(log: str, class_names=("rectangle", "ellipse")) -> dict[str, list[float]]:
+    """Read a job's log the way SageMaker does: each YOLO metric definition's regex over each line."""
+    definitions = Schema.load("yolo").metric_definitions(class_names)
+    found: dict[str, list[float]] = {}
+    for line in log.splitlines():
+        assert "\r" not in line or not line.startswith("["), "metric lines never carry carriage returns"
+        for d in definitions:
+            m = re.search(d["Regex"], line)
+            if m:
+                found.setdefault(d["Name"], []).append(float(m.group(1)))
+    return found
 
 
 @pytest.fixture(scope="session")

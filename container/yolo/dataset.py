@@ -98,7 +98,7 @@ def _discover(root: Path, channel: str) -> tuple[dict[str, list[Path]], str]:
     raise UserError(f"channel '{channel}' is not a YOLO dataset.{hint}")
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
@@ -133,7 +133,7 @@ def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tupl
     if wanted:
         for folder in search:
             if (folder / wanted).is_file():
-                names = _names_from_yaml(_read_yaml(folder / wanted), wanted)
+                names = _names_from_yaml(read_yaml(folder / wanted), wanted)
                 if names is None:
                     raise UserError(f"data YAML {wanted} has no 'names'")
                 return names, f"{folder.name}/{wanted}"
@@ -141,7 +141,7 @@ def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tupl
                         + ", ".join(r.name for r in roots))
     for folder in search:
         candidates = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
-        found = [(p, n) for p in candidates if (n := _names_from_yaml(_read_yaml(p), p.name))]
+        found = [(p, n) for p in candidates if (n := _names_from_yaml(read_yaml(p), p.name))]
         if len(found) > 1:
             raise UserError(f"channel '{folder.name}' has several data YAMLs with names "
                             f"({', '.join(p.name for p, _ in found)}): pick one with the hyperparameter data")

@@ -44,7 +44,7 @@ def resolve_hyperparameters(env: Environment, schema: Schema) -> tuple[dict[str,
     layers: list[tuple[str, dict[str, Any]]] = []
     if cfg is not None:
         for path in sorted(cfg.glob("*.y*ml")):
-            data = datasets._read_yaml(path)
+            data = datasets.read_yaml(path)
             if isinstance(data, dict) and "names" not in data and "nc" not in data:
                 layers.append((f"cfg/{path.name}", data))
         args_file = cfg / "train-args.json"

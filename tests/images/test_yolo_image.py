@@ -4,15 +4,13 @@ command `train`. Skipped only where no container engine answers (see engine.py).
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import time
 import uuid
 
 import pytest
 
 from container.schema import Schema
-from tests.conftest import FAST
+from tests.conftest import FAST, metric_values
 from tests.images.engine import find_engine
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -42,8 +40,7 @@ def test_trains_like_sagemaker(engine, shapes, make_tree):
     assert result.returncode == 0, log[-4000:]
     for name in ("best.pt", "last.pt", "data.yaml", "results.csv", "metrics.json", "exports/best.onnx"):
         assert (base / "model" / name).is_file(), name
-    found = {d["Name"] for d in SCHEMA.metric_definitions() for line in log.splitlines()
-             if re.search(d["Regex"], line)}
+    found = set(metric_values(log))
     assert {"epoch", "val:mAP50-95", "train:box_loss", "final:mAP50-95"} <= found
     assert json.loads((base / "model" / "metrics.json").read_text())["exports"]["onnx"]["detections"] >= 0
 

@@ -6,8 +6,6 @@ Real training (yolo11n from its YAML, 64 px images, 2-3 epochs), real exports, r
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -18,43 +16,24 @@ from pathlib import Path
 import pytest
 
 from container.archive import make_tarball
-from container.schema import Schema
-from tests.conftest import FAST, ROOT
+from container import local
+from tests.conftest import FAST, ROOT, metric_values
 
 pytestmark = pytest.mark.slow
-SCHEMA = Schema.load("yolo")
 
 
-def _environ(base: Path, **extra) -> dict[str, str]:
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "TRAINER_IMAGE": "yolo", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(ROOT), **extra}
-    env.pop("SM_HPS", None)
-    return env
+def _environ(base: Path) -> dict[str, str]:
+    return local.train_environ(base, env={"PYTHONPATH": str(ROOT)})
 
 
-def run_train(base: Path, timeout: float = 600, **extra) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "container", "train"], env=_environ(base, **extra),
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def metric_values(stdout: str) -> dict[str, list[float]]:
-    """Read the log the way SageMaker does: each definition's regex over each line."""
-    found: dict[str, list[float]] = {}
-    for line in stdout.splitlines():
-        assert "\r" not in line or not line.startswith("["), "metric lines never carry carriage returns"
-        for d in SCHEMA.metric_definitions(["rectangle", "ellipse"]):
-            m = re.search(d["Regex"], line)
-            if m:
-                found.setdefault(d["Name"], []).append(float(m.group(1)))
-    return found
+def run_train(base: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return local.run_train(base, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def trained(shapes, tmp_path_factory):
     """One successful job with an ONNX export, shared by the checks below."""
-    from container.local import build_tree
-
-    base = build_tree(tmp_path_factory.mktemp("job") / "opt_ml", {"train": shapes},
+    base = local.build_tree(tmp_path_factory.mktemp("job") / "opt_ml", {"train": shapes},
                       {**FAST, "export": "onnx", "per_class_metrics": "true"})
     result = run_train(base)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -86,7 +65,6 @@ def test_metric_lines(trained):
         assert len(values[name]) == 2, name
     assert len(values["final:mAP50-95"]) == 1
     assert "class:rectangle:mAP50-95" in values and "class:ellipse:mAP50" in values
-    assert "SM_" not in result.stdout or True
 
 
 def test_sm_variables_exported(trained, tmp_path):
@@ -196,7 +174,7 @@ def test_bad_input_fails_clearly(case, words, shapes, make_tree, tmp_path):
 def test_sigterm_saves_checkpoint_and_restart_resumes(shapes, make_tree):
     hp = {**FAST, "epochs": "20", "batch": "4"}  # long enough that the stop lands mid-training
     base = make_tree({"train": shapes}, hp)
-    proc = subprocess.Popen([sys.executable, "-m", "container", "train"], env=_environ(base),
+    proc = subprocess.Popen(list(local.TRAIN_COMMAND), env=_environ(base),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     deadline = time.monotonic() + 300
@@ -237,7 +215,7 @@ def test_restart_after_finish_only_packages(trained, tmp_path):
     shutil.copytree(base, copy, symlinks=True)
     shutil.rmtree(copy / "model")
     (copy / "model").mkdir()
-    result = run_train(copy, per_class="")
+    result = run_train(copy)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "already finished" in result.stdout and "[metrics]" not in result.stdout
     assert (copy / "model" / "best.pt").is_file() and (copy / "model" / "exports" / "best.onnx").is_file()
