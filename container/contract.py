@@ -94,6 +94,17 @@ def decode_value(raw: Any) -> Any:
     return raw
 
 
+def encode_value(value: Any) -> str:
+    """The one way this project writes a hyperparameter value: what :func:`decode_value` reads back.
+
+    Strings stay as typed (``yolo11n.yaml``, readable in the console) unless they would decode
+    as something else (``"true"``, ``"1"``), which are JSON-quoted; everything else is JSON.
+    """
+    if isinstance(value, str):
+        return value if decode_value(value) == value else json.dumps(value)
+    return json.dumps(value)
+
+
 def toolkit_decode(raw: Any) -> Any:
     """Decode exactly as ``sagemaker_training.environment.read_hyperparameters`` does."""
     try:

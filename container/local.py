@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from container.archive import make_tarball
-from container.contract import BASE_DIR_ENV
+from container.contract import BASE_DIR_ENV, encode_value
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -40,7 +40,7 @@ def build_tree(base: Path, channels: Mapping[str, Path], hyperparameters: Mappin
     config.mkdir(parents=True, exist_ok=True)
     for sub in ("model", "output/data", "checkpoints"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    hp = {k: v if isinstance(v, str) else json.dumps(v) for k, v in hyperparameters.items()}
+    hp = {k: v if isinstance(v, str) else encode_value(v) for k, v in hyperparameters.items()}  # strings as given
     (config / "hyperparameters.json").write_text(json.dumps(hp, indent=2))
     (config / "inputdataconfig.json").write_text(json.dumps(
         {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}

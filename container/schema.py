@@ -205,6 +205,7 @@ class Schema:
     framework: str | None = None
     framework_available: bool = True
     trainer: str = ""  # "module:function" the image runs
+    input_modes: tuple[str, ...] = ("File", "FastFile")  # channel input modes the trainer can read
 
     @classmethod
     def load(cls, image: str) -> Schema:
@@ -254,6 +255,7 @@ class Schema:
             framework=framework.get("package"),
             framework_available=available,
             trainer=data.get("trainer", ""),
+            input_modes=tuple(data.get("input_modes", ("File", "FastFile"))),
         )
 
     # -- hyperparameters ----------------------------------------------------------------------
@@ -316,6 +318,7 @@ class Schema:
                                 for n, p in self.params.items()},
             "channels": {n: asdict(c) for n, c in self.channels.items()},
             "required_channels": [list(g) for g in self.required_channels],
+            "input_modes": list(self.input_modes),
             "metric_definitions": self.metric_definitions(),
         }
 
@@ -326,6 +329,7 @@ class Schema:
         needs = " or ".join("+".join(g) for g in self.required_channels)
         if needs:
             out.append(f"  required: {needs}")
+        out.append(f"  input modes: {', '.join(self.input_modes)}")
         out += ["", "HYPERPARAMETERS of this image (name, type, default: description)"]
         for p in self.params.values():
             if p.source == "image":

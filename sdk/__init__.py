@@ -1,10 +1,36 @@
-"""Launch and follow training jobs of this project's images (see the SDK issue for what is coming).
+"""Launch and follow training jobs of this project's images, from a notebook or a script.
 
-For now: the images' schemas, so a notebook can validate hyperparameters and build
-``MetricDefinitions`` from the same data the image reads.
+    from sdk import launch_job, fetch_model
+
+    job = launch_job(image="ecr_image_fullname.txt", train="data/", hyperparameters={"epochs": 50},
+                     role="arn:aws:iam::123456789012:role/SageMakerRole")
+    model = fetch_model(job)           # or fetch_model("latest", name_prefix="yolo")
+    model.best, model.exports, model.metrics
+
+* :func:`launch_job` / :func:`plan_job` - validate (against the image's own schema), upload, create, follow
+* :class:`Job` / :class:`LocalJob`       - status, wait with logs, metrics, stop, fetch_model
+* :func:`fetch_model`                   - download and safely unpack ``model.tar.gz``
+* errors: :class:`SDKError` and its tree (see ``sdk._errors``); botocore errors never leak raw
+* ``python -m sdk launch|status|logs|fetch|describe`` - the same calls from a shell
+
+Importing this package imports neither boto3 nor a framework: building a request costs no AWS call.
 """
 
 from container.schema import Schema
+from sdk._errors import (
+    AccessDeniedError,
+    AWSError,
+    ConfigurationError,
+    CredentialsError,
+    JobFailedError,
+    NoJobError,
+    NotFoundError,
+    QuotaError,
+    SDKError,
+)
+from sdk._fetch import FetchedModel, fetch_model
+from sdk._job import Job, LocalJob
+from sdk._launch import Plan, launch_job, plan_job
 
 
 def image_schema(image: str = "yolo") -> Schema:
@@ -18,8 +44,31 @@ def metric_definitions(image: str = "yolo", class_names: tuple[str, ...] = ()) -
 
 
 def validate_hyperparameters(hyperparameters: dict, image: str = "yolo") -> dict:
-    """Typed values, or :class:`container.UserError` naming every problem (unknown keys get suggestions)."""
+    """Typed values, or :class:`ConfigurationError` naming every problem (unknown keys get suggestions)."""
+    from sdk._request import encode_hyperparameters
+
+    encode_hyperparameters(Schema.load(image), hyperparameters)
     return Schema.load(image).parse(hyperparameters)
 
 
-__all__ = ["image_schema", "metric_definitions", "validate_hyperparameters"]
+__all__ = [
+    "AWSError",
+    "AccessDeniedError",
+    "ConfigurationError",
+    "CredentialsError",
+    "FetchedModel",
+    "Job",
+    "JobFailedError",
+    "LocalJob",
+    "NoJobError",
+    "NotFoundError",
+    "Plan",
+    "QuotaError",
+    "SDKError",
+    "fetch_model",
+    "image_schema",
+    "launch_job",
+    "metric_definitions",
+    "plan_job",
+    "validate_hyperparameters",
+]

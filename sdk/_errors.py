@@ -1,0 +1,124 @@
+"""The SDK's exceptions: one small hierarchy, botocore errors translated at the boundary.
+
+    SDKError                      every error this SDK raises
+    ├── ConfigurationError        a bad argument: hyperparameter, channel, job name, image... (also ValueError)
+    ├── AWSError                  AWS said no; ``.code`` and ``.operation`` carry botocore's details
+    │   ├── CredentialsError      no credentials, or expired ones
+    │   ├── AccessDeniedError     the credentials or the role may not do this
+    │   ├── NotFoundError         no such bucket, key, job or role
+    │   └── QuotaError            a service quota or throttling limit was hit
+    ├── JobFailedError            the job ended Failed or Stopped; ``.job_name``, ``.status``, ``.reason``
+    └── NoJobError                ``fetch_model("latest", ...)`` found no completed job matching
+
+Nothing here imports boto3: a notebook can catch these without paying for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+class SDKError(Exception):
+    """Every error this SDK raises."""
+
+
+class ConfigurationError(SDKError, ValueError):
+    """A bad argument, caught before anything is created or uploaded."""
+
+
+class AWSError(SDKError):
+    """AWS refused a call. ``code`` is AWS's error code, ``operation`` the API call."""
+
+    def __init__(self, message: str, *, code: str = "", operation: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.operation = operation
+
+
+class CredentialsError(AWSError):
+    """No AWS credentials were found, or they expired."""
+
+
+class AccessDeniedError(AWSError):
+    """The credentials (or the job's role) are not allowed to do this."""
+
+
+class NotFoundError(AWSError):
+    """No such bucket, object, job or role."""
+
+
+class QuotaError(AWSError):
+    """A service quota or a throttling limit was hit."""
+
+
+class JobFailedError(SDKError):
+    """A training job ended ``Failed`` or ``Stopped``."""
+
+    def __init__(self, job_name: str, status: str, reason: str) -> None:
+        super().__init__(f"training job {job_name} {status.lower()}: {reason or 'no reason given'}")
+        self.job_name = job_name
+        self.status = status
+        self.reason = reason
+
+
+class NoJobError(SDKError):
+    """No completed job matched what ``fetch_model`` was asked for."""
+
+
+_NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound", "ResourceNotFound", "ResourceNotFoundException",
+              "NoSuchEntity", "RepositoryNotFoundException"}
+_DENIED = {"AccessDenied", "AccessDeniedException", "403", "UnauthorizedOperation", "InvalidClientTokenId",
+           "SignatureDoesNotMatch"}
+_EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}
+_QUOTA = {"ResourceLimitExceeded", "ThrottlingException", "Throttling", "SlowDown", "LimitExceededException",
+          "ServiceQuotaExceededException", "TooManyRequestsException"}
+
+
+def translate(err: Exception, doing: str) -> SDKError:
+    """The SDK error for a botocore exception raised while ``doing`` something (a short phrase)."""
+    from botocore import exceptions as bx  # only reached once boto3 is loaded anyway
+
+    if isinstance(err, (bx.NoCredentialsError, bx.PartialCredentialsError)):
+        return CredentialsError(
+            f"{doing}: no AWS credentials found. Configure them (aws configure, AWS_PROFILE, or an instance role) "
+            "or pass session=boto3.Session(...)", code="NoCredentials")
+    if isinstance(err, bx.NoRegionError):
+        return ConfigurationError(f"{doing}: no AWS region set. Set AWS_REGION or pass session=boto3.Session(region_name=...)")
+    if isinstance(err, bx.EndpointConnectionError):
+        return AWSError(f"{doing}: could not reach {err.kwargs.get('endpoint_url', 'AWS')} ({err})", code="Connection")
+    if isinstance(err, bx.ParamValidationError):
+        return ConfigurationError(f"{doing}: the request does not match the AWS API: {err}")
+    if not isinstance(err, bx.ClientError):
+        return AWSError(f"{doing}: {err}")
+    error = err.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    message = error.get("Message") or ""
+    operation = err.operation_name
+    detail = f"{doing}: {message or code} ({operation}, {code})"
+    if code in _NOT_FOUND or (code == "ValidationException" and "Could not find" in message):
+        return NotFoundError(detail, code=code, operation=operation)
+    if code in _DENIED:
+        return AccessDeniedError(detail + ". Check the IAM policy of your credentials and of the job's role",
+                                 code=code, operation=operation)
+    if code in _EXPIRED:
+        return CredentialsError(detail + ". Refresh your credentials", code=code, operation=operation)
+    if code in _QUOTA:
+        return QuotaError(detail + ". Ask for a quota increase in Service Quotas, or use another instance type",
+                          code=code, operation=operation)
+    if code == "ValidationException":
+        return ConfigurationError(detail)
+    return AWSError(detail, code=code, operation=operation)
+
+
+@contextlib.contextmanager
+def aws_errors(doing: str) -> Iterator[None]:
+    """Translate botocore exceptions raised inside the block (the boundary of every AWS call)."""
+    try:
+        yield
+    except SDKError:
+        raise
+    except Exception as err:  # noqa: BLE001 - filtered below
+        if type(err).__module__.startswith(("botocore", "boto3", "s3transfer")):
+            raise translate(err, doing) from err
+        raise

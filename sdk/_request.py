@@ -1,0 +1,276 @@
+"""The ``CreateTrainingJob`` request, built and validated without touching AWS (or importing boto3).
+
+Everything a launch could get wrong is caught here, before a bucket is created or a byte
+uploaded: the image, the job name, channels and their input modes, hyperparameters (against the
+image's own schema), limits of the API. :func:`build_request` is what ``launch_job``, the CLI's
+``--dry-run`` and the ``sagemaker`` v2 adapter all use.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from container.contract import encode_value
+from container.failure import UserError
+from container.schema import Schema
+from sdk._errors import ConfigurationError
+
+IMAGE_FILE = "ecr_image_fullname.txt"  # what build-and-push.sh writes
+KINDS = ("yolo", "tfod")
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
+INPUT_MODES = ("File", "FastFile", "Pipe")
+
+JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
+ROLE_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
+ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,511}$")
+S3_RE = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?$")
+IMAGE_URI_RE = re.compile(r"^[a-z0-9.\-]+(:\d+)?/[a-z0-9._/\-]+([:@][\w.\-:]+)?$")
+
+
+@dataclass(frozen=True)
+class Image:
+    """Which image a job runs: its URI (None in local process mode) and its kind (whose schema applies)."""
+
+    uri: str | None
+    kind: str
+
+    @property
+    def schema(self) -> Schema:
+        return Schema.load(self.kind)
+
+
+def resolve_image(image: str | Path | None, kind: str | None = None) -> Image:
+    """An image from an ECR URI, a file written by ``build-and-push.sh``, or a kind (``yolo``) for local runs."""
+    if image is None:
+        found = Path(IMAGE_FILE)
+        if not found.is_file():
+            if kind:
+                return Image(None, _check_kind(kind))
+            raise ConfigurationError(
+                f"no image given and no {IMAGE_FILE} here: pass image='<account>.dkr.ecr.<region>.amazonaws.com/"
+                "<repo>:<tag>' (build-and-push.sh prints it) or the path of its ecr_image_fullname.txt")
+        image = found
+    text = str(image).strip()
+    if text in KINDS:
+        return Image(None, _check_kind(kind or text))
+    path = Path(text)
+    if path.name == IMAGE_FILE or (path.is_file() and not IMAGE_URI_RE.match(text)):
+        if not path.is_file():
+            raise ConfigurationError(f"image file {path} does not exist (build-and-push.sh writes it)")
+        text = path.read_text().strip()
+    if not IMAGE_URI_RE.match(text):
+        raise ConfigurationError(f"image {text!r} is not an image URI like "
+                                 "'<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>'")
+    if kind is None:
+        repo = text.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
+        matches = [k for k in KINDS if k in repo]
+        if len(matches) != 1:
+            raise ConfigurationError(f"cannot tell which image {text!r} is from its name; pass kind='yolo' or kind='tfod'")
+        kind = matches[0]
+    return Image(text, _check_kind(kind))
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ConfigurationError(f"unknown image kind {kind!r}; known: {', '.join(KINDS)}")
+    return kind
+
+
+# -- names -----------------------------------------------------------------------------------------
+def unique_job_name(base: str) -> str:
+    """``<base>-YYYYmmdd-HHMMSS-xxxx``: valid for the API and unique without asking AWS."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    suffix = f"{stamp}-{secrets.token_hex(2)}"
+    clean = re.sub(r"[^a-zA-Z0-9-]+", "-", base).strip("-") or "job"
+    return f"{clean[: 63 - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def check_job_name(name: str) -> str:
+    if not JOB_NAME_RE.match(name):
+        raise ConfigurationError(
+            f"job name {name!r} is not valid: 1 to 63 letters, digits and hyphens, starting and ending "
+            "with a letter or digit")
+    return name
+
+
+# -- S3 URIs ----------------------------------------------------------------------------------------
+def is_s3(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``(bucket, key)`` of an ``s3://`` URI, or ConfigurationError."""
+    m = S3_RE.match(uri)
+    if not m:
+        raise ConfigurationError(f"{uri!r} is not an S3 URI like s3://bucket/prefix/")
+    return m.group(1), (m.group(2) or "/")[1:]
+
+
+def s3_join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts if p)])
+
+
+def as_prefix(uri: str) -> str:
+    """A folder URI ends in ``/``: without it ``s3://b/ckpt`` also matches ``s3://b/ckpt-old/...``."""
+    split_s3(uri)
+    return uri if uri.endswith("/") else uri + "/"
+
+
+# -- hyperparameters --------------------------------------------------------------------------------
+def encode_hyperparameters(schema: Schema, hyperparameters: Mapping[str, Any] | None) -> dict[str, str]:
+    """Validated against the image's schema, then written the one way the image reads back."""
+    hyperparameters = dict(hyperparameters or {})
+    for key in hyperparameters:
+        if not isinstance(key, str):
+            raise ConfigurationError(f"hyperparameter names are strings, got {key!r}")
+    try:
+        typed = schema.parse(hyperparameters)
+    except UserError as err:
+        raise ConfigurationError(str(err)) from None
+    encoded = {key: encode_value(value) for key, value in typed.items() if value is not None}
+    if len(encoded) > 100:
+        raise ConfigurationError(f"{len(encoded)} hyperparameters; SageMaker accepts at most 100")
+    for key, value in encoded.items():
+        if len(value) > 2500:
+            raise ConfigurationError(f"hyperparameter {key!r} is {len(value)} characters long; "
+                                     "SageMaker keeps at most 2500 (put it in a file in the cfg channel)")
+    return encoded
+
+
+# -- channels ---------------------------------------------------------------------------------------
+def check_channels(schema: Schema, names: Iterable[str], modes: Mapping[str, str]) -> None:
+    names = list(names)
+    problems = []
+    if not 1 <= len(names) <= 20:
+        problems.append(f"{len(names)} channels; a job has 1 to 20")
+    for name in names:
+        if not CHANNEL_RE.match(name):
+            problems.append(f"channel name {name!r} is not valid ([A-Za-z0-9.-_], at most 64 characters)")
+        elif name not in schema.channels:
+            import difflib
+
+            hint = difflib.get_close_matches(name, list(schema.channels), n=2)
+            problems.append(f"the {schema.image} image has no channel {name!r}"
+                            + (f"; did you mean {' or '.join(map(repr, hint))}?" if hint else
+                               f" (it reads {', '.join(schema.channels)})"))
+    if schema.required_channels and not any(set(group) <= set(names) for group in schema.required_channels):
+        needs = " or ".join(" + ".join(group) for group in schema.required_channels)
+        problems.append(f"the {schema.image} image needs the channel(s) {needs}; got {', '.join(names) or 'none'}")
+    for name, mode in modes.items():
+        if name not in names:
+            problems.append(f"input mode given for {name!r}, which is not a channel of this job")
+        elif mode not in INPUT_MODES:
+            problems.append(f"input mode {mode!r} of channel {name!r}: use one of {', '.join(INPUT_MODES)}")
+        elif mode not in schema.input_modes:
+            problems.append(f"the {schema.image} image reads channels in {' or '.join(schema.input_modes)} mode, "
+                            f"not {mode} (channel {name!r})")
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
+# -- the request ------------------------------------------------------------------------------------
+def build_request(
+    *,
+    job_name: str,
+    image_uri: str,
+    schema: Schema,
+    role: str | None,
+    channels: Mapping[str, str],
+    hyperparameters: Mapping[str, str],
+    output_path: str,
+    instance_type: str = "ml.g5.xlarge",
+    instance_count: int = 1,
+    volume_size_gb: int = 50,
+    max_run: int = 24 * 3600,
+    spot: bool = False,
+    max_wait: int | None = None,
+    checkpoint_s3_uri: str | None = None,
+    tensorboard_s3_uri: str | None = None,
+    input_modes: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+    class_names: Iterable[str] = (),
+    local: bool = False,
+) -> dict[str, Any]:
+    """The ``CreateTrainingJob`` request. ``channels`` map names to S3 URIs (uploads already planned).
+
+    ``hyperparameters`` are already encoded (:func:`encode_hyperparameters`). ``local=True`` (local
+    mode, never sent to AWS) also accepts ``file://`` URIs and no role, as SageMaker's local mode does.
+    """
+    check_job_name(job_name)
+    if not (local and role is None) and not ROLE_RE.match(role or ""):
+        raise ConfigurationError(f"role {role!r} is not an IAM role ARN like arn:aws:iam::123456789012:role/Name")
+    modes = dict(input_modes or {})
+    check_channels(schema, channels, modes)
+    for uri in [*channels.values(), output_path]:
+        if not (local and uri.startswith("file://")):
+            split_s3(uri)
+    if instance_count < 1:
+        raise ConfigurationError(f"instance_count must be at least 1, got {instance_count}")
+    if not 1 <= volume_size_gb <= 16384:
+        raise ConfigurationError(f"volume_size_gb must be 1 to 16384, got {volume_size_gb}")
+    if max_run < 1:
+        raise ConfigurationError(f"max_run must be at least 1 second, got {max_run}")
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": int(max_run)}
+    if spot:
+        wait = int(max_wait if max_wait is not None else max_run * 2)
+        if wait < max_run:
+            raise ConfigurationError(f"max_wait ({wait} s) must be at least max_run ({max_run} s) for spot training")
+        stopping["MaxWaitTimeInSeconds"] = wait
+    elif max_wait is not None:
+        raise ConfigurationError("max_wait only applies to spot training (spot=True)")
+    env = {str(k): str(v) for k, v in (environment or {}).items()}
+    if len(env) > 100:
+        raise ConfigurationError(f"{len(env)} environment variables; SageMaker accepts at most 100")
+    for key, value in env.items():
+        if not ENV_KEY_RE.match(key):
+            raise ConfigurationError(f"environment variable name {key!r} is not valid")
+        if len(value) > 512:
+            raise ConfigurationError(f"environment variable {key} is {len(value)} characters; at most 512")
+
+    request: dict[str, Any] = {
+        "TrainingJobName": job_name,
+        "AlgorithmSpecification": {
+            "TrainingImage": image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": schema.metric_definitions(class_names),
+        },
+        "RoleArn": role or "",
+        "InputDataConfig": [
+            {
+                "ChannelName": name,
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                                "S3DataDistributionType": "FullyReplicated"}},
+                "InputMode": modes.get(name, "File"),
+            }
+            for name, uri in channels.items()
+        ],
+        "OutputDataConfig": {"S3OutputPath": output_path},
+        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": int(instance_count),
+                           "VolumeSizeInGB": int(volume_size_gb)},
+        "StoppingCondition": stopping,
+        "HyperParameters": dict(hyperparameters),
+        # Our images use neither SageMaker Debugger nor its profiler: off, so no rule jobs start.
+        "ProfilerConfig": {"DisableProfiler": True},
+    }
+    if not request["RoleArn"]:
+        del request["RoleArn"]
+    if spot:
+        request["EnableManagedSpotTraining"] = True
+    if checkpoint_s3_uri:
+        request["CheckpointConfig"] = {"S3Uri": as_prefix(checkpoint_s3_uri), "LocalPath": CHECKPOINT_LOCAL_PATH}
+    if tensorboard_s3_uri:
+        request["TensorBoardOutputConfig"] = {"S3OutputPath": tensorboard_s3_uri, "LocalPath": TENSORBOARD_LOCAL_PATH}
+    if env:
+        request["Environment"] = env
+    if tags:
+        request["Tags"] = [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
+    return request
