@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +16,20 @@ sys.path.insert(0, str(ROOT))
 from container.local import build_tree  # noqa: E402
 from container.schema import Schema  # noqa: E402
 from container.synthetic import make_shapes  # noqa: E402
+
+# No test may reach any address but loopback: every connect of this process is checked.
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOOPBACK:
+        raise ConnectionRefusedError(f"tests may only reach 127.0.0.1, not {address[0]}:{address[1]}")
+    return _connect(self, address)
+
+
+socket.socket.connect = _loopback_only
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # botocore would probe 169.254.169.254
 
 # A fast training configuration: a tiny model on 64 px images.
 FAST = {"model": "yolo11n.yaml", "epochs": "2", "imgsz": "64", "batch": "8", "workers": "0",
