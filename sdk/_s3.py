@@ -46,13 +46,14 @@ class LocalSource:
         return sum(f.size for f in self.files)
 
 
-def etag_of(path: Path, part_size: int = PART_SIZE) -> str:
+def etag_of(path: Path, part_size: int | None = None) -> str:
     """The ETag S3 gives this file when uploaded with ``part_size`` parts (plain MD5 when it fits in one)."""
+    part_size = part_size or PART_SIZE
     digests = []
     with open(path, "rb") as fh:
         while chunk := fh.read(part_size):
             digests.append(hashlib.md5(chunk, usedforsecurity=False).digest())
-    if len(digests) <= 1:
+    if path.stat().st_size < part_size:  # s3transfer goes multipart from the threshold up, even for one part
         return (digests[0] if digests else hashlib.md5(b"", usedforsecurity=False).digest()).hex()
     return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 

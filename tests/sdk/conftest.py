@@ -7,6 +7,8 @@ import socket
 import boto3
 import pytest
 import requests
+import logging
+
 from moto.server import ThreadedMotoServer
 
 from tests.sdk.double import SageMakerDouble
@@ -14,6 +16,7 @@ from tests.sdk.double import SageMakerDouble
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sm-yolo:1.0"
 BUCKET = "detectors-data"
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
 
 def _free_port() -> int:

@@ -113,6 +113,8 @@ class SageMakerDouble:
                                         logEvents=[{"timestamp": now, "message": line} for line in lines])
 
             def on_line(line: str) -> None:
+                if not line:
+                    return  # CloudWatch refuses empty events
                 with lock:
                     buffer.append(line)
 
@@ -134,6 +136,13 @@ class SageMakerDouble:
             bucket, key = split_s3(job.model_artifacts["S3ModelArtifacts"])
             s3.upload_file(str(run.job_dir / "output" / "model.tar.gz"), bucket, key)
             s3.upload_file(str(run.job_dir / "output" / "output.tar.gz"), bucket, key.replace("model.tar.gz", "output.tar.gz"))
+            checkpoints = request.get("CheckpointConfig", {}).get("S3Uri")
+            if checkpoints:  # SageMaker syncs /opt/ml/checkpoints up while the job runs; here, once at the end
+                ck_bucket, ck_prefix = split_s3(checkpoints)
+                for path in (run.base / "checkpoints").rglob("*"):
+                    if path.is_file():
+                        rel = path.relative_to(run.base / "checkpoints").as_posix()
+                        s3.upload_file(str(path), ck_bucket, ck_prefix + rel)
             job.final_metric_data_list = [{**m, "Timestamp": job.creation_time} for m in result["FinalMetricDataList"]]
             if result.get("FailureReason"):
                 job.failure_reason = result["FailureReason"]
