@@ -182,11 +182,26 @@ def launch_job(*, wait: bool = True, logs: bool = True, session: Any = None, eng
 
     session = session or boto3.Session()
     plan = plan_job(session=session, **kwargs)
+    request = prepare_inputs(plan, session=session, create_bucket=kwargs.get("output_path") is None)
+    from sdk._job import Job
+
+    with aws_errors(f"creating training job {request['TrainingJobName']}"):
+        session.client("sagemaker").create_training_job(**request)
+    job = Job(request["TrainingJobName"], session=session, request=request)
+    print(f"training job {job.name} created", file=sys.stderr)
+    if wait:
+        job.wait(logs=logs)
+    return job
+
+
+def prepare_inputs(plan: Plan, *, session: Any, create_bucket: bool) -> dict[str, Any]:
+    """What must exist before ``CreateTrainingJob``: the output bucket, the uploaded channels, S3 channels that
+    hold something (their URIs fixed with a trailing ``/`` where they name a folder). Returns the request."""
     request = plan.request
     with aws_errors("connecting to S3"):
         s3 = session.client("s3")
     bucket, _ = split_s3(request["OutputDataConfig"]["S3OutputPath"])
-    _ensure_bucket(s3, bucket, create=kwargs.get("output_path") is None, region=session.region_name or "us-east-1")
+    _ensure_bucket(s3, bucket, create=create_bucket, region=session.region_name or "us-east-1")
     from sdk._s3 import check_s3_channel, upload
 
     for channel in request["InputDataConfig"]:
@@ -197,15 +212,7 @@ def launch_job(*, wait: bool = True, logs: bool = True, session: Any = None, eng
             print(f"channel {ch}: {source['S3Uri']} ({sent} uploaded, {skipped} already there)", file=sys.stderr)
         else:
             source["S3Uri"] = check_s3_channel(s3, source["S3Uri"], channel=ch)
-    from sdk._job import Job
-
-    with aws_errors(f"creating training job {request['TrainingJobName']}"):
-        session.client("sagemaker").create_training_job(**request)
-    job = Job(request["TrainingJobName"], session=session, request=request)
-    print(f"training job {job.name} created", file=sys.stderr)
-    if wait:
-        job.wait(logs=logs)
-    return job
+    return request
 
 
 def _launch_local(plan: Plan, *, wait: bool, logs: bool, session: Any, engine: str | None) -> Any:

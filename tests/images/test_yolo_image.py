@@ -91,3 +91,15 @@ def test_describe(engine):
             assert d["Regex"] in out
     data = json.loads(engine.run("run", "--rm", TAG, "describe", "--json", capture_output=True).stdout)
     assert data["metric_definitions"] == SCHEMA.metric_definitions()
+
+
+def test_sdk_local_mode_runs_the_image(engine, shapes, tmp_path, monkeypatch):
+    """launch_job(instance_type="local", image=URI) runs the image as SageMaker would, then fetch_model reads it."""
+    import sdk
+
+    monkeypatch.setenv("SM_DETECTORS_HOME", str(tmp_path / "home"))
+    job = sdk.launch_job(instance_type="local", image=TAG, engine=engine.name, train=shapes, hyperparameters=FAST,
+                         logs=False)
+    assert job.status == "Completed", job.logs()[-3000:]
+    model = sdk.fetch_model(job, dest=tmp_path / "model")
+    assert model.best.is_file() and model.metrics["job_name"] == job.name
