@@ -57,7 +57,7 @@ print(time.perf_counter() - t)
 def timed(python: str, code: str, env: dict[str, str], repeats: int) -> float:
     runs = []
     for _ in range(repeats):
-        out = subprocess.run([python, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        out = subprocess.run([python, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
         if out.returncode != 0:
             raise SystemExit(f"{python} failed:\n{out.stderr[-2000:]}")
         runs.append(float(out.stdout.strip().splitlines()[-1]))
@@ -80,7 +80,7 @@ def main() -> int:
         v2_import = timed(args.sm2_python, V2_IMPORT, env, args.repeats)
         v2_build = timed(args.sm2_python, V2_BUILD, env, args.repeats)
     version = subprocess.run([args.sm2_python, "-c", "import sagemaker; print(sagemaker.__version__)"], env=env,
-                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "sagemaker_v2": version,

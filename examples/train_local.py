@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from container import local  # noqa: E402
-from container.synthetic import make_shapes  # noqa: E402
+from container import local
+from container.synthetic import make_shapes
 
 
 def main() -> int:

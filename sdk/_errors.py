@@ -118,7 +118,7 @@ def aws_errors(doing: str) -> Iterator[None]:
         yield
     except SDKError:
         raise
-    except Exception as err:  # noqa: BLE001 - filtered below
+    except Exception as err:
         if type(err).__module__.startswith(("botocore", "boto3", "s3transfer")):
             raise translate(err, doing) from err
         raise

@@ -46,6 +46,9 @@ class Plan:
 
 
 def _default_output_path(session: Any) -> str:
+    if not session.region_name:
+        raise ConfigurationError("no AWS region set: set AWS_REGION (or a profile's region), pass "
+                                 "session=boto3.Session(region_name=...), or pass output_path")
     with aws_errors("finding your AWS account (for the default bucket)"):
         account = session.client("sts").get_caller_identity()["Account"]
     return f"s3://sagemaker-{session.region_name}-{account}/sm-detectors"

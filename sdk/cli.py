@@ -47,14 +47,16 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _launch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(
-        image=args.image, kind=args.kind, train=args.train, val=args.val, channels=_pairs(args.channel, "--channel"),
-        hyperparameters=_hyperparameters(args), role=args.role, instance_type=args.instance_type,
-        instance_count=args.instance_count, volume_size_gb=args.volume_size, spot=args.spot, max_run=args.max_run,
-        max_wait=args.max_wait, output_path=args.output_path, checkpoint_s3_uri=args.checkpoint_s3_uri,
-        checkpoints=not args.no_checkpoints, tensorboard=args.tensorboard or False,
-        input_modes=_pairs(args.input_mode, "--input-mode"), environment=_pairs(args.env, "--env"),
-        tags=_pairs(args.tag, "--tag"), job_name=args.job_name, base_job_name=args.base_job_name)
+    return {
+        "image": args.image, "kind": args.kind, "train": args.train, "val": args.val,
+        "channels": _pairs(args.channel, "--channel"), "hyperparameters": _hyperparameters(args), "role": args.role,
+        "instance_type": args.instance_type, "instance_count": args.instance_count,
+        "volume_size_gb": args.volume_size, "spot": args.spot, "max_run": args.max_run, "max_wait": args.max_wait,
+        "output_path": args.output_path, "checkpoint_s3_uri": args.checkpoint_s3_uri,
+        "checkpoints": not args.no_checkpoints, "tensorboard": args.tensorboard or False,
+        "input_modes": _pairs(args.input_mode, "--input-mode"), "environment": _pairs(args.env, "--env"),
+        "tags": _pairs(args.tag, "--tag"), "job_name": args.job_name, "base_job_name": args.base_job_name,
+    }
 
 
 def cmd_launch(args: argparse.Namespace) -> int:

@@ -13,9 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from container.local import build_tree  # noqa: E402
-from container.schema import Schema  # noqa: E402
-from container.synthetic import make_shapes  # noqa: E402
+from container.local import build_tree
+from container.schema import Schema
+from container.synthetic import make_shapes
 
 # No test may reach any address but loopback: every connect of this process is checked.
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")

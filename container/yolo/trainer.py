@@ -257,7 +257,7 @@ def export_and_verify(best: Path, formats: list[str], imgsz: Any, sample: Path, 
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         shutil.move(str(exported), target)
         results[fmt] = {"path": str(target.relative_to(dest.parent)), "verified_on": sample.name,
-                        "detections": int(len(detections[0].boxes)), "seconds": round(time.monotonic() - started, 1)}
+                        "detections": len(detections[0].boxes), "seconds": round(time.monotonic() - started, 1)}
         log(f"export: {fmt} -> {target.name}, ran on {sample.name}: {results[fmt]['detections']} detections")
     return results
 

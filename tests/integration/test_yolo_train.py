@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from container.archive import make_tarball
 from container import local
+from container.archive import make_tarball
 from tests.conftest import FAST, ROOT, metric_values
 
 pytestmark = pytest.mark.slow

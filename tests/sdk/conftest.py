@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import boto3
 import pytest
 import requests
-import logging
-
 from moto.server import ThreadedMotoServer
 
 from tests.sdk.double import SageMakerDouble

@@ -33,7 +33,7 @@ def test_same_request_as_launch_job(aws, shapes, tmp_path, extra):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
            "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}
     out = subprocess.run([str(PYTHON), str(ROOT / "tests/sdk/v2_requests.py"), json.dumps(kwargs)], env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     captured = json.loads(out.stdout.strip().splitlines()[-1])
     (ours,), (theirs,) = captured["launch_job"], captured["estimator"]

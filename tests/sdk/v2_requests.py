@@ -21,11 +21,11 @@ def _loopback_only(self, address):  # this process too may reach nothing but 127
 socket.socket.connect = _loopback_only
 assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
 
-import boto3  # noqa: E402
-from sagemaker.session import Session  # noqa: E402
+import boto3
+from sagemaker.session import Session
 
-import sdk  # noqa: E402
-from sdk.estimator import make_estimator  # noqa: E402
+import sdk
+from sdk.estimator import make_estimator
 
 
 def capture(session):

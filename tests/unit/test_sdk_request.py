@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, NoCredentialsError
 
 import sdk
-from container.contract import decode_value
+from container.failure import UserError
 from container.schema import Schema
 from sdk import _errors, _request
 from sdk.cli import main as cli
@@ -19,7 +19,7 @@ from tests.sdk.double import check_against_service_model
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sm-yolo:1.0"
-BASE = dict(image=IMAGE, train="s3://bkt/data/train/", role=ROLE, output_path="s3://bkt/out")
+BASE = {"image": IMAGE, "train": "s3://bkt/data/train/", "role": ROLE, "output_path": "s3://bkt/out"}
 
 
 def test_public_names():
@@ -30,8 +30,8 @@ def test_public_names():
 
 
 def test_import_and_plan_load_neither_boto3_nor_a_framework():
-    code = ("import sys, sdk; sdk.plan_job(**%r); "
-            "print(sorted(m for m in ('boto3', 'botocore', 'torch', 'ultralytics') if m in sys.modules))" % BASE)
+    code = (f"import sys, sdk; sdk.plan_job(**{BASE!r}); "
+            "print(sorted(m for m in ('boto3', 'botocore', 'torch', 'ultralytics') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -74,7 +74,7 @@ def test_the_image_reads_back_what_the_sdk_validated(value):
     for key in ("x", "s"):
         try:
             wanted = schema.parse({key: value})
-        except Exception:  # a list is no string: refused on both sides
+        except UserError:  # a list is no string: refused on both sides
             continue
         encoded = _request.encode_hyperparameters(schema, {key: value})
         assert all(isinstance(v, str) for v in encoded.values())
@@ -153,9 +153,8 @@ def _client_error(code, message="m", op="CreateTrainingJob"):
     (_client_error("InternalFailure"), sdk.AWSError),
 ])
 def test_botocore_errors_are_translated(err, cls):
-    with pytest.raises(cls) as info:
-        with _errors.aws_errors("creating training job j1"):
-            raise err
+    with pytest.raises(cls) as info, _errors.aws_errors("creating training job j1"):
+        raise err
     assert "creating training job j1" in str(info.value)
     assert isinstance(info.value, sdk.SDKError) and info.value.__cause__ is err
 
