@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -139,6 +140,15 @@ def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tupl
                 return names, f"{folder.name}/{wanted}"
         raise UserError(f"data YAML {wanted!r} (hyperparameter data) is in none of the channels cfg, "
                         + ", ".join(r.name for r in roots))
+    found = search_names(search)
+    if found:
+        return found
+    raise UserError("no class names: add a data.yaml with 'names' (train or cfg channel), a classes.txt, "
+                    "or the hyperparameter names (comma-separated, in class id order)")
+
+
+def search_names(search: list[Path]) -> tuple[list[str], str] | None:
+    """Class names from the one data YAML with ``names`` in these folders, else a classes.txt / names file."""
     for folder in search:
         candidates = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
         found = [(p, n) for p in candidates if (n := _names_from_yaml(read_yaml(p), p.name))]
@@ -153,8 +163,7 @@ def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tupl
                 if (sub / fname).is_file():
                     lines = (sub / fname).read_text(encoding="utf-8").splitlines()
                     return [ln.strip() for ln in lines if ln.strip()], f"{folder.name}/{fname}"
-    raise UserError("no class names: add a data.yaml with 'names' (train or cfg channel), a classes.txt, "
-                    "or the hyperparameter names (comma-separated, in class id order)")
+    return None
 
 
 # -- checking ------------------------------------------------------------------------------------
@@ -222,6 +231,34 @@ def _report(problems: dict[str, list[str]], counts: Counter, total: int) -> str:
     return f"dataset problems in {sum(counts.values())} of {total} images: " + " | ".join(parts)
 
 
+def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=print) -> Path:
+    """The channel as a YOLO tree: itself when it is one, else converted from VOC, COCO, Ground Truth or CSV."""
+    from container import annotations
+
+    fmt = hps.get("data_format") or "auto"
+    if fmt == "auto":
+        try:
+            fmt = annotations.detect(channel)
+        except UserError as err:
+            if "more than one annotation format" in str(err):
+                raise UserError(f"channel '{name}': {err}") from None
+            return channel  # no annotations found: the YOLO checks below say what is missing
+    if fmt == "yolo":
+        return channel
+    out = workdir / f"{name}-as-yolo"
+    shutil.rmtree(out, ignore_errors=True)
+    given = hps.get("names")
+    names = (given if isinstance(given, list) else [n.strip() for n in str(given).split(",")]) if given else None
+    ann, report = annotations.convert(channel, "yolo", out, fmt=fmt, names=names, verify_images=False,
+                                      strict=bool(hps.get("strict_data", True)), log=lambda s: None)
+    summary = ann.summary()
+    log(f"dataset: channel '{name}' holds {fmt} annotations: {summary['images']} images, {summary['boxes']} boxes "
+        f"{json.dumps(summary['boxes_per_class'])}; converted to YOLO in {out}")
+    if not report.ok:
+        log(f"WARNING channel '{name}': {report.text()}")
+    return out
+
+
 def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, log=print) -> Dataset:
     """Find the data, check it, split it, and write ``workdir/data.yaml`` for ultralytics."""
     train_ch, images_ch, labels_ch = env.channel("train"), env.channel("images"), env.channel("labels")
@@ -229,6 +266,7 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
         if env.channel(name) and env.input_mode(name) == "Pipe":
             raise UserError(f"channel '{name}' uses Pipe mode; this image reads files: use File or FastFile")
     if train_ch is not None:
+        train_ch = as_yolo(train_ch, "train", hps, workdir, log)
         splits, layout = _discover(train_ch, "train")
         roots = [train_ch]
     elif images_ch is not None and labels_ch is not None:
@@ -248,6 +286,7 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
                         + ", ".join(sorted(IMG_SUFFIXES)))
     val_ch = env.channel("val")
     if val_ch is not None:
+        val_ch = as_yolo(val_ch, "val", hps, workdir, log)
         val_splits, _ = _discover(val_ch, "val")
         val = [p for imgs in val_splits.values() for p in imgs]
         val_source = "val channel"

@@ -1,0 +1,234 @@
+"""Writers: a YOLO tree, COCO JSON, TFRecords (TF Object Detection keys) and label maps.
+
+Ids: YOLO classes are 0-based; COCO category ids, TFRecord ``image/object/class/label`` and label
+maps are 1-based (0 is the background in the TF Object Detection convention).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import yaml
+
+from container.annotations.model import Annotations, Item
+from container.annotations.tfrecord import encode_example, write_records
+
+Progress = Callable[[int], None]
+
+
+def _noop(_: int) -> None:
+    pass
+
+
+def _size(item: Item) -> tuple[int, int]:
+    if item.width and item.height:
+        return item.width, item.height
+    from PIL import Image
+
+    with Image.open(item.path) as im:
+        item.width, item.height = im.size
+    return item.width, item.height
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _unique_names(items: list[Item]) -> list[str]:
+    """A flat file name per image: its own, prefixed with its folders only where names collide."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[Path(item.name).name] = counts.get(Path(item.name).name, 0) + 1
+    out = []
+    for item in items:
+        base = Path(item.name).name
+        out.append(base if counts[base] == 1 else item.name.replace("/", "__").replace("\\", "__").lstrip("._"))
+    return out
+
+
+def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
+    """``out/images/<split>/``, ``out/labels/<split>/`` and ``out/data.yaml``; images hard-linked."""
+    ids = {name: i for i, name in enumerate(ann.names)}
+    for split, items in splits.items():
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for item, name in zip(items, _unique_names(items)):
+            width, height = _size(item)
+            lines = []
+            for b in item.boxes:
+                cx, cy = (b.xmin + b.xmax) / 2 / width, (b.ymin + b.ymax) / 2 / height
+                w, h = (b.xmax - b.xmin) / width, (b.ymax - b.ymin) / height
+                lines.append(f"{ids[b.label]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+            dst = out / "images" / split / name
+            if not dst.exists():
+                _link(item.path, dst)
+            (out / "labels" / split / Path(name).with_suffix(".txt")).write_text("".join(lines), encoding="utf-8")
+            progress(1)
+    data = {"path": ".", **{s: f"images/{s}" for s in splits}, "nc": len(ann.names),
+            "names": dict(enumerate(ann.names))}
+    (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def coco_dict(ann: Annotations, items: list[Item], *, progress: Progress = _noop) -> dict:
+    cats = [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(ann.names)]
+    ids = {n: i + 1 for i, n in enumerate(ann.names)}
+    images, annotations = [], []
+    for image_id, (item, name) in enumerate(zip(items, _unique_names(items)), 1):
+        width, height = _size(item)
+        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        for b in item.boxes:
+            w, h = b.xmax - b.xmin, b.ymax - b.ymin
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": ids[b.label],
+                                "bbox": [round(b.xmin, 3), round(b.ymin, 3), round(w, 3), round(h, 3)],
+                                "area": round(w * h, 3), "iscrowd": int(b.crowd)})
+        progress(1)
+    return {"images": images, "annotations": annotations, "categories": cats}
+
+
+def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
+    """``out/<split>.json`` and ``out/images/<split>/`` (hard links) per split."""
+    for split, items in splits.items():
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        for item, name in zip(items, _unique_names(items)):
+            dst = out / "images" / split / name
+            if not dst.exists():
+                _link(item.path, dst)
+        (out / f"{split}.json").write_text(json.dumps(coco_dict(ann, items, progress=progress)), encoding="utf-8")
+    return out
+
+
+def tf_example(item: Item, ids: Mapping[str, int], source_id: str) -> bytes:
+    width, height = _size(item)
+    data = item.path.read_bytes()
+    fmt = b"png" if item.path.suffix.lower() == ".png" else b"jpeg"
+    boxes = item.boxes
+
+    def clip(v: float) -> float:
+        return min(1.0, max(0.0, v))
+
+    return encode_example({
+        "image/encoded": ("bytes", [data]),
+        "image/format": ("bytes", [fmt]),
+        "image/filename": ("bytes", [Path(item.name).name.encode()]),
+        "image/source_id": ("bytes", [source_id.encode()]),
+        "image/height": ("int64", [height]),
+        "image/width": ("int64", [width]),
+        "image/object/bbox/xmin": ("float", [clip(b.xmin / width) for b in boxes]),
+        "image/object/bbox/xmax": ("float", [clip(b.xmax / width) for b in boxes]),
+        "image/object/bbox/ymin": ("float", [clip(b.ymin / height) for b in boxes]),
+        "image/object/bbox/ymax": ("float", [clip(b.ymax / height) for b in boxes]),
+        "image/object/class/label": ("int64", [ids[b.label] for b in boxes]),
+        "image/object/class/text": ("bytes", [b.label.encode() for b in boxes]),
+        "image/object/area": ("float", [b.area for b in boxes]),
+        "image/object/is_crowd": ("int64", [int(b.crowd) for b in boxes]),
+    })
+
+
+def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
+                   progress: Progress = _noop) -> Path:
+    """``out/<split>.tfrecord`` per split, plus the label maps."""
+    out.mkdir(parents=True, exist_ok=True)
+    ids = {n: i + 1 for i, n in enumerate(ann.names)}
+    source_id = 0
+    for split, items in splits.items():
+        with open(out / f"{split}.tfrecord", "wb") as fh:
+            def examples(items: list[Item] = items):
+                nonlocal source_id
+                for item in items:
+                    source_id += 1
+                    yield tf_example(item, ids, str(source_id))
+                    progress(1)
+            write_records(fh, examples())
+    write_label_map(ann.names, out)
+    return out
+
+
+def write_label_map(names: list[str], out: Path) -> tuple[Path, Path]:
+    """``label_map.pbtxt`` (TF Object Detection) and ``label_map.csv`` (``id,name`` rows, what Model
+    Garden's ``TfExampleDecoderLabelMap`` reads), ids from 1."""
+    out.mkdir(parents=True, exist_ok=True)
+    pbtxt = "".join(f"item {{\n  id: {i}\n  name: {json.dumps(n)}\n}}\n" for i, n in enumerate(names, 1))
+    (out / "label_map.pbtxt").write_text(pbtxt, encoding="utf-8")
+    (out / "label_map.csv").write_text("".join(f"{i},{n}\n" for i, n in enumerate(names, 1)), encoding="utf-8")
+    return out / "label_map.pbtxt", out / "label_map.csv"
+
+
+def _copy_images(out: Path, split: str, items: list[Item]) -> list[str]:
+    (out / split).mkdir(parents=True, exist_ok=True)
+    names = _unique_names(items)
+    for item, name in zip(items, names):
+        if not (out / split / name).exists():
+            _link(item.path, out / split / name)
+    return names
+
+
+def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
+    """labelImg's layout: ``out/<split>/<image>`` with a Pascal VOC ``<image stem>.xml`` beside each."""
+    from xml.sax.saxutils import escape
+
+    for split, items in splits.items():
+        for item, name in zip(items, _copy_images(out, split, items)):
+            width, height = _size(item)
+            objects = "".join(
+                f"<object><name>{escape(b.label)}</name><difficult>0</difficult><bndbox><xmin>{b.xmin:.1f}</xmin>"
+                f"<ymin>{b.ymin:.1f}</ymin><xmax>{b.xmax:.1f}</xmax><ymax>{b.ymax:.1f}</ymax></bndbox></object>"
+                for b in item.boxes)
+            xml = (f"<annotation><folder>{split}</folder><filename>{escape(name)}</filename><size><width>{width}"
+                   f"</width><height>{height}</height><depth>3</depth></size>{objects}</annotation>\n")
+            (out / split / Path(name).with_suffix(".xml")).write_text(xml, encoding="utf-8")
+            progress(1)
+    return out
+
+
+def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
+    """The seed's ``filename,width,height,class,xmin,ymin,xmax,ymax``: ``out/<split>_labels.csv`` + images."""
+    import csv
+
+    for split, items in splits.items():
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / f"{split}_labels.csv", "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
+            for item, name in zip(items, _copy_images(out, split, items)):
+                width, height = _size(item)
+                for b in item.boxes:
+                    writer.writerow([name, width, height, b.label, f"{b.xmin:.1f}", f"{b.ymin:.1f}",
+                                     f"{b.xmax:.1f}", f"{b.ymax:.1f}"])
+                progress(1)
+    return out
+
+
+def write_groundtruth(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
+                      progress: Progress = _noop, job: str = "labels", bucket: str = "bucket") -> Path:
+    """A Ground Truth bounding-box output manifest per split (``out/<split>.manifest``) + images."""
+    class_map = {str(i): n for i, n in enumerate(ann.names)}
+    ids = {n: i for i, n in enumerate(ann.names)}
+    for split, items in splits.items():
+        lines = []
+        for item, name in zip(items, _copy_images(out, split, items)):
+            width, height = _size(item)
+            lines.append(json.dumps({
+                "source-ref": f"s3://{bucket}/{split}/{name}",
+                job: {"image_size": [{"width": width, "height": height, "depth": 3}],
+                      "annotations": [{"class_id": ids[b.label], "left": round(b.xmin), "top": round(b.ymin),
+                                       "width": round(b.xmax - b.xmin), "height": round(b.ymax - b.ymin)}
+                                      for b in item.boxes]},
+                f"{job}-metadata": {"objects": [{"confidence": 0} for _ in item.boxes], "class-map": class_map,
+                                    "type": "groundtruth/object-detection", "human-annotated": "yes",
+                                    "job-name": f"labeling-job/{job}"},
+            }))
+            progress(1)
+        (out / f"{split}.manifest").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+WRITERS = {"yolo": write_yolo, "coco": write_coco, "tfrecord": write_tfrecord, "voc": write_voc, "csv": write_csv,
+           "groundtruth": write_groundtruth}

@@ -1,0 +1,90 @@
+"""Datasets in any format, from a notebook or a shell: convert, split, check.
+
+    python -m sdk.data check  labelimg-export/ [--strict] [--json]
+    python -m sdk.data convert labelimg-export/ --to yolo --out data/ [--split 0.8,0.2] [--seed 0]
+    python -m sdk.data convert coco/ --to tfrecord --out records/        # + label_map.pbtxt/.csv
+    python -m sdk.data split  data/ --out data-split/ --ratios 0.8,0.1,0.1 [--to yolo]
+
+Reads YOLO trees, Pascal VOC XML (labelImg, CVAT), COCO JSON, Ground Truth output manifests and
+CSV (``filename,width,height,class,xmin,ymin,xmax,ymax``); the format is detected. Writes YOLO,
+COCO, TFRecord (TF Object Detection keys) with label maps, VOC, CSV, Ground Truth manifests.
+In a notebook: ``from sdk.data import read, check, convert, split``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from container.annotations import FORMATS, WRITERS, Annotations, Report, check, convert, detect, read, split
+from container.failure import UserError
+
+__all__ = ["Annotations", "Report", "check", "convert", "detect", "read", "split"]
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise UserError(f"ratios {text!r}: expected numbers like 0.8,0.2") from None
+
+
+def _bar(desc: str, total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not sys.stderr.isatty() or None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sdk.data", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("check", "convert", "split"):
+        cmd = sub.add_parser(name)
+        cmd.add_argument("source", type=Path, help="dataset folder or annotation file")
+        cmd.add_argument("--from", dest="fmt", default="auto", choices=["auto", *FORMATS])
+        cmd.add_argument("--names", help="class names in id order, comma-separated (else from the data)")
+        cmd.add_argument("--strict", action="store_true", help="any problem is fatal")
+        cmd.add_argument("--no-verify-images", action="store_true", help="trust the images (faster)")
+        if name == "check":
+            cmd.add_argument("--json", action="store_true")
+        else:
+            cmd.add_argument("--out", type=Path, required=True)
+            cmd.add_argument("--to", choices=sorted(WRITERS), default="yolo" if name == "convert" else None)
+            cmd.add_argument("--seed", type=int, default=0)
+            if name == "convert":
+                cmd.add_argument("--split", dest="ratios", type=_ratios, help="re-split: train,val[,test] ratios")
+            else:
+                cmd.add_argument("--ratios", type=_ratios, default=[0.8, 0.2], help="default 0.8,0.2")
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    try:
+        if args.command == "check":
+            ann = read(args.source, args.fmt, names=names)
+            report = check(ann, names=names, verify_images=not args.no_verify_images)
+            if args.json:
+                print(json.dumps({"dataset": ann.summary(), "report": report.to_dict()}, indent=2))
+            else:
+                print(json.dumps(ann.summary()))
+                print(report.text())
+            return 1 if args.strict and not report.ok else 0
+        to = args.to or (detect(args.source) if args.fmt == "auto" else args.fmt)
+        if to not in WRITERS:
+            to = "yolo"
+        with _bar(f"{args.command} -> {to}", 0) as bar:
+            def progress(n: int) -> None:
+                bar.update(n)
+
+            ann, report = convert(args.source, to, args.out, fmt=args.fmt, ratios=args.ratios, seed=args.seed,
+                                  names=names, strict=args.strict, verify_images=not args.no_verify_images,
+                                  progress=progress, log=lambda s: print(s, file=sys.stderr))
+        print(json.dumps({"written": str(args.out), "format": to, **ann.summary()}))
+        return 0
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
