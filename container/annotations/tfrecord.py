@@ -28,7 +28,7 @@ def _masked(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _varint(value: int) -> bytes:
+def _slow_varint(value: int) -> bytes:
     value &= (1 << 64) - 1  # int64 two's complement, as protobuf writes negatives
     out = bytearray()
     while value > 0x7F:
@@ -36,6 +36,16 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_SMALL = [_slow_varint(v) for v in range(1 << 14)]  # tags, lengths, labels, sizes: the common case
+
+
+def _varint(value: int) -> bytes:
+    return _SMALL[value] if 0 <= value < 16384 else _slow_varint(value)
+
+
+_KEYS: dict[str, bytes] = {}
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -55,7 +65,10 @@ def encode_example(features: dict[str, tuple[str, Iterable]]) -> bytes:
             inner = _field(2, _field(1, struct.pack(f"<{len(values)}f", *values)) if values else b"")
         else:
             raise ValueError(f"unknown feature kind {kind!r}")
-        entries += _field(1, _field(1, key.encode()) + _field(2, inner))
+        encoded_key = _KEYS.get(key)
+        if encoded_key is None:
+            encoded_key = _KEYS.setdefault(key, _field(1, key.encode()))
+        entries += _field(1, encoded_key + _field(2, inner))
     return _field(1, bytes(entries))
 
 

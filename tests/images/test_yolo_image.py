@@ -94,12 +94,16 @@ def test_describe(engine):
 
 
 def test_sdk_local_mode_runs_the_image(engine, shapes, tmp_path, monkeypatch):
-    """launch_job(instance_type="local", image=URI) runs the image as SageMaker would, then fetch_model reads it."""
+    """launch_job(instance_type="local", image=URI) runs the image as SageMaker would, on a COCO channel the
+    image converts at start; then fetch_model reads the result."""
     import sdk
+    from container.annotations import convert
 
     monkeypatch.setenv("SM_DETECTORS_HOME", str(tmp_path / "home"))
-    job = sdk.launch_job(instance_type="local", image=TAG, engine=engine.name, train=shapes, hyperparameters=FAST,
-                         logs=False)
+    convert(shapes, "coco", tmp_path / "coco", log=lambda _: None)
+    job = sdk.launch_job(instance_type="local", image=TAG, engine=engine.name, train=tmp_path / "coco",
+                         hyperparameters=FAST, logs=False)
     assert job.status == "Completed", job.logs()[-3000:]
+    assert "channel 'train' holds coco annotations: 20 images" in job.logs()
     model = sdk.fetch_model(job, dest=tmp_path / "model")
     assert model.best.is_file() and model.metrics["job_name"] == job.name

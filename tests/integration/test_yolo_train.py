@@ -113,6 +113,21 @@ def test_hyperparameter_files_in_cfg(shapes, make_tree, tmp_path):
     assert src["epochs"] == "hyperparameters" and src["lr0"] == "cfg/hyp.yaml" and src["lrf"] == "cfg/train-args.json"
 
 
+@pytest.mark.parametrize("fmt", ["voc", "coco", "groundtruth", "csv"])
+def test_any_annotation_format_trains(fmt, shapes, make_tree, tmp_path):
+    """The train channel may hold VOC, COCO, Ground Truth or CSV: detected, converted, logged, trained."""
+    from container.annotations import convert
+
+    convert(shapes, fmt, tmp_path / fmt, log=lambda _: None)
+    base = make_tree({"train": tmp_path / fmt}, {**FAST, "epochs": "1"})
+    result = run_train(base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"channel 'train' holds {fmt} annotations: 20 images" in result.stdout + result.stderr
+    summary = json.loads((base / "model" / "metrics.json").read_text())["dataset"]
+    assert (summary["train_images"], summary["val_images"]) == (16, 4)
+    assert sorted(summary["classes"]) == ["ellipse", "rectangle"]
+
+
 @pytest.mark.parametrize("case, words", [
     ("missing channel", "no training data"),
     ("empty dataset", "no training images"),
@@ -125,6 +140,7 @@ def test_hyperparameter_files_in_cfg(shapes, make_tree, tmp_path):
     ("multi-host", "cannot train across machines"),
     ("model not in weights", "is not in the weights channel"),
     ("unknown model yaml", "cannot build model"),
+    ("two annotation formats", "more than one annotation format (coco: 1 file"),
 ])
 def test_bad_input_fails_clearly(case, words, shapes, make_tree, tmp_path):
     import shutil
@@ -159,6 +175,9 @@ def test_bad_input_fails_clearly(case, words, shapes, make_tree, tmp_path):
         hp["model"] = "yolo11s.pt"
     elif case == "unknown model yaml":
         hp["model"] = "yolo99z.yaml"
+    elif case == "two annotation formats":
+        (data / "instances.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+        (data / "images" / "train" / "train_0001.xml").write_text("<annotation><filename>x.jpg</filename></annotation>")
     base = make_tree(channels, hp, **kwargs)
     result = run_train(base, timeout=300)
     failure = base / "output" / "failure"
