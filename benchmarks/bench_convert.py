@@ -192,6 +192,12 @@ def main() -> int:
         for name in CASES:
             results[name] = run_case(name, src, Path(tmp) / "out" / name)
             print(f"{name}: {results[name]}", file=sys.stderr)
+        for _ in range(2):  # the TFRecord pair is short and I/O-bound: alternate, keep the best of 3
+            for name in ("tfrecord_raw_copy", "tfrecord_ours"):
+                again = run_case(name, src, Path(tmp) / "out" / name)
+                if again.get("wall_s", 1e9) < results[name].get("wall_s", 1e9):
+                    results[name] = again
+        print(f"tfrecord, best of 3: {results['tfrecord_ours']} vs {results['tfrecord_raw_copy']}", file=sys.stderr)
         labels = {n: len(list((Path(tmp) / "out" / n).rglob("*.txt"))) for n in CASES if n.startswith(("voc", "coco"))}
     cpu = {k: v.get("cpu_s") for k, v in results.items()}
     ratio = {}

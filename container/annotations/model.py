@@ -63,12 +63,14 @@ class Annotations:
 def image_index(root: Path) -> dict[str, Path]:
     """Every image under ``root`` by file name and by relative path (one walk)."""
     index: dict[str, Path] = {}
-    for dirpath, _, files in os.walk(root):
+    base = str(root)
+    for dirpath, _, files in os.walk(base):
+        rel = dirpath[len(base):].lstrip(os.sep).replace(os.sep, "/")
         for name in files:
             if os.path.splitext(name)[1].lower() in IMG_SUFFIXES:
-                path = Path(dirpath) / name
+                path = Path(dirpath, name)
                 index.setdefault(name, path)
-                index[path.relative_to(root).as_posix()] = path
+                index[f"{rel}/{name}" if rel else name] = path
     return index
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -35,8 +36,13 @@ def _split_of(path: Path, root: Path) -> str | None:
 
 
 def _files(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    """Files under ``root`` with these suffixes, sorted, hidden folders and files left out (one os.walk)."""
+    found = []
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [os.path.join(dirpath, f) for f in files
+                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in suffixes]
+    return [Path(f) for f in sorted(found)]
 
 
 # -- detection --------------------------------------------------------------------------------------
@@ -139,6 +145,7 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
     items: list[Item] = []
     seen: dict[str, None] = dict.fromkeys(names or [])
     notes = []
+    splits_of: dict[Path, str | None] = {}
     for xml in files:
         try:
             tree = ET.parse(xml).getroot()
@@ -165,8 +172,11 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
             if names is None:
                 seen.setdefault(label)
         path = find_image(index, filename)
-        items.append(Item(filename, path, width or None, height or None, boxes,
-                          _split_of(xml, root) if root.is_dir() else None))
+        folder = xml.parent
+        if folder not in splits_of:
+            splits_of[folder] = _split_of(xml, root) if root.is_dir() else None
+        split = splits_of[folder] if xml.stem.lower() not in SPLIT_WORDS else SPLIT_WORDS[xml.stem.lower()]
+        items.append(Item(filename, path, width or None, height or None, boxes, split))
     return Annotations(items, list(seen), "voc", root, notes)
 
 
