@@ -52,31 +52,69 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint((number << 3) | 2) + _varint(len(payload)) + payload
 
 
-def encode_example(features: dict[str, tuple[str, Iterable]]) -> bytes:
-    """A serialized ``tf.train.Example``; ``features`` maps a key to ``("bytes"|"int64"|"float", values)``."""
-    entries = bytearray()
+def _message(number: int, parts: list[bytes], size: int) -> tuple[list[bytes], int]:
+    """Field ``number`` holding the message made of ``parts`` (``size`` bytes), still as parts: no copies."""
+    head = _varint((number << 3) | 2) + _varint(size)
+    return [head, *parts], len(head) + size
+
+
+def example_parts(features: dict[str, tuple[str, Iterable]]) -> tuple[list[bytes], int]:
+    """A serialized ``tf.train.Example`` as a list of byte strings and its length.
+
+    ``features`` maps a key to ``("bytes"|"int64"|"float", values)``. The image bytes are never
+    copied into a bigger buffer: the parts go to the file (and the CRC) one by one.
+    """
+    entries: list[bytes] = []
+    entries_size = 0
     for key, (kind, values) in features.items():
         values = list(values)
         if kind == "bytes":
-            inner = _field(1, b"".join(_field(1, v) for v in values))
+            parts: list[bytes] = []
+            for v in values:
+                parts += [b"\n", _varint(len(v)), v]  # b"\n" = field 1, length-delimited
+            inner, size = _message(1, parts, sum(map(len, parts)))
         elif kind == "int64":
-            inner = _field(3, _field(1, b"".join(_varint(int(v)) for v in values)) if values else b"")
+            packed = b"".join(_varint(int(v)) for v in values)
+            inner, size = _message(3, [_field(1, packed)] if values else [], len(_field(1, packed)) if values else 0)
         elif kind == "float":
-            inner = _field(2, _field(1, struct.pack(f"<{len(values)}f", *values)) if values else b"")
+            packed = _field(1, struct.pack(f"<{len(values)}f", *values)) if values else b""
+            inner, size = _message(2, [packed], len(packed))
         else:
             raise ValueError(f"unknown feature kind {kind!r}")
         encoded_key = _KEYS.get(key)
         if encoded_key is None:
             encoded_key = _KEYS.setdefault(key, _field(1, key.encode()))
-        entries += _field(1, encoded_key + _field(2, inner))
-    return _field(1, bytes(entries))
+        value, value_size = _message(2, inner, size)
+        entry, entry_size = _message(1, [encoded_key, *value], len(encoded_key) + value_size)
+        entries += entry
+        entries_size += entry_size
+    return _message(1, entries, entries_size)
 
 
-def write_records(fh: BinaryIO, records: Iterable[bytes]) -> int:
+def encode_example(features: dict[str, tuple[str, Iterable]]) -> bytes:
+    """A serialized ``tf.train.Example`` (see :func:`example_parts`)."""
+    return b"".join(example_parts(features)[0])
+
+
+def _masked_crc(parts: list[bytes]) -> int:
+    import google_crc32c
+
+    checksum = google_crc32c.Checksum()
+    for part in parts:
+        checksum.update(part)
+    crc = int.from_bytes(checksum.digest(), "big")
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def write_records(fh: BinaryIO, records: Iterable[bytes | tuple[list[bytes], int]]) -> int:
+    """TFRecord framing: length, its masked CRC32C, the data, its masked CRC32C."""
     count = 0
-    for data in records:
-        length = struct.pack("<Q", len(data))
-        fh.write(length + struct.pack("<I", _masked(length)) + data + struct.pack("<I", _masked(data)))
+    for record in records:
+        parts, size = ([record], len(record)) if isinstance(record, bytes) else record
+        length = struct.pack("<Q", size)
+        fh.write(length + struct.pack("<I", _masked(length)))
+        fh.writelines(parts)
+        fh.write(struct.pack("<I", _masked_crc(parts)))
         count += 1
     return count
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from container.annotations.model import Annotations, Item
-from container.annotations.tfrecord import encode_example, write_records
+from container.annotations.tfrecord import example_parts, write_records
 
 Progress = Callable[[int], None]
 
@@ -105,7 +105,7 @@ def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
     return out
 
 
-def tf_example(item: Item, ids: Mapping[str, int], source_id: str) -> bytes:
+def tf_example(item: Item, ids: Mapping[str, int], source_id: str) -> tuple[list[bytes], int]:
     width, height = _size(item)
     data = item.path.read_bytes()
     fmt = b"png" if item.path.suffix.lower() == ".png" else b"jpeg"
@@ -114,7 +114,7 @@ def tf_example(item: Item, ids: Mapping[str, int], source_id: str) -> bytes:
     def clip(v: float) -> float:
         return min(1.0, max(0.0, v))
 
-    return encode_example({
+    return example_parts({
         "image/encoded": ("bytes", [data]),
         "image/format": ("bytes", [fmt]),
         "image/filename": ("bytes", [Path(item.name).name.encode()]),
