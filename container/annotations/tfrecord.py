@@ -52,43 +52,52 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint((number << 3) | 2) + _varint(len(payload)) + payload
 
 
-def _message(number: int, parts: list[bytes], size: int) -> tuple[list[bytes], int]:
-    """Field ``number`` holding the message made of ``parts`` (``size`` bytes), still as parts: no copies."""
-    head = _varint((number << 3) | 2) + _varint(size)
-    return [head, *parts], len(head) + size
+_TAG = {1: b"\n", 2: b"\x12", 3: b"\x1a"}  # Feature.bytes_list, float_list, int64_list
+
+
+def _entry(encoded_key: bytes, kind: int, list_len: int) -> bytes:
+    """One ``features`` map entry up to the content of its list (``list_len`` bytes, which follow)."""
+    feature_head = _TAG[kind] + _varint(list_len)
+    value_len = len(feature_head) + list_len
+    body_len = len(encoded_key) + 1 + len(_varint(value_len)) + value_len
+    return b"\n" + _varint(body_len) + encoded_key + b"\x12" + _varint(value_len) + feature_head
 
 
 def example_parts(features: dict[str, tuple[str, Iterable]]) -> tuple[list[bytes], int]:
-    """A serialized ``tf.train.Example`` as a list of byte strings and its length.
+    """A serialized ``tf.train.Example`` as a few byte strings, and its length.
 
-    ``features`` maps a key to ``("bytes"|"int64"|"float", values)``. The image bytes are never
-    copied into a bigger buffer: the parts go to the file (and the CRC) one by one.
+    ``features`` maps a key to ``("bytes"|"int64"|"float", values)``. A big bytes value (the image)
+    is never copied into a bigger buffer: it stays its own part, written and checksummed as is.
     """
-    entries: list[bytes] = []
-    entries_size = 0
+    small: list[bytes] = []
+    big: list[bytes] = []
     for key, (kind, values) in features.items():
-        values = list(values)
-        if kind == "bytes":
-            parts: list[bytes] = []
-            for v in values:
-                parts += [b"\n", _varint(len(v)), v]  # b"\n" = field 1, length-delimited
-            inner, size = _message(1, parts, sum(map(len, parts)))
-        elif kind == "int64":
-            packed = b"".join(_varint(int(v)) for v in values)
-            inner, size = _message(3, [_field(1, packed)] if values else [], len(_field(1, packed)) if values else 0)
-        elif kind == "float":
-            packed = _field(1, struct.pack(f"<{len(values)}f", *values)) if values else b""
-            inner, size = _message(2, [packed], len(packed))
-        else:
-            raise ValueError(f"unknown feature kind {kind!r}")
         encoded_key = _KEYS.get(key)
         if encoded_key is None:
             encoded_key = _KEYS.setdefault(key, _field(1, key.encode()))
-        value, value_size = _message(2, inner, size)
-        entry, entry_size = _message(1, [encoded_key, *value], len(encoded_key) + value_size)
-        entries += entry
-        entries_size += entry_size
-    return _message(1, entries, entries_size)
+        values = values if isinstance(values, list) else list(values)
+        if kind == "bytes":
+            if len(values) == 1 and len(values[0]) >= 4096:
+                head = b"\n" + _varint(len(values[0]))
+                big += [_entry(encoded_key, 1, len(head) + len(values[0])) + head, values[0]]
+                continue
+            content = b"".join([b"\n" + _varint(len(v)) + v for v in values])
+            small.append(_entry(encoded_key, 1, len(content)) + content)
+            continue
+        if kind == "int64":
+            packed = b"".join([_varint(int(v)) for v in values])
+            number = 3
+        elif kind == "float":
+            packed = struct.pack(f"<{len(values)}f", *values)
+            number = 2
+        else:
+            raise ValueError(f"unknown feature kind {kind!r}")
+        content = b"\n" + _varint(len(packed)) + packed if values else b""
+        small.append(_entry(encoded_key, number, len(content)) + content)
+    body = b"".join(small)
+    size = len(body) + sum(map(len, big))
+    head = b"\n" + _varint(size)
+    return [head + body, *big], len(head) + size
 
 
 def encode_example(features: dict[str, tuple[str, Iterable]]) -> bytes:
