@@ -33,19 +33,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["car", "person", "dog"]
 
-CASES = {
-    "voc_ours": """
-from container.annotations.readers import read
-from container.annotations.model import Item
-ann = read(SRC / "voc", "voc", names=CLASSES)
+# Our readers, then YOLO label lines written as container.annotations.writers.write_yolo writes them
+WRITE_LABELS = """
 ids = {n: i for i, n in enumerate(ann.names)}
-(OUT).mkdir(parents=True, exist_ok=True)
+OUT.mkdir(parents=True, exist_ok=True)
 for item in ann.items:
     w, h = item.width, item.height
     (OUT / (item.name.rsplit(".", 1)[0] + ".txt")).write_text("".join(
         f"{ids[b.label]} {(b.xmin + b.xmax) / 2 / w:.6f} {(b.ymin + b.ymax) / 2 / h:.6f} "
         f"{(b.xmax - b.xmin) / w:.6f} {(b.ymax - b.ymin) / h:.6f}\\n" for b in item.boxes))
-""",
+"""
+
+CASES = {
+    "voc_ours": """
+from container.annotations.readers import read
+ann = read(SRC / "voc", "voc", names=CLASSES)
+""" + WRITE_LABELS,
     "voc_ours_full_convert": """
 from container.annotations import convert
 convert(SRC / "voc", "yolo", OUT, fmt="voc", names=CLASSES, verify_images=False, log=lambda s: None)
@@ -96,14 +99,7 @@ for name in os.listdir(SRC / "voc"):
     "coco_ours": """
 from container.annotations.readers import read
 ann = read(SRC / "coco.json", "coco")
-ids = {n: i for i, n in enumerate(ann.names)}
-OUT.mkdir(parents=True, exist_ok=True)
-for item in ann.items:
-    w, h = item.width, item.height
-    (OUT / (item.name.rsplit(".", 1)[0] + ".txt")).write_text("".join(
-        f"{ids[b.label]} {(b.xmin + b.xmax) / 2 / w:.6f} {(b.ymin + b.ymax) / 2 / h:.6f} "
-        f"{(b.xmax - b.xmin) / w:.6f} {(b.ymax - b.ymin) / h:.6f}\\n" for b in item.boxes))
-""",
+""" + WRITE_LABELS,
     "coco_globox": """
 from globox import AnnotationSet
 AnnotationSet.from_coco(SRC / "coco.json").save_yolo_darknet(OUT, label_to_id={n: i for i, n in enumerate(CLASSES)})
