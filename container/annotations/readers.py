@@ -80,8 +80,9 @@ def detect(root: Path) -> str:
             with path.open(encoding="utf-8", errors="replace") as fh:
                 header = fh.readline().strip().lower().replace(" ", "").split(",")
             kind = "csv" if header[:8] == CSV_HEADER else None
-        elif suffix == ".txt" and "labels" in path.parts and path.name != "classes.txt":
-            kind = "yolo"
+        elif suffix == ".txt" and path.name not in ("classes.txt", "names.txt") and (
+                "labels" in path.parts or any(path.with_suffix(x).exists() for x in (".jpg", ".png", ".jpeg"))):
+            kind = "yolo"  # ultralytics' labels/ tree, or darknet's label beside its image (CVAT "YOLO 1.1")
         if kind:
             found.setdefault(kind, []).append(path)
     if len(found) == 1:
@@ -98,14 +99,25 @@ def detect(root: Path) -> str:
 
 # -- YOLO -------------------------------------------------------------------------------------------
 def read_yolo(root: Path, names: list[str] | None = None) -> Annotations:
+    """ultralytics' tree (``images/`` + ``labels/``), or darknet's (each ``.txt`` beside its image, as
+    CVAT's "YOLO 1.1" export writes with ``obj.names``)."""
     from PIL import Image
 
     from container.yolo.dataset import _discover, label_path, search_names
 
-    splits, _ = _discover(root, "train")
+    try:
+        splits, _ = _discover(root, "train")
+        label_of = label_path
+    except UserError:  # darknet: labels beside the images
+        splits = {}
+        for image in sorted(set(image_index(root).values())):
+            splits.setdefault(_split_of(image, root) or "pool", []).append(image)
+
+        def label_of(image: Path) -> Path:
+            return image.with_suffix(".txt")
     names = names or (search_names([root]) or ([], ""))[0]
     if not names:
-        raise UserError(f"{root}: a YOLO tree needs class names (data.yaml with 'names', or classes.txt)")
+        raise UserError(f"{root}: a YOLO tree needs class names (data.yaml with 'names', classes.txt or obj.names)")
     items: list[Item] = []
     for split, images in splits.items():
         for image in images:
@@ -116,7 +128,7 @@ def read_yolo(root: Path, names: list[str] | None = None) -> Annotations:
                 items.append(Item(image.relative_to(root).as_posix(), image, None, None, [], split))
                 continue
             boxes = []
-            label = label_path(image)
+            label = label_of(image)
             if label.exists():
                 for line in label.read_text(encoding="utf-8").splitlines():
                     fields = line.split()

@@ -244,7 +244,11 @@ def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=pr
                 raise UserError(f"channel '{name}': {err}") from None
             return channel  # no annotations found: the YOLO checks below say what is missing
     if fmt == "yolo":
-        return channel
+        try:
+            _discover(channel, name)
+            return channel
+        except UserError:
+            pass  # darknet's layout (labels beside images): rewritten as ultralytics' tree below
     out = workdir / f"{name}-as-yolo"
     shutil.rmtree(out, ignore_errors=True)
     given = hps.get("names")
@@ -252,7 +256,8 @@ def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=pr
     ann, report = annotations.convert(channel, "yolo", out, fmt=fmt, names=names, verify_images=False,
                                       strict=bool(hps.get("strict_data", True)), log=lambda s: None)
     summary = ann.summary()
-    log(f"dataset: channel '{name}' holds {fmt} annotations: {summary['images']} images, {summary['boxes']} boxes "
+    what = "darknet-style YOLO (labels beside images)" if fmt == "yolo" else fmt
+    log(f"dataset: channel '{name}' holds {what} annotations: {summary['images']} images, {summary['boxes']} boxes "
         f"{json.dumps(summary['boxes_per_class'])}; converted to YOLO in {out}")
     if not report.ok:
         log(f"WARNING channel '{name}': {report.text()}")

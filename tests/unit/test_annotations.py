@@ -244,3 +244,35 @@ def test_cli(formats, tmp_path, capsys):
     assert read(tmp_path / "y").summary()["splits"] == {"train": 7, "val": 7}
     assert data_cli(["check", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_darknet_layout_as_cvat_exports_it(source, tmp_path):
+    """CVAT's "YOLO 1.1": obj.names, obj_train_data/ with each .txt beside its image."""
+    root = tmp_path / "cvat"
+    (root / "obj_train_data").mkdir(parents=True)
+    (root / "obj.names").write_text("rectangle\nellipse\n")
+    for image in (source / "images" / "train").iterdir():
+        shutil.copy(image, root / "obj_train_data" / image.name)
+        shutil.copy(source / "labels" / "train" / f"{image.stem}.txt", root / "obj_train_data" / f"{image.stem}.txt")
+    assert detect(root) == "yolo"
+    ann = read(root)
+    assert ann.names == ["rectangle", "ellipse"]
+    want = boxes_by_image(read(source))
+    got = boxes_by_image(ann)
+    assert got == {k: v for k, v in want.items() if k in got} and len(got) == 10
+
+
+def test_ultralytics_converter_agrees_with_ours(formats, tmp_path):
+    """Another converter on the same COCO files: ultralytics' convert_coco writes the labels we write."""
+    from ultralytics.data.converter import convert_coco
+
+    coco = tmp_path / "annotations"
+    coco.mkdir()
+    shutil.copy(formats["coco"] / "train.json", coco / "train.json")
+    convert_coco(labels_dir=str(coco), save_dir=str(tmp_path / "theirs"), cls91to80=False)
+    convert(formats["coco"], "yolo", tmp_path / "ours", log=quiet)
+    theirs = sorted((tmp_path / "theirs" / "labels" / "train").glob("*.txt"))
+    assert theirs
+    for label in theirs:
+        ours = (tmp_path / "ours" / "labels" / "train" / label.name).read_text().split()
+        assert [round(float(v), 4) for v in ours] == [round(float(v), 4) for v in label.read_text().split()]
