@@ -31,7 +31,7 @@ def _ratios(text: str) -> list[float]:
         raise UserError(f"ratios {text!r}: expected numbers like 0.8,0.2") from None
 
 
-def _bar(desc: str, total: int):
+def _bar(desc: str, total: int | None = None):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", disable=not sys.stderr.isatty() or None)
@@ -72,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         to = args.to or (detect(args.source) if args.fmt == "auto" else args.fmt)
         if to not in WRITERS:
             to = "yolo"
-        with _bar(f"{args.command} -> {to}", 0) as bar:
+        with _bar(f"{args.command} -> {to}") as bar:
             def progress(n: int) -> None:
                 bar.update(n)
 
             ann, report = convert(args.source, to, args.out, fmt=args.fmt, ratios=args.ratios, seed=args.seed,
                                   names=names, strict=args.strict, verify_images=not args.no_verify_images,
                                   progress=progress, log=lambda s: print(s, file=sys.stderr))
-        print(json.dumps({"written": str(args.out), "format": to, **ann.summary()}))
+        print(json.dumps({"written": str(args.out), "as": to, "source": ann.summary()}))
         return 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

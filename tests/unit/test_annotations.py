@@ -240,7 +240,8 @@ def test_cli(formats, tmp_path, capsys):
     assert out["dataset"]["format"] == "voc" and out["report"]["ok"]
     assert data_cli(["convert", str(formats["coco"]), "--to", "yolo", "--out", str(tmp_path / "y"),
                      "--split", "0.5,0.5", "--seed", "2"]) == 0
-    assert json.loads(capsys.readouterr().out)["images"] == 14
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["as"] == "yolo" and printed["source"]["format"] == "coco" and printed["source"]["images"] == 14
     assert read(tmp_path / "y").summary()["splits"] == {"train": 7, "val": 7}
     assert data_cli(["check", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
