@@ -131,10 +131,18 @@ def test_model_garden_decodes_our_tfrecords(formats):
     from official.vision.dataloaders.tf_example_label_map_decoder import TfExampleDecoderLabelMap
 
     decoder = TfExampleDecoderLabelMap(str(formats["tfrecord"] / "label_map.csv"))
-    for raw in tf.data.TFRecordDataset(str(formats["tfrecord"] / "train.tfrecord")).take(3):
+    count = 0
+    for raw in tf.data.TFRecordDataset(str(formats["tfrecord"] / "train.tfrecord")):
         decoded = decoder.decode(raw)
-        assert decoded["image"].shape[-1] == 3
-        assert set(decoded["groundtruth_classes"].numpy()) <= {1, 2}
+        ours = decode_example(raw.numpy())
+        assert tuple(decoded["image"].shape) == (64, 64, 3)
+        assert list(decoded["groundtruth_classes"].numpy()) == ours["image/object/class/label"]
+        boxes = [v for box in decoded["groundtruth_boxes"].numpy().tolist() for v in box]  # ymin, xmin, ymax, xmax
+        assert boxes == pytest.approx([v for box in zip(
+            ours["image/object/bbox/ymin"], ours["image/object/bbox/xmin"],
+            ours["image/object/bbox/ymax"], ours["image/object/bbox/xmax"]) for v in box], abs=1e-6)
+        count += 1
+    assert count == 10
 
 
 def test_coco_category_ids_need_not_be_contiguous(tmp_path, source):
