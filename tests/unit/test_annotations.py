@@ -285,3 +285,19 @@ def test_ultralytics_converter_agrees_with_ours(formats, tmp_path):
     for label in theirs:
         ours = (tmp_path / "ours" / "labels" / "train" / label.name).read_text().split()
         assert [round(float(v), 4) for v in ours] == [round(float(v), 4) for v in label.read_text().split()]
+
+
+TF_PYTHON = Path(__file__).resolve().parents[2] / ".venv-tf" / "bin" / "python"
+
+
+@pytest.mark.skipif(not TF_PYTHON.exists(), reason="no .venv-tf (made by .ci/run from requirements/tf-test.txt)")
+def test_model_garden_decoder_in_its_own_environment():
+    """TensorFlow's pins clash with the YOLO stack's, so the decoder test above runs again in .venv-tf."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([str(TF_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "model_garden_decodes",
+                             str(Path(__file__))], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
