@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             ann = read(args.source, args.fmt, names=names)
-            report = check(ann, names=names, verify_images=not args.no_verify_images)
+            with _bar("checking", len(ann.items)) as bar:
+                report = check(ann, names=names, verify_images=not args.no_verify_images, progress=bar.update)
             if args.json:
                 print(json.dumps({"dataset": ann.summary(), "report": report.to_dict()}, indent=2))
             else:

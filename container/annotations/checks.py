@@ -50,13 +50,16 @@ class Report:
                 "warnings": {k: {"count": len(v), "examples": v[:EXAMPLES]} for k, v in self.warnings.items()}}
 
 
-def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images: bool = True) -> Report:
+def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images: bool = True,
+          progress: Callable[[int], None] | None = None) -> Report:
     """Missing or unreadable images, boxes outside the image or without area, unknown classes,
     duplicate images (problems); images without boxes and images no annotation mentions (warnings)."""
     report = Report(len(ann.items))
     known = set(names or ann.names)
     by_size: dict[int, list[Item]] = defaultdict(list)
     for item in ann.items:
+        if progress:
+            progress(1)
         if item.path is None or not item.path.is_file():
             report.add("missing image", item.name, item)
             continue
@@ -142,7 +145,7 @@ def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", rat
     if to not in WRITERS:
         raise UserError(f"cannot write {to!r}; writable formats: {', '.join(WRITERS)}")
     ann = read(src, fmt, names=names)
-    report = check(ann, names=names, verify_images=verify_images)
+    report = check(ann, names=names, verify_images=verify_images, progress=progress)
     log(report.text())
     if not report.ok and strict:
         raise UserError(f"{src}: the dataset has problems (strict):\n{report.text()}")
