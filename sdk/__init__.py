@@ -47,8 +47,9 @@ def validate_hyperparameters(hyperparameters: dict, image: str = "yolo") -> dict
     """Typed values, or :class:`ConfigurationError` naming every problem (unknown keys get suggestions)."""
     from sdk._request import encode_hyperparameters
 
-    encode_hyperparameters(Schema.load(image), hyperparameters)
-    return Schema.load(image).parse(hyperparameters)
+    schema = Schema.load(image)
+    encode_hyperparameters(schema, hyperparameters)  # every check launch_job makes, SageMaker's limits included
+    return schema.parse(hyperparameters)
 
 
 __all__ = [

@@ -23,8 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from container.archive import make_tarball
-from container.local import TRAIN_COMMAND, build_tree, train_environ
+from container.local import TRAIN_COMMAND, build_tree, pack, train_environ
 from sdk._errors import ConfigurationError
 
 JOBS_HOME_ENV = "SM_DETECTORS_HOME"
@@ -148,8 +147,7 @@ class LocalRun:
         self.log_file.close()
         out = self.job_dir / "output"
         out.mkdir(parents=True, exist_ok=True)
-        model = make_tarball(self.base / "model", out / "model.tar.gz")
-        make_tarball(self.base / "output", out / "output.tar.gz")
+        model = pack(self.base, out)
         failure = self.base / "output" / "failure"
         if code == 0:
             status, reason = "Completed", ""

@@ -58,7 +58,7 @@ def etag_of(path: Path, part_size: int | None = None) -> str:
     return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
-def _bar(total: int, desc: str, unit: str = "B") -> Any:
+def _bar(total: int | None, desc: str, unit: str = "B") -> Any:
     from tqdm.auto import tqdm
 
     # Off when nobody watches: \r-redrawn bars garble logs and CI output.

@@ -119,11 +119,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from container.schema import Schema
+    from container.cli import describe  # the image's own `describe`: the same text as `docker run IMAGE`
 
-    schema = Schema.load(args.image)
-    print(json.dumps(schema.to_dict(), indent=2, default=str) if args.json else schema.describe())
-    return 0
+    return describe(["--image", args.image, *(["--json"] if args.json else [])])
 
 
 def parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from container.annotations import FORMATS, WRITERS, Annotations, Report, check, convert, detect, read, split
 from container.failure import UserError
+from sdk._s3 import _bar
 
 __all__ = ["Annotations", "Report", "check", "convert", "detect", "read", "split"]
 
@@ -29,12 +30,6 @@ def _ratios(text: str) -> list[float]:
         return [float(x) for x in text.split(",")]
     except ValueError:
         raise UserError(f"ratios {text!r}: expected numbers like 0.8,0.2") from None
-
-
-def _bar(desc: str, total: int | None = None):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", disable=not sys.stderr.isatty() or None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             ann = read(args.source, args.fmt, names=names)
-            with _bar("checking", len(ann.items)) as bar:
+            with _bar(len(ann.items), "checking", unit="img") as bar:
                 report = check(ann, names=names, verify_images=not args.no_verify_images, progress=bar.update)
             if args.json:
                 print(json.dumps({"dataset": ann.summary(), "report": report.to_dict()}, indent=2))
@@ -73,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         to = args.to or (detect(args.source) if args.fmt == "auto" else args.fmt)
         if to not in WRITERS:
             to = "yolo"
-        with _bar(f"{args.command} -> {to}") as bar:
+        with _bar(None, f"{args.command} -> {to}", unit="img") as bar:
             def progress(n: int) -> None:
                 bar.update(n)
 

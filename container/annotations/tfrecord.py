@@ -14,18 +14,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-Feature = bytes | list[bytes] | list[int] | list[float]
 
-
-def _crc32c(data: bytes) -> int:
+def _masked_crc(parts: list[bytes]) -> int:
+    """TFRecord's masked CRC32C of the concatenated ``parts``, computed without concatenating them."""
     import google_crc32c
 
-    return google_crc32c.value(data)
+    checksum = google_crc32c.Checksum()
+    for part in parts:
+        checksum.update(part)
+    crc = int.from_bytes(checksum.digest(), "big")
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _masked(data: bytes) -> int:
-    crc = _crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    return _masked_crc([data])
 
 
 def _slow_varint(value: int) -> bytes:
@@ -103,16 +105,6 @@ def example_parts(features: dict[str, tuple[str, Iterable]]) -> tuple[list[bytes
 def encode_example(features: dict[str, tuple[str, Iterable]]) -> bytes:
     """A serialized ``tf.train.Example`` (see :func:`example_parts`)."""
     return b"".join(example_parts(features)[0])
-
-
-def _masked_crc(parts: list[bytes]) -> int:
-    import google_crc32c
-
-    checksum = google_crc32c.Checksum()
-    for part in parts:
-        checksum.update(part)
-    crc = int.from_bytes(checksum.digest(), "big")
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def write_records(fh: BinaryIO, records: Iterable[bytes | tuple[list[bytes], int]]) -> int:

@@ -53,22 +53,28 @@ def _unique_names(items: list[Item]) -> list[str]:
     return out
 
 
+def _link_images(folder: Path, items: list[Item]) -> list[str]:
+    """Hard-link (else copy) each image into ``folder`` under a flat unique name; the names, in order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = _unique_names(items)
+    for item, name in zip(items, names):
+        if not (folder / name).exists():
+            _link(item.path, folder / name)
+    return names
+
+
 def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
     """``out/images/<split>/``, ``out/labels/<split>/`` and ``out/data.yaml``; images hard-linked."""
     ids = {name: i for i, name in enumerate(ann.names)}
     for split, items in splits.items():
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for item, name in zip(items, _unique_names(items)):
+        for item, name in zip(items, _link_images(out / "images" / split, items)):
             width, height = _size(item)
             lines = []
             for b in item.boxes:
                 cx, cy = (b.xmin + b.xmax) / 2 / width, (b.ymin + b.ymax) / 2 / height
                 w, h = (b.xmax - b.xmin) / width, (b.ymax - b.ymin) / height
                 lines.append(f"{ids[b.label]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-            dst = out / "images" / split / name
-            if not dst.exists():
-                _link(item.path, dst)
             (out / "labels" / split / Path(name).with_suffix(".txt")).write_text("".join(lines), encoding="utf-8")
             progress(1)
     data = {"path": ".", **{s: f"images/{s}" for s in splits}, "nc": len(ann.names),
@@ -96,11 +102,7 @@ def coco_dict(ann: Annotations, items: list[Item], *, progress: Progress = _noop
 def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
     """``out/<split>.json`` and ``out/images/<split>/`` (hard links) per split."""
     for split, items in splits.items():
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        for item, name in zip(items, _unique_names(items)):
-            dst = out / "images" / split / name
-            if not dst.exists():
-                _link(item.path, dst)
+        _link_images(out / "images" / split, items)
         (out / f"{split}.json").write_text(json.dumps(coco_dict(ann, items, progress=progress)), encoding="utf-8")
     return out
 
@@ -161,21 +163,12 @@ def write_label_map(names: list[str], out: Path) -> tuple[Path, Path]:
     return out / "label_map.pbtxt", out / "label_map.csv"
 
 
-def _copy_images(out: Path, split: str, items: list[Item]) -> list[str]:
-    (out / split).mkdir(parents=True, exist_ok=True)
-    names = _unique_names(items)
-    for item, name in zip(items, names):
-        if not (out / split / name).exists():
-            _link(item.path, out / split / name)
-    return names
-
-
 def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
     """labelImg's layout: ``out/<split>/<image>`` with a Pascal VOC ``<image stem>.xml`` beside each."""
     from xml.sax.saxutils import escape
 
     for split, items in splits.items():
-        for item, name in zip(items, _copy_images(out, split, items)):
+        for item, name in zip(items, _link_images(out / split, items)):
             width, height = _size(item)
             objects = "".join(
                 f"<object><name>{escape(b.label)}</name><difficult>0</difficult><bndbox><xmin>{b.xmin:.1f}</xmin>"
@@ -197,7 +190,7 @@ def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
         with open(out / f"{split}_labels.csv", "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
-            for item, name in zip(items, _copy_images(out, split, items)):
+            for item, name in zip(items, _link_images(out / split, items)):
                 width, height = _size(item)
                 for b in item.boxes:
                     writer.writerow([name, width, height, b.label, f"{b.xmin:.1f}", f"{b.ymin:.1f}",
@@ -213,7 +206,7 @@ def write_groundtruth(ann: Annotations, out: Path, splits: Mapping[str, list[Ite
     ids = {n: i for i, n in enumerate(ann.names)}
     for split, items in splits.items():
         lines = []
-        for item, name in zip(items, _copy_images(out, split, items)):
+        for item, name in zip(items, _link_images(out / split, items)):
             width, height = _size(item)
             lines.append(json.dumps({
                 "source-ref": f"s3://{bucket}/{split}/{name}",

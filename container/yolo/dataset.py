@@ -123,11 +123,19 @@ def _names_from_yaml(data: Any, source: str) -> list[str] | None:
     raise UserError(f"{source}: 'names' must be a list or an id: name mapping")
 
 
-def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tuple[list[str], str]:
+def names_hyperparameter(hps: dict[str, Any]) -> list[str] | None:
+    """The ``names`` hyperparameter as a list (it may arrive as a list or comma-separated), or None."""
     given = hps.get("names")
-    if given:
-        names = given if isinstance(given, list) else [n.strip() for n in str(given).split(",") if n.strip()]
-        return [str(n) for n in names], "hyperparameter names"
+    if not given:
+        return None
+    names = given if isinstance(given, list) else [n.strip() for n in str(given).split(",") if n.strip()]
+    return [str(n) for n in names]
+
+
+def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tuple[list[str], str]:
+    names = names_hyperparameter(hps)
+    if names:
+        return names, "hyperparameter names"
     cfg = env.channel("cfg")
     search = ([cfg] if cfg else []) + roots
     wanted = hps.get("data")
@@ -251,8 +259,7 @@ def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=pr
             pass  # darknet's layout (labels beside images): rewritten as ultralytics' tree below
     out = workdir / f"{name}-as-yolo"
     shutil.rmtree(out, ignore_errors=True)
-    given = hps.get("names")
-    names = (given if isinstance(given, list) else [n.strip() for n in str(given).split(",")]) if given else None
+    names = names_hyperparameter(hps)
     ann, report = annotations.convert(channel, "yolo", out, fmt=fmt, names=names, verify_images=False,
                                       strict=bool(hps.get("strict_data", True)), log=lambda s: None)
     summary = ann.summary()
