@@ -72,7 +72,7 @@ def aws_env(moto_url):
     return env
 
 
-def test_build_push_pull_describe(aws_env, registry, tmp_path):
+def test_build_push_pull_describe(aws_env, registry, forget_pushed_tags, tmp_path):
     engine = find_engine()
     if engine is None:
         pytest.skip("no container engine")
@@ -104,6 +104,18 @@ def test_build_push_pull_describe(aws_env, registry, tmp_path):
     again = subprocess.run([str(SCRIPT), "team/sm-yolo", "yolo", "v2"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0 and "created" not in again.stdout
+
+
+@pytest.fixture
+def forget_pushed_tags(registry):
+    """Each run pushes to a registry on a new port: leave no tags behind for it."""
+    yield
+    engine = find_engine()
+    if engine is not None:
+        listed = engine.run("images", "--format", "{{.Repository}}:{{.Tag}}", capture_output=True, check=False)
+        stale = [ref for ref in listed.stdout.split() if ref.startswith(registry + "/")]
+        if stale:
+            engine.run("rmi", "-f", *stale, check=False, capture_output=True)
 
 
 @pytest.mark.parametrize("case, words", [
