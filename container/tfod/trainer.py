@@ -164,7 +164,7 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
             "train_data": {"input_path": str(train), "global_batch_size": batch, "dtype": "float32",
                            "decoder": decoder},
             "validation_data": {"input_path": str(val), "global_batch_size": batch, "dtype": "float32",
-                                "decoder": decoder},
+                                "decoder": decoder, "drop_remainder": False},  # a small val set still evaluates
         },
         "trainer": {
             "train_steps": int(hps["num_steps"]), "validation_interval": int(hps["validation_interval"]),
