@@ -241,6 +241,23 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
                              model_dir=str(model_dir), train_actions=[on_train], eval_actions=[on_eval],
                              controller_cls=Controller)
-    env.model_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(label_map, env.model_dir / "label_map.csv")
-    log("training finished (exports: still to do, issue 6)")
+    if stop.requested:
+        raise TrainingStopped(f"stopped; checkpoint saved in {model_dir}")
+    from container.tfod import export
+
+    out = env.model_dir
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(label_map, out / "label_map.csv")
+    size = int(hps["image_size"])
+    sample = export.sample_image(train_path, size)
+    exports = {"saved_model": export.export_saved_model(exp, model_dir, out, size, sample)}
+    log(f"export: SavedModel in 1/ ran on a training image: {exports['saved_model']}")
+    exports["tflite"] = export.export_tflite(exp, model_dir, out, size, quant_type=None, name="model.tflite")
+    log(f"export: {exports['tflite']}")
+    if hps.get("quantize"):
+        exports["tflite_int8"] = export.export_tflite(exp, model_dir, out, size, quant_type="int8",
+                                                      name="model_int8.tflite")
+        log(f"export: {exports['tflite_int8']}")
+    (out / "metrics.json").write_text(json.dumps({"hyperparameters": hps, "classes": names, "exports": exports,
+                                                  "job_name": env.job_name}, indent=2, default=str))
+    log("training finished")
