@@ -81,3 +81,32 @@ def run_tflite(path: Path, image: Any) -> dict[str, Any]:
         scale, zero = detail.get("quantization", (0.0, 0))
         image = (image / scale + zero).astype(detail["dtype"]) if scale else image.astype(detail["dtype"])
     return runner(**{name: image})
+
+
+def _child(experiment: str, exp_dict: dict, model_dir: str, out: str, size: int, quant_type: str | None,
+           name: str, queue: Any) -> None:
+    from official.core import exp_factory
+    from official.vision import registry_imports  # noqa: F401
+
+    exp = exp_factory.get_exp_config(experiment)
+    exp.override(exp_dict, is_strict=False)
+    queue.put(export_tflite(exp, Path(model_dir), Path(out), size, quant_type=quant_type, name=name))
+
+
+def export_tflite_isolated(experiment: str, exp: Any, model_dir: Path, out: Path, size: int, *,
+                           quant_type: str | None, name: str) -> dict[str, Any]:
+    """:func:`export_tflite` in a child process: TFLite's quantizer can crash (SIGSEGV) on an under-trained
+    model, and that must cost this one export, not the job and its other exports."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(experiment, exp.as_dict(), str(model_dir), str(out), size, quant_type,
+                                            name, queue))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        how = "a segmentation fault" if child.exitcode == -11 else f"exit code {child.exitcode}"
+        (out / name).unlink(missing_ok=True)
+        return {"path": name, "quant_type": quant_type, "error": f"the TFLite converter crashed ({how})"}
+    return queue.get(timeout=30)

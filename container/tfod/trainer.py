@@ -255,9 +255,9 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     exports["tflite"] = export.export_tflite(exp, model_dir, out, size, quant_type=None, name="model.tflite")
     log(f"export: {exports['tflite']}")
     if hps.get("quantize"):
-        exports["tflite_int8"] = export.export_tflite(exp, model_dir, out, size, quant_type="int8",
-                                                      name="model_int8.tflite")
-        log(f"export: {exports['tflite_int8']}")
+        exports["tflite_int8"] = export.export_tflite_isolated(hps["experiment"], exp, model_dir, out, size,
+                                                               quant_type="int8", name="model_int8.tflite")
+        log(("WARNING " if "error" in exports["tflite_int8"] else "") + f"export: {exports['tflite_int8']}")
     (out / "metrics.json").write_text(json.dumps({"hyperparameters": hps, "classes": names, "exports": exports,
                                                   "job_name": env.job_name}, indent=2, default=str))
     log("training finished")
