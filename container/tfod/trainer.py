@@ -191,6 +191,25 @@ def _numbers(output: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+WORKER_PORT = 2222
+
+
+def tf_config(env: Environment) -> dict[str, Any] | None:
+    """``TF_CONFIG`` for multi-worker training, from resourceconfig.json (None on one host).
+
+    Hosts are reached by their SageMaker names (``algo-1:2222``...); ``TFOD_WORKER_ADDRESSES``
+    (comma-separated host:port, in host order) replaces them, for a two-worker run on one machine.
+    """
+    hosts = list(env.hosts)
+    if len(hosts) <= 1:
+        return None
+    given = os.environ.get("TFOD_WORKER_ADDRESSES")
+    workers = [a.strip() for a in given.split(",")] if given else [f"{h}:{WORKER_PORT}" for h in hosts]
+    if len(workers) != len(hosts):
+        raise UserError(f"TFOD_WORKER_ADDRESSES names {len(workers)} workers for {len(hosts)} hosts")
+    return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": hosts.index(env.current_host)}}
+
+
 def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     from container.yolo.trainer import resolve_hyperparameters
 
@@ -235,7 +254,16 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         step = int(holder["controller"].global_step.numpy())
         log(format_metric_line("eval", {"step": step, **_numbers(output)}))
 
-    strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
+    config = tf_config(env)
+    if config is not None:  # must be in the environment before the strategy reads it
+        os.environ["TF_CONFIG"] = json.dumps(config)
+        log(f"tfod: multi-worker training, worker {config['task']['index']} of {config['cluster']['worker']}")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif len(tf.config.list_physical_devices("GPU")) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
+    log(f"tfod: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
     with strategy.scope():
         task = task_factory.get_task(exp.task, logging_dir=str(model_dir))
     train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
@@ -243,6 +271,9 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
                              controller_cls=Controller)
     if stop.requested:
         raise TrainingStopped(f"stopped; checkpoint saved in {model_dir}")
+    if config is not None and config["task"]["index"] != 0:
+        log("training finished (worker 0 exports the model)")
+        return
     from container.tfod import export
 
     out = env.model_dir
