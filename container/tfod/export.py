@@ -1,0 +1,112 @@
+"""WORK IN PROGRESS (issue 6): exports of a trained Model Garden detector, each run once before it counts.
+
+* ``<model>/1/``: a SavedModel (``image_tensor`` input, uint8 [1, H, W, 3]) in a numeric version
+  folder, as TF Serving wants it;
+* ``<model>/model.tflite`` (float) and, with ``quantize``, ``model_int8.tflite`` calibrated on the
+  training images; loaded with ai_edge_litert (int8 without the XNNPACK delegate, which crashes on it).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def _checkpoint(model_dir: Path) -> str:
+    import tensorflow as tf
+
+    path = tf.train.latest_checkpoint(str(model_dir))
+    if not path:
+        raise RuntimeError(f"no checkpoint in {model_dir} to export")
+    return path
+
+
+def sample_image(record_path: Path, size: int) -> Any:
+    """One training image, uint8 [1, size, size, 3], from the first TFRecord."""
+    import tensorflow as tf
+
+    raw = next(iter(tf.data.TFRecordDataset(str(record_path).split(",")[0]).take(1)))
+    example = tf.io.parse_single_example(raw, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
+    image = tf.io.decode_image(example["image/encoded"], channels=3, expand_animations=False)
+    return tf.cast(tf.image.resize(image, [size, size])[tf.newaxis], tf.uint8)
+
+
+def export_saved_model(exp: Any, model_dir: Path, out: Path, size: int, sample: Any) -> dict[str, Any]:
+    import tensorflow as tf
+    from official.vision.serving import export_saved_model_lib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_saved_model_lib.export_inference_graph(
+            input_type="image_tensor", batch_size=1, input_image_size=[size, size], params=exp,
+            checkpoint_path=_checkpoint(model_dir), export_dir=tmp, export_saved_model_subdir="saved_model")
+        target = out / "1"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.move(str(Path(tmp) / "saved_model"), target)
+    detect = tf.saved_model.load(str(target)).signatures["serving_default"]
+    result = detect(sample)
+    return {"path": "1/", "num_detections": int(result["num_detections"].numpy()[0]),
+            "outputs": sorted(result)}
+
+
+def export_tflite(exp: Any, model_dir: Path, out: Path, size: int, *, quant_type: str | None,
+                  name: str, calibration_steps: int = 100) -> dict[str, Any]:
+    import numpy as np
+    from official.vision.serving import export_saved_model_lib, export_tflite_lib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_saved_model_lib.export_inference_graph(
+            input_type="tflite", batch_size=1, input_image_size=[size, size], params=exp,
+            checkpoint_path=_checkpoint(model_dir), export_dir=tmp, export_saved_model_subdir="saved_model")
+        data = export_tflite_lib.convert_tflite_model(
+            saved_model_dir=str(Path(tmp) / "saved_model"), quant_type=quant_type, params=exp,
+            calibration_steps=calibration_steps)
+    path = out / name
+    path.write_bytes(data)
+    outputs = run_tflite(path, np.zeros((1, size, size, 3), np.float32))
+    return {"path": name, "bytes": len(data), "quant_type": quant_type or "float", "outputs": sorted(outputs)}
+
+
+def run_tflite(path: Path, image: Any) -> dict[str, Any]:
+    """Run a TFLite model once; int8 models without the default delegate."""
+    from ai_edge_litert import interpreter as litert
+
+    resolver = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if "int8" in path.name else \
+        litert.OpResolverType.AUTO
+    interp = litert.Interpreter(model_path=str(path), experimental_op_resolver_type=resolver)
+    runner = interp.get_signature_runner()
+    (name, detail), = runner.get_input_details().items()
+    if detail["dtype"] != image.dtype:
+        scale, zero = detail.get("quantization", (0.0, 0))
+        image = (image / scale + zero).astype(detail["dtype"]) if scale else image.astype(detail["dtype"])
+    return runner(**{name: image})
+
+
+def _child(experiment: str, exp_dict: dict, model_dir: str, out: str, size: int, quant_type: str | None,
+           name: str, queue: Any) -> None:
+    from official.core import exp_factory
+    from official.vision import registry_imports  # noqa: F401
+
+    exp = exp_factory.get_exp_config(experiment)
+    exp.override(exp_dict, is_strict=False)
+    queue.put(export_tflite(exp, Path(model_dir), Path(out), size, quant_type=quant_type, name=name))
+
+
+def export_tflite_isolated(experiment: str, exp: Any, model_dir: Path, out: Path, size: int, *,
+                           quant_type: str | None, name: str) -> dict[str, Any]:
+    """:func:`export_tflite` in a child process: TFLite's quantizer can crash (SIGSEGV) on an under-trained
+    model, and that must cost this one export, not the job and its other exports."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(experiment, exp.as_dict(), str(model_dir), str(out), size, quant_type,
+                                            name, queue))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        how = "a segmentation fault" if child.exitcode == -11 else f"exit code {child.exitcode}"
+        (out / name).unlink(missing_ok=True)
+        return {"path": name, "quant_type": quant_type, "error": f"the TFLite converter crashed ({how})"}
+    return queue.get(timeout=30)

@@ -1,0 +1,294 @@
+"""WORK IN PROGRESS (issue 6): the TF Model Garden trainer, an adapter over the /opt/ml contract.
+
+Done so far: data (TFRecords as given, or any format converted with container.annotations), the
+label map, the experiment config with its offline overrides, training through
+``official.core.train_lib.run_experiment`` with the model directory under /opt/ml/checkpoints
+(a restart resumes), metric lines from orbit's train/eval actions, SIGTERM -> checkpoint -> exit.
+Still to do: exports (SavedModel 1/, TFLite float/int8), TF_CONFIG multi-worker, TensorBoard
+copy, Dockerfile.tfod and its image tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from container.contract import Environment
+from container.failure import TrainingStopped, UserError
+from container.schema import Schema, format_metric_line
+from container.signals import GracefulStop
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def read_label_map(path: Path) -> list[str]:
+    """Class names in id order (id 1 first) from a pbtxt, an ``id,name`` CSV or a YAML with ``names``."""
+    text = path.read_text(encoding="utf-8")
+    pairs: dict[int, str] = {}
+    if path.suffix == ".pbtxt":
+        import re
+
+        for block in re.findall(r"item\s*\{(.*?)\}", text, re.S):
+            m_id = re.search(r"\bid\s*:\s*(\d+)", block)
+            m_name = re.search(r"\b(?:display_)?name\s*:\s*[\"']([^\"']*)[\"']", block)
+            if m_id and m_name:
+                pairs[int(m_id.group(1))] = m_name.group(1)
+    elif path.suffix == ".csv":
+        for line in text.splitlines():
+            if line.strip():
+                cid, _, name = line.partition(",")
+                pairs[int(cid)] = name.strip()
+    else:
+        data = yaml.safe_load(text) or {}
+        names = data.get("names", data) if isinstance(data, dict) else data
+        if isinstance(names, dict):
+            pairs = {int(k) + 1: str(v) for k, v in names.items()}
+        else:
+            pairs = {i + 1: str(n) for i, n in enumerate(names)}
+    if not pairs:
+        raise UserError(f"label map {path.name} names no classes")
+    ids = sorted(pairs)
+    if ids != list(range(1, len(ids) + 1)):
+        raise UserError(f"label map {path.name}: ids must be 1..{len(ids)} without gaps (0 is the background), got {ids}")
+    return [pairs[i] for i in ids]
+
+
+def write_csv_label_map(names: list[str], out: Path) -> Path:
+    out.write_text("".join(f"{i},{n}\n" for i, n in enumerate(names, 1)), encoding="utf-8")
+    return out
+
+
+def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[Path, Path, list[str]]:
+    """(train TFRecord pattern, val pattern, class names): TFRecords as given, anything else converted."""
+    from container import annotations
+
+    train = env.channel("train")
+    if train is None:
+        raise UserError("no training data: give a 'train' channel (TFRecords, or a dataset in any supported format)")
+    labels = env.channel("labels")
+    names: list[str] | None = None
+    if labels is not None:
+        maps = sorted(p for p in labels.rglob("*") if p.suffix in (".pbtxt", ".csv", ".yaml", ".yml"))
+        if not maps:
+            raise UserError("channel 'labels' holds no label map (label_map.pbtxt, an id,name CSV, or a YAML)")
+        names = read_label_map(maps[0])
+    records = sorted(train.rglob("*.tfrecord*"))
+    fmt = hps.get("data_format") or "auto"
+    if records and fmt in ("auto", "tfrecord"):
+        if names is None:
+            found = sorted(p for p in train.rglob("label_map.*") if p.suffix in (".pbtxt", ".csv"))
+            if not found:
+                raise UserError("TFRecords need a label map: a 'labels' channel, or label_map.pbtxt/.csv beside them")
+            names = read_label_map(found[0])
+        val_ch = env.channel("val")
+        val_records = sorted(val_ch.rglob("*.tfrecord*")) if val_ch else [p for p in records if "val" in p.name]
+        train_records = [p for p in records if p not in val_records] or records
+        if not val_records:
+            raise UserError("no validation TFRecords: give a 'val' channel or a val*.tfrecord beside the train ones")
+        return _pattern(train_records), _pattern(val_records), names
+    out = workdir / "tfrecords"
+    shutil.rmtree(out, ignore_errors=True)
+    ann, report = annotations.convert(train, "tfrecord", out, fmt=fmt if fmt != "tfrecord" else "auto",
+                                      names=names, ratios=None if env.channel("val") else (0.8, 0.2),
+                                      strict=bool(hps.get("strict_data", True)), log=lambda s: None)
+    summary = ann.summary()
+    log(f"dataset: channel 'train' holds {summary['format']} annotations: {summary['images']} images, "
+        f"{summary['boxes']} boxes {json.dumps(summary['boxes_per_class'])}; converted to TFRecords")
+    if not report.ok:
+        log(f"WARNING {report.text()}")
+    if env.channel("val") is not None:
+        val_out = workdir / "val-tfrecords"
+        shutil.rmtree(val_out, ignore_errors=True)
+        annotations.convert(env.channel("val"), "tfrecord", val_out, names=ann.names, log=lambda s: None)
+        val = _pattern(sorted(val_out.glob("*.tfrecord")))
+    else:
+        val = out / "val.tfrecord"
+    return out / "train.tfrecord", val, list(ann.names)
+
+
+def _pattern(paths: list[Path]) -> Path:
+    return paths[0] if len(paths) == 1 else Path(",".join(str(p) for p in paths))
+
+
+def parse_overrides(value: Any) -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` from a mapping, a YAML/JSON text, or ``a.b=1,c.d=x`` pairs."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return value
+    text = str(value).strip()
+    if text.startswith("{") or "\n" in text or ": " in text:
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise UserError("overrides must be a mapping")
+        return data
+    out: dict[str, Any] = {}
+    for pair in text.split(","):
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise UserError(f"overrides {pair!r}: expected a.b.c=value")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Path, num_classes: int,
+                      init_checkpoint: str | None, cfg_files: list[Path]) -> Any:
+    from official.core import exp_factory
+    from official.vision import registry_imports  # noqa: F401 - registers the experiments
+
+    size = int(hps["image_size"])
+    if size % 128:
+        raise UserError(f"image_size must be a multiple of 128 (RetinaNet's coarsest level), got {size}")
+    exp = exp_factory.get_exp_config(hps["experiment"])
+    for path in cfg_files:
+        exp.override(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, is_strict=False)
+    decoder = {"type": "label_map_decoder", "label_map_decoder": {"label_map": str(label_map)}}
+    batch = int(hps["batch_size"])
+    exp.override({
+        "runtime": {"distribution_strategy": "one_device", "mixed_precision_dtype": "float32"},
+        "task": {
+            "init_checkpoint": init_checkpoint, "annotation_file": None,
+            "model": {"num_classes": num_classes + 1, "input_size": [size, size, 3],
+                      "norm_activation": {"use_sync_bn": False}},
+            "train_data": {"input_path": str(train), "global_batch_size": batch, "dtype": "float32",
+                           "decoder": decoder},
+            "validation_data": {"input_path": str(val), "global_batch_size": batch, "dtype": "float32",
+                                "decoder": decoder, "drop_remainder": False},  # a small val set still evaluates
+        },
+        "trainer": {
+            "train_steps": int(hps["num_steps"]), "validation_interval": int(hps["validation_interval"]),
+            "validation_steps": -1, "steps_per_loop": int(hps["log_interval"]),
+            "summary_interval": int(hps["log_interval"]), "checkpoint_interval": int(hps["checkpoint_interval"]),
+            "optimizer_config": {
+                "learning_rate": {"type": "constant", "constant": {"learning_rate": float(hps["learning_rate"])}},
+                "warmup": {"type": "linear", "linear": {"warmup_steps": int(hps["warmup_steps"]),
+                                                        "warmup_learning_rate": float(hps["learning_rate"]) / 10}},
+            },
+        },
+    }, is_strict=False)
+    exp.override(parse_overrides(hps.get("overrides")), is_strict=True)
+    return exp
+
+
+def _numbers(output: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in output.items():
+        try:
+            out[key] = round(float(value), 6)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+WORKER_PORT = 2222
+
+
+def tf_config(env: Environment) -> dict[str, Any] | None:
+    """``TF_CONFIG`` for multi-worker training, from resourceconfig.json (None on one host).
+
+    Hosts are reached by their SageMaker names (``algo-1:2222``...); ``TFOD_WORKER_ADDRESSES``
+    (comma-separated host:port, in host order) replaces them, for a two-worker run on one machine.
+    """
+    hosts = list(env.hosts)
+    if len(hosts) <= 1:
+        return None
+    given = os.environ.get("TFOD_WORKER_ADDRESSES")
+    workers = [a.strip() for a in given.split(",")] if given else [f"{h}:{WORKER_PORT}" for h in hosts]
+    if len(workers) != len(hosts):
+        raise UserError(f"TFOD_WORKER_ADDRESSES names {len(workers)} workers for {len(hosts)} hosts")
+    return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": hosts.index(env.current_host)}}
+
+
+def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
+    from container.yolo.trainer import resolve_hyperparameters
+
+    hps, _sources = resolve_hyperparameters(env, schema)
+    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "tfod-work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    train_path, val_path, names = resolve_data(env, hps, workdir)
+    label_map = write_csv_label_map(names, workdir / "label_map.csv")
+    cfg = env.channel("cfg")
+    cfg_files = sorted(cfg.glob("*.y*ml")) if cfg else []
+    ckpt = env.channel("checkpoint")
+    init = None
+    if ckpt is not None:
+        index = sorted(ckpt.rglob("*.index"))
+        if not index:
+            raise UserError("channel 'checkpoint' holds no TF checkpoint (*.index + *.data-*)")
+        init = str(index[-1].with_suffix(""))
+    model_dir = env.checkpoint_dir / env.current_host / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    exp = experiment_config(hps, train_path, val_path, label_map, len(names), init, cfg_files)
+    log(f"tfod: {hps['experiment']}, {len(names)} classes {names}, {hps['num_steps']} steps, model_dir {model_dir}")
+
+    import orbit
+    import tensorflow as tf
+    from official.core import task_factory, train_lib
+
+    holder: dict[str, Any] = {}
+
+    class Controller(orbit.Controller):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            holder["controller"] = self
+
+    def on_train(output: dict[str, Any]) -> None:
+        step = int(holder["controller"].global_step.numpy())
+        log(format_metric_line("train", {"step": step, **_numbers(output)}))
+        if stop.requested:
+            holder["controller"].save_checkpoint()
+            raise TrainingStopped(f"stopped at step {step}; checkpoint saved in {model_dir}")
+
+    def on_eval(output: dict[str, Any]) -> None:
+        step = int(holder["controller"].global_step.numpy())
+        log(format_metric_line("eval", {"step": step, **_numbers(output)}))
+
+    config = tf_config(env)
+    if config is not None:  # must be in the environment before the strategy reads it
+        os.environ["TF_CONFIG"] = json.dumps(config)
+        log(f"tfod: multi-worker training, worker {config['task']['index']} of {config['cluster']['worker']}")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif len(tf.config.list_physical_devices("GPU")) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
+    log(f"tfod: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
+    with strategy.scope():
+        task = task_factory.get_task(exp.task, logging_dir=str(model_dir))
+    train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
+                             model_dir=str(model_dir), train_actions=[on_train], eval_actions=[on_eval],
+                             controller_cls=Controller)
+    if stop.requested:
+        raise TrainingStopped(f"stopped; checkpoint saved in {model_dir}")
+    if config is not None and config["task"]["index"] != 0:
+        log("training finished (worker 0 exports the model)")
+        return
+    from container.tfod import export
+
+    out = env.model_dir
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(label_map, out / "label_map.csv")
+    size = int(hps["image_size"])
+    sample = export.sample_image(train_path, size)
+    exports = {"saved_model": export.export_saved_model(exp, model_dir, out, size, sample)}
+    log(f"export: SavedModel in 1/ ran on a training image: {exports['saved_model']}")
+    exports["tflite"] = export.export_tflite(exp, model_dir, out, size, quant_type=None, name="model.tflite")
+    log(f"export: {exports['tflite']}")
+    if hps.get("quantize"):
+        exports["tflite_int8"] = export.export_tflite_isolated(hps["experiment"], exp, model_dir, out, size,
+                                                               quant_type="int8", name="model_int8.tflite")
+        log(("WARNING " if "error" in exports["tflite_int8"] else "") + f"export: {exports['tflite_int8']}")
+    (out / "metrics.json").write_text(json.dumps({"hyperparameters": hps, "classes": names, "exports": exports,
+                                                  "job_name": env.job_name}, indent=2, default=str))
+    log("training finished")
