@@ -36,9 +36,9 @@ FAST = {"model": "yolo11n.yaml", "epochs": "2", "imgsz": "64", "batch": "8", "wo
         "plots": "false", "progress_interval": "0"}
 
 
-def metric_values(log: str, class_names=("rectangle", "ellipse")) -> dict[str, list[float]]:
-    """Read a job's log the way SageMaker does: each YOLO metric definition's regex over each line."""
-    definitions = Schema.load("yolo").metric_definitions(class_names)
+def metric_values(log: str, class_names=("rectangle", "ellipse"), image: str = "yolo") -> dict[str, list[float]]:
+    """Read a job's log the way SageMaker does: each of the image's metric definitions' regex over each line."""
+    definitions = Schema.load(image).metric_definitions(class_names)
     found: dict[str, list[float]] = {}
     for line in log.splitlines():
         assert "\r" not in line or not line.startswith("["), "metric lines never carry carriage returns"

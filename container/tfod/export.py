@@ -1,9 +1,9 @@
-"""WORK IN PROGRESS (issue 6): exports of a trained Model Garden detector, each run once before it counts.
+"""Exports of a trained Model Garden detector (``official/vision/serving``), each run once before it counts.
 
 * ``<model>/1/``: a SavedModel (``image_tensor`` input, uint8 [1, H, W, 3]) in a numeric version
   folder, as TF Serving wants it;
-* ``<model>/model.tflite`` (float) and, with ``quantize``, ``model_int8.tflite`` calibrated on the
-  training images; loaded with ai_edge_litert (int8 without the XNNPACK delegate, which crashes on it).
+* ``<model>/model_float.tflite`` and, with ``quantize``, ``model_int8.tflite`` calibrated on the
+  training images; run with the LiteRT interpreter the way ``sdk.edge`` runs them on a device.
 """
 
 from __future__ import annotations
@@ -64,23 +64,15 @@ def export_tflite(exp: Any, model_dir: Path, out: Path, size: int, *, quant_type
             calibration_steps=calibration_steps)
     path = out / name
     path.write_bytes(data)
-    outputs = run_tflite(path, np.zeros((1, size, size, 3), np.float32))
+    outputs = run_tflite(path, np.full((1, size, size, 3), 127.0, np.float32))
     return {"path": name, "bytes": len(data), "quant_type": quant_type or "float", "outputs": sorted(outputs)}
 
 
 def run_tflite(path: Path, image: Any) -> dict[str, Any]:
-    """Run a TFLite model once; int8 models without the default delegate."""
-    from ai_edge_litert import interpreter as litert
+    """Run a TFLite model once, as ``python -m sdk.edge`` would on a device."""
+    from sdk.edge import open_interpreter, run
 
-    resolver = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if "int8" in path.name else \
-        litert.OpResolverType.AUTO
-    interp = litert.Interpreter(model_path=str(path), experimental_op_resolver_type=resolver)
-    runner = interp.get_signature_runner()
-    (name, detail), = runner.get_input_details().items()
-    if detail["dtype"] != image.dtype:
-        scale, zero = detail.get("quantization", (0.0, 0))
-        image = (image / scale + zero).astype(detail["dtype"]) if scale else image.astype(detail["dtype"])
-    return runner(**{name: image})
+    return run(open_interpreter(path), image)
 
 
 def _child(experiment: str, exp_dict: dict, model_dir: str, out: str, size: int, quant_type: str | None,

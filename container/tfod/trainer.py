@@ -1,11 +1,15 @@
-"""WORK IN PROGRESS (issue 6): the TF Model Garden trainer, an adapter over the /opt/ml contract.
+"""The TF Model Garden trainer: an adapter from the /opt/ml contract to ``official.core.train_lib``.
 
-Done so far: data (TFRecords as given, or any format converted with container.annotations), the
-label map, the experiment config with its offline overrides, training through
-``official.core.train_lib.run_experiment`` with the model directory under /opt/ml/checkpoints
-(a restart resumes), metric lines from orbit's train/eval actions, SIGTERM -> checkpoint -> exit.
-Still to do: exports (SavedModel 1/, TFLite float/int8), TF_CONFIG multi-worker, TensorBoard
-copy, Dockerfile.tfod and its image tests.
+* data: TFRecords as given, or any dataset format ``container.annotations`` reads, converted at start;
+  class names from the ``labels`` channel (pbtxt, ``id,name`` CSV, YAML) or from the dataset;
+* config: a Model Garden experiment (``experiment``), the ``cfg`` channel's YAML files, the image's
+  hyperparameters, then free-form ``overrides`` (strict: an unknown key is an error);
+* the model directory is ``/opt/ml/checkpoints/<host>/model``: a restarted job resumes from its last
+  checkpoint, and SIGTERM saves one before the job exits;
+* metric lines from orbit's train and eval actions (plain numbers, never NumPy reprs), TensorBoard
+  events copied to ``/opt/ml/output/tensorboard`` as they are written;
+* one GPU or several (MirroredStrategy), several hosts (MultiWorkerMirroredStrategy, ``TF_CONFIG``
+  from resourceconfig.json); worker 0 exports (see ``export.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def read_label_map(path: Path) -> list[str]:
     if path.suffix == ".pbtxt":
         import re
 
-        for block in re.findall(r"item\s*\{(.*?)\}", text, re.S):
+        for block in re.findall(r"item\s*\{(.*?)\}", text, re.DOTALL):
             m_id = re.search(r"\bid\s*:\s*(\d+)", block)
             m_name = re.search(r"\b(?:display_)?name\s*:\s*[\"']([^\"']*)[\"']", block)
             if m_id and m_name:
@@ -177,8 +181,39 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
             },
         },
     }, is_strict=False)
-    exp.override(parse_overrides(hps.get("overrides")), is_strict=True)
+    try:
+        exp.override(parse_overrides(hps.get("overrides")), is_strict=True)
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise UserError(f"overrides {hps.get('overrides')!r} do not fit experiment {hps['experiment']!r}: "
+                        f"{str(err).strip(chr(39))}") from None
     return exp
+
+
+def sync_tensorboard(model_dir: Path, target: Path) -> int:
+    """Copy Model Garden's event files (``train/``, ``validation/``) where SageMaker uploads TensorBoard logs;
+    only files that grew since the last copy. Returns how many were copied."""
+    copied = 0
+    for src in model_dir.glob("*/events.out.tfevents.*"):
+        dst = target / src.parent.name / src.name
+        if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            copied += 1
+    return copied
+
+
+EXPORTS = ("saved_model", "tflite")
+
+
+def export_list(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else str(value or "").replace(" ", "").split(",")
+    items = [str(i).strip().lower() for i in items if str(i).strip()]
+    if items in ([], ["none"]):
+        return []
+    unknown = [i for i in items if i not in EXPORTS]
+    if unknown:
+        raise UserError(f"export {unknown[0]!r} is not one of: {', '.join(EXPORTS)}, none")
+    return items
 
 
 def _numbers(output: dict[str, Any]) -> dict[str, float]:
@@ -214,6 +249,9 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     from container.yolo.trainer import resolve_hyperparameters
 
     hps, _sources = resolve_hyperparameters(env, schema)
+    exports_wanted = export_list(hps.get("export"))
+    if hps.get("inference_type") == "int8" and not hps.get("quantize"):
+        raise UserError("inference_type int8 needs quantize true (the int8 model is calibrated on training images)")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "tfod-work"
     workdir.mkdir(parents=True, exist_ok=True)
     train_path, val_path, names = resolve_data(env, hps, workdir)
@@ -246,6 +284,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     def on_train(output: dict[str, Any]) -> None:
         step = int(holder["controller"].global_step.numpy())
         log(format_metric_line("train", {"step": step, **_numbers(output)}))
+        sync_tensorboard(model_dir, env.tensorboard_dir)
         if stop.requested:
             holder["controller"].save_checkpoint()
             raise TrainingStopped(f"stopped at step {step}; checkpoint saved in {model_dir}")
@@ -253,12 +292,17 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     def on_eval(output: dict[str, Any]) -> None:
         step = int(holder["controller"].global_step.numpy())
         log(format_metric_line("eval", {"step": step, **_numbers(output)}))
+        sync_tensorboard(model_dir, env.tensorboard_dir)
 
     config = tf_config(env)
     if config is not None:  # must be in the environment before the strategy reads it
         os.environ["TF_CONFIG"] = json.dumps(config)
         log(f"tfod: multi-worker training, worker {config['task']['index']} of {config['cluster']['worker']}")
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif Path("/dev/nvidia0").exists() and not tf.config.list_physical_devices("GPU"):
+        log("WARNING this host has an NVIDIA GPU that TensorFlow cannot use (no CUDA libraries in the image?): "
+            "training on the CPU")
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     elif len(tf.config.list_physical_devices("GPU")) > 1:
         strategy = tf.distribute.MirroredStrategy()
     else:
@@ -269,26 +313,37 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
                              model_dir=str(model_dir), train_actions=[on_train], eval_actions=[on_eval],
                              controller_cls=Controller)
+    sync_tensorboard(model_dir, env.tensorboard_dir)
     if stop.requested:
         raise TrainingStopped(f"stopped; checkpoint saved in {model_dir}")
     if config is not None and config["task"]["index"] != 0:
         log("training finished (worker 0 exports the model)")
         return
+    import logging
+
     from container.tfod import export
 
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # the exporter warns once per unbuilt Keras layer
     out = env.model_dir
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(label_map, out / "label_map.csv")
     size = int(hps["image_size"])
-    sample = export.sample_image(train_path, size)
-    exports = {"saved_model": export.export_saved_model(exp, model_dir, out, size, sample)}
-    log(f"export: SavedModel in 1/ ran on a training image: {exports['saved_model']}")
-    exports["tflite"] = export.export_tflite(exp, model_dir, out, size, quant_type=None, name="model.tflite")
-    log(f"export: {exports['tflite']}")
-    if hps.get("quantize"):
-        exports["tflite_int8"] = export.export_tflite_isolated(hps["experiment"], exp, model_dir, out, size,
-                                                               quant_type="int8", name="model_int8.tflite")
-        log(("WARNING " if "error" in exports["tflite_int8"] else "") + f"export: {exports['tflite_int8']}")
+    exports: dict[str, Any] = {}
+    if "saved_model" in exports_wanted:
+        sample = export.sample_image(train_path, size)
+        exports["saved_model"] = export.export_saved_model(exp, model_dir, out, size, sample)
+        log(f"export: SavedModel in 1/ ran on a training image: {exports['saved_model']}")
+    if "tflite" in exports_wanted:
+        exports["tflite"] = export.export_tflite(exp, model_dir, out, size, quant_type=None, name="model_float.tflite")
+        log(f"export: {exports['tflite']}")
+        if hps.get("quantize"):
+            exports["tflite_int8"] = export.export_tflite_isolated(hps["experiment"], exp, model_dir, out, size,
+                                                                   quant_type="int8", name="model_int8.tflite")
+            log(("WARNING " if "error" in exports["tflite_int8"] else "") + f"export: {exports['tflite_int8']}")
+        chosen = "tflite_int8" if hps.get("inference_type") == "int8" else "tflite"
+        if "error" not in exports.get(chosen, {"error": "missing"}):
+            shutil.copyfile(out / exports[chosen]["path"], out / "model.tflite")
+            log(f"export: model.tflite is the {hps.get('inference_type', 'float')} model (inference_type)")
     (out / "metrics.json").write_text(json.dumps({"hyperparameters": hps, "classes": names, "exports": exports,
                                                   "job_name": env.job_name}, indent=2, default=str))
     log("training finished")

@@ -72,23 +72,26 @@ def aws_env(moto_url):
     return env
 
 
-def test_build_push_pull_describe(aws_env, registry, forget_pushed_tags, tmp_path):
+@pytest.mark.parametrize("kind, metric", [("yolo", "val:mAP50-95"), ("tfod", "eval:AP50")])
+def test_build_push_pull_describe(kind, metric, aws_env, registry, forget_pushed_tags, tmp_path):
     engine = find_engine()
     if engine is None:
         pytest.skip("no container engine")
+    build_args = " ".join(f"{k}={v}" for k, v in engine.build_args(f"Dockerfile.{kind}").items())
     env = {**aws_env, "ENGINE": engine.name, "REGISTRY": registry, "PUSH_TLS_VERIFY": "false",
-           "BUILD_ARGS": f"BASE_IMAGE={engine.base_image()}", "BUILD_FLAGS": " ".join(engine.build_flags())}
-    result = subprocess.run([str(SCRIPT), "team/sm-yolo", "yolo", "v1"], cwd=tmp_path, env=env,
+           "BUILD_ARGS": build_args, "BUILD_FLAGS": " ".join(engine.build_flags())}
+    repo = f"team/sm-{kind}"
+    result = subprocess.run([str(SCRIPT), repo, kind, "v1"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=3000)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     uri = (tmp_path / "ecr_image_fullname.txt").read_text().strip()
-    assert uri == f"{registry}/team/sm-yolo:v1"
+    assert uri == f"{registry}/{repo}:v1"
 
     import boto3
 
     ecr = boto3.client("ecr", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                        aws_access_key_id="testing", aws_secret_access_key="testing")
-    assert ecr.describe_repositories(repositoryNames=["team/sm-yolo"])["repositories"]
+    assert ecr.describe_repositories(repositoryNames=[repo])["repositories"]
     revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                               text=True).stdout.strip()
     assert f"git-{revision}" in result.stdout, "tagged with the git revision too, never only a moving tag"
@@ -98,10 +101,12 @@ def test_build_push_pull_describe(aws_env, registry, forget_pushed_tags, tmp_pat
     pull = ["pull", "--tls-verify=false", uri] if engine.name == "podman" else ["pull", uri]
     engine.run(*pull, capture_output=True)
     out = engine.run("run", "--rm", "--network", "none", uri, "describe", capture_output=True).stdout
-    assert "val:mAP50-95" in out
+    assert metric in out
 
+    if kind != "yolo":
+        return
     # a second run finds the repository and reuses the build cache
-    again = subprocess.run([str(SCRIPT), "team/sm-yolo", "yolo", "v2"], cwd=tmp_path, env=env,
+    again = subprocess.run([str(SCRIPT), repo, kind, "v2"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0 and "created" not in again.stdout
 

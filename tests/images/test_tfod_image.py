@@ -1,0 +1,227 @@
+"""Dockerfile.tfod built and started the way SageMaker starts it (`--network none`, /opt/ml mounted,
+command `train`), on the same cases as the YOLO image: success, bad input, stop and resume, describe;
+plus a raw dataset format through the SDK's local mode, the exports run by a stranger, the edge script,
+and two workers. Skipped only where no container engine answers (see engine.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+
+import pytest
+
+from container.annotations import convert
+from container.schema import Schema
+from tests.conftest import metric_values
+from tests.images.engine import find_engine
+
+pytestmark = [pytest.mark.image, pytest.mark.slow]
+TAG = "localhost/sm-tfod:test"
+SCHEMA = Schema.load("tfod")
+# a RetinaNet on 128 px images: 8 steps, a checkpoint every 4, one COCO evaluation at the end
+FAST = {"num_steps": "8", "image_size": "128", "batch_size": "4", "log_interval": "4", "checkpoint_interval": "4",
+        "validation_interval": "8", "warmup_steps": "2"}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    found = find_engine()
+    if found is None:
+        pytest.skip("no container engine (docker or podman) answers on this machine")
+    found.build("Dockerfile.tfod", TAG)
+    return found
+
+
+@pytest.fixture(scope="module")
+def tfrecords(shapes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tfrecords")
+    convert(shapes, "tfrecord", out, log=lambda _: None)
+    return out
+
+
+def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900, network="none", env=None):
+    cmd = ["run", "--network", network, "-v", f"{base}:/opt/ml"]
+    for key, value in (env or {}).items():
+        cmd += ["-e", f"{key}={value}"]
+    cmd += ["-d", "--name", name] if detach else ["--rm"]
+    return engine.run(*cmd, TAG, *args, check=False, capture_output=True, timeout=timeout)
+
+
+def test_trains_on_tfrecords_and_exports(engine, tfrecords, make_tree):
+    """TFRecords + a pbtxt label map; SavedModel, float and int8 TFLite, each run again here by a stranger."""
+    labels = tfrecords.parent / "labels"
+    labels.mkdir(exist_ok=True)
+    (labels / "label_map.pbtxt").write_text((tfrecords / "label_map.pbtxt").read_text())
+    train = tfrecords.parent / "records-only"
+    train.mkdir(exist_ok=True)
+    for name in ("train.tfrecord", "val.tfrecord"):
+        if not (train / name).exists():
+            (train / name).hardlink_to(tfrecords / name)
+    base = make_tree({"train": train, "labels": labels}, {**FAST, "quantize": "true", "inference_type": "int8"})
+    result = sagemaker_run(engine, base, "train", timeout=1500)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    model = base / "model"
+    for name in ("1/saved_model.pb", "model_float.tflite", "model_int8.tflite", "model.tflite", "label_map.csv",
+                 "metrics.json"):
+        assert (model / name).is_file(), name
+    assert (model / "model.tflite").read_bytes() == (model / "model_int8.tflite").read_bytes()
+    found = metric_values(log, image="tfod")
+    assert {"train:total_loss", "train:cls_loss", "step", "eval:AP", "eval:AP50", "eval:ARmax100"} <= set(found)
+    assert found["step"][-1] == 8
+    assert "np.float32" not in "\n".join(l for l in log.splitlines() if l.startswith("["))
+    assert list((base / "output" / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    assert list((base / "output" / "tensorboard" / "validation").glob("events.out.tfevents.*"))
+    metrics = json.loads((model / "metrics.json").read_text())
+    assert metrics["classes"] == ["rectangle", "ellipse"]
+    assert "error" not in metrics["exports"]["tflite_int8"], metrics["exports"]
+
+    # the SavedModel, loaded by a process that did not train it, from TF Serving's layout
+    check = ("import tensorflow as tf;"
+             "m = tf.saved_model.load('/opt/ml/model/1').signatures['serving_default'];"
+             "out = m(tf.zeros([1, 128, 128, 3], tf.uint8));"
+             "print('saved_model', sorted(out), int(out['num_detections'][0]))")
+    ran = engine.run("run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", TAG, "python", "-c", check,
+                     check=False, capture_output=True, timeout=300)
+    assert ran.returncode == 0 and "saved_model ['detection_boxes'" in ran.stdout, ran.stdout + ran.stderr[-2000:]
+
+
+def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatch):
+    """launch_job(instance_type="local", image=...) validates against the image's schema, runs the image on a
+    Pascal VOC folder that it converts at start, and fetch_model finds the result."""
+    import sdk
+
+    monkeypatch.setenv("SM_DETECTORS_HOME", str(tmp_path / "home"))
+    convert(shapes, "voc", tmp_path / "voc", log=lambda _: None)
+    with pytest.raises(sdk.ConfigurationError, match="num_step"):
+        sdk.launch_job(instance_type="local", image=TAG, kind="tfod", engine=engine.name, train=tmp_path / "voc",
+                       hyperparameters={"num_step": 8})
+    job = sdk.launch_job(instance_type="local", image=TAG, kind="tfod", engine=engine.name, train=tmp_path / "voc",
+                         hyperparameters={**FAST, "export": "tflite"}, logs=False)
+    assert job.status == "Completed", job.logs()[-3000:]
+    assert "channel 'train' holds voc annotations: 20 images" in job.logs()
+    model = sdk.fetch_model(job, dest=tmp_path / "model")
+    assert model.exports["model"].name == "model.tflite" and model.best is None
+
+    # the seed's Raspberry Pi step: the TFLite model on an image, boxes drawn (in the image: LiteRT + Pillow)
+    picture = min((shapes / "images" / "val").iterdir())
+    work = tmp_path / "edge"
+    work.mkdir()
+    (work / picture.name).write_bytes(picture.read_bytes())
+    for name in ("model.tflite", "label_map.csv"):
+        (work / name).write_bytes((model.directory / name).read_bytes())
+    ran = engine.run("run", "--rm", "--network", "none", "-v", f"{work}:/work", TAG, "python", "-m", "sdk.edge",
+                     "/work/model.tflite", f"/work/{picture.name}", "--threshold", "0", "--out", "/work/drawn.jpg",
+                     check=False, capture_output=True, timeout=300)
+    assert ran.returncode == 0, ran.stdout + ran.stderr[-2000:]
+    assert f"{picture.name}: " in ran.stdout and "drawn to /work/drawn.jpg" in ran.stdout
+    assert (work / "drawn.jpg").stat().st_size > 0
+
+
+@pytest.mark.parametrize("hyperparameters, channels, words", [
+    ({"num_steps": "ten"}, "tfrecords", "'num_steps' must be an integer, got 'ten'"),
+    ({"image_size": "100"}, "tfrecords", "image_size must be a multiple of 128"),
+    ({"overrides": "task.model.no_such_key=1"}, "tfrecords", "do not fit experiment 'retinanet_mobile_coco'"),
+    ({}, "records without labels", "TFRecords need a label map"),
+])
+def test_bad_input_writes_failure(engine, tfrecords, make_tree, tmp_path, hyperparameters, channels, words):
+    train = tfrecords
+    if channels == "records without labels":
+        train = tmp_path / "bare"
+        train.mkdir()
+        (train / "train.tfrecord").hardlink_to(tfrecords / "train.tfrecord")
+        (train / "val.tfrecord").hardlink_to(tfrecords / "val.tfrecord")
+    base = make_tree({"train": train}, {**FAST, **hyperparameters})
+    result = sagemaker_run(engine, base, "train", timeout=300)
+    assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
+    failure = (base / "output" / "failure").read_text()
+    assert words in failure
+    assert "Traceback" not in failure
+
+
+def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
+    base = make_tree({"train": tfrecords}, {**FAST, "num_steps": "40", "validation_interval": "40",
+                                            "export": "none"})
+    name = f"sm-tfod-stop-{uuid.uuid4().hex[:8]}"
+    started = sagemaker_run(engine, base, "train", name=name, detach=True)
+    assert started.returncode == 0, started.stderr
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            logs = engine.run("logs", name, check=False, capture_output=True).stdout
+            if "[train] step=4 " in logs:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("no train line in time: " + logs[-2000:])
+        engine.run("kill", "--signal", "TERM", name, capture_output=True)
+        sent = time.monotonic()
+        code = int(engine.run("wait", name, capture_output=True, timeout=200).stdout.strip().splitlines()[-1])
+        took = time.monotonic() - sent
+        logs = engine.run("logs", name, check=False, capture_output=True)
+    finally:
+        engine.run("rm", "-f", name, check=False, capture_output=True)
+    assert code == 143, logs.stdout[-3000:] + logs.stderr[-3000:]
+    assert took < 120, f"PID 1 must act on SIGTERM; took {took:.0f}s"
+    saved = sorted((base / "checkpoints" / "algo-1" / "model").glob("ckpt-*.index"))
+    assert saved, "SIGTERM saves a checkpoint under /opt/ml/checkpoints"
+    stopped_at = max(int(p.name.split("-")[1].split(".")[0]) for p in saved)
+    assert "stopped at step" in (base / "output" / "failure").read_text()
+
+    result = sagemaker_run(engine, base, "train", timeout=900)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert f"restored model from /opt/ml/checkpoints/algo-1/model/ckpt-{stopped_at}" in log
+    steps = metric_values(log, image="tfod")["step"]
+    assert steps[0] > stopped_at and steps[-1] == 40, steps
+
+
+def test_describe(engine):
+    for args in (("describe",), ()):  # `describe`, and the image's default command
+        out = engine.run("run", "--rm", "--network", "none", TAG, *args, capture_output=True).stdout
+        assert "HYPERPARAMETERS" in out and "num_steps" in out and "eval:AP50" in out
+        for d in SCHEMA.metric_definitions():
+            assert d["Regex"] in out
+    data = json.loads(engine.run("run", "--rm", TAG, "describe", "--json", capture_output=True).stdout)
+    assert data["metric_definitions"] == SCHEMA.metric_definitions()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers(engine, tfrecords, tmp_path):
+    """Two hosts as SageMaker describes them in resourceconfig.json; on one machine they share its network,
+    so TFOD_WORKER_ADDRESSES gives their loopback ports in place of algo-1:2222 and algo-2:2222."""
+    from container.local import build_tree
+
+    addresses = f"127.0.0.1:{_free_port()},127.0.0.1:{_free_port()}"
+    hps = {**FAST, "num_steps": "4", "validation_interval": "4", "export": "none"}
+    names, bases = [], []
+    for host in ("algo-1", "algo-2"):
+        base = build_tree(tmp_path / host, {"train": tfrecords}, hps, hosts=("algo-1", "algo-2"), current_host=host)
+        name = f"sm-tfod-{host}-{uuid.uuid4().hex[:6]}"
+        started = sagemaker_run(engine, base, "train", name=name, detach=True, network="host",
+                                env={"TFOD_WORKER_ADDRESSES": addresses})
+        assert started.returncode == 0, started.stderr
+        names.append(name)
+        bases.append(base)
+    try:
+        codes, logs = [], []
+        for name in names:
+            waited = engine.run("wait", name, capture_output=True, timeout=900)
+            codes.append(int(waited.stdout.strip().splitlines()[-1]))
+            out = engine.run("logs", name, check=False, capture_output=True)
+            logs.append(out.stdout + out.stderr)
+    finally:
+        engine.run("rm", "-f", *names, check=False, capture_output=True)
+    assert codes == [0, 0], "\n----\n".join(log[-3000:] for log in logs)
+    assert "MultiWorkerMirroredStrategy with 2 replica(s)" in logs[0]
+    assert "worker 1 of" in logs[1] and "worker 0 exports" in logs[1]
+    assert metric_values(logs[0], image="tfod")["step"][-1] == 4
+    assert (bases[0] / "model" / "metrics.json").is_file()
+    assert not (bases[1] / "model" / "metrics.json").exists()
