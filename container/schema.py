@@ -206,6 +206,7 @@ class Schema:
     framework_available: bool = True
     trainer: str = ""  # "module:function" the image runs
     input_modes: tuple[str, ...] = ("File", "FastFile")  # channel input modes the trainer can read
+    objective: str = ""  # the metric a tuning job maximizes by default
 
     @classmethod
     def load(cls, image: str) -> Schema:
@@ -256,6 +257,7 @@ class Schema:
             framework_available=available,
             trainer=data.get("trainer", ""),
             input_modes=tuple(data.get("input_modes", ("File", "FastFile"))),
+            objective=data.get("objective", ""),
         )
 
     # -- hyperparameters ----------------------------------------------------------------------

@@ -4,8 +4,14 @@
     python -m sdk status JOB        python -m sdk logs JOB [--follow]     python -m sdk stop JOB
     python -m sdk fetch [JOB|latest] [--name-prefix yolo] [--tag team=cv] [--dest models/]
     python -m sdk describe [--image yolo] [--json]
+    python -m sdk pipeline create NAME --data s3://bucket/incoming/ --image URI [--marker _READY] [--hp ...]
+    python -m sdk pipeline start NAME [--param hp_epochs=10]
+    python -m sdk tune --image URI --train s3://... --range lr0=0.0001:0.1:log --range optimizer=SGD,AdamW
+    python -m sdk tune-best TUNING_JOB [--fetch] [--dest models/]
+    python -m sdk leaderboard JOB|FOLDER ... [--local] [--images DIR] [--out leaderboard/]
+    python -m sdk predict MODEL IMAGE|FOLDER|VIDEO [--track] [--out predictions/]
 
-Add ``--local`` to status/logs/fetch for jobs run with ``--instance-type local``.
+Add ``--local`` to status/logs/fetch/leaderboard for jobs run with ``--instance-type local``.
 """
 
 from __future__ import annotations
@@ -74,6 +80,102 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigurationError(f"--range bound {text!r} is not a number") from None
+
+
+def _ranges(items: list[str]) -> dict[str, Any]:
+    """``lr0=0.0001:0.1:log`` (a numeric range, scaling optional) or ``optimizer=SGD,AdamW`` (categorical)."""
+    ranges: dict[str, Any] = {}
+    for name, text in _pairs(items, "--range").items():
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) not in (2, 3):
+                raise ConfigurationError(f"--range {name}={text}: expected LOW:HIGH or LOW:HIGH:SCALING")
+            ranges[name] = (_number(parts[0]), _number(parts[1]), *parts[2:])
+        elif "," in text:
+            ranges[name] = [v.strip() for v in text.split(",") if v.strip()]
+        else:
+            raise ConfigurationError(f"--range {name}={text}: expected LOW:HIGH[:SCALING] or VALUE,VALUE,...")
+    return ranges
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from sdk.tuning import plan_tuning, tune_job
+
+    kwargs = {**_launch_kwargs(args), "ranges": _ranges(args.range), "objective": args.objective,
+              "minimize": args.minimize, "max_jobs": args.max_jobs, "max_parallel": args.max_parallel,
+              "strategy": args.strategy, "early_stopping": not args.no_early_stopping,
+              "tuning_job_name": args.tuning_job_name}
+    for key in ("job_name", "base_job_name", "checkpoints", "checkpoint_s3_uri"):
+        kwargs.pop(key)
+    if args.dry_run:
+        print(json.dumps({"CreateHyperParameterTuningJob": plan_tuning(**kwargs).request}, indent=2))
+        return 0
+    tuning = tune_job(wait=args.wait, **kwargs)
+    print(json.dumps({"tuning_job": tuning.name, "status": tuning.status}, indent=2))
+    return 0
+
+
+def cmd_tune_best(args: argparse.Namespace) -> int:
+    from sdk.tuning import TuningJob
+
+    tuning = TuningJob(args.tuning_job)
+    best = tuning.best()
+    if args.fetch:
+        best["model"] = str(tuning.fetch_model(dest=args.dest).directory)
+    print(json.dumps(best, indent=2, default=str))
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from sdk.pipeline import retrain_on_upload, start_pipeline
+
+    if args.action == "start":
+        arn = start_pipeline(args.name, **_pairs(args.param, "--param"))
+        print(json.dumps({"pipeline": args.name, "execution": arn}, indent=2))
+        return 0
+    if not args.data:
+        raise ConfigurationError("pipeline create needs --data s3://bucket/prefix/ (where uploads land)")
+    kwargs = _launch_kwargs(args)
+    for key in ("train", "job_name", "base_job_name", "checkpoints", "checkpoint_s3_uri"):
+        kwargs.pop(key)
+    trigger = retrain_on_upload(name=args.name, data=args.data, marker=args.marker, events_role=args.events_role,
+                                **kwargs)
+    print(json.dumps({"pipeline": trigger.pipeline_arn, "rule": trigger.rule_arn, "role": trigger.role_arn,
+                      "event_pattern": trigger.event_pattern,
+                      "parameters": {p["Name"]: p["DefaultValue"] for p in trigger.definition["Parameters"]}},
+                     indent=2))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from sdk.leaderboard import leaderboard
+
+    board = leaderboard(args.sources, local=args.local, images=args.images, count=args.count, out=args.out,
+                        timed=not args.no_timing)
+    print(board.text())
+    print(f"\n{board.csv}" + (f"\n{board.png}" if board.png else ""))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from sdk.predict import predict
+
+    result = predict(args.model, args.source, out=args.out, track=args.track, tracker=args.tracker, conf=args.conf,
+                     imgsz=args.imgsz)
+    boxes = sum(len(f["detections"]) for f in result.frames)
+    print(json.dumps({"frames": len(result.frames), "detections": boxes, "tracks": len(result.tracks),
+                      "outputs": [str(p) for p in result.outputs], "json": str(result.json_path)}, indent=2))
+    return 0
+
+
 def _job(args: argparse.Namespace) -> Any:
     from sdk._job import Job, LocalJob
 
@@ -124,35 +226,40 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return describe(["--image", args.image, *(["--json"] if args.json else [])])
 
 
+def _job_options(cmd: argparse.ArgumentParser) -> None:
+    """The options of plan_job, shared by launch, tune and pipeline create."""
+    cmd.add_argument("--image", help="ECR image URI, the ecr_image_fullname.txt build-and-push.sh wrote, "
+                                        "or yolo/tfod with --instance-type local (default: ./ecr_image_fullname.txt)")
+    cmd.add_argument("--kind", choices=["yolo", "tfod"], help="which image, when its name does not say")
+    cmd.add_argument("--train", help="train channel: local folder or s3:// URI")
+    cmd.add_argument("--val", help="val channel: local folder or s3:// URI")
+    cmd.add_argument("--channel", action="append", default=[], metavar="NAME=SOURCE", help="any other channel")
+    cmd.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="one hyperparameter")
+    cmd.add_argument("--hyperparameters", metavar="FILE", help="YAML or JSON file of hyperparameters")
+    cmd.add_argument("--role", help="SageMaker execution role ARN (default: $SM_DETECTORS_ROLE)")
+    cmd.add_argument("--instance-type", default="ml.g5.xlarge", help="default %(default)s; 'local' runs here")
+    cmd.add_argument("--instance-count", type=int, default=1)
+    cmd.add_argument("--volume-size", type=int, default=50, help="GB (default %(default)s)")
+    cmd.add_argument("--spot", action="store_true", help="managed spot training (resumes from checkpoints)")
+    cmd.add_argument("--max-run", type=int, default=24 * 3600, help="seconds (default %(default)s)")
+    cmd.add_argument("--max-wait", type=int, help="seconds, spot only (default 2 x max-run)")
+    cmd.add_argument("--output-path", help="s3:// prefix for model.tar.gz (default: the SageMaker default bucket)")
+    cmd.add_argument("--checkpoint-s3-uri", help="default: <output-path>/<job>/checkpoints/")
+    cmd.add_argument("--no-checkpoints", action="store_true", help="do not sync checkpoints to S3")
+    cmd.add_argument("--tensorboard", nargs="?", const=True, help="sync TensorBoard logs (optionally to this URI)")
+    cmd.add_argument("--input-mode", action="append", default=[], metavar="CHANNEL=MODE", help="File or FastFile")
+    cmd.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    cmd.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    cmd.add_argument("--job-name")
+    cmd.add_argument("--base-job-name")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sdk", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     launch = sub.add_parser("launch", help="validate, upload local channels, create a training job, follow it")
-    launch.add_argument("--image", help="ECR image URI, the ecr_image_fullname.txt build-and-push.sh wrote, "
-                                        "or yolo/tfod with --instance-type local (default: ./ecr_image_fullname.txt)")
-    launch.add_argument("--kind", choices=["yolo", "tfod"], help="which image, when its name does not say")
-    launch.add_argument("--train", help="train channel: local folder or s3:// URI")
-    launch.add_argument("--val", help="val channel: local folder or s3:// URI")
-    launch.add_argument("--channel", action="append", default=[], metavar="NAME=SOURCE", help="any other channel")
-    launch.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="one hyperparameter")
-    launch.add_argument("--hyperparameters", metavar="FILE", help="YAML or JSON file of hyperparameters")
-    launch.add_argument("--role", help="SageMaker execution role ARN (default: $SM_DETECTORS_ROLE)")
-    launch.add_argument("--instance-type", default="ml.g5.xlarge", help="default %(default)s; 'local' runs here")
-    launch.add_argument("--instance-count", type=int, default=1)
-    launch.add_argument("--volume-size", type=int, default=50, help="GB (default %(default)s)")
-    launch.add_argument("--spot", action="store_true", help="managed spot training (resumes from checkpoints)")
-    launch.add_argument("--max-run", type=int, default=24 * 3600, help="seconds (default %(default)s)")
-    launch.add_argument("--max-wait", type=int, help="seconds, spot only (default 2 x max-run)")
-    launch.add_argument("--output-path", help="s3:// prefix for model.tar.gz (default: the SageMaker default bucket)")
-    launch.add_argument("--checkpoint-s3-uri", help="default: <output-path>/<job>/checkpoints/")
-    launch.add_argument("--no-checkpoints", action="store_true", help="do not sync checkpoints to S3")
-    launch.add_argument("--tensorboard", nargs="?", const=True, help="sync TensorBoard logs (optionally to this URI)")
-    launch.add_argument("--input-mode", action="append", default=[], metavar="CHANNEL=MODE", help="File or FastFile")
-    launch.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
-    launch.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
-    launch.add_argument("--job-name")
-    launch.add_argument("--base-job-name")
+    _job_options(launch)
     launch.add_argument("--engine", help="docker or podman, for --instance-type local with an image URI")
     launch.add_argument("--no-wait", action="store_true", help="return once the job is created")
     launch.add_argument("--no-logs", action="store_true", help="while waiting, print status changes only")
@@ -180,6 +287,57 @@ def parser() -> argparse.ArgumentParser:
     describe.add_argument("--image", default="yolo", choices=["yolo", "tfod"])
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(func=cmd_describe)
+
+    pipeline = sub.add_parser("pipeline", help="retrain on upload: a SageMaker Pipeline started by an EventBridge rule")
+    pipeline.add_argument("action", choices=["create", "start"])
+    pipeline.add_argument("name", help="pipeline name")
+    pipeline.add_argument("--data", help="create: the s3:// prefix uploads land under (the train channel)")
+    pipeline.add_argument("--marker", help="create: start only when this file lands under --data (e.g. _READY)")
+    pipeline.add_argument("--events-role", help="create: the role EventBridge assumes (default: one is created)")
+    pipeline.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                          help="start: a pipeline parameter (DataPrefix, InstanceType, hp_<name>)")
+    _job_options(pipeline)
+    pipeline.set_defaults(func=cmd_pipeline)
+
+    tune = sub.add_parser("tune", help="a hyperparameter tuning job over the image's hyperparameters")
+    _job_options(tune)
+    tune.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH[:SCALING] | NAME=A,B,...",
+                      help="a range to search (scaling: auto, linear, log, reverse-log)")
+    tune.add_argument("--objective", help="metric to optimize (default: the image's, mAP)")
+    tune.add_argument("--minimize", action="store_true")
+    tune.add_argument("--max-jobs", type=int, default=10)
+    tune.add_argument("--max-parallel", type=int, default=2)
+    tune.add_argument("--strategy", default="Bayesian", choices=["Bayesian", "Random", "Hyperband", "Grid"])
+    tune.add_argument("--no-early-stopping", action="store_true")
+    tune.add_argument("--tuning-job-name")
+    tune.add_argument("--wait", action="store_true", help="wait for the tuning job to end")
+    tune.add_argument("--dry-run", action="store_true", help="print the request; create nothing")
+    tune.set_defaults(func=cmd_tune)
+
+    best = sub.add_parser("tune-best", help="the best training job of a tuning job (and its model)")
+    best.add_argument("tuning_job")
+    best.add_argument("--fetch", action="store_true", help="download and unpack its model")
+    best.add_argument("--dest", help="folder (default ./models/<job>)")
+    best.set_defaults(func=cmd_tune_best)
+
+    board = sub.add_parser("leaderboard", help="compare models: configuration, mAP, speed; a table and a PNG")
+    board.add_argument("sources", nargs="+", help="job names or model folders")
+    board.add_argument("--local", action="store_true", help="job names are local-mode jobs")
+    board.add_argument("--images", help="images to time the models on (default: generated ones)")
+    board.add_argument("--count", type=int, default=10, help="images to time on (default %(default)s)")
+    board.add_argument("--out", default="leaderboard", help="folder for leaderboard.csv/.json/.png")
+    board.add_argument("--no-timing", action="store_true", help="read metrics only; no speed, no plot")
+    board.set_defaults(func=cmd_leaderboard)
+
+    pred = sub.add_parser("predict", help="run a model on images, a folder or a video; --track follows objects")
+    pred.add_argument("model", help="a model folder (fetch's --dest), best.pt or .tflite")
+    pred.add_argument("source", help="an image, a video or a folder of them")
+    pred.add_argument("--out", default="predictions", help="folder for annotated files and detections.json")
+    pred.add_argument("--track", action="store_true", help="follow objects across frames (YOLO models)")
+    pred.add_argument("--tracker", default="bytetrack", help="bytetrack, botsort or a tracker YAML")
+    pred.add_argument("--conf", type=float, default=0.25, help="lowest score kept (default %(default)s)")
+    pred.add_argument("--imgsz", type=int, help="inference size (default: the model's)")
+    pred.set_defaults(func=cmd_predict)
     return p
 
 

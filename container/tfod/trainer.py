@@ -291,7 +291,8 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
 
     def on_eval(output: dict[str, Any]) -> None:
         step = int(holder["controller"].global_step.numpy())
-        log(format_metric_line("eval", {"step": step, **_numbers(output)}))
+        holder["eval"] = {"step": step, **_numbers(output)}
+        log(format_metric_line("eval", holder["eval"]))
         sync_tensorboard(model_dir, env.tensorboard_dir)
 
     config = tf_config(env)
@@ -344,6 +345,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         if "error" not in exports.get(chosen, {"error": "missing"}):
             shutil.copyfile(out / exports[chosen]["path"], out / "model.tflite")
             log(f"export: model.tflite is the {hps.get('inference_type', 'float')} model (inference_type)")
-    (out / "metrics.json").write_text(json.dumps({"hyperparameters": hps, "classes": names, "exports": exports,
-                                                  "job_name": env.job_name}, indent=2, default=str))
+    summary = {"hyperparameters": hps, "classes": names, "final": holder.get("eval", {}), "exports": exports,
+               "job_name": env.job_name}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
     log("training finished")

@@ -9,15 +9,26 @@ moto's SageMaker handler (the server runs in this process, on 127.0.0.1, spoken 
   podman), streams its output to CloudWatch Logs as ``<job>/algo-1-<epoch>``, uploads
   ``model.tar.gz`` where ``ModelArtifacts`` points, and sets the final status, failure reason
   and ``FinalMetricDataList`` (read with the job's own ``MetricDefinitions``);
-* ``StopTrainingJob`` (missing from moto) sends SIGTERM, as SageMaker does.
+* ``StopTrainingJob`` (missing from moto) sends SIGTERM, as SageMaker does;
+* ``CreateHyperParameterTuningJob`` (moto records it as Completed with a made-up best job) is
+  played by a small tuner: one training job per point of a grid over the ranges (categorical
+  values, numeric bounds), created over HTTP like any other job and so really trained, one at a
+  time up to ``MaxNumberOfTrainingJobs``; the best by the objective's final value becomes
+  ``BestTrainingJob``.
+
+``route_pipeline_targets`` plays EventBridge's SageMaker Pipelines target, which moto lacks: a rule
+whose pattern matches an event (S3's own, routed by moto) starts the target pipeline with the target's
+``SageMakerPipelineParameters``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +51,33 @@ def check_against_service_model(operation: str, params: dict[str, Any], service:
     report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
     if report.has_errors():
         raise AssertionError(f"{operation} request does not match the service model:\n{report.generate_report()}")
+
+
+def route_pipeline_targets(monkeypatch: Any) -> None:
+    from moto.events.models import Rule
+    from moto.sagemaker.models import sagemaker_backends
+    from moto.utilities.arns import parse_arn
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(rule: Rule, event: Any, transform_input: bool = True) -> None:
+        pipelines = [t for t in rule.targets if parse_arn(t["Arn"]).service == "sagemaker"]
+        if pipelines and rule.event_pattern.matches_event(event):
+            for target in pipelines:
+                arn = parse_arn(target["Arn"])
+                sagemaker_backends[arn.account][arn.region].start_pipeline_execution(
+                    arn.resource_id, "from-eventbridge",
+                    target.get("SageMakerPipelineParameters", {}).get("PipelineParameterList", []),
+                    f"started by rule {rule.name}", {}, uuid.uuid4().hex)
+        others = [t for t in rule.targets if t not in pipelines]
+        if others:
+            kept, rule.targets = rule.targets, others
+            try:
+                original(rule, event, transform_input)
+            finally:
+                rule.targets = kept
+
+    monkeypatch.setattr(Rule, "send_to_targets", send_to_targets)
 
 
 class SageMakerDouble:
@@ -75,6 +113,21 @@ class SageMakerDouble:
                 double.runs[name].stop()
             return EmptyResult()
 
+        original_tuning = SageMakerResponse.create_hyper_parameter_tuning_job
+
+        def create_tuning_job(response: SageMakerResponse) -> ActionResult:
+            request = json.loads(response.body)
+            check_against_service_model("CreateHyperParameterTuningJob", request)
+            result = original_tuning(response)
+            tuning = response.sagemaker_backend.hyper_parameter_tuning_jobs[request["HyperParameterTuningJobName"]]
+            tuning.hyper_parameter_tuning_job_status = "InProgress"
+            tuning.best_training_job = tuning.OverallBestTrainingJob = None
+            thread = threading.Thread(target=double._tune, args=(request, tuning), daemon=True)
+            double.threads[request["HyperParameterTuningJobName"]] = thread
+            thread.start()
+            return result
+
+        monkeypatch.setattr(SageMakerResponse, "create_hyper_parameter_tuning_job", create_tuning_job)
         monkeypatch.setattr(SageMakerResponse, "create_training_job", create_training_job)
         monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
 
@@ -153,6 +206,58 @@ class SageMakerDouble:
             self.errors.append(err)
             job.failure_reason = f"ClientError: the SageMaker double failed: {err!r}"[:1024]
             job.training_job_status = job.secondary_status = "Failed"
+
+    # -- the tuner ----------------------------------------------------------------------------------
+    @staticmethod
+    def grid(ranges: dict[str, list[dict[str, Any]]]) -> list[dict[str, str]]:
+        axes: list[list[tuple[str, str]]] = []
+        for kind, items in ranges.items():
+            for item in items:
+                values = item["Values"] if kind == "CategoricalParameterRanges" else [item["MinValue"], item["MaxValue"]]
+                axes.append([(item["Name"], v) for v in values])
+        return [dict(point) for point in itertools.product(*axes)]
+
+    def _tune(self, request: dict[str, Any], tuning: Any) -> None:
+        name = request["HyperParameterTuningJobName"]
+        config = request["HyperParameterTuningJobConfig"]
+        definition = request["TrainingJobDefinition"]
+        objective = config["HyperParameterTuningJobObjective"]
+        sm = self.session.client("sagemaker", endpoint_url=self.endpoint)
+        points = self.grid(config["ParameterRanges"])[:config["ResourceLimits"]["MaxNumberOfTrainingJobs"]]
+        results = []
+        try:
+            for point in points:
+                job_name = f"{name}-{len(results) + 1:03d}-{uuid.uuid4().hex[:8]}"
+                spec = definition["AlgorithmSpecification"]
+                sm.create_training_job(
+                    TrainingJobName=job_name, RoleArn=definition["RoleArn"],
+                    AlgorithmSpecification={**spec, "TrainingImage": spec["TrainingImage"]},
+                    HyperParameters={**definition.get("StaticHyperParameters", {}), **point,
+                                     "_tuning_objective_metric": objective["MetricName"]},
+                    InputDataConfig=definition["InputDataConfig"], OutputDataConfig=definition["OutputDataConfig"],
+                    ResourceConfig=definition["ResourceConfig"], StoppingCondition=definition["StoppingCondition"])
+                self.threads[job_name].join(600)
+                info = sm.describe_training_job(TrainingJobName=job_name)
+                values = {m["MetricName"]: m["Value"] for m in info.get("FinalMetricDataList", [])}
+                results.append((job_name, info, point, values.get(objective["MetricName"])))
+            scored = [r for r in results if r[1]["TrainingJobStatus"] == "Completed" and r[3] is not None]
+            if scored:
+                pick = max if objective["Type"] == "Maximize" else min
+                job_name, info, point, value = pick(scored, key=lambda r: r[3])
+                tuning.best_training_job = tuning.OverallBestTrainingJob = {
+                    "TrainingJobName": job_name, "TrainingJobArn": info["TrainingJobArn"],
+                    "TuningJobName": name, "CreationTime": info["CreationTime"], "TrainingJobStatus": "Completed",
+                    "TunedHyperParameters": point,
+                    "FinalHyperParameterTuningJobObjectiveMetric": {**objective, "Value": value},
+                    "ObjectiveStatus": "Succeeded"}
+            completed = sum(r[1]["TrainingJobStatus"] == "Completed" for r in results)
+            tuning.training_job_status_counters = {"Completed": completed, "InProgress": 0, "RetryableError": 0,
+                                                   "NonRetryableError": len(results) - completed, "Stopped": 0}
+            tuning.hyper_parameter_tuning_job_status = "Completed" if scored else "Failed"
+        except BaseException as err:  # noqa: BLE001 - the test sees it in .errors and as a Failed tuning job
+            self.errors.append(err)
+            tuning.failure_reason = f"the tuning double failed: {err!r}"[:1024]
+            tuning.hyper_parameter_tuning_job_status = "Failed"
 
     def join(self, timeout: float = 300) -> None:
         for thread in list(self.threads.values()):

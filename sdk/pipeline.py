@@ -1,0 +1,196 @@
+"""Retrain on upload (the seed's S3-triggered pipeline) as one call: ``retrain_on_upload``.
+
+    from sdk.pipeline import retrain_on_upload
+    trigger = retrain_on_upload(name="pcb-retrain", image=URI, data="s3://bucket/datasets/pcb/",
+                                role=ROLE, hyperparameters={"epochs": 50}, marker="_READY")
+    trigger.start()                       # or upload s3://bucket/datasets/pcb/_READY
+
+It creates (or updates):
+
+* a SageMaker Pipeline whose one step trains our image with the request ``launch_job`` would send,
+  with pipeline parameters ``DataPrefix``, ``InstanceType`` and one ``hp_<name>`` per hyperparameter;
+  each execution checkpoints under ``<output>/pipelines/<name>/<execution id>/``;
+* S3 → EventBridge notifications on the data bucket (added to the bucket's existing configuration);
+* an EventBridge rule matching ``Object Created`` under the prefix, or only the ``marker`` key when one
+  is given (so an upload of 10,000 images starts one training, not 10,000);
+* the rule's target, the pipeline, and the IAM role EventBridge assumes to start it (allowed exactly
+  ``sagemaker:StartPipelineExecution`` on that pipeline).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdk._errors import ConfigurationError, aws_errors
+
+PIPELINE_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
+PARAM_RE = re.compile(r"[^A-Za-z0-9_]")
+
+__all__ = ["RetrainTrigger", "event_pattern", "pipeline_definition", "retrain_on_upload", "start_pipeline"]
+
+
+@dataclass
+class RetrainTrigger:
+    pipeline_name: str
+    pipeline_arn: str
+    rule_name: str
+    rule_arn: str
+    role_arn: str
+    definition: dict[str, Any]
+    event_pattern: dict[str, Any]
+    session: Any = field(default=None, repr=False)
+
+    def start(self, **parameters: Any) -> str:
+        """Start the pipeline now (as the rule would); ``parameters`` override DataPrefix, InstanceType, hp_*."""
+        return start_pipeline(self.pipeline_name, session=self.session, **parameters)
+
+
+def start_pipeline(name: str, *, session: Any = None, **parameters: Any) -> str:
+    """Start pipeline ``name`` with ``parameters`` checked against its definition; returns the execution ARN."""
+    import boto3
+
+    session = session or boto3.Session()
+    sm = session.client("sagemaker")
+    with aws_errors(f"reading pipeline {name}"):
+        definition = json.loads(sm.describe_pipeline(PipelineName=name)["PipelineDefinition"])
+    names = {p["Name"] for p in definition.get("Parameters", [])}
+    unknown = sorted(set(parameters) - names)
+    if unknown:
+        raise ConfigurationError(f"pipeline {name} has no parameter {', '.join(unknown)}; "
+                                 f"it has {', '.join(sorted(names))}")
+    with aws_errors(f"starting pipeline {name}"):
+        return sm.start_pipeline_execution(
+            PipelineName=name, PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in parameters.items()],
+        )["PipelineExecutionArn"]
+
+
+def _param(name: str) -> dict[str, str]:
+    return {"Get": f"Parameters.{name}"}
+
+
+def hp_parameter(key: str) -> str:
+    return "hp_" + PARAM_RE.sub("_", key)
+
+
+def pipeline_definition(request: Mapping[str, Any], *, data_channel: str = "train",
+                        checkpoint_base: str | None = None) -> dict[str, Any]:
+    """A pipeline definition (schema 2020-12-01) whose Training step sends ``request`` with parameters in it."""
+    args = json.loads(json.dumps(request))
+    args.pop("TrainingJobName", None)  # the pipeline names each execution's job
+    parameters = [
+        {"Name": "DataPrefix", "Type": "String",
+         "DefaultValue": next(c["DataSource"]["S3DataSource"]["S3Uri"] for c in args["InputDataConfig"]
+                              if c["ChannelName"] == data_channel)},
+        {"Name": "InstanceType", "Type": "String", "DefaultValue": args["ResourceConfig"]["InstanceType"]},
+    ]
+    for channel in args["InputDataConfig"]:
+        if channel["ChannelName"] == data_channel:
+            channel["DataSource"]["S3DataSource"]["S3Uri"] = _param("DataPrefix")
+    args["ResourceConfig"]["InstanceType"] = _param("InstanceType")
+    seen: dict[str, str] = {}
+    for key, value in list(args.get("HyperParameters", {}).items()):
+        name = hp_parameter(key)
+        if name in seen:
+            raise ConfigurationError(f"hyperparameters {seen[name]!r} and {key!r} map to one pipeline parameter {name}")
+        seen[name] = key
+        parameters.append({"Name": name, "Type": "String", "DefaultValue": value})
+        args["HyperParameters"][key] = _param(name)
+    if checkpoint_base:
+        args["CheckpointConfig"] = {
+            "S3Uri": {"Std:Join": {"On": "/", "Values": [checkpoint_base.rstrip("/"),
+                                                         {"Get": "Execution.PipelineExecutionId"}, "checkpoints"]}},
+            "LocalPath": "/opt/ml/checkpoints"}
+    else:
+        args.pop("CheckpointConfig", None)
+    args.pop("Tags", None)  # tags go on the pipeline
+    return {"Version": "2020-12-01", "Metadata": {}, "Parameters": parameters,
+            "Steps": [{"Name": "Train", "Type": "Training", "Arguments": args}]}
+
+
+def event_pattern(bucket: str, prefix: str, marker: str | None = None) -> dict[str, Any]:
+    """EventBridge pattern for S3 ``Object Created`` under ``prefix`` (or exactly ``prefix + marker``)."""
+    key: list[Any] = [prefix + marker] if marker else [{"prefix": prefix}]
+    return {"source": ["aws.s3"], "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [bucket]}, "object": {"key": key}}}
+
+
+def _events_role(iam: Any, name: str, pipeline_arn: str) -> str:
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                                                     "Action": "sts:AssumeRole"}]}
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sagemaker:StartPipelineExecution",
+                                                      "Resource": pipeline_arn}]}
+    try:
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
+                              Description="EventBridge starts the retraining pipeline")["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="start-pipeline", PolicyDocument=json.dumps(policy))
+    return arn
+
+
+def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events_role: str | None = None,
+                      session: Any = None, description: str = "", **job_kwargs: Any) -> RetrainTrigger:
+    """Create or update the pipeline, the bucket's EventBridge notifications, the rule, its target and role.
+
+    ``data`` is the S3 prefix uploads land under (the ``train`` channel); every other argument is
+    :func:`sdk.plan_job`'s (image, role, hyperparameters, instance_type, val/channels, output_path, ...).
+    """
+    import boto3
+
+    from sdk._launch import plan_job
+    from sdk._request import is_s3, s3_join, split_s3
+
+    if not PIPELINE_NAME_RE.match(name):
+        raise ConfigurationError(f"pipeline name {name!r} is not valid: letters, digits and hyphens, at most 256")
+    if not is_s3(data):
+        raise ConfigurationError(f"data must be the S3 prefix uploads land under (s3://bucket/prefix/), got {data!r}")
+    if job_kwargs.get("instance_type") == "local":
+        raise ConfigurationError("a pipeline runs on SageMaker; instance_type='local' has nothing to trigger")
+    bucket, prefix = split_s3(data)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    if marker is not None and ("/" in marker or not marker):
+        raise ConfigurationError(f"marker is a file name directly under the prefix, got {marker!r}")
+    session = session or boto3.Session()
+    plan = plan_job(train=f"s3://{bucket}/{prefix}", job_name=name[:40] + "-train", session=session,
+                    checkpoints=False, **job_kwargs)
+    output = plan.request["OutputDataConfig"]["S3OutputPath"]
+    definition = pipeline_definition(plan.request, checkpoint_base=s3_join(output, "pipelines", name))
+    role = plan.request["RoleArn"]
+    sm, events, iam, s3 = (session.client(s) for s in ("sagemaker", "events", "iam", "s3"))
+
+    with aws_errors(f"creating pipeline {name}"):
+        body = {"PipelineName": name, "PipelineDefinition": json.dumps(definition), "RoleArn": role,
+                "PipelineDescription": description or f"train {plan.kind} on {data} (sdk.pipeline.retrain_on_upload)"}
+        listed = sm.list_pipelines(PipelineNamePrefix=name)["PipelineSummaries"]
+        if any(p["PipelineName"] == name for p in listed):
+            arn = sm.update_pipeline(**body)["PipelineArn"]
+            print(f"pipeline {name} updated", file=sys.stderr)
+        else:
+            tags = {"Tags": plan.request["Tags"]} if plan.request.get("Tags") else {}
+            arn = sm.create_pipeline(**body, **tags)["PipelineArn"]
+            print(f"pipeline {name} created", file=sys.stderr)
+    with aws_errors(f"turning on EventBridge notifications for bucket {bucket}"):
+        config = s3.get_bucket_notification_configuration(Bucket=bucket)
+        config.pop("ResponseMetadata", None)
+        if "EventBridgeConfiguration" not in config:
+            config["EventBridgeConfiguration"] = {}
+            s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    with aws_errors("creating the role EventBridge uses to start the pipeline"):
+        role_arn = events_role or _events_role(iam, f"{name[:50]}-events", arn)
+    pattern = event_pattern(bucket, prefix, marker)
+    rule = f"{name[:50]}-on-upload"
+    with aws_errors(f"creating EventBridge rule {rule}"):
+        rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED",
+                                   Description=f"start pipeline {name} when data lands in {data}")["RuleArn"]
+        events.put_targets(Rule=rule, Targets=[{
+            "Id": "pipeline", "Arn": arn, "RoleArn": role_arn,
+            "SageMakerPipelineParameters": {"PipelineParameterList": [
+                {"Name": "DataPrefix", "Value": f"s3://{bucket}/{prefix}"}]},
+        }])
+    print(f"rule {rule}: {'s3://' + bucket + '/' + prefix + (marker or '*')} → pipeline {name}", file=sys.stderr)
+    return RetrainTrigger(name, arn, rule, rule_arn, role_arn, definition, pattern, session)
