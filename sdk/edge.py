@@ -41,14 +41,15 @@ def _litert() -> Any:
 
 
 def open_interpreter(path: str | Path) -> Any:
-    """A signature runner for the model. Quantized models run without the XNNPACK delegate, which
-    crashes on Model Garden's int8 detection post-processing; float models keep it (it is the fast path)."""
+    """A signature runner for the model. Quantized models (int8 tensors anywhere, even behind a float input, as
+    Model Garden's ``int8`` export has) run without the XNNPACK delegate, which crashes on Model Garden's int8
+    detection post-processing; float models keep it (it is the fast path)."""
     litert = _litert()
     path = str(path)
     probe = litert.Interpreter(model_path=path,
                                experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    (detail,) = probe.get_signature_runner().get_input_details().values()
-    quantized = detail["dtype"].__name__ in ("uint8", "int8")
+    quantized = any(getattr(t["dtype"], "__name__", str(t["dtype"])) in ("int8", "uint8")
+                    for t in probe.get_tensor_details())
     if not quantized:
         probe = litert.Interpreter(model_path=path)
     return probe.get_signature_runner()

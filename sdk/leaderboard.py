@@ -164,29 +164,34 @@ class Board:
 
 
 def plot(entries: list[Entry], path: Path, title: str) -> Path:
-    """mAP50-95 against milliseconds per image, one marker per image kind, each point labelled."""
+    """mAP50-95 against milliseconds per image: one line per model (its image sizes), like the YOLOv5 plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    markers = {"yolo": ("o", "tab:blue", "YOLO (best.pt, ultralytics)"), "tfod": ("s", "tab:orange", "TF (TFLite, LiteRT)")}
-    for kind, (marker, color, label) in markers.items():
-        points = [e for e in entries if e.image == kind and e.ms_per_image is not None and e.map50_95 is not None]
-        if not points:
-            continue
-        points.sort(key=lambda e: e.ms_per_image)
-        ax.plot([e.ms_per_image for e in points], [100 * e.map50_95 for e in points], marker=marker, color=color,
-                label=label, linewidth=1, markersize=7)
-        for e in points:
-            ax.annotate(f"{e.model} @{e.imgsz}\n{e.name}", (e.ms_per_image, 100 * e.map50_95), fontsize=7,
-                        xytext=(5, 4), textcoords="offset points")
+    points = [e for e in entries if e.ms_per_image is not None and e.map50_95 is not None]
+    families: dict[tuple[str, str], list[Entry]] = {}
+    for e in points:
+        families.setdefault((e.image, e.model), []).append(e)
+    for (image, model), members in sorted(families.items()):
+        members.sort(key=lambda e: e.ms_per_image)
+        marker = "o" if image == "yolo" else "s"
+        label = f"{model} ({'best.pt, ultralytics' if image == 'yolo' else 'TFLite, LiteRT'})"
+        ax.plot([e.ms_per_image for e in members], [100 * e.map50_95 for e in members], marker=marker,
+                linewidth=1.5, markersize=7, label=label)
+        for i, e in enumerate(members):
+            ax.annotate(f"{e.imgsz}px", (e.ms_per_image, 100 * e.map50_95), fontsize=8,
+                        xytext=(6, 6 if i % 2 == 0 else -12), textcoords="offset points")
+    top = max((100 * e.map50_95 for e in points), default=1.0)
+    ax.set_ylim(0, max(top * 1.15, 1.0))
     ax.set_xlabel("inference time per image (ms, this machine's CPU, end to end)")
     ax.set_ylabel("mAP50-95 (%) on the job's validation set")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    if families:
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

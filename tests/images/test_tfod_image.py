@@ -156,7 +156,9 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
             time.sleep(1)
         else:
             pytest.fail("no train line in time: " + logs[-2000:])
-        engine.run("kill", "--signal", "TERM", name, capture_output=True)
+        killed = engine.run("kill", "--signal", "TERM", name, check=False, capture_output=True)
+        assert killed.returncode == 0, f"kill: {killed.stderr}\n" + engine.run(
+            "logs", name, check=False, capture_output=True).stderr[-3000:]
         sent = time.monotonic()
         code = int(engine.run("wait", name, capture_output=True, timeout=200).stdout.strip().splitlines()[-1])
         took = time.monotonic() - sent

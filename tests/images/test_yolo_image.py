@@ -66,7 +66,9 @@ def test_sigterm_checkpoint_then_resume(engine, shapes, make_tree):
             time.sleep(1)
         else:
             pytest.fail("no epoch finished in time")
-        engine.run("kill", "--signal", "TERM", name, capture_output=True)
+        killed = engine.run("kill", "--signal", "TERM", name, check=False, capture_output=True)
+        assert killed.returncode == 0, f"kill: {killed.stderr}\n" + engine.run(
+            "logs", name, check=False, capture_output=True).stderr[-3000:]
         sent = time.monotonic()
         code = int(engine.run("wait", name, capture_output=True, timeout=150).stdout.strip().splitlines()[-1])
         took = time.monotonic() - sent
