@@ -4,10 +4,11 @@
 
 It needs only NumPy, Pillow and the LiteRT interpreter (``pip install ai-edge-litert``; on a Pi
 ``tflite-runtime`` works too), so this one file can be copied to the device. The model is the
-TensorFlow image's ``model.tflite`` / ``model_float.tflite`` / ``model_int8.tflite``: a float or
-quantized [1, H, W, 3] input of 0-255 pixels, and Model Garden's outputs ``detection_boxes``
-([ymin, xmin, ymax, xmax] in input pixels), ``detection_classes`` (1 = first label),
-``detection_scores`` and ``num_detections``.
+TensorFlow image's ``model.tflite`` / ``model_float.tflite`` / ``model_int8.tflite``: a [1, H, W, 3]
+RGB input normalized as Model Garden trains it (``(pixel - mean) / std``, ImageNet's mean and std:
+:func:`normalize`; ``--no-normalize`` for a model that takes raw 0-255 pixels), and TFLite's detection
+post-processing outputs ``detection_boxes`` ([ymin, xmin, ymax, xmax] in input pixels),
+``detection_classes`` (1 = first label), ``detection_scores`` and ``num_detections``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Detection", "detect", "draw", "main", "open_interpreter", "read_labels", "run"]
+MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)  # official.vision.ops.preprocess_ops
+STDDEV_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+__all__ = ["Detection", "detect", "draw", "main", "normalize", "open_interpreter", "read_labels", "run"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,15 @@ def open_interpreter(path: str | Path) -> Any:
     return probe.get_signature_runner()
 
 
+def normalize(pixels: Any) -> Any:
+    """0-255 RGB pixels as Model Garden's models see them: ``(pixel - mean) / std``, float32."""
+    import numpy as np
+
+    return ((np.asarray(pixels, np.float32) - np.float32(MEAN_RGB)) / np.float32(STDDEV_RGB)).astype(np.float32)
+
+
 def run(runner: Any, pixels: Any) -> dict[str, Any]:
-    """Run once on ``pixels`` (a [1, H, W, 3] array of 0-255 values), quantizing the input if the model wants."""
+    """Run once on ``pixels`` (a [1, H, W, 3] array, as the model takes it), quantizing the input if it wants."""
     import numpy as np
 
     ((name, detail),) = runner.get_input_details().items()
@@ -81,14 +92,15 @@ def read_labels(path: str | Path | None) -> list[str]:
     return [names[i] for i in sorted(names)]
 
 
-def detect(runner: Any, image: Any, labels: list[str], threshold: float = 0.3) -> list[Detection]:
+def detect(runner: Any, image: Any, labels: list[str], threshold: float = 0.3, *,
+           normalized: bool = True) -> list[Detection]:
     """Detections in ``image`` (a PIL image) at or above ``threshold``, in its own pixel coordinates."""
     import numpy as np
 
     (detail,) = runner.get_input_details().values()
     height, width = int(detail["shape"][1]), int(detail["shape"][2])
-    resized = image.convert("RGB").resize((width, height))
-    out = run(runner, np.asarray(resized, np.float32)[np.newaxis])
+    pixels = np.asarray(image.convert("RGB").resize((width, height)), np.float32)[np.newaxis]
+    out = run(runner, normalize(pixels) if normalized else pixels)
     count = int(np.asarray(out["num_detections"]).reshape(-1)[0])
     sx, sy = image.width / width, image.height / height
     found = []
@@ -122,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", help="label_map.csv from the model folder (default: beside the model)")
     parser.add_argument("--threshold", type=float, default=0.3, help="lowest score kept (default 0.3)")
     parser.add_argument("--out", help="where to write the drawn image (a folder when several images are given)")
+    parser.add_argument("--no-normalize", action="store_true", help="the model takes raw 0-255 pixels")
     args = parser.parse_args(argv)
     from PIL import Image, UnidentifiedImageError
 
@@ -143,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, UnidentifiedImageError) as err:
             print(f"error: cannot read image {src}: {err}", file=sys.stderr)
             return 2
-        found = detect(runner, image, labels, args.threshold)
+        found = detect(runner, image, labels, args.threshold, normalized=not args.no_normalize)
         print(f"{src}: {len(found)} detection(s)")
         for d in found:
             print(f"  {d.label} {d.score:.2f} [{', '.join(f'{v:.0f}' for v in d.box)}]")

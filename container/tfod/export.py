@@ -3,7 +3,10 @@
 * ``<model>/1/``: a SavedModel (``image_tensor`` input, uint8 [1, H, W, 3]) in a numeric version
   folder, as TF Serving wants it;
 * ``<model>/model_float.tflite`` and, with ``quantize``, ``model_int8.tflite`` calibrated on the
-  training images; run with the LiteRT interpreter the way ``sdk.edge`` runs them on a device.
+  training images; run with the LiteRT interpreter the way ``sdk.edge`` runs them on a device. Both use
+  TFLite's own detection post-processing op (``nms_version: tflite``), as Model Garden's mobile exports
+  do: TensorFlow's NMS ops crash TFLite's int8 calibrator (SIGSEGV in ``_feed_tensors``, TF 2.20). Their
+  input is an ImageNet-normalized RGB image, ``(pixel - mean) / std`` (``sdk.edge.normalize``).
 """
 
 from __future__ import annotations
@@ -50,51 +53,66 @@ def export_saved_model(exp: Any, model_dir: Path, out: Path, size: int, sample: 
             "outputs": sorted(result)}
 
 
+def tflite_config(exp: Any) -> Any:
+    """The experiment with TFLite's detection post-processing op in place of TensorFlow's NMS."""
+    import copy
+
+    tflite = copy.deepcopy(exp)
+    tflite.override({"task": {"model": {"detection_generator": {"nms_version": "tflite"}}}}, is_strict=False)
+    return tflite
+
+
 def export_tflite(exp: Any, model_dir: Path, out: Path, size: int, *, quant_type: str | None,
-                  name: str, calibration_steps: int = 100) -> dict[str, Any]:
+                  name: str, sample: Any = None, calibration_steps: int = 100) -> dict[str, Any]:
+    """Convert (int8: calibrated on ``calibration_steps`` training images), write, then run once on ``sample``."""
     import numpy as np
     from official.vision.serving import export_saved_model_lib, export_tflite_lib
 
+    tflite = tflite_config(exp)
     with tempfile.TemporaryDirectory() as tmp:
         export_saved_model_lib.export_inference_graph(
-            input_type="tflite", batch_size=1, input_image_size=[size, size], params=exp,
+            input_type="tflite", batch_size=1, input_image_size=[size, size], params=tflite,
             checkpoint_path=_checkpoint(model_dir), export_dir=tmp, export_saved_model_subdir="saved_model")
         data = export_tflite_lib.convert_tflite_model(
-            saved_model_dir=str(Path(tmp) / "saved_model"), quant_type=quant_type, params=exp,
+            saved_model_dir=str(Path(tmp) / "saved_model"), quant_type=quant_type, params=tflite,
             calibration_steps=calibration_steps)
     path = out / name
     path.write_bytes(data)
-    outputs = run_tflite(path, np.full((1, size, size, 3), 127.0, np.float32))
-    return {"path": name, "bytes": len(data), "quant_type": quant_type or "float", "outputs": sorted(outputs)}
+    pixels = np.asarray(sample, np.float32) if sample is not None else np.full((1, size, size, 3), 127.0, np.float32)
+    outputs = run_tflite(path, pixels)
+    return {"path": name, "bytes": len(data), "quant_type": quant_type or "float", "outputs": sorted(outputs),
+            "num_detections": int(np.asarray(outputs["num_detections"]).reshape(-1)[0]),
+            "input": "RGB, (pixel - mean) / std, ImageNet mean and std (sdk.edge.normalize)"}
 
 
-def run_tflite(path: Path, image: Any) -> dict[str, Any]:
-    """Run a TFLite model once, as ``python -m sdk.edge`` would on a device."""
-    from sdk.edge import open_interpreter, run
+def run_tflite(path: Path, pixels: Any) -> dict[str, Any]:
+    """Run a TFLite model once on 0-255 ``pixels`` [1, H, W, 3], as ``python -m sdk.edge`` would on a device."""
+    from sdk.edge import normalize, open_interpreter, run
 
-    return run(open_interpreter(path), image)
+    return run(open_interpreter(path), normalize(pixels))
 
 
 def _child(experiment: str, exp_dict: dict, model_dir: str, out: str, size: int, quant_type: str | None,
-           name: str, queue: Any) -> None:
+           name: str, sample: Any, queue: Any) -> None:
     from official.core import exp_factory
     from official.vision import registry_imports  # noqa: F401
 
     exp = exp_factory.get_exp_config(experiment)
     exp.override(exp_dict, is_strict=False)
-    queue.put(export_tflite(exp, Path(model_dir), Path(out), size, quant_type=quant_type, name=name))
+    queue.put(export_tflite(exp, Path(model_dir), Path(out), size, quant_type=quant_type, name=name, sample=sample))
 
 
 def export_tflite_isolated(experiment: str, exp: Any, model_dir: Path, out: Path, size: int, *,
-                           quant_type: str | None, name: str) -> dict[str, Any]:
+                           quant_type: str | None, name: str, sample: Any = None) -> dict[str, Any]:
     """:func:`export_tflite` in a child process: TFLite's quantizer can crash (SIGSEGV) on an under-trained
     model, and that must cost this one export, not the job and its other exports."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
+    pixels = None if sample is None else __import__("numpy").asarray(sample)
     child = ctx.Process(target=_child, args=(experiment, exp.as_dict(), str(model_dir), str(out), size, quant_type,
-                                            name, queue))
+                                            name, pixels, queue))
     child.start()
     child.join()
     if child.exitcode != 0:

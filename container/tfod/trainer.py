@@ -330,16 +330,18 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     shutil.copyfile(label_map, out / "label_map.csv")
     size = int(hps["image_size"])
     exports: dict[str, Any] = {}
+    sample = export.sample_image(train_path, size) if exports_wanted else None
     if "saved_model" in exports_wanted:
-        sample = export.sample_image(train_path, size)
         exports["saved_model"] = export.export_saved_model(exp, model_dir, out, size, sample)
         log(f"export: SavedModel in 1/ ran on a training image: {exports['saved_model']}")
     if "tflite" in exports_wanted:
-        exports["tflite"] = export.export_tflite(exp, model_dir, out, size, quant_type=None, name="model_float.tflite")
+        exports["tflite"] = export.export_tflite(exp, model_dir, out, size, quant_type=None, name="model_float.tflite",
+                                                sample=sample)
         log(f"export: {exports['tflite']}")
         if hps.get("quantize"):
             exports["tflite_int8"] = export.export_tflite_isolated(hps["experiment"], exp, model_dir, out, size,
-                                                                   quant_type="int8", name="model_int8.tflite")
+                                                                   quant_type="int8", name="model_int8.tflite",
+                                                                   sample=sample)
             log(("WARNING " if "error" in exports["tflite_int8"] else "") + f"export: {exports['tflite_int8']}")
         chosen = "tflite_int8" if hps.get("inference_type") == "int8" else "tflite"
         if "error" not in exports.get(chosen, {"error": "missing"}):
