@@ -350,4 +350,3 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     summary = {"hyperparameters": hps, "classes": names, "final": holder.get("eval", {}), "exports": exports,
                "job_name": env.job_name}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
-    log("training finished")
