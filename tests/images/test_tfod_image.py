@@ -5,6 +5,7 @@ and two workers. Skipped only where no container engine answers (see engine.py).
 
 from __future__ import annotations
 
+import csv
 import json
 import socket
 import time
@@ -105,19 +106,29 @@ def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatc
     model = sdk.fetch_model(job, dest=tmp_path / "model")
     assert model.exports["model"].name == "model.tflite" and model.best is None
 
-    # the seed's Raspberry Pi step: the TFLite model on an image, boxes drawn (in the image: LiteRT + Pillow)
+    # the seed's Raspberry Pi step (the TFLite model on an image, boxes drawn), then predict and the
+    # leaderboard on the fetched folder: in the image, which has LiteRT, Pillow, OpenCV and matplotlib
+    import shutil
+
     picture = min((shapes / "images" / "val").iterdir())
     work = tmp_path / "edge"
-    work.mkdir()
+    shutil.copytree(model.directory, work / "model")
     (work / picture.name).write_bytes(picture.read_bytes())
-    for name in ("model.tflite", "label_map.csv"):
-        (work / name).write_bytes((model.directory / name).read_bytes())
-    ran = engine.run("run", "--rm", "--network", "none", "-v", f"{work}:/work", TAG, "python", "-m", "sdk.edge",
-                     "/work/model.tflite", f"/work/{picture.name}", "--threshold", "0", "--out", "/work/drawn.jpg",
-                     check=False, capture_output=True, timeout=300)
-    assert ran.returncode == 0, ran.stdout + ran.stderr[-2000:]
+    script = (f"python -m sdk.edge /work/model/model.tflite /work/{picture.name} --threshold 0 --out /work/drawn.jpg"
+              f" && python -m sdk predict /work/model /work/{picture.name} --conf 0 --out /work/pred"
+              " && python -m sdk leaderboard /work/model --count 3 --out /work/board")
+    ran = engine.run("run", "--rm", "--network", "none", "-v", f"{work}:/work", TAG, "sh", "-c", script,
+                     check=False, capture_output=True, timeout=600)
+    assert ran.returncode == 0, ran.stdout + ran.stderr[-3000:]
     assert f"{picture.name}: " in ran.stdout and "drawn to /work/drawn.jpg" in ran.stdout
     assert (work / "drawn.jpg").stat().st_size > 0
+    predicted = json.loads((work / "pred" / "detections.json").read_text())
+    assert len(predicted["frames"]) == 1 and (work / "pred" / f"{picture.stem}_pred{picture.suffix}").is_file()
+    for d in predicted["frames"][0]["detections"]:
+        assert d["label"] in ("rectangle", "ellipse") and len(d["box"]) == 4
+    (row,) = list(csv.DictReader((work / "board" / "leaderboard.csv").open()))
+    assert row["image"] == "tfod" and row["model"] == "retinanet_mobile_coco" and float(row["ms_per_image"]) > 0
+    assert (work / "board" / "leaderboard.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("hyperparameters, channels, words", [

@@ -228,10 +228,9 @@ class SageMakerDouble:
         try:
             for point in points:
                 job_name = f"{name}-{len(results) + 1:03d}-{uuid.uuid4().hex[:8]}"
-                spec = definition["AlgorithmSpecification"]
                 sm.create_training_job(
                     TrainingJobName=job_name, RoleArn=definition["RoleArn"],
-                    AlgorithmSpecification={**spec, "TrainingImage": spec["TrainingImage"]},
+                    AlgorithmSpecification=definition["AlgorithmSpecification"],
                     HyperParameters={**definition.get("StaticHyperParameters", {}), **point,
                                      "_tuning_objective_metric": objective["MetricName"]},
                     InputDataConfig=definition["InputDataConfig"], OutputDataConfig=definition["OutputDataConfig"],

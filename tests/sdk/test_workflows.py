@@ -8,6 +8,7 @@ import json
 import pytest
 
 import sdk
+from sdk.cli import main as cli
 from sdk.pipeline import event_pattern, pipeline_definition, retrain_on_upload
 from sdk.tuning import parameter_ranges, plan_tuning, tune_job
 from tests.conftest import FAST
@@ -174,7 +175,7 @@ def test_tuning_request_objective_and_early_stopping():
 
 
 @pytest.mark.slow
-def test_tune_wait_best_fetch(sagemaker, shapes, tmp_path):
+def test_tune_wait_best_fetch(sagemaker, shapes, tmp_path, capsys):
     """Two real trainings (the tuner's grid over lr0's bounds); the best by final:mAP50-95 is fetched."""
     tuning = tune_job(image=IMAGE, role=ROLE, output_path=OUT, train=shapes, hyperparameters=FAST,
                       ranges={"lr0": (0.001, 0.02)}, max_jobs=2, max_parallel=1)
@@ -193,3 +194,32 @@ def test_tune_wait_best_fetch(sagemaker, shapes, tmp_path):
     assert len(scores) == 2 and best["value"] == max(scores)
     model = tuning.fetch_model(dest=tmp_path / "best")
     assert model.job_name == best["job_name"] and model.best.name == "best.pt"
+    assert cli(["tune-best", tuning.name]) == 0
+    assert json.loads(capsys.readouterr().out)["job_name"] == best["job_name"]
+
+
+def test_cli_pipeline_and_tune(aws, capsys):
+    job = ["--image", IMAGE, "--role", ROLE, "--output-path", OUT, "--hp", "epochs=3"]
+    assert cli(["pipeline", "create", "cli-retrain", "--data", DATA, "--marker", "_READY", *job]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["parameters"]["hp_epochs"] == "3" and created["event_pattern"]["detail"]["object"]["key"] == [
+        "incoming/pcb/_READY"]
+    assert cli(["pipeline", "start", "cli-retrain", "--param", "hp_epochs=4"]) == 0
+    assert "execution" in json.loads(capsys.readouterr().out)
+    assert cli(["pipeline", "start", "cli-retrain", "--param", "epochs=4"]) == 2
+    assert "has no parameter epochs" in capsys.readouterr().err
+    assert cli(["pipeline", "create", "cli-retrain", *job]) == 2
+    assert "needs --data" in capsys.readouterr().err
+
+    tune = ["tune", "--train", DATA, *job, "--range", "lr0=0.001:0.1:log", "--range", "optimizer=SGD,AdamW"]
+    assert cli([*tune, "--dry-run"]) == 0
+    request = json.loads(capsys.readouterr().out)["CreateHyperParameterTuningJob"]
+    check_against_service_model("CreateHyperParameterTuningJob", request)
+    assert cli([*tune, "--range", "imgsz=big:640", "--dry-run"]) == 2
+    assert "--range bound 'big' is not a number" in capsys.readouterr().err
+    assert cli(tune) == 1
+    assert "channel 'train': nothing under s3://" in capsys.readouterr().err
+    aws.client("s3").put_object(Bucket=BUCKET, Key="incoming/pcb/images/a.jpg", Body=b"x")
+    assert cli(tune) == 0
+    name = json.loads(capsys.readouterr().out)["tuning_job"]
+    assert aws.client("sagemaker").describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
