@@ -9,6 +9,7 @@ import pytest
 
 import sdk
 from sdk.cli import main as cli
+from sdk.leaderboard import leaderboard
 from sdk.pipeline import event_pattern, pipeline_definition, retrain_on_upload
 from sdk.tuning import parameter_ranges, plan_tuning, tune_job
 from tests.conftest import FAST
@@ -196,6 +197,12 @@ def test_tune_wait_best_fetch(sagemaker, shapes, tmp_path, capsys):
     assert model.job_name == best["job_name"] and model.best.name == "best.pt"
     assert cli(["tune-best", tuning.name]) == 0
     assert json.loads(capsys.readouterr().out)["job_name"] == best["job_name"]
+
+    # the tuner's jobs on a leaderboard, by SageMaker job name (fetched from moto's S3): the best one first
+    names = [n for n in sagemaker.requests if n.startswith(tuning.name)]
+    board = leaderboard(names, out=tmp_path / "lb", timed=False)
+    assert board.entries[0].map50_95 == pytest.approx(max(scores), abs=1e-4) and {e.name for e in board.entries} == set(names)
+    assert all(e.epochs == 2 and e.imgsz == 64 for e in board.entries)
 
 
 def test_cli_pipeline_and_tune(aws, capsys):
