@@ -201,7 +201,8 @@ def test_tune_wait_best_fetch(sagemaker, shapes, tmp_path, capsys):
     # the tuner's jobs on a leaderboard, by SageMaker job name (fetched from moto's S3): the best one first
     names = [n for n in sagemaker.requests if n.startswith(tuning.name)]
     board = leaderboard(names, out=tmp_path / "lb", timed=False)
-    assert board.entries[0].map50_95 == pytest.approx(max(scores), abs=1e-4) and {e.name for e in board.entries} == set(names)
+    assert board.entries[0].map50_95 == pytest.approx(max(scores), abs=1e-4)
+    assert {e.name for e in board.entries} == set(names)
     assert all(e.epochs == 2 and e.imgsz == 64 for e in board.entries)
 
 
