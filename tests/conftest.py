@@ -57,9 +57,9 @@ def shapes(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_tree(tmp_path):
-    """Build an /opt/ml tree under tmp_path: make_tree({"train": dir}, {"epochs": "2"})."""
-    def _make(channels, hyperparameters, **kwargs) -> Path:
-        return build_tree(tmp_path / "opt_ml", channels, hyperparameters, **kwargs)
+    """Build an /opt/ml tree under tmp_path: make_tree({"train": dir}, {"epochs": "2"}) (name= for a second one)."""
+    def _make(channels, hyperparameters, name="opt_ml", **kwargs) -> Path:
+        return build_tree(tmp_path / name, channels, hyperparameters, **kwargs)
     return _make
 
 

@@ -269,6 +269,9 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     exp = experiment_config(hps, train_path, val_path, label_map, len(names), init, cfg_files)
     log(f"tfod: {hps['experiment']}, {len(names)} classes {names}, {hps['num_steps']} steps, model_dir {model_dir}")
+    if init:
+        log(f"tfod: fine-tuning from {init} (modules: {exp.task.init_checkpoint_modules}); a checkpoint in "
+            f"{model_dir} takes precedence")
 
     import orbit
     import tensorflow as tf

@@ -190,6 +190,16 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     steps = metric_values(log, image="tfod")["step"]
     assert steps[0] > stopped_at and steps[-1] == 40, steps
 
+    # the finished model directory as the `checkpoint` channel of a new job: fine-tuning, as the seed did
+    tuned = make_tree({"train": tfrecords, "checkpoint": base / "checkpoints" / "algo-1" / "model"},
+                      {**FAST, "num_steps": "4", "validation_interval": "4", "export": "none",
+                       "overrides": "task.init_checkpoint_modules=all"}, name="finetune")
+    result = sagemaker_run(engine, tuned, "train", timeout=900)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "fine-tuning from /opt/ml/input/data/checkpoint/ckpt-40 (modules: all)" in log
+    assert "Finished loading pretrained checkpoint from /opt/ml/input/data/checkpoint/ckpt-40" in log
+
 
 def test_describe(engine):
     for args in (("describe",), ()):  # `describe`, and the image's default command
