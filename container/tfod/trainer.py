@@ -64,6 +64,20 @@ def read_label_map(path: Path) -> list[str]:
     return [pairs[i] for i in ids]
 
 
+def latest_checkpoint(folder: Path) -> Path:
+    """The newest TF checkpoint prefix in ``folder`` (``ckpt-40`` over ``ckpt-8``: by step, not by name)."""
+    import re
+
+    def step(index: Path) -> int:
+        found = re.search(r"-(\d+)$", index.stem)
+        return int(found.group(1)) if found else -1
+
+    indexes = sorted(folder.rglob("*.index"), key=lambda p: (step(p), str(p)))
+    if not indexes:
+        raise UserError(f"channel 'checkpoint' holds no TF checkpoint (*.index + *.data-*) in {folder}")
+    return indexes[-1].with_suffix("")
+
+
 def write_csv_label_map(names: list[str], out: Path) -> Path:
     out.write_text("".join(f"{i},{n}\n" for i, n in enumerate(names, 1)), encoding="utf-8")
     return out
@@ -261,10 +275,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     ckpt = env.channel("checkpoint")
     init = None
     if ckpt is not None:
-        index = sorted(ckpt.rglob("*.index"))
-        if not index:
-            raise UserError("channel 'checkpoint' holds no TF checkpoint (*.index + *.data-*)")
-        init = str(index[-1].with_suffix(""))
+        init = str(latest_checkpoint(ckpt))
     model_dir = env.checkpoint_dir / env.current_host / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     exp = experiment_config(hps, train_path, val_path, label_map, len(names), init, cfg_files)

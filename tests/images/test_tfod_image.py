@@ -136,6 +136,7 @@ def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatc
     ({"image_size": "100"}, "tfrecords", "image_size must be a multiple of 128"),
     ({"overrides": "task.model.no_such_key=1"}, "tfrecords", "do not fit experiment 'retinanet_mobile_coco'"),
     ({}, "records without labels", "TFRecords need a label map"),
+    ({}, "checkpoint without a checkpoint", "channel 'checkpoint' holds no TF checkpoint"),
 ])
 def test_bad_input_writes_failure(engine, tfrecords, make_tree, tmp_path, hyperparameters, channels, words):
     train = tfrecords
@@ -144,7 +145,13 @@ def test_bad_input_writes_failure(engine, tfrecords, make_tree, tmp_path, hyperp
         train.mkdir()
         (train / "train.tfrecord").hardlink_to(tfrecords / "train.tfrecord")
         (train / "val.tfrecord").hardlink_to(tfrecords / "val.tfrecord")
-    base = make_tree({"train": train}, {**FAST, **hyperparameters})
+    channels_given = {"train": train}
+    if channels == "checkpoint without a checkpoint":
+        weights = tmp_path / "weights"
+        weights.mkdir()
+        (weights / "model.h5").write_bytes(b"not a TF checkpoint")
+        channels_given["checkpoint"] = weights
+    base = make_tree(channels_given, {**FAST, **hyperparameters})
     result = sagemaker_run(engine, base, "train", timeout=300)
     assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
     failure = (base / "output" / "failure").read_text()

@@ -12,7 +12,14 @@ from container.contract import Environment
 from container.failure import UserError
 from container.local import build_tree
 from container.schema import Schema
-from container.tfod.trainer import export_list, parse_overrides, read_label_map, sync_tensorboard, tf_config
+from container.tfod.trainer import (
+    export_list,
+    latest_checkpoint,
+    parse_overrides,
+    read_label_map,
+    sync_tensorboard,
+    tf_config,
+)
 from sdk.edge import read_labels
 
 
@@ -145,3 +152,12 @@ def test_edge_labels_from_csv_or_lines(tmp_path):
     plain.write_text("rectangle\nellipse\n")
     assert read_labels(plain) == ["rectangle", "ellipse"]
     assert read_labels(None) == []
+
+
+def test_latest_checkpoint_by_step_not_by_name(tmp_path):
+    for step in (4, 8, 36, 40):
+        (tmp_path / f"ckpt-{step}.index").write_bytes(b"")
+        (tmp_path / f"ckpt-{step}.data-00000-of-00001").write_bytes(b"")
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-40"
+    with pytest.raises(UserError, match="holds no TF checkpoint"):
+        latest_checkpoint(tmp_path / "train")
