@@ -135,7 +135,10 @@ def encode_hyperparameters(schema: Schema, hyperparameters: Mapping[str, Any] | 
         typed = schema.parse(hyperparameters)
     except UserError as err:
         raise ConfigurationError(str(err)) from None
-    encoded = {key: encode_value(value) for key, value in typed.items() if value is not None}
+    # a value left as None means "the image's default" and is not sent; "none" typed for an optional
+    # hyperparameter (export: none) is sent, as null, and the image reads it back as None
+    encoded = {key: encode_value(value) for key, value in typed.items()
+               if value is not None or hyperparameters.get(key) is not None}
     if len(encoded) > 100:
         raise ConfigurationError(f"{len(encoded)} hyperparameters; SageMaker accepts at most 100")
     for key, value in encoded.items():

@@ -32,6 +32,22 @@ class Engine:
     def image_exists(self, ref: str) -> bool:
         return subprocess.run(self.cmd("image", "inspect", ref), capture_output=True).returncode == 0
 
+    def wait_for_log(self, name: str, text: str, timeout: float = 600) -> str:
+        """The container's log once it shows ``text``; AssertionError (with the log) if it ends or times out first."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.run("logs", name, check=False, capture_output=True)
+            if text in logs.stdout:
+                return logs.stdout
+            state = self.run("inspect", "-f", "{{.State.Running}}", name, check=False, capture_output=True)
+            if state.stdout.strip() != "true" or time.monotonic() > deadline:
+                why = "ended" if state.stdout.strip() != "true" else f"ran {timeout:.0f}s"
+                raise AssertionError(f"container {name} {why} before printing {text!r}:\n"
+                                     + (logs.stdout + logs.stderr)[-3000:])
+            time.sleep(1)
+
     def base_image(self) -> str:
         chosen = os.environ.get("SM_TEST_BASE_IMAGE")
         if chosen:

@@ -166,14 +166,7 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     started = sagemaker_run(engine, base, "train", name=name, detach=True)
     assert started.returncode == 0, started.stderr
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            logs = engine.run("logs", name, check=False, capture_output=True).stdout
-            if "[train] step=4 " in logs:
-                break
-            time.sleep(1)
-        else:
-            pytest.fail("no train line in time: " + logs[-2000:])
+        engine.wait_for_log(name, "[train] step=4 ")
         killed = engine.run("kill", "--signal", "TERM", name, check=False, capture_output=True)
         assert killed.returncode == 0, f"kill: {killed.stderr}\n" + engine.run(
             "logs", name, check=False, capture_output=True).stderr[-3000:]

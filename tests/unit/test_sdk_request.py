@@ -68,9 +68,10 @@ def test_checkpoint_uri_gets_its_trailing_slash():
 
 
 @pytest.mark.parametrize("value", [3, 0.01, True, False, "yolo11n.yaml", "true", "001", "1e-3", [640, 480],
-                                   {"a": 1}, "a,b", "none", "", "[1, 2]", " spaced "])
+                                   {"a": 1}, "a,b", "none", "", "[1, 2]", " spaced ", None])
 def test_the_image_reads_back_what_the_sdk_validated(value):
-    """For an untyped key and a string-typed key: the image's parse of the sent strings is the SDK's parse."""
+    """For an untyped key and a string-typed key: the image's parse of the sent strings is the SDK's parse.
+    None given means "the image's default" and is not sent; "none" typed is sent, and read back as None."""
     schema = Schema.from_dict({"image": "t", "hyperparameters": {"x": {}, "s": {"type": "str", "optional": True}}})
     for key in ("x", "s"):
         try:
@@ -79,7 +80,7 @@ def test_the_image_reads_back_what_the_sdk_validated(value):
             continue
         encoded = _request.encode_hyperparameters(schema, {key: value})
         assert all(isinstance(v, str) for v in encoded.values())
-        assert schema.parse(encoded) == {k: v for k, v in wanted.items() if v is not None}
+        assert schema.parse(encoded) == (wanted if value is not None else {})
 
 
 def test_typed_values_are_coerced_then_encoded():
