@@ -13,6 +13,15 @@
 * errors: :class:`SDKError` and its tree (see ``sdk._errors``); botocore errors never leak raw
 * ``python -m sdk launch|status|logs|fetch|describe`` - the same calls from a shell
 
+The seeds' workflows, each one call (and a ``python -m sdk`` command), in their own modules:
+
+* :mod:`sdk.pipeline` - ``retrain_on_upload``: a SageMaker Pipeline started by an EventBridge rule on S3 uploads
+* :mod:`sdk.tuning` - ``tune_job``: hyperparameter tuning with ranges checked against the image's schema
+* :mod:`sdk.leaderboard` - ``leaderboard``: configuration, mAP and measured speed of several jobs; CSV and PNG
+* :mod:`sdk.predict` - ``predict``: images, folders or videos, annotated, with ultralytics' trackers
+* :mod:`sdk.edge` - the TFLite model on a device with LiteRT (one file, NumPy + Pillow)
+* :mod:`sdk.data` - datasets in any format: check, convert, split
+
 Importing this package imports neither boto3 nor a framework: building a request costs no AWS call.
 """
 
