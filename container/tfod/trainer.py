@@ -78,11 +78,6 @@ def latest_checkpoint(folder: Path) -> Path:
     return indexes[-1].with_suffix("")
 
 
-def write_csv_label_map(names: list[str], out: Path) -> Path:
-    out.write_text("".join(f"{i},{n}\n" for i, n in enumerate(names, 1)), encoding="utf-8")
-    return out
-
-
 def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[Path, Path, list[str]]:
     """(train TFRecord pattern, val pattern, class names): TFRecords as given, anything else converted."""
     from container import annotations
@@ -263,13 +258,18 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     from container.yolo.trainer import resolve_hyperparameters
 
     hps, _sources = resolve_hyperparameters(env, schema)
+    if hps.get("model_dir"):
+        log(f"WARNING model_dir={hps['model_dir']!r} is ignored: the model directory is "
+            "/opt/ml/checkpoints/<host>/model, so a restarted job resumes; the model is exported to /opt/ml/model")
     exports_wanted = export_list(hps.get("export"))
     if hps.get("inference_type") == "int8" and not hps.get("quantize"):
         raise UserError("inference_type int8 needs quantize true (the int8 model is calibrated on training images)")
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "tfod-work"
     workdir.mkdir(parents=True, exist_ok=True)
     train_path, val_path, names = resolve_data(env, hps, workdir)
-    label_map = write_csv_label_map(names, workdir / "label_map.csv")
+    from container.annotations.writers import write_label_map
+
+    label_pbtxt, label_map = write_label_map(names, workdir / "label-map")
     cfg = env.channel("cfg")
     cfg_files = sorted(cfg.glob("*.y*ml")) if cfg else []
     ckpt = env.channel("checkpoint")
@@ -323,6 +323,10 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     else:
         strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
     log(f"tfod: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    name = {"MultiWorkerMirroredStrategy": "multi_worker_mirrored", "MirroredStrategy": "mirrored"}.get(
+        type(strategy).__name__, "one_device")
+    exp.override({"runtime": {"num_gpus": gpus, "distribution_strategy": name}}, is_strict=False)  # saved in params
     with strategy.scope():
         task = task_factory.get_task(exp.task, logging_dir=str(model_dir))
     train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
@@ -342,6 +346,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     out = env.model_dir
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(label_map, out / "label_map.csv")
+    shutil.copyfile(label_pbtxt, out / "label_map.pbtxt")
     size = int(hps["image_size"])
     exports: dict[str, Any] = {}
     sample = export.sample_image(train_path, size) if exports_wanted else None
