@@ -329,9 +329,10 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     exp.override({"runtime": {"num_gpus": gpus, "distribution_strategy": name}}, is_strict=False)  # saved in params
     with strategy.scope():
         task = task_factory.get_task(exp.task, logging_dir=str(model_dir))
-    train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
-                             model_dir=str(model_dir), train_actions=[on_train], eval_actions=[on_eval],
-                             controller_cls=Controller)
+    with stop.deferred():  # SIGTERM is recorded; on_train saves a checkpoint at the end of the interval and stops
+        train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
+                                 model_dir=str(model_dir), train_actions=[on_train], eval_actions=[on_eval],
+                                 controller_cls=Controller)
     sync_tensorboard(model_dir, env.tensorboard_dir)
     if stop.requested:
         raise TrainingStopped(f"stopped; checkpoint saved in {model_dir}")

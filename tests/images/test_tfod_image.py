@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import socket
 import time
 import uuid
@@ -179,9 +180,11 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     assert code == 143, logs.stdout[-3000:] + logs.stderr[-3000:]
     assert took < 120, f"PID 1 must act on SIGTERM; took {took:.0f}s"
     saved = sorted((base / "checkpoints" / "algo-1" / "model").glob("ckpt-*.index"))
-    assert saved, "SIGTERM saves a checkpoint under /opt/ml/checkpoints"
     stopped_at = max(int(p.name.split("-")[1].split(".")[0]) for p in saved)
-    assert "stopped at step" in logs.stderr and "resumes from it" in logs.stderr
+    said = re.search(r"stopped at step (\d+); checkpoint saved", logs.stderr)
+    assert said, logs.stderr[-3000:]
+    assert int(said.group(1)) == stopped_at, "SIGTERM saved a checkpoint of the step it stopped at"
+    assert "resumes from it" in logs.stderr
     assert not (base / "output" / "failure").exists(), "a stop is not a failure"
 
     result = sagemaker_run(engine, base, "train", timeout=900)
