@@ -329,6 +329,14 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     exp.override({"runtime": {"num_gpus": gpus, "distribution_strategy": name}}, is_strict=False)  # saved in params
     with strategy.scope():
         task = task_factory.get_task(exp.task, logging_dir=str(model_dir))
+    if init:
+        initialize = task.initialize  # Model Garden calls it when model_dir holds no checkpoint yet
+
+        def initialize_and_say(model: Any) -> None:
+            initialize(model)  # raises if the checkpoint does not match the model
+            log(f"tfod: initialized from {init} (modules: {exp.task.init_checkpoint_modules})")
+
+        task.initialize = initialize_and_say
     with stop.deferred():  # SIGTERM is recorded; on_train saves a checkpoint at the end of the interval and stops
         train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
                                  model_dir=str(model_dir), train_actions=[on_train], eval_actions=[on_eval],

@@ -202,7 +202,7 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert "fine-tuning from /opt/ml/input/data/checkpoint/ckpt-40 (modules: all)" in log
-    assert "Finished loading pretrained checkpoint from /opt/ml/input/data/checkpoint/ckpt-40" in log
+    assert "tfod: initialized from /opt/ml/input/data/checkpoint/ckpt-40 (modules: all)" in log
 
 
 def test_describe(engine):
