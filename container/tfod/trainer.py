@@ -322,10 +322,10 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         strategy = tf.distribute.MirroredStrategy()
     else:
         strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
-    log(f"tfod: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)")
     gpus = len(tf.config.list_physical_devices("GPU"))
-    name = {"MultiWorkerMirroredStrategy": "multi_worker_mirrored", "MirroredStrategy": "mirrored"}.get(
-        type(strategy).__name__, "one_device")
+    name = ("multi_worker_mirrored" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else
+            "mirrored" if isinstance(strategy, tf.distribute.MirroredStrategy) else "one_device")
+    log(f"tfod: {name} strategy with {strategy.num_replicas_in_sync} replica(s), {gpus} GPU(s) on this host")
     exp.override({"runtime": {"num_gpus": gpus, "distribution_strategy": name}}, is_strict=False)  # saved in params
     with strategy.scope():
         task = task_factory.get_task(exp.task, logging_dir=str(model_dir))

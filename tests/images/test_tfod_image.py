@@ -247,8 +247,9 @@ def test_two_workers(engine, tfrecords, tmp_path):
     finally:
         engine.run("rm", "-f", *names, check=False, capture_output=True)
     assert codes == [0, 0], "\n----\n".join(log[-3000:] for log in logs)
-    assert "MultiWorkerMirroredStrategy with 2 replica(s)" in logs[0]
-    assert "worker 1 of" in logs[1] and "worker 0 exports" in logs[1]
+    tfod_lines = "\n".join(line for log in logs for line in log.splitlines() if line.startswith(("tfod:", "[")))
+    assert "tfod: multi_worker_mirrored strategy with 2 replica(s)" in logs[0], tfod_lines
+    assert "worker 1 of" in logs[1] and "worker 0 exports" in logs[1], tfod_lines
     assert metric_values(logs[0], image="tfod")["step"][-1] == 4
     assert (bases[0] / "model" / "metrics.json").is_file()
     assert not (bases[1] / "model" / "metrics.json").exists()
