@@ -165,7 +165,17 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
         raise UserError(f"image_size must be a multiple of 128 (RetinaNet's coarsest level), got {size}")
     exp = exp_factory.get_exp_config(hps["experiment"])
     for path in cfg_files:
-        exp.override(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, is_strict=False)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"cfg/{path.name} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"cfg/{path.name} must be a Model Garden config mapping (runtime:, task:, trainer:)")
+        try:
+            exp.override(data, is_strict=True)
+        except (KeyError, ValueError, TypeError, AttributeError) as err:
+            raise UserError(f"cfg/{path.name} does not fit experiment {hps['experiment']!r}: "
+                            f"{str(err).strip(chr(39))}") from None
     decoder = {"type": "label_map_decoder", "label_map_decoder": {"label_map": str(label_map)}}
     batch = int(hps["batch_size"])
     exp.override({
@@ -254,10 +264,16 @@ def tf_config(env: Environment) -> dict[str, Any] | None:
     return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": hosts.index(env.current_host)}}
 
 
-def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
-    from container.yolo.trainer import resolve_hyperparameters
+def job_hyperparameters(env: Environment, schema: Schema) -> dict[str, Any]:
+    """The schema's defaults, then the job's hyperparameters (typed and checked). The ``cfg`` channel's YAML
+    files are Model Garden configs, applied to the experiment (:func:`experiment_config`), not hyperparameters."""
+    merged = schema.defaults()
+    merged.update(schema.parse(dict(env.hyperparameters_raw), origin="hyperparameter"))
+    return merged
 
-    hps, _sources = resolve_hyperparameters(env, schema)
+
+def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
+    hps = job_hyperparameters(env, schema)
     if hps.get("model_dir"):
         log(f"WARNING model_dir={hps['model_dir']!r} is ignored: the model directory is "
             "/opt/ml/checkpoints/<host>/model, so a restarted job resumes; the model is exported to /opt/ml/model")

@@ -4,6 +4,7 @@ TensorBoard copies, its schema as the SDK sees it, and the edge script's label r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from container.local import build_tree
 from container.schema import Schema
 from container.tfod.trainer import (
     export_list,
+    job_hyperparameters,
     latest_checkpoint,
     parse_overrides,
     read_label_map,
@@ -161,3 +163,52 @@ def test_latest_checkpoint_by_step_not_by_name(tmp_path):
     assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-40"
     with pytest.raises(UserError, match="holds no TF checkpoint"):
         latest_checkpoint(tmp_path / "train")
+
+
+def test_cfg_yaml_is_a_model_garden_config_not_hyperparameters(tmp_path):
+    """A Model Garden experiment YAML in `cfg` (task:, trainer:) must not be read as hyperparameters."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "experiment.yaml").write_text("task:\n  model:\n    min_level: 4\ntrainer:\n  steps_per_loop: 5\n")
+    base = build_tree(tmp_path / "opt_ml", {"cfg": cfg}, {"num_steps": "12"})
+    hps = job_hyperparameters(Environment.from_base_dir(base, environ={}, num_gpus=0, num_cpus=1), Schema.load("tfod"))
+    assert hps["num_steps"] == 12 and hps["experiment"] == "retinanet_mobile_coco" and "task" not in hps
+
+
+def test_experiment_config_layers(tmp_path):
+    """Model Garden's own config: experiment defaults < cfg YAML < hyperparameters < overrides; typos are named."""
+    pytest.importorskip("official.core.exp_factory")
+    from container.tfod.trainer import experiment_config
+
+    schema = Schema.load("tfod")
+    cfg = tmp_path / "experiment.yaml"
+    cfg.write_text("task:\n  model:\n    min_level: 4\ntrainer:\n  train_steps: 999\n")
+    hps = {**schema.defaults(), "num_steps": 30, "image_size": 256, "overrides": "task.model.max_level=6"}
+    exp = experiment_config(hps, tmp_path / "t.tfrecord", tmp_path / "v.tfrecord", tmp_path / "l.csv", 2, None, [cfg])
+    assert exp.task.model.min_level == 4 and exp.task.model.max_level == 6
+    assert exp.trainer.train_steps == 30, "hyperparameters over the cfg YAML"
+    assert exp.task.model.num_classes == 3 and exp.task.model.input_size == [256, 256, 3]
+    assert exp.task.validation_data.drop_remainder is False
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("task:\n  modle:\n    min_level: 4\n")
+    with pytest.raises(UserError, match="cfg/typo.yaml does not fit experiment 'retinanet_mobile_coco'"):
+        experiment_config(hps, tmp_path / "t", tmp_path / "v", tmp_path / "l.csv", 2, None, [typo])
+    with pytest.raises(UserError, match="image_size must be a multiple of 128"):
+        experiment_config({**hps, "image_size": 200}, tmp_path / "t", tmp_path / "v", tmp_path / "l.csv", 2, None, [])
+
+
+TF_PYTHON = Path(__file__).resolve().parents[2] / ".venv-tf" / "bin" / "python"
+
+
+@pytest.mark.skipif(not TF_PYTHON.exists(), reason="no .venv-tf (made by .ci/run from requirements/tf-test.txt)")
+def test_experiment_config_in_its_own_environment():
+    """TensorFlow's pins clash with the YOLO stack's, so the Model Garden test above runs again in .venv-tf."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([str(TF_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
+                             "experiment_config_layers", str(Path(__file__))], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=600,
+                            check=False)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
