@@ -176,6 +176,7 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
         except (KeyError, ValueError, TypeError, AttributeError) as err:
             raise UserError(f"cfg/{path.name} does not fit experiment {hps['experiment']!r}: "
                             f"{str(err).strip(chr(39))}") from None
+        log(f"tfod: cfg/{path.name} applied to {hps['experiment']}")
     decoder = {"type": "label_map_decoder", "label_map_decoder": {"label_map": str(label_map)}}
     batch = int(hps["batch_size"])
     exp.override({

@@ -100,10 +100,14 @@ def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatc
     with pytest.raises(sdk.ConfigurationError, match="num_step"):
         sdk.launch_job(instance_type="local", image=TAG, kind="tfod", engine=engine.name, train=tmp_path / "voc",
                        hyperparameters={"num_step": 8})
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "experiment.yaml").write_text("task:\n  model:\n    head:\n      num_filters: 64\n")
     job = sdk.launch_job(instance_type="local", image=TAG, kind="tfod", engine=engine.name, train=tmp_path / "voc",
-                         hyperparameters={**FAST, "export": "tflite"}, logs=False)
+                         channels={"cfg": cfg}, hyperparameters={**FAST, "export": "tflite"}, logs=False)
     assert job.status == "Completed", job.logs()[-3000:]
     assert "channel 'train' holds voc annotations: 20 images" in job.logs()
+    assert "tfod: cfg/experiment.yaml applied to retinanet_mobile_coco" in job.logs()
     model = sdk.fetch_model(job, dest=tmp_path / "model")
     assert model.exports["model"].name == "model.tflite" and model.best is None
 
