@@ -205,7 +205,6 @@ def leaderboard(sources: Iterable[Any], *, local: bool = False, images: str | Pa
     from sdk._fetch import FetchedModel, fetch_model
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     entries: list[Entry] = []
     with tempfile.TemporaryDirectory(prefix="leaderboard-") as tmp:
         scratch = Path(tmp)
@@ -214,6 +213,8 @@ def leaderboard(sources: Iterable[Any], *, local: bool = False, images: str | Pa
                 entries.append(model_entry(source.directory, source.job_name))
             elif Path(str(source)).exists():
                 entries.append(model_entry(_model_dir(Path(source), scratch), Path(source).name))
+            elif "/" in str(source) or isinstance(source, Path):  # job names have no slashes: a folder was meant
+                raise ConfigurationError(f"no such model folder: {source}")
             else:
                 fetched = fetch_model(str(source), local=local, dest=out / "models" / str(source), session=session)
                 entries.append(model_entry(fetched.directory, fetched.job_name))
@@ -226,6 +227,7 @@ def leaderboard(sources: Iterable[Any], *, local: bool = False, images: str | Pa
                 entry.ms_per_image = measure_speed(entry, sample)
     entries.sort(key=lambda e: (e.map50_95 is None, -(e.map50_95 or 0), e.ms_per_image or 0))
     board = Board(entries)
+    out.mkdir(parents=True, exist_ok=True)
     board.csv = out / "leaderboard.csv"
     with board.csv.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(COLUMNS))

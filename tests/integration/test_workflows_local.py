@@ -74,7 +74,8 @@ def test_leaderboard_cli_reads_local_out_folders_and_tarballs(models, tmp_path, 
     assert cli(["leaderboard", str(run_dir), "--no-timing", "--out", str(tmp_path / "lb")]) == 0
     out = capsys.readouterr().out
     assert "yolo11n.yaml" in out and "leaderboard.csv" in out
-    assert cli(["leaderboard", str(tmp_path / "nothing-here"), "--no-timing"]) == 2
+    assert cli(["leaderboard", str(tmp_path / "nothing-here"), "--no-timing", "--out", str(tmp_path / "lb2")]) == 2
+    assert "no such model folder" in capsys.readouterr().err and not (tmp_path / "lb2").exists()
 
 
 def test_predict_images_writes_annotations_and_json(models, shapes, tmp_path):
