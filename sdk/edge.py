@@ -44,12 +44,20 @@ def _litert() -> Any:
     return interpreter
 
 
-def open_interpreter(path: str | Path, *, xnnpack: bool = True, threads: int | None = None) -> Any:
-    """A signature runner for the model, with LiteRT's default XNNPACK delegate (the fast path on ARM and x86,
-    int8 included) unless ``xnnpack=False``."""
+def open_interpreter(path: str | Path, *, xnnpack: bool | None = None, threads: int | None = None) -> Any:
+    """A signature runner for the model. LiteRT's XNNPACK delegate (its fast path) is used for float models;
+    a quantized model (int8 tensors anywhere, even behind a float input, as Model Garden's ``int8`` export)
+    runs without it unless ``xnnpack=True``: XNNPACK corrupts the heap on Model Garden's int8 detection
+    post-processing (``free(): double free``, SIGABRT, seen with LiteRT 2.3.0)."""
     litert = _litert()
-    resolver = litert.OpResolverType.AUTO if xnnpack else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    return litert.Interpreter(model_path=str(path), num_threads=threads,
+    path = str(path)
+    plain = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if xnnpack is None:
+        probe = litert.Interpreter(model_path=path, experimental_op_resolver_type=plain)
+        xnnpack = not any(getattr(t["dtype"], "__name__", str(t["dtype"])) in ("int8", "uint8")
+                          for t in probe.get_tensor_details())
+    resolver = litert.OpResolverType.AUTO if xnnpack else plain
+    return litert.Interpreter(model_path=path, num_threads=threads,
                               experimental_op_resolver_type=resolver).get_signature_runner()
 
 
@@ -129,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.3, help="lowest score kept (default 0.3)")
     parser.add_argument("--out", help="where to write the drawn image (a folder when several images are given)")
     parser.add_argument("--no-normalize", action="store_true", help="the model takes raw 0-255 pixels")
-    parser.add_argument("--no-xnnpack", action="store_true", help="run without LiteRT's XNNPACK delegate")
+    parser.add_argument("--no-xnnpack", action="store_true",
+                        help="run without LiteRT's XNNPACK delegate (quantized models never use it)")
     parser.add_argument("--threads", type=int, help="interpreter threads (default: LiteRT's)")
     args = parser.parse_args(argv)
     from PIL import Image, UnidentifiedImageError
@@ -141,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     labels_path = args.labels or (model.parent / "label_map.csv" if (model.parent / "label_map.csv").is_file() else None)
     labels = read_labels(labels_path)
     try:
-        runner = open_interpreter(model, xnnpack=not args.no_xnnpack, threads=args.threads)
+        runner = open_interpreter(model, xnnpack=False if args.no_xnnpack else None, threads=args.threads)
     except ValueError as err:
         print(f"error: {model} is not a TFLite model LiteRT can load: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,14 @@ def export_saved_model(exp: Any, model_dir: Path, out: Path, size: int, sample: 
 
 
 def tflite_config(exp: Any) -> Any:
-    """The experiment with TFLite's detection post-processing op in place of TensorFlow's NMS."""
+    """The experiment with TFLite's detection post-processing op in place of TensorFlow's NMS, and int8
+    calibration on the training images as evaluation sees them: no augmentation, no shuffling, the same
+    images in the same order every time."""
     import copy
 
     tflite = copy.deepcopy(exp)
-    tflite.override({"task": {"model": {"detection_generator": {"nms_version": "tflite"}}}}, is_strict=False)
+    tflite.override({"task": {"model": {"detection_generator": {"nms_version": "tflite"}},
+                              "train_data": {"is_training": False}}}, is_strict=False)
     return tflite
 
 
@@ -93,7 +97,11 @@ def run_tflite(path: Path, pixels: Any) -> dict[str, Any]:
 
 
 def _child(experiment: str, exp_dict: dict, model_dir: str, out: str, size: int, quant_type: str | None,
-           name: str, sample: Any, queue: Any) -> None:
+           name: str, sample: Any, log_path: str, queue: Any) -> None:
+    import os
+
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(fd, 2)  # the converter's own last words, for the parent to report if it dies
     from official.core import exp_factory
     from official.vision import registry_imports  # noqa: F401
 
@@ -103,20 +111,36 @@ def _child(experiment: str, exp_dict: dict, model_dir: str, out: str, size: int,
 
 
 def export_tflite_isolated(experiment: str, exp: Any, model_dir: Path, out: Path, size: int, *,
-                           quant_type: str | None, name: str, sample: Any = None) -> dict[str, Any]:
-    """:func:`export_tflite` in a child process: TFLite's quantizer can crash (SIGSEGV) on an under-trained
-    model, and that must cost this one export, not the job and its other exports."""
+                           quant_type: str | None, name: str, sample: Any = None, attempts: int = 2) -> dict[str, Any]:
+    """:func:`export_tflite` in a child process: TFLite's converter can crash (seen: SIGSEGV with TensorFlow's NMS
+    ops, and once in a while SIGABRT), and that must cost at most this one export, not the job and its other
+    exports. A crash is retried once; what the converter printed last is reported."""
     import multiprocessing
 
+    import numpy as np
+
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    pixels = None if sample is None else __import__("numpy").asarray(sample)
-    child = ctx.Process(target=_child, args=(experiment, exp.as_dict(), str(model_dir), str(out), size, quant_type,
-                                            name, pixels, queue))
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        how = "a segmentation fault" if child.exitcode == -11 else f"exit code {child.exitcode}"
-        (out / name).unlink(missing_ok=True)
-        return {"path": name, "quant_type": quant_type, "error": f"the TFLite converter crashed ({how})"}
-    return queue.get(timeout=30)
+    pixels = None if sample is None else np.asarray(sample)
+    crashes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for attempt in range(1, attempts + 1):
+            queue = ctx.Queue()
+            log_path = str(Path(tmp) / f"converter-{attempt}.log")
+            child = ctx.Process(target=_child, args=(experiment, exp.as_dict(), str(model_dir), str(out), size,
+                                                    quant_type, name, pixels, log_path, queue))
+            child.start()
+            child.join()
+            if child.exitcode == 0:
+                result = queue.get(timeout=30)
+                if crashes:
+                    result["earlier_crashes"] = crashes
+                return result
+            how = {-11: "a segmentation fault", -6: "an abort (SIGABRT)"}.get(child.exitcode,
+                                                                           f"exit code {child.exitcode}")
+            said = [line for line in Path(log_path).read_text(errors="replace").splitlines() if line.strip()]
+            last = next((line for line in reversed(said) if "W0000" not in line), "")[-300:]
+            print(f"WARNING the TFLite converter ({quant_type}) crashed with {how}, attempt {attempt} of {attempts}; "
+                  "its last lines:\n  " + "\n  ".join(said[-8:]), file=sys.stderr, flush=True)
+            crashes.append(f"{how}: {last}")
+            (out / name).unlink(missing_ok=True)
+    return {"path": name, "quant_type": quant_type, "error": f"the TFLite converter crashed: {'; '.join(crashes)}"}
