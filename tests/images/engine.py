@@ -48,6 +48,25 @@ class Engine:
                                      + (logs.stdout + logs.stderr)[-3000:])
             time.sleep(1)
 
+    def sigterm_after(self, name: str, text: str,
+                      wait_timeout: float) -> tuple[int, float, subprocess.CompletedProcess]:
+        """Once the detached container ``name`` prints ``text``, send SIGTERM as SageMaker's StopTrainingJob does;
+        return its exit code, the seconds it took to exit, and its log. The container is removed either way."""
+        import time
+
+        try:
+            self.wait_for_log(name, text)
+            killed = self.run("kill", "--signal", "TERM", name, check=False, capture_output=True)
+            assert killed.returncode == 0, f"kill: {killed.stderr}\n" + self.run(
+                "logs", name, check=False, capture_output=True).stderr[-3000:]
+            sent = time.monotonic()
+            waited = self.run("wait", name, capture_output=True, timeout=wait_timeout)
+            code = int(waited.stdout.strip().splitlines()[-1])
+            took = time.monotonic() - sent
+            return code, took, self.run("logs", name, check=False, capture_output=True)
+        finally:
+            self.run("rm", "-f", name, check=False, capture_output=True)
+
     def base_image(self) -> str:
         chosen = os.environ.get("SM_TEST_BASE_IMAGE")
         if chosen:

@@ -9,7 +9,6 @@ import csv
 import json
 import re
 import socket
-import time
 import uuid
 
 import pytest
@@ -170,17 +169,7 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     name = f"sm-tfod-stop-{uuid.uuid4().hex[:8]}"
     started = sagemaker_run(engine, base, "train", name=name, detach=True)
     assert started.returncode == 0, started.stderr
-    try:
-        engine.wait_for_log(name, "[train] step=4 ")
-        killed = engine.run("kill", "--signal", "TERM", name, check=False, capture_output=True)
-        assert killed.returncode == 0, f"kill: {killed.stderr}\n" + engine.run(
-            "logs", name, check=False, capture_output=True).stderr[-3000:]
-        sent = time.monotonic()
-        code = int(engine.run("wait", name, capture_output=True, timeout=200).stdout.strip().splitlines()[-1])
-        took = time.monotonic() - sent
-        logs = engine.run("logs", name, check=False, capture_output=True)
-    finally:
-        engine.run("rm", "-f", name, check=False, capture_output=True)
+    code, took, logs = engine.sigterm_after(name, "[train] step=4 ", wait_timeout=200)
     assert code == 143, logs.stdout[-3000:] + logs.stderr[-3000:]
     assert took < 120, f"PID 1 must act on SIGTERM; took {took:.0f}s"
     saved = sorted((base / "checkpoints" / "algo-1" / "model").glob("ckpt-*.index"))

@@ -4,7 +4,6 @@ command `train`. Skipped only where no container engine answers (see engine.py).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -57,17 +56,7 @@ def test_sigterm_checkpoint_then_resume(engine, shapes, make_tree):
     name = f"sm-yolo-stop-{uuid.uuid4().hex[:8]}"
     started = sagemaker_run(engine, base, "train", name=name, detach=True)
     assert started.returncode == 0, started.stderr
-    try:
-        engine.wait_for_log(name, "[metrics] epoch=2 ")
-        killed = engine.run("kill", "--signal", "TERM", name, check=False, capture_output=True)
-        assert killed.returncode == 0, f"kill: {killed.stderr}\n" + engine.run(
-            "logs", name, check=False, capture_output=True).stderr[-3000:]
-        sent = time.monotonic()
-        code = int(engine.run("wait", name, capture_output=True, timeout=150).stdout.strip().splitlines()[-1])
-        took = time.monotonic() - sent
-        logs = engine.run("logs", name, check=False, capture_output=True)
-    finally:
-        engine.run("rm", "-f", name, check=False, capture_output=True)
+    code, took, logs = engine.sigterm_after(name, "[metrics] epoch=2 ", wait_timeout=150)
     assert code == 143, logs.stdout[-3000:] + logs.stderr[-3000:]
     assert took < 100, f"PID 1 must act on SIGTERM; took {took:.0f}s"
     assert (base / "checkpoints" / "algo-1" / "train" / "weights" / "last.pt").is_file()
