@@ -5,8 +5,9 @@
 #
 # Resolves the account (aws sts get-caller-identity) and region (aws configure) unless
 # AWS_ACCOUNT_ID / AWS_REGION are set, creates the ECR repository if missing, logs in, builds
-# Dockerfile.<kind>, tags <tag> (default: latest) AND git-<revision>, pushes both, and writes the
-# full URI to ecr_image_fullname.txt (what the SDK's launch_job reads).
+# Dockerfile.<kind>, tags it git-<revision> (the commit it was built from; -dirty with local changes)
+# and, when given, <tag> too, pushes them, and writes the full URI to ecr_image_fullname.txt (what the
+# SDK's launch_job reads). No moving tag such as `latest` unless you ask for it.
 #
 # Environment overrides:
 #   ENGINE=docker|podman      container engine (default: docker if its engine answers, else podman)
@@ -25,14 +26,14 @@ if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then usage 0; fi
 if [ $# -lt 1 ] || [ $# -gt 3 ]; then usage 2; fi
 name=$1
 kind=${2:-yolo}
-tag=${3:-latest}
+tag=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 dockerfile="$here/Dockerfile.$kind"
 
 case "$kind" in yolo|tfod) ;; *) die "unknown image kind '$kind': use yolo or tfod" ;; esac
 [ -f "$dockerfile" ] || die "$dockerfile not found"
 [[ "$name" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || die "'$name' is not a valid ECR repository name (lowercase letters, digits, . _ - /)"
-[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "'$tag' is not a valid image tag"
+[ -z "$tag" ] || [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "'$tag' is not a valid image tag"
 
 command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is not installed: https://docs.aws.amazon.com/cli/ (or pip install awscli)"
 
@@ -86,13 +87,22 @@ for pair in ${BUILD_ARGS:-}; do
 done
 read -r -a extra_flags <<< "${BUILD_FLAGS:-}"
 
-echo "==> building $dockerfile as $uri:$tag and $uri:git-$revision"
-"$ENGINE" build "${extra_flags[@]}" "${build_args[@]}" -f "$dockerfile" \
-    -t "$uri:$tag" -t "$uri:git-$revision" "$here"
+tags=("git-$revision")
+if [ -n "$tag" ] && [ "$tag" != "git-$revision" ]; then
+    tags=("$tag" "git-$revision")
+fi
+tag_flags=()
+for t in "${tags[@]}"; do
+    tag_flags+=(-t "$uri:$t")
+done
+
+echo "==> building $dockerfile as ${tags[*]/#/$uri:}"
+"$ENGINE" build "${extra_flags[@]}" "${build_args[@]}" -f "$dockerfile" "${tag_flags[@]}" "$here"
 
 echo "==> pushing"
-"$ENGINE" push "${tls[@]}" "$uri:$tag"
-"$ENGINE" push "${tls[@]}" "$uri:git-$revision"
+for t in "${tags[@]}"; do
+    "$ENGINE" push "${tls[@]}" "$uri:$t"
+done
 
-echo "$uri:$tag" > "${OUTPUT_FILE:-ecr_image_fullname.txt}"
-echo "==> pushed $uri:$tag (also $uri:git-$revision); URI written to ${OUTPUT_FILE:-ecr_image_fullname.txt}"
+echo "$uri:${tags[0]}" > "${OUTPUT_FILE:-ecr_image_fullname.txt}"
+echo "==> pushed ${tags[*]/#/$uri:}; URI $uri:${tags[0]} written to ${OUTPUT_FILE:-ecr_image_fullname.txt}"

@@ -12,6 +12,7 @@ import os
 import sys
 
 from container.contract import Environment
+from container.toolkit_env import sm_env_vars
 from container.failure import EXIT_ERROR, EXIT_STOPPED, EXIT_USER_ERROR, TrainingStopped, UserError, write_failure
 from container.schema import Schema
 from container.signals import GracefulStop
@@ -29,7 +30,7 @@ def train(argv: list[str] | None = None) -> int:
     env = None
     try:
         env = Environment.from_base_dir()
-        os.environ.update(env.sm_env_vars())  # scripts written for AWS's framework images read these
+        os.environ.update(sm_env_vars(env))  # scripts written for AWS's framework images read these
         schema = Schema.load(image_name())
         module_name, _, func = schema.trainer.partition(":")
         trainer = getattr(importlib.import_module(module_name), func)
@@ -65,6 +66,7 @@ def describe(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="describe", description="Print this image's hyperparameters, "
                                      "channels and the metric definitions to paste into the SageMaker console.")
     parser.add_argument("--json", action="store_true", help="machine-readable schema")
+    parser.add_argument("--markdown", action="store_true", help="the reference tables of docs/reference/")
     parser.add_argument("--image", default=image_name(), help="image schema to show (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
@@ -72,7 +74,12 @@ def describe(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"describe: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    print(json.dumps(schema.to_dict(), indent=2, default=str) if args.json else schema.describe())
+    if args.markdown:
+        from container.schema_docs import markdown
+
+        print(markdown(schema), end="")
+    else:
+        print(json.dumps(schema.to_dict(), indent=2, default=str) if args.json else schema.describe())
     return 0
 
 

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import ast
 import json
-import logging
 import multiprocessing
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,15 +46,6 @@ SAGEMAKER_HYPERPARAMETERS = (
     "default_user_module_name",
     "_tuning_objective_metric",
     "sagemaker_s3_output",
-)
-_DISTRIBUTION_FLAGS = (
-    "sagemaker_mpi_enabled",
-    "sagemaker_parameter_server_enabled",
-    "sagemaker_distributed_dataparallel_enabled",
-    "sagemaker_pytorch_ddp_enabled",
-    "sagemaker_pytorch_xla_multi_worker_enabled",
-    "sagemaker_multi_worker_mirrored_strategy_enabled",
-    "sagemaker_torch_distributed_enabled",
 )
 
 
@@ -103,14 +92,6 @@ def encode_value(value: Any) -> str:
     if isinstance(value, str):
         return value if decode_value(value) == value else json.dumps(value)
     return json.dumps(value)
-
-
-def toolkit_decode(raw: Any) -> Any:
-    """Decode exactly as ``sagemaker_training.environment.read_hyperparameters`` does."""
-    try:
-        return json.loads(raw)
-    except (ValueError, TypeError):
-        return raw
 
 
 def _read_json(path: Path) -> dict:
@@ -247,7 +228,8 @@ class Environment:
 
     @property
     def master_hostname(self) -> str:
-        return (self.distribution_hosts or self.hosts)[0]
+        """The first host: SageMaker lists them ``algo-1, algo-2, ...``."""
+        return self.hosts[0]
 
     @property
     def current_instance_type(self) -> str:
@@ -286,159 +268,3 @@ class Environment:
     def hyperparameters(self) -> dict[str, Any]:
         """User hyperparameters, decoded by :func:`decode_value`, SageMaker's own keys removed."""
         return {k: decode_value(v) for k, v in self.hyperparameters_raw.items() if not is_reserved(k)}
-
-    # -- the toolkit's variables ---------------------------------------------------------------
-    def _framework_params(self) -> dict[str, Any]:
-        decoded = {k: toolkit_decode(v) for k, v in self.hyperparameters_raw.items()}
-        return {k: v for k, v in decoded.items() if is_reserved(k)}
-
-    @property
-    def instance_groups_config(self) -> list[Mapping[str, Any]]:
-        return list(self.resource_config.get("instance_groups", []) or [])
-
-    @property
-    def current_instance_group(self) -> str:
-        return str(self.resource_config.get("current_group_name", "homogeneousCluster"))
-
-    @property
-    def distribution_instance_groups(self) -> list[str]:
-        params = self._framework_params()
-        if "sagemaker_distribution_instance_groups" in params:
-            return params["sagemaker_distribution_instance_groups"]
-        return [self.current_instance_group] if any(params.get(f, False) for f in _DISTRIBUTION_FLAGS) else []
-
-    @property
-    def distribution_hosts(self) -> list[str]:
-        if not self.instance_groups_config:
-            return list(self.hosts)
-        hosts: list[str] = []
-        for group in self.instance_groups_config:
-            if group["instance_group_name"] in self.distribution_instance_groups:
-                hosts.extend(group["hosts"])
-        return hosts
-
-    def training_env(self) -> dict[str, Any]:
-        """The dictionary AWS's toolkit exports as ``SM_TRAINING_ENV``, computed without it."""
-        environ = self.environ
-        framework = self._framework_params()
-        user_hps = {
-            k: toolkit_decode(v) for k, v in self.hyperparameters_raw.items() if not is_reserved(k)
-        }
-        groups = self.instance_groups_config
-        group_hosts: list[str] = []
-        for group in groups:
-            if group["instance_group_name"] == self.current_instance_group:
-                group_hosts = group["hosts"]
-                break
-        program = environ.get("SAGEMAKER_PROGRAM")
-        module_name = program if program is not None else str(framework.get("sagemaker_program", None))
-        if module_name and module_name.endswith(".py"):
-            module_name = module_name[:-3]
-        mp = environ.get("SM_HP_MP_PARAMETERS")
-        base = str(self.base_dir)
-        env = {
-            "additional_framework_parameters": {
-                k: v for k, v in framework.items() if k not in SAGEMAKER_HYPERPARAMETERS
-            },
-            "channel_input_dirs": {c: os.path.join(base, "input", "data", c) for c in self.input_data_config},
-            "current_host": self.resource_config.get("current_host", self.current_host),
-            "current_instance_group": self.current_instance_group,
-            "current_instance_group_hosts": group_hosts,
-            "current_instance_type": self.current_instance_type,
-            "distribution_hosts": self.distribution_hosts,
-            "distribution_instance_groups": self.distribution_instance_groups,
-            "framework_module": environ.get("SAGEMAKER_TRAINING_MODULE"),
-            "hosts": self.resource_config.get("hosts", self.hosts),
-            "hyperparameters": user_hps,
-            "input_config_dir": os.path.join(base, "input", "config"),
-            "input_data_config": dict(self.input_data_config),
-            "input_dir": os.path.join(base, "input"),
-            "instance_groups": [g["instance_group_name"] for g in groups],
-            "instance_groups_dict": {g["instance_group_name"]: g for g in groups},
-            "is_hetero": len(groups) > 1,
-            "is_master": self.is_master,
-            "is_modelparallel_enabled": (mp and mp != "{}") if mp is not None else None,
-            "is_smddpmprun_installed": shutil.which("smddpmprun") is not None,
-            "is_smddprun_installed": shutil.which("smddprun") is not None,
-            "job_name": self.job_name,
-            "log_level": framework.get("sagemaker_container_log_level", logging.INFO),
-            "master_hostname": self.master_hostname,
-            "model_dir": os.path.join(base, "model"),
-            "module_dir": str(framework.get("sagemaker_submit_directory", os.path.join(base, "code"))),
-            "module_name": module_name,
-            "network_interface_name": self.network_interface_name,
-            "num_cpus": self.num_cpus,
-            "num_gpus": self.num_gpus,
-            "num_neurons": 0,
-            "output_data_dir": os.path.join(base, "output", "data"),
-            "output_dir": os.path.join(base, "output"),
-            "output_intermediate_dir": os.path.join(base, "output", "intermediate"),
-            "resource_config": dict(self.resource_config),
-            "topology": self.resource_config.get("topology", []),
-            "user_entry_point": program or framework.get("sagemaker_program"),
-        }
-        return env
-
-    def sm_env_vars(self) -> dict[str, str]:
-        """The ``SM_*`` variables, with the values AWS's ``sagemaker-training`` toolkit exports."""
-        te = self.training_env()
-        flat = {
-            "hosts": te["hosts"],
-            "network_interface_name": te["network_interface_name"],
-            "hps": te["hyperparameters"],
-            "user_entry_point": te["user_entry_point"],
-            "framework_params": te["additional_framework_parameters"],
-            "resource_config": te["resource_config"],
-            "input_data_config": te["input_data_config"],
-            "output_data_dir": te["output_data_dir"],
-            "channels": sorted(te["channel_input_dirs"]),
-            "current_host": te["current_host"],
-            "current_instance_type": te["current_instance_type"],
-            "current_instance_group": te["current_instance_group"],
-            "current_instance_group_hosts": te["current_instance_group_hosts"],
-            "instance_groups": te["instance_groups"],
-            "instance_groups_dict": te["instance_groups_dict"],
-            "distribution_instance_groups": te["distribution_instance_groups"],
-            "is_hetero": te["is_hetero"],
-            "module_name": te["module_name"],
-            "log_level": te["log_level"],
-            "framework_module": te["framework_module"],
-            "input_dir": te["input_dir"],
-            "input_config_dir": te["input_config_dir"],
-            "output_dir": te["output_dir"],
-            "num_cpus": te["num_cpus"],
-            "num_gpus": te["num_gpus"],
-            "num_neurons": te["num_neurons"],
-            "model_dir": te["model_dir"],
-            "module_dir": te["module_dir"],
-            "training_env": te,
-            "user_args": _cmd_args(te["hyperparameters"]),
-            "output_intermediate_dir": te["output_intermediate_dir"],
-        }
-        if te["topology"]:
-            flat["topology"] = te["topology"]
-        for name, path in te["channel_input_dirs"].items():
-            flat[f"channel_{name}"] = path
-        for key, value in te["hyperparameters"].items():
-            flat[f"hp_{key}"] = value
-        return {f"SM_{k.upper()}": _env_value(v) for k, v in flat.items()}
-
-
-def _env_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def _cmd_args(hps: Mapping[str, Any]) -> list[str]:
-    args: list[str] = []
-    for key in sorted(hps):
-        value = hps[key]
-        args.append(f"--{key}" if len(key) > 1 else f"-{key}")
-        if hasattr(value, "items"):
-            args.append(",".join(f"{k}={v}" for k, v in sorted(value.items())))
-        else:
-            args.append("" if value is None else str(value))
-    return args

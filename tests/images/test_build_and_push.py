@@ -105,10 +105,13 @@ def test_build_push_pull_describe(kind, metric, aws_env, registry, forget_pushed
 
     if kind != "yolo":
         return
-    # a second run finds the repository and reuses the build cache
-    again = subprocess.run([str(SCRIPT), repo, kind, "v2"], cwd=tmp_path, env=env,
+    # a second run, without a tag: finds the repository, reuses the build cache, and tags the revision only
+    again = subprocess.run([str(SCRIPT), repo, kind], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=1200)
     assert again.returncode == 0 and "created" not in again.stdout
+    default_uri = (tmp_path / "ecr_image_fullname.txt").read_text().strip()
+    assert default_uri.startswith(f"{registry}/{repo}:git-{revision}"), default_uri
+    assert ":latest" not in again.stdout
 
 
 @pytest.fixture

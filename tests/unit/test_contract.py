@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from container.contract import Environment, decode_value
+from container.toolkit_env import sm_env_vars
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -122,5 +123,5 @@ def test_sm_env_vars_match_aws_toolkit(tmp_path, name):
     # the toolkit counts GPUs with nvidia-smi and CPUs with multiprocessing, as we do
     out = subprocess.run([sys.executable, "-c", TOOLKIT], env=environ, capture_output=True, text=True, check=True)
     theirs = json.loads(out.stdout.strip().splitlines()[-1])
-    ours = Environment.from_base_dir(tmp_path, environ=environ).sm_env_vars()
+    ours = sm_env_vars(Environment.from_base_dir(tmp_path, environ=environ))
     assert ours == theirs
