@@ -8,8 +8,15 @@
 * :mod:`container.yolo`     - the ultralytics YOLO trainer
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError
 from container.schema import Schema
 
-__all__ = ["Environment", "Schema", "TrainingStopped", "UserError"]
+try:  # declared once, in pyproject.toml
+    __version__ = version("sm-detectors")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = ["Environment", "Schema", "TrainingStopped", "UserError", "__version__"]
