@@ -1,9 +1,11 @@
+import gzip
 import io
+import stat
 import tarfile
 
 import pytest
 
-from container.archive import make_tarball, safe_extract, sha256
+from container.archive import MAX_MEMBERS, MAX_RATIO, RATIO_FLOOR, DestinationConflict, make_tarball, safe_extract, sha256
 from container.failure import UserError
 
 
@@ -60,3 +62,166 @@ def test_not_an_archive(tmp_path):
     bad.write_text("not a tarball")
     with pytest.raises(UserError, match="not a readable tar"):
         safe_extract(bad, tmp_path / "out")
+
+
+# -- bounded, refused without a trace, never losing what is there --------------------------------
+def _sparse_tar(path, claimed=200 * 1024**2):
+    """A GNU (old-format) sparse member: one data byte at the end of a ``claimed``-byte hole, gzipped."""
+    info = tarfile.TarInfo("hole.bin")
+    info.type, info.size = tarfile.GNUTYPE_SPARSE, 1
+    header = bytearray(info.tobuf(format=tarfile.GNU_FORMAT))
+    header[386:410] = b"%011o\0%011o\0" % (claimed - 1, 1)  # the sparse map: 1 byte at the end
+    header[482] = 0  # no extended map
+    header[483:495] = b"%011o\0" % claimed  # the real size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    body = bytes(header) + b"x".ljust(512, b"\0") + b"\0" * 1024
+    path.write_bytes(gzip.compress(body, 9))
+    return path
+
+
+def _add(tar, name, data=b"weights", **fields):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in fields.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+
+
+def _snapshot(folder):
+    """Every entry under folder: type, mode and bytes (what 'exactly as it was' means)."""
+    if not folder.exists():
+        return None
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        st = p.lstat()
+        out[p.relative_to(folder).as_posix()] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                                                 p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+    return out
+
+
+@pytest.fixture
+def target(tmp_path):
+    """A folder that already holds a good model and a note of the user's."""
+    folder = tmp_path / "models"
+    (folder / "exports").mkdir(parents=True)
+    (folder / "best.pt").write_bytes(b"good weights")
+    (folder / "exports" / "best.onnx").write_bytes(b"onnx")
+    (folder / "notes.txt").write_text("mine")
+    return folder
+
+
+def _refused(archive, folder, match, **kwargs):
+    before = _snapshot(folder)
+    with pytest.raises(UserError, match=match):
+        safe_extract(archive, folder, **kwargs)
+    assert _snapshot(folder) == before
+    assert not list(folder.parent.glob(f".{folder.name}.unpack-*")), "the staging folder is removed"
+
+
+def test_sparse_member_is_refused(tmp_path, target):
+    archive = _sparse_tar(tmp_path / "sparse.tar.gz")
+    assert archive.stat().st_size < 160  # ~122 bytes that claim 200 MiB
+    with tarfile.open(archive) as tar:
+        assert tar.getmembers()[0].size == 200 * 1024**2  # what an unchecked extractall would write
+    _refused(archive, target, "sparse")
+    _refused(archive, tmp_path / "new", "sparse")
+    assert not (tmp_path / "new").exists()
+
+
+def test_member_count_is_capped(tmp_path, target):
+    archive = tmp_path / "many.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(MAX_MEMBERS + 1):
+            _add(tar, f"f{i}", b"")
+    assert archive.stat().st_size < 200_000
+    _refused(archive, target, f"more than {MAX_MEMBERS:,} members .cap max_members")
+    _refused(archive, target, "more than 10 members", max_members=10)
+    small = tmp_path / "few.tar.gz"
+    with tarfile.open(small, "w:gz") as tar:
+        for i in range(10):
+            _add(tar, f"f{i}")
+    assert len(safe_extract(small, tmp_path / "ok", max_members=10)) == 10
+
+
+def test_expanded_size_is_capped_by_bytes_and_by_ratio(tmp_path, target):
+    zeros = tmp_path / "zeros.tar.gz"
+    size = RATIO_FLOOR + 1024**2  # just over the floor below which the ratio is not checked
+    with tarfile.open(zeros, "w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BytesIO(bytes(size)))
+    ratio = size / zeros.stat().st_size
+    assert ratio > MAX_RATIO
+    _refused(zeros, target, r"cap max_ratio=100 x its")
+    _refused(zeros, target, r"cap max_bytes=0.0 MiB", max_bytes=1000)
+    got = safe_extract(zeros, tmp_path / "trusted", max_ratio=ratio + 1)  # a trusted archive: the cap raised
+    assert got[0].stat().st_size == size
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda t: (_add(t, "best.pt"), _add(t, "best.pt", b"other")), "appears twice"),
+    (lambda t: (_add(t, "best.pt"), _add(t, "./best.pt", b"other")), "appears twice"),
+    (lambda t: (_add(t, "exports", type=tarfile.DIRTYPE), _add(t, "exports", type=tarfile.DIRTYPE)), "appears twice"),
+    (lambda t: (_add(t, "a"), _add(t, "a/b")), "which the archive has as a file"),
+    (lambda t: (_add(t, "best.pt"), _add(t, "hard.pt", b"", type=tarfile.LNKTYPE, linkname="best.pt")), "is a link"),
+    (lambda t: _add(t, "link.pt", b"", type=tarfile.SYMTYPE, linkname="/etc/passwd"), "is a link"),
+    (lambda t: _add(t, "pipe", b"", type=tarfile.FIFOTYPE), "not a regular file"),
+    (lambda t: _add(t, "tty", b"", type=tarfile.CHRTYPE, devmajor=5, devminor=0), "not a regular file"),
+    (lambda t: _add(t, "disk", b"", type=tarfile.BLKTYPE, devmajor=8, devminor=0), "not a regular file"),
+    (lambda t: _add(t, "/tmp/abs.pt"), "outside"),
+    (lambda t: (_add(t, "ok.pt"), _add(t, "sub/../../up.pt")), "outside"),
+    # a member written through a folder link extracted just before it
+    (lambda t: (_add(t, "d", b"", type=tarfile.SYMTYPE, linkname="../../outside"), _add(t, "d/evil.pt")), "is a link"),
+])
+def test_crafted_archives_leave_the_target_as_it_was(tmp_path, target, build, match):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    archive = tmp_path / "crafted.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        build(tar)
+    _refused(archive, target, match)
+    _refused(archive, tmp_path / "fresh", match)
+    assert not (tmp_path / "fresh").exists() and not list(outside.iterdir())
+    assert not (tmp_path / "up.pt").exists() and not (tmp_path / "abs.pt").exists()
+
+
+def test_a_truncated_archive_writes_nothing(tmp_path, target):
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, "best.pt", bytes(range(256)) * 4000)  # incompressible enough to span the cut
+        _add(tar, "last.pt", bytes(range(256)) * 4000)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    _refused(archive, target, "not a readable tar archive")
+
+
+def test_existing_files_are_never_overwritten(tmp_path, target):
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, "best.pt", b"new weights")
+        _add(tar, "metrics.json", b"{}")
+    _refused(archive, target, r"best.pt \(differs\)")
+    (target / "best.pt").write_bytes(b"new weights")
+    with pytest.raises(DestinationConflict, match=r"exports \(not in the archive\); notes.txt \(not in the archive\)"):
+        safe_extract(archive, target, exclusive=True)  # exclusive: files the archive lacks are not mixed with
+    # the same archive again: every file identical, nothing to lose
+    fresh = tmp_path / "fresh"
+    safe_extract(archive, fresh, exclusive=True)
+    (fresh / "metrics.json").unlink()  # a file the user removed comes back
+    assert sorted(p.name for p in safe_extract(archive, fresh, exclusive=True)) == ["best.pt", "metrics.json"]
+    assert (fresh / "metrics.json").read_bytes() == b"{}"
+    # not exclusive: merged beside what is there, nothing replaced
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "notes.txt").write_text("mine")
+    safe_extract(archive, merged)
+    assert sorted(p.name for p in merged.iterdir()) == ["best.pt", "metrics.json", "notes.txt"]
+    # a link where the archive has a folder is refused, never written through
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "exports").symlink_to(tmp_path / "outside_dir", target_is_directory=True)
+    (tmp_path / "outside_dir").mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, "exports/best.onnx")
+    _refused(archive, linked, r"exports \(a folder in the archive, not a folder here\)")
+    assert not list((tmp_path / "outside_dir").iterdir())
