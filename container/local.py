@@ -24,6 +24,8 @@ import yaml
 
 from container.archive import make_tarball
 from container.contract import BASE_DIR_ENV, encode_value
+from container.failure import UserError
+from container.walk import walk_files
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -35,7 +37,11 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def build_tree(base: Path, channels: Mapping[str, Path], hyperparameters: Mapping[str, Any], *,
                hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1") -> Path:
-    """Write ``base`` as SageMaker would: config files, one folder per channel (hard links, not moves)."""
+    """Write ``base`` as SageMaker would: config files, one folder per channel (hard links, not moves).
+
+    A channel's files are those :func:`container.walk.walk_files` finds: links inside the folder
+    followed, links out of it, loops, dangling links and special files refused (:class:`UnsafeTree`).
+    """
     config = base / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     for sub in ("model", "output/data", "checkpoints"):
@@ -49,15 +55,15 @@ def build_tree(base: Path, channels: Mapping[str, Path], hyperparameters: Mappin
         {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0",
          "current_instance_type": "local"}, indent=2))
     (config / "checkpointconfig.json").write_text(json.dumps({"LocalPath": "/opt/ml/checkpoints"}))
-    for name, src in channels.items():
+    trees = {name: walk_files(src) for name, src in channels.items()}  # every channel checked before any is linked
+    for name, files in trees.items():
         dst = base / "input" / "data" / name
         shutil.rmtree(dst, ignore_errors=True)
-        src = Path(src)
-        if src.is_dir():
-            shutil.copytree(src, dst, copy_function=_link_or_copy)
-        else:
-            dst.mkdir(parents=True)
-            _link_or_copy(str(src), str(dst / src.name))
+        dst.mkdir(parents=True)
+        for item in files:  # the same files the SDK would upload (container.walk's policy)
+            target = dst / item.relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(str(item.path), str(target))
     return base
 
 
@@ -131,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for sub in ("model", "output"):
             shutil.rmtree(base / sub, ignore_errors=True)
-    build_tree(base, channels, load_hyperparameters(args.hyperparameters, args.hp))
+    try:
+        build_tree(base, channels, load_hyperparameters(args.hyperparameters, args.hp))
+    except UserError as err:
+        parser.error(str(err))
     code = run_train(base, image=args.image).returncode
     model = pack(base, args.out.resolve())
     if code == 0:
