@@ -8,7 +8,8 @@
     │   ├── NotFoundError         no such bucket, key, job or role
     │   └── QuotaError            a service quota or throttling limit was hit
     ├── JobFailedError            the job ended Failed or Stopped; ``.job_name``, ``.status``, ``.reason``
-    └── NoJobError                ``fetch_model("latest", ...)`` found no completed job matching
+    ├── NoJobError                ``fetch_model("latest", ...)`` found no completed job matching
+    └── FetchError                a model archive refused (unsafe, unreadable, over a cap) or not written
 
 Nothing here imports boto3: a notebook can catch these without paying for it.
 """
@@ -64,6 +65,10 @@ class JobFailedError(SDKError):
 
 class NoJobError(SDKError):
     """No completed job matched what ``fetch_model`` was asked for."""
+
+
+class FetchError(SDKError):
+    """``fetch_model`` could not unpack the model: an unsafe or unreadable archive, or a disk error."""
 
 
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound", "ResourceNotFound", "ResourceNotFoundException",

@@ -1,67 +1,20 @@
-"""``fetch_model``: a job's ``model.tar.gz``, downloaded, safely unpacked, its files named."""
+"""``fetch_model``: a job's ``model.tar.gz``, downloaded, safely unpacked, its files named.
+
+This module finds the job (by handle, name, or ``"latest"``); the handle downloads and unpacks
+(:mod:`sdk._unpack`). Imports run one way: ``_fetch -> _job -> _unpack``.
+"""
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from container.archive import safe_extract
-from sdk._errors import ConfigurationError, JobFailedError, NoJobError, NotFoundError, aws_errors
+from sdk._errors import ConfigurationError, NoJobError, aws_errors
+from sdk._job import Job, LocalJob, _Handle
+from sdk._unpack import FetchedModel, describe_model_dir
 
-WEIGHT_NAMES = ("best.pt", "last.pt")
-
-
-@dataclass(frozen=True)
-class FetchedModel:
-    """What a finished job left: ``directory`` holds the unpacked ``model.tar.gz``."""
-
-    job_name: str
-    directory: Path
-    best: Path | None  # the weights to use (best.pt, or the SavedModel folder of a TF job)
-    last: Path | None
-    exports: dict[str, Path] = field(default_factory=dict)  # format -> file or folder
-    metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json, as the image wrote it
-    metrics_file: Path | None = None
-
-
-def describe_model_dir(job_name: str, directory: Path) -> FetchedModel:
-    """Name the files of an unpacked model folder (the layout both images write)."""
-    metrics_file = directory / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
-    exports: dict[str, Path] = {}
-    export_dir = directory / "exports"
-    if export_dir.is_dir():
-        for item in sorted(export_dir.iterdir()):
-            fmt = item.name.rsplit("_", 1)[-1] if item.is_dir() else item.suffix.lstrip(".")
-            exports[fmt or item.name] = item
-    for item in sorted(directory.glob("*.tflite")):
-        exports[item.stem] = item
-    saved_models = sorted((p.parent for p in directory.glob("[0-9]*/saved_model.pb")), key=lambda p: int(p.name))
-    if saved_models:
-        exports["saved_model"] = saved_models[-1]
-    best = directory / "best.pt"
-    last = directory / "last.pt"
-    return FetchedModel(
-        job_name=job_name,
-        directory=directory,
-        best=best if best.is_file() else exports.get("saved_model"),
-        last=last if last.is_file() else None,
-        exports=exports,
-        metrics=metrics,
-        metrics_file=metrics_file if metrics_file.is_file() else None,
-    )
-
-
-def _unpack(tarball: Path, dest: Path) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    safe_extract(tarball, dest)
+__all__ = ["FetchedModel", "describe_model_dir", "fetch_model", "latest_job"]
 
 
 def _tags_match(sagemaker: Any, arn: str, tags: Mapping[str, str]) -> bool:
@@ -111,10 +64,13 @@ def fetch_model(job: Any = "latest", *, name_prefix: str | None = None, tags: Ma
 
     ``job`` is a handle from ``launch_job``, a job name, or ``"latest"``: the newest Completed job
     whose name starts with ``name_prefix`` and that carries every tag in ``tags``. ``local=True``
-    looks among local-mode jobs. The model lands in ``dest`` (default ``./models/<job name>``).
+    looks among local-mode jobs. The model lands in ``dest`` (default ``./models/<job name>``),
+    which must be new, empty, or an earlier fetch of the same model (its files identical): nothing
+    of yours is ever replaced or deleted. The archive is unpacked beside ``dest`` and moved in, so a
+    refused archive leaves ``dest`` as it was. Every error is an :class:`SDKError`:
+    :class:`ConfigurationError` for a ``dest`` holding other files, :class:`FetchError` for an
+    unsafe or unreadable archive, :class:`JobFailedError` for a job that did not complete.
     """
-    from sdk._job import Job, LocalJob
-
     if isinstance(job, str):
         if job == "latest":
             if local:
@@ -132,23 +88,6 @@ def fetch_model(job: Any = "latest", *, name_prefix: str | None = None, tags: Ma
             job = Job(job, session=session)
     elif name_prefix or tags:
         raise ConfigurationError("name_prefix and tags only apply to fetch_model('latest', ...)")
-    info = job.describe()
-    if info["TrainingJobStatus"] != "Completed":
-        raise JobFailedError(job.name, info["TrainingJobStatus"],
-                             info.get("FailureReason", "") or "it has not completed, so there is no model to fetch")
-    uri = info.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
-    target = Path(dest) if dest else Path("models") / job.name
-    if isinstance(job, LocalJob):
-        tarball = Path(uri.removeprefix("file://"))
-        if not tarball.is_file():
-            raise NotFoundError(f"local job {job.name}: {tarball} is missing", code="NoSuchKey")
-        _unpack(tarball, target)
-    else:
-        from sdk._request import split_s3
-
-        bucket, key = split_s3(uri)
-        with tempfile.TemporaryDirectory() as tmp, aws_errors(f"downloading the model of {job.name} from {uri}"):
-            tarball = Path(tmp) / "model.tar.gz"
-            job.session.client("s3").download_file(bucket, key, str(tarball))
-            _unpack(tarball, target)
-    return describe_model_dir(job.name, target)
+    elif not isinstance(job, _Handle):
+        raise ConfigurationError(f"job must be a job name, 'latest' or a handle from launch_job, not {type(job).__name__}")
+    return job.fetch_model(dest=dest)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sdk._errors import JobFailedError, NotFoundError, aws_errors
+from sdk._unpack import FetchedModel, fetch_job_model
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -49,10 +50,9 @@ class _Handle:
             raise JobFailedError(self.name, info["TrainingJobStatus"], info.get("FailureReason", ""))
         return info
 
-    def fetch_model(self, dest: str | Path | None = None) -> Any:
-        from sdk._fetch import fetch_model
-
-        return fetch_model(self, dest=dest)
+    def fetch_model(self, dest: str | Path | None = None) -> FetchedModel:
+        """Download and unpack this job's ``model.tar.gz`` (see :func:`sdk.fetch_model` for ``dest``)."""
+        return fetch_job_model(self.name, self.describe(), dest=dest, session=getattr(self, "session", None))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.parse
 import shutil
 import signal
 import subprocess
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from container.failure import UserError
 from container.local import TRAIN_COMMAND, build_tree, pack, train_environ
 from sdk._errors import ConfigurationError
 
@@ -32,6 +34,27 @@ JOBS_HOME_ENV = "SM_DETECTORS_HOME"
 def jobs_home() -> Path:
     """Where local jobs live: ``$SM_DETECTORS_HOME/jobs`` (default ``~/.sm-detectors/jobs``)."""
     return Path(os.environ.get(JOBS_HOME_ENV) or Path.home() / ".sm-detectors").expanduser() / "jobs"
+
+
+def path_of_uri(uri: str) -> Path:
+    """The path of a ``file://`` URI as ``Path.as_uri`` writes it (spaces, ``%``, ``#``, non-ASCII percent-encoded)."""
+    rest = uri.removeprefix("file://")
+    if rest == uri or not rest.startswith(("/", "localhost/")):
+        raise ConfigurationError(f"{uri!r} is not a file:// URI of an absolute path")
+    return Path(os.fsdecode(urllib.parse.unquote_to_bytes(rest.removeprefix("localhost"))))
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (0700): job records, logs and models are nobody else's."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)  # also when it existed before, from a version that left it 0755
+    return path
+
+
+def _private_open(path: str, flags: int) -> int:
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode on open; make it 0600 too
+    return fd
 
 
 def find_engine(preferred: str | None = None) -> str:
@@ -77,6 +100,9 @@ class LocalRun:
         self._reader: threading.Thread | None = None
         self._stopping = False
         self.started = time.time()
+        if self.job_dir.parent == jobs_home():
+            private_dir(self.job_dir.parent)
+        private_dir(self.job_dir)
 
     # -- SageMaker's steps ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -89,27 +115,32 @@ class LocalRun:
             name = channel["ChannelName"]
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
             if uri.startswith("file://"):
-                channels[name] = Path(uri[len("file://"):])
+                channels[name] = path_of_uri(uri)
             else:
                 from sdk._s3 import download
 
                 channels[name] = download(self.s3, uri, staging / name, what=f"channel {name!r}")
         for sub in ("model", "output"):  # a fresh result; checkpoints stay, so a re-run resumes
             shutil.rmtree(self.base / sub, ignore_errors=True)
-        build_tree(self.base, channels, self.request.get("HyperParameters", {}))
+        try:
+            build_tree(self.base, channels, self.request.get("HyperParameters", {}))
+        except UserError as err:  # a channel folder the walker refuses (container.walk)
+            raise ConfigurationError(str(err)) from err
         shutil.rmtree(staging, ignore_errors=True)  # build_tree hard-linked what it needs
 
     def start(self) -> None:
         env = {**self.request.get("Environment", {}), "TRAINING_JOB_NAME": self.name,
                "TRAINING_JOB_ARN": f"arn:aws:sagemaker:local:000000000000:training-job/{self.name}"}
         if self.image:
+            # "--env NAME" takes the value from the engine's own environment: no value on a command line
+            # (which any user of the machine can read with ps).
             command = [self.engine, "run", "--rm", "--name", self.name, "-v", f"{self.base}:/opt/ml",
-                       *(a for k, v in env.items() for a in ("-e", f"{k}={v}")), self.image, "train"]
-            run_env = None
+                       *(a for k in env for a in ("--env", k)), self.image, "train"]
+            run_env = {**os.environ, **env}
         else:
             command = list(TRAIN_COMMAND)
             run_env = train_environ(self.base, image=self.kind, env=env)
-        self.log_file = (self.job_dir / "log.txt").open("a", encoding="utf-8")
+        self.log_file = open(self.job_dir / "log.txt", "a", encoding="utf-8", opener=_private_open)
         self.process = subprocess.Popen(command, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, errors="replace", bufsize=1)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -173,8 +204,10 @@ class LocalRun:
 
 
 def write_record(job_dir: Path, record: dict[str, Any]) -> None:
+    """``job.json``, replaced atomically, readable by its owner only (it holds the request: environment included)."""
     tmp = job_dir / "job.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8", opener=_private_open) as fh:
+        fh.write(json.dumps(record, indent=2, default=str))
     tmp.replace(job_dir / "job.json")
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from container.failure import UserError
 from sdk._errors import ConfigurationError, JobFailedError, SDKError
+from sdk._redact import redact
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -73,7 +74,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         plan = plan_job(**kwargs)
         uploads = {ch: {"from": str(src.root), "to": src.uri, "files": len(src.files), "bytes": src.size}
                    for ch, src in plan.uploads.items()}
-        print(json.dumps({"CreateTrainingJob": plan.request, "uploads": uploads}, indent=2))
+        print(json.dumps(redact({"CreateTrainingJob": plan.request, "uploads": uploads}), indent=2))
         return 0
     job = launch_job(wait=not args.no_wait, logs=not args.no_logs, engine=args.engine, **kwargs)
     print(json.dumps({"job": job.name, "status": job.status, "metrics": job.metrics()}, indent=2))
@@ -116,7 +117,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for key in ("job_name", "base_job_name", "checkpoints", "checkpoint_s3_uri"):
         kwargs.pop(key)
     if args.dry_run:
-        print(json.dumps({"CreateHyperParameterTuningJob": plan_tuning(**kwargs).request}, indent=2))
+        print(json.dumps(redact({"CreateHyperParameterTuningJob": plan_tuning(**kwargs).request}), indent=2))
         return 0
     tuning = tune_job(wait=args.wait, **kwargs)
     print(json.dumps({"tuning_job": tuning.name, "status": tuning.status}, indent=2))
@@ -263,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
     launch.add_argument("--engine", help="docker or podman, for --instance-type local with an image URI")
     launch.add_argument("--no-wait", action="store_true", help="return once the job is created")
     launch.add_argument("--no-logs", action="store_true", help="while waiting, print status changes only")
-    launch.add_argument("--dry-run", action="store_true", help="print the CreateTrainingJob request; create nothing")
+    launch.add_argument("--dry-run", action="store_true", help="print the CreateTrainingJob request (environment values and secrets masked); create nothing")
     launch.set_defaults(func=cmd_launch)
 
     for name, func, helptext in (("status", cmd_status, "a job's status, final metrics, failure reason"),
@@ -279,7 +280,8 @@ def parser() -> argparse.ArgumentParser:
     fetch.add_argument("job", nargs="?", default="latest", help="job name, or 'latest' (default)")
     fetch.add_argument("--name-prefix", help="with latest: newest Completed job whose name starts so")
     fetch.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="with latest: must carry it")
-    fetch.add_argument("--dest", help="folder (default ./models/<job>)")
+    fetch.add_argument("--dest", help="folder for the model: new, empty, or an earlier fetch of the same model; "
+                       "never one holding other files (default ./models/<job>)")
     fetch.add_argument("--local", action="store_true", help="a local-mode job")
     fetch.set_defaults(func=cmd_fetch)
 
@@ -311,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--no-early-stopping", action="store_true")
     tune.add_argument("--tuning-job-name")
     tune.add_argument("--wait", action="store_true", help="wait for the tuning job to end")
-    tune.add_argument("--dry-run", action="store_true", help="print the request; create nothing")
+    tune.add_argument("--dry-run", action="store_true", help="print the request (secrets masked); create nothing")
     tune.set_defaults(func=cmd_tune)
 
     best = sub.add_parser("tune-best", help="the best training job of a tuning job (and its model)")
