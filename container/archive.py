@@ -60,13 +60,16 @@ def _member_path(archive: Path, m: tarfile.TarInfo) -> PurePosixPath:
     return PurePosixPath(*[p for p in name.parts if p != "."]) if name.parts else PurePosixPath()
 
 
+Members = list[tuple[PurePosixPath, tarfile.TarInfo]]  # (normalised name, header)
+
+
 def check_members(archive: Path, tar: tarfile.TarFile, *, max_members: int = MAX_MEMBERS,
-                  max_bytes: int = MAX_BYTES, max_ratio: float = MAX_RATIO) -> list[tuple[PurePosixPath, tarfile.TarInfo]]:
+                  max_bytes: int = MAX_BYTES, max_ratio: float = MAX_RATIO) -> Members:
     """Every member checked, streaming (a bomb is stopped at its first header past a cap). Nothing is written."""
     archive_size = max(archive.stat().st_size, 1)
     allowed = min(max_bytes, max(RATIO_FLOOR, int(max_ratio * archive_size)))
     seen: dict[PurePosixPath, bool] = {}  # normalised name -> is a folder
-    checked: list[tuple[PurePosixPath, tarfile.TarInfo]] = []
+    checked: Members = []
     total = 0
     for count, m in enumerate(tar, start=1):
         if count > max_members:
@@ -101,7 +104,7 @@ def check_members(archive: Path, tar: tarfile.TarFile, *, max_members: int = MAX
     return checked
 
 
-def _write_members(tar: tarfile.TarFile, members: list[tuple[PurePosixPath, tarfile.TarInfo]], root: Path) -> None:
+def _write_members(tar: tarfile.TarFile, members: Members, root: Path) -> None:
     for path, m in members:
         target = root.joinpath(*path.parts)
         if m.isdir():
@@ -179,7 +182,8 @@ def safe_extract(archive: Path, dest: Path, *, exclusive: bool = False, max_memb
                 raise UserError(f"{archive.name} is not a readable tar archive ({type(err).__name__}: {err})") from err
         moves, conflicts = _plan_moves(staged, dest, exclusive=exclusive)
         if conflicts:
-            shown = "; ".join(conflicts[:_SHOWN]) + (f"; and {len(conflicts) - _SHOWN} more" if len(conflicts) > _SHOWN else "")
+            more = len(conflicts) - _SHOWN
+            shown = "; ".join(conflicts[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
             raise DestinationConflict(f"{dest} already holds files this archive would replace or mix with: {shown}. "
                                       "Nothing was changed; extract into a new or empty folder, or move them away")
         dest.mkdir(exist_ok=True)

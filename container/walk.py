@@ -25,7 +25,8 @@ class UnsafeTree(UserError):
     """A folder holds links or special files the walker refuses; ``problems`` lists them (relative paths)."""
 
     def __init__(self, root: Path, problems: list[str]) -> None:
-        shown = "; ".join(problems[:_SHOWN]) + (f"; and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else "")
+        more = len(problems) - _SHOWN
+        shown = "; ".join(problems[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
         super().__init__(
             f"{root}: {len(problems)} entr{'y' if len(problems) == 1 else 'ies'} refused: {shown}. Links are followed "
             "only when they stay inside the folder: copy the files in (or point at the folder they live in), "
@@ -92,7 +93,8 @@ def walk_files(root: str | Path) -> list[TreeFile]:
                     continue
                 real = Path(target)
                 if stat.S_ISDIR(mode) and real in chain:
-                    problems.append(f"{entry_rel} (a link loop: back to {real.relative_to(real_root).as_posix() or '.'})")
+                    back = real.relative_to(real_root).as_posix() or "."
+                    problems.append(f"{entry_rel} (a link loop: back to {back})")
                     continue
             else:
                 mode = entry.stat(follow_symlinks=False).st_mode

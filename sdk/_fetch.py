@@ -89,5 +89,6 @@ def fetch_model(job: Any = "latest", *, name_prefix: str | None = None, tags: Ma
     elif name_prefix or tags:
         raise ConfigurationError("name_prefix and tags only apply to fetch_model('latest', ...)")
     elif not isinstance(job, _Handle):
-        raise ConfigurationError(f"job must be a job name, 'latest' or a handle from launch_job, not {type(job).__name__}")
+        raise ConfigurationError("job must be a job name, 'latest' or a handle from launch_job, "
+                                 f"not {type(job).__name__}")
     return job.fetch_model(dest=dest)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.parse
 import shutil
 import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

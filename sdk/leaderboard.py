@@ -61,10 +61,10 @@ def _model_dir(path: Path, scratch: Path) -> Path:
             return candidate
     tarball = path if path.name.endswith(".tar.gz") else path / "model.tar.gz"
     if tarball.is_file():
-        from container.archive import safe_extract
+        from sdk._unpack import unpack  # the archive checks, with SDK errors
 
         target = scratch / (path.stem if path.is_file() else path.name)
-        safe_extract(tarball, target)
+        unpack(tarball, target, exclusive=False)
         if (target / "metrics.json").is_file():
             return target
     raise ConfigurationError(f"{path} holds no trained model (no metrics.json, model/ or model.tar.gz)")

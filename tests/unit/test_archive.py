@@ -5,7 +5,15 @@ import tarfile
 
 import pytest
 
-from container.archive import MAX_MEMBERS, MAX_RATIO, RATIO_FLOOR, DestinationConflict, make_tarball, safe_extract, sha256
+from container.archive import (
+    MAX_MEMBERS,
+    MAX_RATIO,
+    RATIO_FLOOR,
+    DestinationConflict,
+    make_tarball,
+    safe_extract,
+    sha256,
+)
 from container.failure import UserError
 
 
