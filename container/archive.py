@@ -18,14 +18,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import hashlib
+import lzma
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from container.failure import UserError
 
@@ -166,32 +170,48 @@ def safe_extract(archive: Path, dest: Path, *, exclusive: bool = False, max_memb
     archive, dest = Path(archive), Path(dest).resolve()
     if dest.exists() and not dest.is_dir():
         raise DestinationConflict(f"{dest} is a file; extract into a folder")
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # removed again if refused
     try:
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as err:
         raise UserError(f"{archive.name} is not a readable tar archive ({err})") from err
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))  # beside dest: moves are renames
     try:
         with tar:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))  # renames, not copies
             try:
-                members = check_members(archive, tar, max_members=max_members, max_bytes=max_bytes,
-                                        max_ratio=max_ratio)
-                _write_members(tar, members, staged)
-            except (tarfile.TarError, EOFError, OSError) as err:  # truncated or corrupt stream
-                raise UserError(f"{archive.name} is not a readable tar archive ({type(err).__name__}: {err})") from err
-        moves, conflicts = _plan_moves(staged, dest, exclusive=exclusive)
-        if conflicts:
-            more = len(conflicts) - _SHOWN
-            shown = "; ".join(conflicts[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
-            raise DestinationConflict(f"{dest} already holds files this archive would replace or mix with: {shown}. "
-                                      "Nothing was changed; extract into a new or empty folder, or move them away")
-        dest.mkdir(exist_ok=True)
-        for src, dst in moves:
-            os.rename(src, dst)
-        return [dest.joinpath(*p.parts) for p, m in members if m.isfile()]
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+                return _extract(archive, tar, staged, dest, exclusive=exclusive,
+                                caps={"max_members": max_members, "max_bytes": max_bytes, "max_ratio": max_ratio})
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+    except BaseException:
+        for folder in created:  # deepest first: the folders made for the staging area, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _extract(archive: Path, tar: tarfile.TarFile, staged: Path, dest: Path, *, exclusive: bool,
+             caps: dict[str, Any]) -> list[Path]:
+    try:
+        members = check_members(archive, tar, **caps)
+        _write_members(tar, members, staged)
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as err:  # a truncated or corrupt stream
+        raise UserError(f"{archive.name} is not a readable tar archive ({type(err).__name__}: {err})") from err
+    except OSError as err:
+        if err.errno is not None:  # the disk (full, read-only): not the archive's fault
+            raise
+        raise UserError(f"{archive.name} is not a readable tar archive ({type(err).__name__}: {err})") from err
+    moves, conflicts = _plan_moves(staged, dest, exclusive=exclusive)
+    if conflicts:
+        more = len(conflicts) - _SHOWN
+        shown = "; ".join(conflicts[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+        raise DestinationConflict(f"{dest} already holds files this archive would replace or mix with: {shown}. "
+                                  "Nothing was changed; extract into a new or empty folder, or move them away")
+    dest.mkdir(exist_ok=True)
+    for src, dst in moves:
+        os.rename(src, dst)
+    return [dest.joinpath(*p.parts) for p, m in members if m.isfile()]
 
 
 def make_tarball(src_dir: Path, archive: Path) -> Path:

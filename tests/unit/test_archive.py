@@ -233,3 +233,12 @@ def test_existing_files_are_never_overwritten(tmp_path, target):
         _add(tar, "exports/best.onnx")
     _refused(archive, linked, r"exports \(a folder in the archive, not a folder here\)")
     assert not list((tmp_path / "outside_dir").iterdir())
+
+
+def test_a_refused_archive_leaves_no_folders_behind(tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, "pipe", b"", type=tarfile.FIFOTYPE)
+    with pytest.raises(UserError, match="not a regular file"):
+        safe_extract(archive, tmp_path / "new" / "deep" / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
