@@ -5,8 +5,10 @@
 
 * **bounded**: at most ``max_members`` members, ``max_bytes`` in all, and no more than
   ``max_ratio`` times the archive's own size (below ``RATIO_FLOOR`` the ratio is not checked:
-  a small archive of text can expand 100x and harm nobody). Every header is checked, in one
-  streaming pass that stops at the first cap, before anything is written.
+  a small archive of text can expand 100x and harm nobody). Every header is checked in a first
+  streaming pass that stops at the first cap, before anything is written; the decompressed
+  stream itself is cut off past the caps, because tarfile reads a long-name or pax header into
+  memory whole.
 * **regular files and folders only**: links, devices, fifos, sparse members and duplicate names
   are refused; so are absolute names and names with ``..``.
 * **nothing outside the target, nothing lost**: members are written into a fresh folder beside
@@ -18,9 +20,13 @@
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import filecmp
+import gzip
 import hashlib
+import io
+import itertools
 import lzma
 import os
 import shutil
@@ -28,8 +34,10 @@ import stat
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from container.failure import UserError
 
@@ -38,6 +46,8 @@ MAX_BYTES = 20 * 1024**3  # 20 GiB: the largest TF Model Garden export with chec
 MAX_RATIO = 100.0  # weights compress ~1.1x, logs and CSVs ~10x; a bomb of zeros ~1000x
 RATIO_FLOOR = 64 * 1024**2  # below 64 MiB expanded, the ratio is not checked
 _SHOWN = 10  # conflicts listed in a message
+_MAX_HEADER = 1024**2  # a long-name or pax header: a few hundred bytes in any real archive
+_HEADER_BYTES = 4 * 512  # tar stream allowed per member beyond its data: header, padding, a long name or pax block
 
 
 class DestinationConflict(UserError):
@@ -67,17 +77,92 @@ def _member_path(archive: Path, m: tarfile.TarInfo) -> PurePosixPath:
 Members = list[tuple[PurePosixPath, tarfile.TarInfo]]  # (normalised name, header)
 
 
-def check_members(archive: Path, tar: tarfile.TarFile, *, max_members: int = MAX_MEMBERS,
-                  max_bytes: int = MAX_BYTES, max_ratio: float = MAX_RATIO) -> Members:
-    """Every member checked, streaming (a bomb is stopped at its first header past a cap). Nothing is written."""
-    archive_size = max(archive.stat().st_size, 1)
-    allowed = min(max_bytes, max(RATIO_FLOOR, int(max_ratio * archive_size)))
+@dataclass(frozen=True)
+class _Caps:
+    archive: Path
+    max_members: int
+    max_bytes: int
+    max_ratio: float
+
+    @property
+    def archive_size(self) -> int:
+        return max(self.archive.stat().st_size, 1)
+
+    @property
+    def allowed(self) -> int:
+        """Bytes of file data the archive may expand to."""
+        return min(self.max_bytes, max(RATIO_FLOOR, int(self.max_ratio * self.archive_size)))
+
+    def too_big(self, limit: int, what: str = "") -> UserError:
+        cap = (f"max_bytes={_mib(self.max_bytes)}" if self.allowed == self.max_bytes else
+               f"max_ratio={self.max_ratio:g} x its {_mib(self.archive_size)}")
+        return UserError(f"archive {self.archive.name} expands to more than {_mib(limit)}{what} (cap {cap}); "
+                         "refusing it as a possible archive bomb. Raise the cap if this archive is trusted")
+
+
+class _Bounded(io.RawIOBase):
+    """The decompressed tar stream, cut off past ``limit`` bytes.
+
+    Why: tarfile reads a GNU long-name or a pax header into memory whole, before yielding the
+    member it belongs to, so a header claiming gigabytes must be stopped here, not after.
+    """
+
+    def __init__(self, raw: BinaryIO, limit: int, caps: _Caps) -> None:
+        self._raw, self._limit, self._caps, self._read = raw, limit, caps, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        self._read += n
+        if self._read > self._limit:
+            raise self._caps.too_big(self._limit, " of tar headers and data")
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _HeaderCapped(tarfile.TarInfo):
+    """Refuses a long-name or pax header larger than ``_MAX_HEADER`` before tarfile reads it into memory."""
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        self._refuse_huge()
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        self._refuse_huge()
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
+
+    def _refuse_huge(self) -> None:
+        if self.size > _MAX_HEADER:
+            raise UserError(f"unsafe archive: a {'long-name' if self.type in tarfile.GNU_TYPES else 'pax'} header "
+                            f"claims {_mib(self.size)} (a real one holds a few hundred bytes)")
+
+
+def _decompressed(archive: Path) -> BinaryIO:
+    """The archive's tar stream: gzip, bzip2, xz or plain, told by the first bytes (not the suffix)."""
+    with open(archive, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.open(archive, "rb")
+    if head.startswith(b"BZh"):
+        return bz2.open(archive, "rb")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(archive, "rb")
+    return open(archive, "rb")
+
+
+def _checked(tar: tarfile.TarFile, caps: _Caps) -> Iterator[tuple[PurePosixPath, tarfile.TarInfo]]:
+    """Members as they stream, each checked against the caps and the members before it."""
+    archive = caps.archive
     seen: dict[PurePosixPath, bool] = {}  # normalised name -> is a folder
-    checked: Members = []
     total = 0
     for count, m in enumerate(tar, start=1):
-        if count > max_members:
-            raise UserError(f"archive {archive.name} has more than {max_members:,} members (cap max_members); "
+        if count > caps.max_members:
+            raise UserError(f"archive {archive.name} has more than {caps.max_members:,} members (cap max_members); "
                             "a model holds far fewer. Raise the cap if this archive is trusted")
         path = _member_path(archive, m)
         if m.issym() or m.islnk():
@@ -99,29 +184,24 @@ def check_members(archive: Path, tar: tarfile.TarFile, *, max_members: int = MAX
                                 "which the archive has as a file")
         seen[path] = m.isdir()
         total += m.size if m.isfile() else 0
-        if total > allowed:
-            cap = (f"max_bytes={_mib(max_bytes)}" if allowed == max_bytes else
-                   f"max_ratio={max_ratio:g} x its {_mib(archive_size)}")
-            raise UserError(f"archive {archive.name} expands to more than {_mib(allowed)} (cap {cap}); "
-                            "refusing it as a possible archive bomb. Raise the cap if this archive is trusted")
-        checked.append((path, m))
-    return checked
+        if total > caps.allowed:
+            raise caps.too_big(caps.allowed)
+        yield path, m
 
 
-def _write_members(tar: tarfile.TarFile, members: Members, root: Path) -> None:
-    for path, m in members:
-        target = root.joinpath(*path.parts)
-        if m.isdir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        src = tar.extractfile(m)
-        if src is None:  # cannot happen for a regular file member
-            raise UserError(f"archive member {m.name!r} has no data")
-        with src, open(target, "xb") as out:  # "x": never through anything already there
-            shutil.copyfileobj(src, out, 1 << 20)
-        if m.size != target.stat().st_size:
-            raise UserError(f"archive member {m.name!r} is truncated")
+def _write(tar: tarfile.TarFile, path: PurePosixPath, m: tarfile.TarInfo, root: Path) -> None:
+    target = root.joinpath(*path.parts)
+    if m.isdir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = tar.extractfile(m)
+    if src is None:  # cannot happen for a regular file member
+        raise UserError(f"archive member {m.name!r} has no data")
+    with src, open(target, "xb") as out:  # "x": never through anything already there
+        shutil.copyfileobj(src, out, 1 << 20)
+    if m.size != target.stat().st_size:
+        raise UserError(f"archive member {m.name!r} is truncated")
 
 
 def _plan_moves(staged: Path, dest: Path, *, exclusive: bool) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -170,20 +250,23 @@ def safe_extract(archive: Path, dest: Path, *, exclusive: bool = False, max_memb
     archive, dest = Path(archive), Path(dest).resolve()
     if dest.exists() and not dest.is_dir():
         raise DestinationConflict(f"{dest} is a file; extract into a folder")
+    caps = _Caps(archive, max_members, max_bytes, max_ratio)
     created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]  # removed again if refused
     try:
-        tar = tarfile.open(archive, "r:*")
-    except (tarfile.TarError, OSError) as err:
-        raise UserError(f"{archive.name} is not a readable tar archive ({err})") from err
-    try:
-        with tar:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))  # renames, not copies
-            try:
-                return _extract(archive, tar, staged, dest, exclusive=exclusive,
-                                caps={"max_members": max_members, "max_bytes": max_bytes, "max_ratio": max_ratio})
-            finally:
-                shutil.rmtree(staged, ignore_errors=True)
+        with _readable(archive), _stream(caps) as tar:  # pass 1: every header checked, nothing written
+            checked = list(_checked(tar, caps))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))  # renames, not copies
+        try:
+            with _readable(archive), _stream(caps) as tar:  # pass 2: the same members, written
+                for (path, m), (was, before) in itertools.zip_longest(_checked(tar, caps), checked,
+                                                                        fillvalue=(None, None)):
+                    if m is None or before is None or (path, m.type, m.size) != (was, before.type, before.size):
+                        raise UserError(f"{archive.name} changed while it was being extracted")
+                    _write(tar, path, m, staged)
+            return _move_in(staged, dest, checked, exclusive=exclusive)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
     except BaseException:
         for folder in created:  # deepest first: the folders made for the staging area, if still empty
             with contextlib.suppress(OSError):
@@ -191,17 +274,30 @@ def safe_extract(archive: Path, dest: Path, *, exclusive: bool = False, max_memb
         raise
 
 
-def _extract(archive: Path, tar: tarfile.TarFile, staged: Path, dest: Path, *, exclusive: bool,
-             caps: dict[str, Any]) -> list[Path]:
+@contextlib.contextmanager
+def _stream(caps: _Caps) -> Iterator[tarfile.TarFile]:
+    """The archive as a bounded tar stream: file data, plus a few blocks of header per member."""
+    limit = caps.allowed + (caps.max_members + 2) * _HEADER_BYTES + (1 << 20)
+    with _Bounded(_decompressed(caps.archive), limit, caps) as raw, \
+            tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|", tarinfo=_HeaderCapped) as tar:
+        yield tar
+
+
+@contextlib.contextmanager
+def _readable(archive: Path) -> Iterator[None]:
+    """A truncated or corrupt stream is a UserError naming the archive; a disk error stays an OSError."""
     try:
-        members = check_members(archive, tar, **caps)
-        _write_members(tar, members, staged)
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as err:  # a truncated or corrupt stream
+        yield
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as err:
         raise UserError(f"{archive.name} is not a readable tar archive ({type(err).__name__}: {err})") from err
     except OSError as err:
-        if err.errno is not None:  # the disk (full, read-only): not the archive's fault
+        if err.errno is not None and err.filename != str(archive):  # the disk (full, read-only)
             raise
         raise UserError(f"{archive.name} is not a readable tar archive ({type(err).__name__}: {err})") from err
+
+
+def _move_in(staged: Path, dest: Path, members: Members, *, exclusive: bool) -> list[Path]:
+    """Move what ``staged`` holds into ``dest``, or refuse (changing nothing) if a file there would be lost."""
     moves, conflicts = _plan_moves(staged, dest, exclusive=exclusive)
     if conflicts:
         more = len(conflicts) - _SHOWN

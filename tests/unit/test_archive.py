@@ -5,6 +5,7 @@ import tarfile
 
 import pytest
 
+from container import archive as archive_module
 from container.archive import (
     MAX_MEMBERS,
     MAX_RATIO,
@@ -242,3 +243,31 @@ def test_a_refused_archive_leaves_no_folders_behind(tmp_path):
     with pytest.raises(UserError, match="not a regular file"):
         safe_extract(archive, tmp_path / "new" / "deep" / "model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
+
+
+def _long_name_bomb(path, claimed):
+    """A GNU long-name header claiming ``claimed`` bytes of name: tarfile would read it into memory whole."""
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, claimed
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        out.write(header.tobuf(format=tarfile.GNU_FORMAT))
+        chunk = b"a" * (1 << 20)
+        for _ in range(claimed // len(chunk)):
+            out.write(chunk)
+    return path
+
+
+def test_a_huge_header_is_refused_before_it_is_read(tmp_path, target):
+    archive = _long_name_bomb(tmp_path / "longname.tar.gz", 8 * 1024**2)
+    _refused(archive, target, r"a long-name header claims 8.0 MiB")
+    pax = tmp_path / "pax.tar"
+    with tarfile.open(pax, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, "best.pt", pax_headers={"comment": "x" * (2 * 1024**2)})
+    _refused(pax, target, r"a pax header claims 2.0 MiB")
+
+
+def test_the_stream_itself_is_cut_off_past_the_caps(tmp_path, target, monkeypatch):
+    monkeypatch.setattr(archive_module, "_MAX_HEADER", 64 * 1024**2)  # let the long name through to the stream cap
+    archive = _long_name_bomb(tmp_path / "longname.tar.gz", 8 * 1024**2)
+    _refused(archive, target, r"more than 2.0 MiB of tar headers and data \(cap max_bytes=1.0 MiB\)",
+             max_bytes=1024**2, max_members=10)
