@@ -16,6 +16,10 @@ Layout (every file and every key optional)::
     <base>/output/failure                      becomes FailureReason (first 1024 characters)
     <base>/output/tensorboard/                 synced to S3 when TensorBoardOutputConfig is set
     <base>/checkpoints/                        synced to S3 when CheckpointConfig is set
+
+Not SageMaker's, ours: :attr:`Environment.scratch_dir` (``<base>/scratch``, or ``$SM_DETECTORS_SCRATCH``)
+holds what the images derive from the input and can derive again (converted datasets, label and image
+caches): outside ``checkpoints/`` so it is never synced to S3, outside ``input/`` so channels stay untouched.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_HOST = "algo-1"
+SCRATCH_ENV = "SM_DETECTORS_SCRATCH"  # moves the scratch folder (a bigger disk, a test's tmp folder)
 
 # Hyperparameters that SageMaker's SDKs add for their own use; never the trainer's concern.
 SAGEMAKER_PREFIX = "sagemaker_"
@@ -211,6 +216,12 @@ class Environment:
     def host_checkpoint_dir(self) -> Path:
         """This host's own folder under the checkpoint dir: all hosts share one S3 prefix."""
         return self.checkpoint_dir / self.current_host
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Derived data that a restart can rebuild: never synced, never inside a channel. Created by its user."""
+        chosen = self.environ.get(SCRATCH_ENV)
+        return Path(chosen) / self.current_host if chosen else self.base_dir / "scratch" / self.current_host
 
     # -- cluster -------------------------------------------------------------------------------
     @property

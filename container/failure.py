@@ -11,6 +11,7 @@ SageMaker shows the first 1024 characters of ``/opt/ml/output/failure`` as the j
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -29,6 +30,21 @@ class TrainingStopped(Exception):
     """Training stopped on SIGTERM after saving a checkpoint (stop, max runtime, spot)."""
 
 
+# Colour and cursor codes (ultralytics colours its messages): noise in a console that shows plain text.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI escape sequences."""
+    return _ANSI.sub("", text)
+
+
+def shorten(value: object, limit: int = 80) -> str:
+    """A value echoed in a message, cut to ``limit`` characters so the fix hint after it survives."""
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _fit(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -38,8 +54,8 @@ def _fit(text: str, limit: int) -> str:
 def failure_reason(exc: BaseException, limit: int = FAILURE_LIMIT) -> str:
     """The text for the failure file: at most ``limit`` characters, cause first."""
     if isinstance(exc, UserError):
-        return _fit(f"UserError: {exc}", limit)
-    head = _fit(f"{type(exc).__name__}: {exc}".strip(), limit // 2)
+        return _fit(plain(f"UserError: {exc}"), limit)
+    head = _fit(plain(f"{type(exc).__name__}: {exc}").strip(), limit // 2)
     frames = traceback.extract_tb(exc.__traceback__)
     lines: list[str] = []
     budget = limit - len(head) - len("\nTraceback (innermost last):")

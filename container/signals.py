@@ -7,15 +7,25 @@ and the checkpoint is lost. :class:`GracefulStop` installs one.
 While a training loop runs (``deferred()``), the signal only sets :attr:`requested`; the loop
 checks it between batches, saves a checkpoint and raises :class:`TrainingStopped`. Outside the
 loop (data checks, exports) there is nothing to save, so the handler raises at once.
+
+Two more duties:
+
+* ``shielded()``: while a checkpoint is written, every signal is only recorded. A second SIGTERM
+  must not interrupt the write (the file is written under a temporary name and renamed anyway).
+* ``forwarding()``: on a multi-GPU instance ultralytics trains in worker processes it starts itself
+  (``torch.distributed.run``). SIGTERM reaches only PID 1, so while such children run, the handler
+  sends each direct child the same signal; the workers then save and stop as the single process does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from container.failure import TrainingStopped
 
@@ -24,6 +34,9 @@ class GracefulStop:
     def __init__(self) -> None:
         self.requested: float | None = None  # time of the first SIGTERM
         self._defer = 0
+        self._shield = 0
+        self._forward = 0
+        self.forwarded: list[int] = []  # pids the last signal was passed on to
         self._previous: dict[int, object] = {}
 
     def install(self) -> GracefulStop:
@@ -41,6 +54,10 @@ class GracefulStop:
         first = self.requested is None
         if first:
             self.requested = time.monotonic()
+        if self._forward:
+            self.forwarded = forward_to_children(signum)
+        if self._shield:
+            return
         if self._defer and first:
             print(f"\n{name} received: saving a checkpoint at the end of this batch, then stopping.",
                   file=sys.stderr, flush=True)
@@ -56,7 +73,54 @@ class GracefulStop:
         finally:
             self._defer -= 1
 
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Within this block every signal is only recorded: for writing a checkpoint."""
+        self._shield += 1
+        try:
+            yield
+        finally:
+            self._shield -= 1
+
+    @contextlib.contextmanager
+    def forwarding(self) -> Iterator[None]:
+        """Within this block a signal is also sent to each direct child process (ultralytics' DDP launcher)."""
+        self._forward += 1
+        try:
+            yield
+        finally:
+            self._forward -= 1
+
     def check(self) -> None:
         """Raise :class:`TrainingStopped` if a stop was requested (for use outside the loop)."""
         if self.requested is not None:
             raise TrainingStopped("SIGTERM received; stopped")
+
+
+def child_pids(pid: int | None = None) -> list[int]:
+    """Direct children of ``pid`` (default: this process), read from /proc; empty where there is none."""
+    pid = os.getpid() if pid is None else pid
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def forward_to_children(signum: int) -> list[int]:
+    """Send ``signum`` to each direct child; the pids it reached."""
+    reached = []
+    for child in child_pids():
+        try:
+            os.kill(child, signum)
+            reached.append(child)
+        except OSError:
+            continue
+    return reached

@@ -34,6 +34,7 @@ SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "
 NAME_FILES = ("classes.txt", "names.txt", "obj.names")
 EDGE_TOLERANCE = 0.01  # boxes may overshoot the image edge by 1% (rounding in converters), no more
 EXAMPLES = 3
+MIN_IMAGE_SIDE = 10  # pixels; smaller images cannot hold a box ultralytics keeps (it fails later, cryptically)
 
 
 @dataclass
@@ -102,7 +103,10 @@ def _discover(root: Path, channel: str) -> tuple[dict[str, list[Path]], str]:
 def read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path.parent.name}/{path.name} is not UTF-8 text ({err.reason} at byte {err.start}): "
+                        "save it as UTF-8") from err
+    except yaml.YAMLError as err:
         raise UserError(f"{path.name} is not valid YAML: {str(err).splitlines()[0]}") from err
 
 
@@ -181,8 +185,13 @@ def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, 
     try:
         with Image.open(image) as im:
             im.verify()
+            width, height = im.size
     except Exception as err:  # PIL raises many types for broken files
         problems.append(("unreadable image", f"{image.name}: {type(err).__name__}"))
+        return problems, Counter(), False
+    if min(width, height) < MIN_IMAGE_SIDE:
+        problems.append(("image too small to train on",
+                         f"{image.name}: {width}x{height} px (at least {MIN_IMAGE_SIDE} px a side)"))
         return problems, Counter(), False
     boxes: Counter = Counter()
     label = label_path(image)
@@ -239,8 +248,12 @@ def _report(problems: dict[str, list[str]], counts: Counter, total: int) -> str:
     return f"dataset problems in {sum(counts.values())} of {total} images: " + " | ".join(parts)
 
 
-def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=print) -> Path:
-    """The channel as a YOLO tree: itself when it is one, else converted from VOC, COCO, Ground Truth or CSV."""
+def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=print,
+            names: list[str] | None = None) -> Path:
+    """The channel as a YOLO tree: itself when it is one, else converted from VOC, COCO, Ground Truth or CSV.
+
+    ``names``: the classes the train channel defined, for a val channel: its boxes must use them.
+    """
     from container import annotations
 
     fmt = hps.get("data_format") or "auto"
@@ -259,16 +272,49 @@ def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=pr
             pass  # darknet's layout (labels beside images): rewritten as ultralytics' tree below
     out = workdir / f"{name}-as-yolo"
     shutil.rmtree(out, ignore_errors=True)
-    names = names_hyperparameter(hps)
+    names = names or names_hyperparameter(hps)
+    strict = bool(hps.get("strict_data", True))
     ann, report = annotations.convert(channel, "yolo", out, fmt=fmt, names=names, verify_images=False,
-                                      strict=bool(hps.get("strict_data", True)), log=lambda s: None)
+                                      strict=strict, log=lambda s: None)
     summary = ann.summary()
+    present = len(_images_under(channel))
+    left_out = present - summary["images"]
+    if left_out > 0:
+        note = (f"channel '{name}': {left_out} of {present} images have no {fmt} annotation and are left out")
+        if strict and left_out * 2 > present:
+            raise UserError(f"{note}. Add their annotation files, or set strict_data=false to train on the "
+                            f"{summary['images']} annotated images")
+        log(f"WARNING {note}")
     what = "darknet-style YOLO (labels beside images)" if fmt == "yolo" else fmt
     log(f"dataset: channel '{name}' holds {what} annotations: {summary['images']} images, {summary['boxes']} boxes "
         f"{json.dumps(summary['boxes_per_class'])}; converted to YOLO in {out}")
     if not report.ok:
         log(f"WARNING channel '{name}': {report.text()}")
     return out
+
+
+def _mirror(image: Path, input_dir: Path, links: Path) -> Path:
+    """A channel image as ultralytics should see it: a link under ``links``, its label linked beside it.
+
+    ultralytics writes ``labels/*.cache`` (and with cache=disk, ``.npy`` files) next to the files it is
+    given; given links in the scratch folder, it writes there and the channel (read-only under
+    FastFile) stays as it was. Images outside the input (converted ones) are already in scratch.
+    """
+    try:
+        rel = image.relative_to(input_dir)
+    except ValueError:
+        return image
+    link = links / rel
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(image)
+    label = label_path(image)
+    if label.is_file():
+        label_link = label_path(link)
+        label_link.parent.mkdir(parents=True, exist_ok=True)
+        if not label_link.is_symlink():
+            label_link.symlink_to(label)
+    return link
 
 
 def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, log=print) -> Dataset:
@@ -298,7 +344,7 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
                         + ", ".join(sorted(IMG_SUFFIXES)))
     val_ch = env.channel("val")
     if val_ch is not None:
-        val_ch = as_yolo(val_ch, "val", hps, workdir, log)
+        val_ch = as_yolo(val_ch, "val", hps, workdir, log, names=names)
         val_splits, _ = _discover(val_ch, "val")
         val = [p for imgs in val_splits.values() for p in imgs]
         val_source = "val channel"
@@ -355,8 +401,11 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
                  boxes_per_class={names[i]: boxes.get(i, 0) for i in range(len(names))},
                  background_images=background, skipped=dict(counts))
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "train.txt").write_text("".join(f"{p}\n" for p in train), encoding="utf-8")
-    (workdir / "val.txt").write_text("".join(f"{p}\n" for p in val), encoding="utf-8")
+    links = workdir / "links"
+    shutil.rmtree(links, ignore_errors=True)
+    for split, images in (("train", train), ("val", val)):
+        listed = [_mirror(p, env.input_data_dir, links) for p in images]
+        (workdir / f"{split}.txt").write_text("".join(f"{p}\n" for p in listed), encoding="utf-8")
     ds.data_yaml = workdir / "data.yaml"
     ds.data_yaml.write_text(yaml.safe_dump({
         "path": str(workdir), "train": "train.txt", "val": "val.txt",

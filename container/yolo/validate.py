@@ -1,0 +1,95 @@
+"""Start-time checks of a YOLO job's inputs: a bad value fails in seconds as a user error (exit 2).
+
+ultralytics checks most arguments only when it reaches them (an optimizer typo at the first step,
+with a traceback), and some not at all (``epochs=0`` "trains" nothing; ``lr0=nan`` trains to NaN).
+Each message names the key, the value (cut short: SageMaker keeps 1,024 characters) and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from container.contract import Environment
+from container.failure import UserError, plain, shorten
+
+# ultralytics' optimizer names (BaseTrainer.build_optimizer keeps them in a local set; a unit test
+# reads that source so this copy cannot drift).
+OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop")
+MAX_IMGSZ = 8192  # 8K: beyond it one image is larger than any GPU's memory allows at batch 1
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _numbers(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    return []
+
+
+def check_environment(env: Environment) -> None:
+    """The layout itself: this host among ``hosts``, each channel a folder."""
+    if env.current_host not in env.hosts:
+        raise UserError(f"resourceconfig.json: current_host {shorten(env.current_host, 40)!r} is not in hosts "
+                        f"({shorten(', '.join(env.hosts), 200)}). Give every host's name in hosts, this one included")
+    for name, path in env.channels.items():
+        if not path.is_dir():
+            raise UserError(f"channel {name!r} is a file ({path}), not a folder. A channel is an S3 prefix (a folder): "
+                            f"put the file in a folder and give that folder's prefix")
+
+
+def check_values(hps: dict[str, Any], sources: dict[str, str]) -> None:
+    """Every problem at once: NUL bytes, NaN/inf, epochs, imgsz, optimizer."""
+    problems = []
+
+    def where(key: str) -> str:
+        origin = sources.get(key, "default")
+        return f"{key!r}" + (f" (from {origin})" if origin not in ("default", "hyperparameters") else "")
+
+    for key, value in hps.items():
+        if any("\x00" in s for s in _strings(value)):
+            shown = shorten(str(value).replace("\x00", "\\0"), 60)
+            problems.append(f"{where(key)} holds a NUL byte ({shown}): remove it")
+        if any(not math.isfinite(n) for n in _numbers(value)):
+            problems.append(f"{where(key)} must be a finite number, got {shorten(str(value), 40)}")
+    epochs = hps.get("epochs")
+    if isinstance(epochs, int) and epochs < 1:
+        problems.append(f"{where('epochs')} must be at least 1, got {epochs}")
+    imgsz = hps.get("imgsz")
+    sizes = imgsz if isinstance(imgsz, list) else [imgsz]
+    if imgsz is not None and any(not isinstance(s, (int, float)) or isinstance(s, bool) or not 32 <= s <= MAX_IMGSZ
+                                 for s in sizes):
+        problems.append(f"{where('imgsz')} must be between 32 and {MAX_IMGSZ} pixels, got {shorten(str(imgsz), 40)}")
+    optimizer = hps.get("optimizer")
+    if optimizer is not None and str(optimizer).lower() not in {o.lower() for o in OPTIMIZERS}:
+        problems.append(f"{where('optimizer')} {shorten(str(optimizer), 40)!r} is not one of ultralytics' "
+                        f"optimizers: {', '.join(OPTIMIZERS)}")
+    if problems:
+        raise UserError("; ".join(problems))
+
+
+def check_framework_args(args: dict[str, Any]) -> None:
+    """ultralytics' own argument check (types, ranges, choices such as amp and quantize), run now, not mid-job.
+
+    Its errors (SyntaxError for unknown keys, TypeError/ValueError for values) are a user's to fix.
+    """
+    from ultralytics.cfg import get_cfg
+
+    try:
+        get_cfg(overrides={k: v for k, v in args.items() if v is not None or k == "amp"})
+    except (SyntaxError, TypeError, ValueError) as err:
+        text = " ".join(plain(str(err)).split())
+        raise UserError(f"ultralytics refuses the arguments: {shorten(text, 700)}. Run `describe` for each "
+                        "argument's type and default") from None
