@@ -12,10 +12,11 @@ import os
 import sys
 
 from container.contract import Environment
-from container.toolkit_env import sm_env_vars
-from container.failure import EXIT_ERROR, EXIT_STOPPED, EXIT_USER_ERROR, TrainingStopped, UserError, write_failure
+from container.failure import (EXIT_ERROR, EXIT_STOPPED, EXIT_USER_ERROR, TrainingStopped, UserError, shorten,
+                               write_failure)
 from container.schema import Schema
 from container.signals import GracefulStop
+from container.toolkit_env import sm_env_vars
 
 IMAGE_ENV = "TRAINER_IMAGE"
 
@@ -30,6 +31,7 @@ def train(argv: list[str] | None = None) -> int:
     env = None
     try:
         env = Environment.from_base_dir()
+        _refuse_nul_bytes(env)
         os.environ.update(sm_env_vars(env))  # scripts written for AWS's framework images read these
         schema = Schema.load(image_name())
         module_name, _, func = schema.trainer.partition(":")
@@ -50,6 +52,15 @@ def train(argv: list[str] | None = None) -> int:
         stop.uninstall()
     print("training finished", flush=True)
     return 0
+
+
+def _refuse_nul_bytes(env: Environment) -> None:
+    """A NUL byte cannot pass through an environment variable (SM_HP_*) or a C library: a user error."""
+    for key, value in env.hyperparameters_raw.items():
+        if "\x00" in f"{key}{value}":
+            shown = shorten(str(value).replace("\x00", "\\0"), 60)
+            raise UserError(f"hyperparameter {shorten(key.replace(chr(0), '?'), 60)!r} holds a NUL byte ({shown}): "
+                            "remove it")
 
 
 def _failure_path(env: Environment | None):

@@ -16,6 +16,7 @@ from container.failure import UserError, plain, shorten
 # ultralytics' optimizer names (BaseTrainer.build_optimizer keeps them in a local set; a unit test
 # reads that source so this copy cannot drift).
 OPTIMIZERS = ("auto", "SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop")
+CACHE_CHOICES = ("true", "false", "ram", "disk")  # ultralytics reads any other string as True (ram)
 MAX_IMGSZ = 8192  # 8K: beyond it one image is larger than any GPU's memory allows at batch 1
 
 
@@ -76,6 +77,9 @@ def check_values(hps: dict[str, Any], sources: dict[str, str]) -> None:
     if optimizer is not None and str(optimizer).lower() not in {o.lower() for o in OPTIMIZERS}:
         problems.append(f"{where('optimizer')} {shorten(str(optimizer), 40)!r} is not one of ultralytics' "
                         f"optimizers: {', '.join(OPTIMIZERS)}")
+    cache = hps.get("cache")
+    if cache is not None and not isinstance(cache, bool) and str(cache).lower() not in CACHE_CHOICES:
+        problems.append(f"{where('cache')} must be true, false, ram or disk, got {shorten(str(cache), 40)!r}")
     if problems:
         raise UserError("; ".join(problems))
 
@@ -90,6 +94,6 @@ def check_framework_args(args: dict[str, Any]) -> None:
     try:
         get_cfg(overrides={k: v for k, v in args.items() if v is not None or k == "amp"})
     except (SyntaxError, TypeError, ValueError) as err:
-        text = " ".join(plain(str(err)).split())
+        text = " ".join(plain(str(err)).split()).rstrip(".")
         raise UserError(f"ultralytics refuses the arguments: {shorten(text, 700)}. Run `describe` for each "
                         "argument's type and default") from None
