@@ -3,7 +3,9 @@ command `train`. Skipped only where no container engine answers (see engine.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import uuid
 
 import pytest
@@ -26,8 +28,8 @@ def engine():
     return found
 
 
-def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900):
-    cmd = ["run", "--network", "none", "-v", f"{base}:/opt/ml"]
+def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900, mounts=()):
+    cmd = ["run", "--network", "none", "-v", f"{base}:/opt/ml", *(f"-v{m}" for m in mounts)]
     cmd += ["-d", "--name", name] if detach else ["--rm"]
     return engine.run(*cmd, TAG, *args, check=False, capture_output=True, timeout=timeout)
 
@@ -65,6 +67,34 @@ def test_sigterm_checkpoint_then_resume(engine, shapes, make_tree):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "resuming from" in result.stdout
     assert "[metrics] epoch=20 " in result.stdout
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc"])
+def test_read_only_channels(fmt, engine, shapes, make_tree, tmp_path):
+    """Channels mounted read-only, as FastFile mounts them: the job trains, and leaves them byte for byte as
+    they were (label caches and converted data go to the scratch folder, not beside the data)."""
+    from container.annotations import convert
+
+    channel = tmp_path / "channel"
+    if fmt == "voc":
+        convert(shapes, "voc", channel, log=lambda _: None)
+    else:
+        shutil.copytree(shapes, channel)
+
+    def snapshot() -> dict[str, str]:
+        return {str(p.relative_to(channel)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(channel.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    base = make_tree({"train": channel}, {**FAST, "epochs": "1"})
+    result = sagemaker_run(engine, base, "train", mounts=[f"{channel}:/opt/ml/input/data/train:ro"])
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert snapshot() == before, "the read-only channel is untouched"
+    assert not list(channel.rglob("*.cache"))
+    assert (base / "model" / "best.pt").is_file()
+    assert list((base / "scratch").rglob("*.cache")), "ultralytics' label cache went to the scratch folder"
+    assert not list((base / "checkpoints").rglob("*.jpg")), "no dataset in the synced checkpoint folder"
 
 
 def test_describe(engine):

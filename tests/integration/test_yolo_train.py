@@ -6,11 +6,9 @@ Real training (yolo11n from its YAML, 64 px images, 2-3 epochs), real exports, r
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -190,40 +188,7 @@ def test_bad_input_fails_clearly(case, words, shapes, make_tree, tmp_path):
     assert not list((base / "model").iterdir())
 
 
-def test_sigterm_saves_checkpoint_and_restart_resumes(shapes, make_tree):
-    hp = {**FAST, "epochs": "20", "batch": "4"}  # long enough that the stop lands mid-training
-    base = make_tree({"train": shapes}, hp)
-    proc = subprocess.Popen(list(local.TRAIN_COMMAND), env=_environ(base),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    deadline = time.monotonic() + 300
-    for line in proc.stdout:  # wait until epoch 2 has finished, then stop mid-epoch 3
-        lines.append(line)
-        if line.startswith("[metrics] epoch=2 ") or time.monotonic() > deadline:
-            break
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=120)
-    took = time.monotonic() - sent
-    log = "".join(lines) + rest
-    assert proc.returncode == 143, log[-3000:]
-    assert took < 60, f"stopping took {took:.0f}s"
-    assert "checkpoint saved" in log
-    last = base / "checkpoints" / "algo-1" / "train" / "weights" / "last.pt"
-    import torch
-
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)
-    assert ckpt["optimizer"] is not None and ckpt["epoch"] >= 2, "a resumable checkpoint"
-    assert not (base / "output" / "failure").exists(), "a stop is not a failure"
-
-    # the restart (spot) finds the checkpoint and continues: no epoch is trained twice
-    result = run_train(base)
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "resuming from" in result.stdout
-    epochs = metric_values(result.stdout)["epoch"]
-    assert epochs[0] == ckpt["epoch"] + 2 and epochs[-1] == 20
-    rows = (base / "model" / "results.csv").read_text().strip().splitlines()[1:]
-    assert len(rows) >= 19
+# Stops at each moment and their restarts: tests/integration/test_yolo_lifecycle.py.
 
 
 def test_restart_after_finish_only_packages(trained, tmp_path):
