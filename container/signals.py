@@ -31,9 +31,10 @@ from container.failure import TrainingStopped
 
 
 class GracefulStop:
-    def __init__(self) -> None:
+    def __init__(self, *, deferred: bool = False) -> None:
+        """``deferred=True``: a process that only trains (a DDP worker) records signals from the start."""
         self.requested: float | None = None  # time of the first SIGTERM
-        self._defer = 0
+        self._defer = 1 if deferred else 0
         self._shield = 0
         self._forward = 0
         self.forwarded: list[int] = []  # pids the last signal was passed on to

@@ -38,8 +38,8 @@ class ResumableTrainer(DetectionTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         checkpoints.scrub_git_info()
-        if ResumableTrainer.graceful is None:
-            ResumableTrainer.graceful = GracefulStop().install()
+        if ResumableTrainer.graceful is None:  # a DDP worker: the stop is acted on between batches
+            ResumableTrainer.graceful = GracefulStop(deferred=True).install()
         self._stop_save = False
 
     # -- stopping ------------------------------------------------------------------------------------

@@ -236,3 +236,17 @@ def test_sigterm_reaches_ddp_style_children(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
     assert marker.read_text() == "saved" and "forwarded to [" in out
+
+
+def test_a_worker_records_the_signal_for_the_loop(tmp_path):
+    """A DDP worker's handler (GracefulStop(deferred=True)) leaves the stop to the training loop."""
+    proc = _python("""
+        import os, signal, time
+        from container.signals import GracefulStop
+        stop = GracefulStop(deferred=True).install()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        print("still running, stop requested:", stop.requested is not None, flush=True)
+    """, tmp_path)
+    out, _ = proc.communicate(timeout=60)
+    assert "still running, stop requested: True" in out, out
