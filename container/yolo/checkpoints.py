@@ -150,7 +150,7 @@ def from_channel(channel: Path, run_dir: Path, log: Callable[[str], None]) -> No
     """Check the ``checkpoint`` channel's last.pt, then copy it (and its results.csv) into the run folder."""
     found = sorted(channel.rglob("last.pt")) or sorted(p for p in channel.rglob("*.pt") if p.is_file())
     if not found:
-        log(f"checkpoint channel: no .pt file in it, training from scratch")
+        log("checkpoint channel: no .pt file in it, training from scratch")
         return
     if len(found) > 1 and found[0].name != "last.pt":
         raise UserError("checkpoint channel holds several .pt files and no last.pt ("
