@@ -5,10 +5,12 @@
     python -m sdk.data convert coco/ --to tfrecord --out records/        # + label_map.pbtxt/.csv
     python -m sdk.data split  data/ --out data-split/ --ratios 0.8,0.1,0.1 [--to yolo]
 
-Reads YOLO trees, Pascal VOC XML (labelImg, CVAT), COCO JSON, Ground Truth output manifests and
-CSV (``filename,width,height,class,xmin,ymin,xmax,ymax``); the format is detected. Writes YOLO,
-COCO, TFRecord (TF Object Detection keys) with label maps, VOC, CSV, Ground Truth manifests.
-In a notebook: ``from sdk.data import read, check, convert, split``.
+Reads YOLO trees (boxes or polygons), Pascal VOC XML (labelImg), CVAT for images 1.1 XML, LabelMe JSON,
+COCO JSON, Ground Truth output manifests and CSV (``filename,width,height,class,xmin,ymin,xmax,ymax``);
+the format is detected. Writes YOLO, COCO, sharded TFRecords (TF Object Detection keys) with label maps,
+VOC, CSV, Ground Truth manifests. Crowd (COCO) and difficult (VOC) boxes are left out unless
+``--keep-crowd``/``--keep-difficult``; images with problems are left out and counted (``--strict``: fail).
+See docs/datasets.md. In a notebook: ``from sdk.data import read, check, convert, split``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--names", help="class names in id order, comma-separated (else from the data)")
         cmd.add_argument("--strict", action="store_true", help="any problem is fatal")
         cmd.add_argument("--no-verify-images", action="store_true", help="trust the images (faster)")
+        cmd.add_argument("--keep-crowd", action="store_true", help="train on COCO iscrowd boxes too")
+        cmd.add_argument("--keep-difficult", action="store_true", help="train on VOC difficult boxes too")
+        cmd.add_argument("--annotations-only", action="store_true",
+                         help="the images are elsewhere (e.g. S3): check and convert the annotations alone")
         if name == "check":
             cmd.add_argument("--json", action="store_true")
         else:
@@ -58,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             ann = read(args.source, args.fmt, names=names)
             with _bar(len(ann.items), "checking", unit="img") as bar:
-                report = check(ann, names=names, verify_images=not args.no_verify_images, progress=bar.update)
+                report = check(ann, names=names, verify_images=not args.no_verify_images,
+                               images=not args.annotations_only, keep_crowd=args.keep_crowd,
+                               keep_difficult=args.keep_difficult, progress=bar.update)
             if args.json:
                 print(json.dumps({"dataset": ann.summary(), "report": report.to_dict()}, indent=2))
             else:
@@ -74,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
             ann, report = convert(args.source, to, args.out, fmt=args.fmt, ratios=args.ratios, seed=args.seed,
                                   names=names, strict=args.strict, verify_images=not args.no_verify_images,
-                                  progress=progress, log=lambda s: print(s, file=sys.stderr))
-        print(json.dumps({"written": str(args.out), "as": to, "source": ann.summary()}))
+                                  images=not args.annotations_only, keep_crowd=args.keep_crowd,
+                                  keep_difficult=args.keep_difficult, progress=progress,
+                                  log=lambda s: print(s, file=sys.stderr))
+        print(json.dumps({"written": str(args.out), "as": to, "source": ann.summary(),
+                          "left_out": len(report.left_out), "without_labels": report.without_labels}))
         return 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from container.annotations.paths import is_image
 from sdk._errors import ConfigurationError
 
 __all__ = ["Board", "Entry", "leaderboard", "measure_speed", "model_entry"]
@@ -109,8 +110,7 @@ def _images(images: str | Path | None, scratch: Path, count: int) -> list[Path]:
         root = make_shapes(scratch / "speed-images", train=count, val=0, size=320)
         return sorted((root / "images" / "train").iterdir())[:count]
     path = Path(images)
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-    found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
+    found = [path] if path.is_file() else sorted(p for p in path.rglob("*") if is_image(p.name))
     if not found:
         raise ConfigurationError(f"no images in {path} to time the models on")
     return found[:count]

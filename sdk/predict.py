@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from container.annotations.paths import IMG_SUFFIXES
 from sdk._errors import ConfigurationError
 
 VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
-IMAGE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE = IMG_SUFFIXES  # declared once, in the annotation library
 TRACKERS = {"bytetrack": "bytetrack.yaml", "botsort": "botsort.yaml"}
 
 __all__ = ["Prediction", "predict", "resolve_model"]

@@ -1,7 +1,9 @@
 """Writers: a YOLO tree, COCO JSON, TFRecords (TF Object Detection keys) and label maps.
 
 Ids: YOLO classes are 0-based; COCO category ids, TFRecord ``image/object/class/label`` and label
-maps are 1-based (0 is the background in the TF Object Detection convention).
+maps are 1-based (0 is the background in the TF Object Detection convention). Every writer takes
+``images=False`` to write the annotations alone (the images stay where they are, e.g. in S3), except
+TFRecord, which holds the image bytes.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from container.annotations.model import Annotations, Item
+from container.annotations.labelmap import write_label_map
 from container.annotations.tfrecord import example_parts, write_records
+from container.annotations.types import Annotations, Item
+from container.failure import UserError
 
 Progress = Callable[[int], None]
 
@@ -42,7 +46,8 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def _unique_names(items: list[Item]) -> list[str]:
-    """A flat file name per image: its own, prefixed with its folders only where names collide."""
+    """A flat file name per image: its own, prefixed with its folders only where names collide
+    (``cam1/0001.jpg`` and ``cam2/0001.jpg`` become ``cam1__0001.jpg`` and ``cam2__0001.jpg``)."""
     counts: dict[str, int] = {}
     for item in items:
         counts[Path(item.name).name] = counts.get(Path(item.name).name, 0) + 1
@@ -53,29 +58,34 @@ def _unique_names(items: list[Item]) -> list[str]:
     return out
 
 
-def _link_images(folder: Path, items: list[Item]) -> list[str]:
+def _link_images(folder: Path, items: list[Item], images: bool = True) -> list[str]:
     """Hard-link (else copy) each image into ``folder`` under a flat unique name; the names, in order."""
     folder.mkdir(parents=True, exist_ok=True)
     names = _unique_names(items)
+    if not images:
+        return names
     for item, name in zip(items, names):
         if not (folder / name).exists():
             _link(item.path, folder / name)
     return names
 
 
-def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
+def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
+               images: bool = True) -> Path:
     """``out/images/<split>/``, ``out/labels/<split>/`` and ``out/data.yaml``; images hard-linked."""
     ids = {name: i for i, name in enumerate(ann.names)}
     for split, items in splits.items():
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-        for item, name in zip(items, _link_images(out / "images" / split, items)):
+        labels = out / "labels" / split
+        labels.mkdir(parents=True, exist_ok=True)
+        for item, name in zip(items, _link_images(out / "images" / split, items, images)):
             width, height = _size(item)
             lines = []
             for b in item.boxes:
                 cx, cy = (b.xmin + b.xmax) / 2 / width, (b.ymin + b.ymax) / 2 / height
                 w, h = (b.xmax - b.xmin) / width, (b.ymax - b.ymin) / height
                 lines.append(f"{ids[b.label]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-            (out / "labels" / split / Path(name).with_suffix(".txt")).write_text("".join(lines), encoding="utf-8")
+            with open(labels / (name.rsplit(".", 1)[0] + ".txt"), "w", encoding="utf-8") as fh:
+                fh.write("".join(lines))
             progress(1)
     data = {"path": ".", **{s: f"images/{s}" for s in splits}, "nc": len(ann.names),
             "names": dict(enumerate(ann.names))}
@@ -99,15 +109,16 @@ def coco_dict(ann: Annotations, items: list[Item], *, progress: Progress = _noop
     return {"images": images, "annotations": annotations, "categories": cats}
 
 
-def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
+def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
+               images: bool = True) -> Path:
     """``out/<split>.json`` and ``out/images/<split>/`` (hard links) per split."""
     for split, items in splits.items():
-        _link_images(out / "images" / split, items)
+        _link_images(out / "images" / split, items, images)
         (out / f"{split}.json").write_text(json.dumps(coco_dict(ann, items, progress=progress)), encoding="utf-8")
     return out
 
 
-def tf_example(item: Item, ids: Mapping[str, int], source_id: str) -> tuple[list[bytes], int]:
+def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str) -> tuple[list[bytes], int]:
     width, height = _size(item)
     data = item.path.read_bytes()
     fmt = b"png" if item.path.suffix.lower() == ".png" else b"jpeg"
@@ -119,7 +130,7 @@ def tf_example(item: Item, ids: Mapping[str, int], source_id: str) -> tuple[list
     return example_parts({
         "image/encoded": ("bytes", [data]),
         "image/format": ("bytes", [fmt]),
-        "image/filename": ("bytes", [Path(item.name).name.encode()]),
+        "image/filename": ("bytes", [filename.encode()]),
         "image/source_id": ("bytes", [source_id.encode()]),
         "image/height": ("int64", [height]),
         "image/width": ("int64", [width]),
@@ -134,44 +145,57 @@ def tf_example(item: Item, ids: Mapping[str, int], source_id: str) -> tuple[list
     })
 
 
-def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
-                   progress: Progress = _noop) -> Path:
-    """``out/<split>.tfrecord`` per split, plus the label maps."""
+SHARD_BYTES = 150 * 1024 * 1024  # TFRecord shards of ~150 MB: big enough to stream, small enough to interleave
+
+
+def shard_names(split: str, count: int) -> list[str]:
+    """``train-00000-of-00003.tfrecord`` ...: the names Model Garden's input reader globs with ``train-*``."""
+    return [f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
+
+
+def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
+                   images: bool = True, shard_bytes: int = SHARD_BYTES) -> Path:
+    """``out/<split>-NNNNN-of-MMMMM.tfrecord`` shards of about ``shard_bytes`` each, plus the label maps."""
+    if not images:
+        raise UserError("TFRecords hold the image bytes: convert --to tfrecord needs the images")
     out.mkdir(parents=True, exist_ok=True)
     ids = {n: i + 1 for i, n in enumerate(ann.names)}
     source_id = 0
     for split, items in splits.items():
-        with open(out / f"{split}.tfrecord", "wb") as fh:
-            def examples(items: list[Item] = items):
-                nonlocal source_id
-                for item in items:
-                    source_id += 1
-                    yield tf_example(item, ids, str(source_id))
-                    progress(1)
-            write_records(fh, examples())
+        sizes = [item.path.stat().st_size for item in items]
+        count = max(1, -(-sum(sizes) // shard_bytes))
+        per_shard = sum(sizes) / count
+        names = _unique_names(items)
+        start, done = 0, 0
+        for shard, name in enumerate(shard_names(split, count)):
+            end, total = start, 0
+            while end < len(items) and (shard == count - 1 or total < per_shard * (shard + 1) - done or end == start):
+                total += sizes[end]
+                end += 1
+            done += total
+            with open(out / name, "wb") as fh:
+                def examples(lo: int = start, hi: int = end):
+                    nonlocal source_id
+                    for i in range(lo, hi):
+                        source_id += 1
+                        yield tf_example(items[i], ids, str(source_id), names[i])
+                        progress(1)
+                write_records(fh, examples())
+            start = end
     write_label_map(ann.names, out)
     return out
 
 
-def write_label_map(names: list[str], out: Path) -> tuple[Path, Path]:
-    """``label_map.pbtxt`` (TF Object Detection) and ``label_map.csv`` (``id,name`` rows, what Model
-    Garden's ``TfExampleDecoderLabelMap`` reads), ids from 1."""
-    out.mkdir(parents=True, exist_ok=True)
-    pbtxt = "".join(f"item {{\n  id: {i}\n  name: {json.dumps(n)}\n}}\n" for i, n in enumerate(names, 1))
-    (out / "label_map.pbtxt").write_text(pbtxt, encoding="utf-8")
-    (out / "label_map.csv").write_text("".join(f"{i},{n}\n" for i, n in enumerate(names, 1)), encoding="utf-8")
-    return out / "label_map.pbtxt", out / "label_map.csv"
-
-
-def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
+def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
+              images: bool = True) -> Path:
     """labelImg's layout: ``out/<split>/<image>`` with a Pascal VOC ``<image stem>.xml`` beside each."""
     from xml.sax.saxutils import escape
 
     for split, items in splits.items():
-        for item, name in zip(items, _link_images(out / split, items)):
+        for item, name in zip(items, _link_images(out / split, items, images)):
             width, height = _size(item)
             objects = "".join(
-                f"<object><name>{escape(b.label)}</name><difficult>0</difficult><bndbox><xmin>{b.xmin:.1f}</xmin>"
+                f"<object><name>{escape(b.label)}</name><difficult>{int(b.difficult)}</difficult><bndbox><xmin>{b.xmin:.1f}</xmin>"
                 f"<ymin>{b.ymin:.1f}</ymin><xmax>{b.xmax:.1f}</xmax><ymax>{b.ymax:.1f}</ymax></bndbox></object>"
                 for b in item.boxes)
             xml = (f"<annotation><folder>{split}</folder><filename>{escape(name)}</filename><size><width>{width}"
@@ -181,7 +205,8 @@ def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
     return out
 
 
-def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop) -> Path:
+def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
+              images: bool = True) -> Path:
     """The seed's ``filename,width,height,class,xmin,ymin,xmax,ymax``: ``out/<split>_labels.csv`` + images."""
     import csv
 
@@ -190,7 +215,7 @@ def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
         with open(out / f"{split}_labels.csv", "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
-            for item, name in zip(items, _link_images(out / split, items)):
+            for item, name in zip(items, _link_images(out / split, items, images)):
                 width, height = _size(item)
                 for b in item.boxes:
                     writer.writerow([name, width, height, b.label, f"{b.xmin:.1f}", f"{b.ymin:.1f}",
@@ -200,13 +225,14 @@ def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
 
 
 def write_groundtruth(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
-                      progress: Progress = _noop, job: str = "labels", bucket: str = "bucket") -> Path:
+                      progress: Progress = _noop, images: bool = True, job: str = "labels",
+                      bucket: str = "bucket") -> Path:
     """A Ground Truth bounding-box output manifest per split (``out/<split>.manifest``) + images."""
     class_map = {str(i): n for i, n in enumerate(ann.names)}
     ids = {n: i for i, n in enumerate(ann.names)}
     for split, items in splits.items():
         lines = []
-        for item, name in zip(items, _link_images(out / split, items)):
+        for item, name in zip(items, _link_images(out / split, items, images)):
             width, height = _size(item)
             lines.append(json.dumps({
                 "source-ref": f"s3://{bucket}/{split}/{name}",

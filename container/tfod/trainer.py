@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from container.annotations.labelmap import read_label_map
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError
 from container.schema import Schema, format_metric_line
@@ -30,38 +31,6 @@ from container.signals import GracefulStop
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def read_label_map(path: Path) -> list[str]:
-    """Class names in id order (id 1 first) from a pbtxt, an ``id,name`` CSV or a YAML with ``names``."""
-    text = path.read_text(encoding="utf-8")
-    pairs: dict[int, str] = {}
-    if path.suffix == ".pbtxt":
-        import re
-
-        for block in re.findall(r"item\s*\{(.*?)\}", text, re.DOTALL):
-            m_id = re.search(r"\bid\s*:\s*(\d+)", block)
-            m_name = re.search(r"\b(?:display_)?name\s*:\s*[\"']([^\"']*)[\"']", block)
-            if m_id and m_name:
-                pairs[int(m_id.group(1))] = m_name.group(1)
-    elif path.suffix == ".csv":
-        for line in text.splitlines():
-            if line.strip():
-                cid, _, name = line.partition(",")
-                pairs[int(cid)] = name.strip()
-    else:
-        data = yaml.safe_load(text) or {}
-        names = data.get("names", data) if isinstance(data, dict) else data
-        if isinstance(names, dict):
-            pairs = {int(k) + 1: str(v) for k, v in names.items()}
-        else:
-            pairs = {i + 1: str(n) for i, n in enumerate(names)}
-    if not pairs:
-        raise UserError(f"label map {path.name} names no classes")
-    ids = sorted(pairs)
-    if ids != list(range(1, len(ids) + 1)):
-        raise UserError(f"label map {path.name}: ids must be 1..{len(ids)} without gaps (0 is the background), got {ids}")
-    return [pairs[i] for i in ids]
 
 
 def latest_checkpoint(folder: Path) -> Path:
@@ -114,16 +83,15 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
     summary = ann.summary()
     log(f"dataset: channel 'train' holds {summary['format']} annotations: {summary['images']} images, "
         f"{summary['boxes']} boxes {json.dumps(summary['boxes_per_class'])}; converted to TFRecords")
-    if not report.ok:
-        log(f"WARNING {report.text()}")
+    log(f"dataset: {report.text()}")  # the words and counts `python -m sdk.data check` prints
     if env.channel("val") is not None:
         val_out = workdir / "val-tfrecords"
         shutil.rmtree(val_out, ignore_errors=True)
         annotations.convert(env.channel("val"), "tfrecord", val_out, names=ann.names, log=lambda s: None)
         val = _pattern(sorted(val_out.glob("*.tfrecord")))
     else:
-        val = out / "val.tfrecord"
-    return out / "train.tfrecord", val, list(ann.names)
+        val = out / "val-*.tfrecord"
+    return out / "train-*.tfrecord", val, list(ann.names)  # shards: Model Garden's input reader globs them
 
 
 def _pattern(paths: list[Path]) -> Path:
@@ -284,7 +252,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "tfod-work"
     workdir.mkdir(parents=True, exist_ok=True)
     train_path, val_path, names = resolve_data(env, hps, workdir)
-    from container.annotations.writers import write_label_map
+    from container.annotations.labelmap import write_label_map
 
     label_pbtxt, label_map = write_label_map(names, workdir / "label-map")
     cfg = env.channel("cfg")

@@ -26,15 +26,17 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from container.annotations.check import MIN_SIDE, summary_line
+from container.annotations.paths import IMG_SUFFIXES
+from container.annotations.yolo_tree import label_path, read_yaml, search_names
+from container.annotations.yolo_tree import discover as _discover
+from container.annotations.yolo_tree import names_from_yaml as _names_from_yaml
+from container.annotations.yolo_tree import splits_of_images_dir as _splits_of_images_dir
 from container.contract import Environment
 from container.failure import UserError
 
-IMG_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
-SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-NAME_FILES = ("classes.txt", "names.txt", "obj.names")
 EDGE_TOLERANCE = 0.01  # boxes may overshoot the image edge by 1% (rounding in converters), no more
 EXAMPLES = 3
-MIN_IMAGE_SIDE = 10  # pixels; smaller images cannot hold a box ultralytics keeps (it fails later, cryptically)
 
 
 @dataclass
@@ -61,70 +63,6 @@ class Dataset:
             "background_images": self.background_images,
             "skipped_images": self.skipped,
         }
-
-
-def label_path(image: Path) -> Path:
-    """ultralytics' rule (``img2label_paths``): last ``/images/`` becomes ``/labels/``, suffix ``.txt``."""
-    parts = list(image.parts)
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i] == "images":
-            parts[i] = "labels"
-            break
-    return Path(*parts).with_suffix(".txt")
-
-
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMG_SUFFIXES and p.is_file())
-
-
-def _splits_of_images_dir(images_dir: Path) -> dict[str, list[Path]]:
-    """``images/{train,val}`` subfolders if there are any, else everything as one pool."""
-    subdirs = {SPLIT_ALIASES[p.name.lower()]: p for p in images_dir.iterdir()
-               if p.is_dir() and p.name.lower() in SPLIT_ALIASES}
-    if subdirs:
-        return {split: _images_under(folder) for split, folder in subdirs.items()}
-    return {"pool": _images_under(images_dir)}
-
-
-def _discover(root: Path, channel: str) -> tuple[dict[str, list[Path]], str]:
-    if (root / "images").is_dir():
-        splits = _splits_of_images_dir(root / "images")
-        return splits, f"{channel}: " + ("images/" if "pool" in splits else "images/{" + ",".join(sorted(splits)) + "}")
-    roboflow = {SPLIT_ALIASES[p.name.lower()]: p / "images" for p in root.iterdir()
-                if p.is_dir() and p.name.lower() in SPLIT_ALIASES and (p / "images").is_dir()}
-    if roboflow:
-        return {s: _images_under(d) for s, d in roboflow.items()}, f"{channel}: {{{','.join(sorted(roboflow))}}}/images"
-    loose = _images_under(root)
-    hint = (f" It holds {len(loose)} images but no images/ folder: put images in images/ and their .txt labels"
-            " in labels/ (the same relative names)." if loose else " It holds no images.")
-    raise UserError(f"channel '{channel}' is not a YOLO dataset.{hint}")
-
-
-def read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path.parent.name}/{path.name} is not UTF-8 text ({err.reason} at byte {err.start}): "
-                        "save it as UTF-8") from err
-    except yaml.YAMLError as err:
-        raise UserError(f"{path.name} is not valid YAML: {str(err).splitlines()[0]}") from err
-
-
-def _names_from_yaml(data: Any, source: str) -> list[str] | None:
-    if not isinstance(data, dict) or "names" not in data:
-        return None
-    names = data["names"]
-    if isinstance(names, dict):
-        try:
-            ids = sorted(int(k) for k in names)
-        except ValueError as err:
-            raise UserError(f"{source}: 'names' keys must be class ids 0..n-1") from err
-        if ids != list(range(len(ids))):
-            raise UserError(f"{source}: 'names' ids must be 0..{len(ids) - 1} without gaps, found {ids}")
-        return [str(names[k] if k in names else names[str(k)]) for k in ids]
-    if isinstance(names, list) and names:
-        return [str(n) for n in names]
-    raise UserError(f"{source}: 'names' must be a list or an id: name mapping")
 
 
 def names_hyperparameter(hps: dict[str, Any]) -> list[str] | None:
@@ -159,40 +97,21 @@ def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tupl
                     "or the hyperparameter names (comma-separated, in class id order)")
 
 
-def search_names(search: list[Path]) -> tuple[list[str], str] | None:
-    """Class names from the one data YAML with ``names`` in these folders, else a classes.txt / names file."""
-    for folder in search:
-        candidates = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
-        found = [(p, n) for p in candidates if (n := _names_from_yaml(read_yaml(p), p.name))]
-        if len(found) > 1:
-            raise UserError(f"channel '{folder.name}' has several data YAMLs with names "
-                            f"({', '.join(p.name for p, _ in found)}): pick one with the hyperparameter data")
-        if found:
-            return found[0][1], f"{folder.name}/{found[0][0].name}"
-    for folder in search:
-        for sub in (folder, folder / "labels"):
-            for fname in NAME_FILES:
-                if (sub / fname).is_file():
-                    lines = (sub / fname).read_text(encoding="utf-8").splitlines()
-                    return [ln.strip() for ln in lines if ln.strip()], f"{folder.name}/{fname}"
-    return None
-
-
 # -- checking ------------------------------------------------------------------------------------
 def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, bool]:
-    """Problems (kind, detail), boxes per class id, and whether it is a background image."""
+    """Problems (kind, detail), boxes per class id, and whether it is a background image (no label file, or
+    an empty one: ultralytics counts both as backgrounds)."""
     problems: list[tuple[str, str]] = []
     try:
         with Image.open(image) as im:
+            size = im.size
             im.verify()
-            width, height = im.size
     except Exception as err:  # PIL raises many types for broken files
         problems.append(("unreadable image", f"{image.name}: {type(err).__name__}"))
         return problems, Counter(), False
-    if min(width, height) < MIN_IMAGE_SIDE:
-        problems.append(("image too small to train on",
-                         f"{image.name}: {width}x{height} px (at least {MIN_IMAGE_SIDE} px a side)"))
-        return problems, Counter(), False
+    if min(size) < MIN_SIDE:  # ultralytics would fail the job on it ("image size <10 pixels")
+        return [(f"image under {MIN_SIDE} px", f"{image.name}: {size[0]}x{size[1]} (YOLO needs {MIN_SIDE} px a side "
+                 "at least; leave it out or upscale it)")], Counter(), False
     boxes: Counter = Counter()
     label = label_path(image)
     if not label.is_file():
@@ -233,7 +152,7 @@ def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, 
                              f"{where}: {' '.join(fields[1:5])} (coordinates are fractions of the image, 0..1)"))
             continue
         boxes[int(cls)] += 1
-    return problems, boxes, False
+    return problems, boxes, not problems and not boxes
 
 
 def _check_all(images: list[Path], nc: int, workers: int = 8):
@@ -288,8 +207,7 @@ def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=pr
     what = "darknet-style YOLO (labels beside images)" if fmt == "yolo" else fmt
     log(f"dataset: channel '{name}' holds {what} annotations: {summary['images']} images, {summary['boxes']} boxes "
         f"{json.dumps(summary['boxes_per_class'])}; converted to YOLO in {out}")
-    if not report.ok:
-        log(f"WARNING channel '{name}': {report.text()}")
+    log(f"dataset: channel '{name}': {report.text()}")  # the words and counts `python -m sdk.data check` prints
     return out
 
 
@@ -411,5 +329,7 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
         "path": str(workdir), "train": "train.txt", "val": "val.txt",
         "nc": len(names), "names": dict(enumerate(names)),
     }, sort_keys=False), encoding="utf-8")
+    checked = summary_line(len(train) + len(val) + len(bad), len(bad), background, sum(map(len, problems.values())))
+    log(f"dataset: {checked}")  # the words and counts `python -m sdk.data check` prints
     log(f"dataset: {layout}; classes from {names_source}; " + json.dumps(ds.summary()))
     return ds

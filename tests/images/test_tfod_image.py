@@ -57,9 +57,9 @@ def test_trains_on_tfrecords_and_exports(engine, tfrecords, make_tree):
     (labels / "label_map.pbtxt").write_text((tfrecords / "label_map.pbtxt").read_text())
     train = tfrecords.parent / "records-only"
     train.mkdir(exist_ok=True)
-    for name in ("train.tfrecord", "val.tfrecord"):
-        if not (train / name).exists():
-            (train / name).hardlink_to(tfrecords / name)
+    for shard in tfrecords.glob("*.tfrecord"):  # train-00000-of-00001.tfrecord, val-00000-of-00001.tfrecord
+        if not (train / shard.name).exists():
+            (train / shard.name).hardlink_to(shard)
     base = make_tree({"train": train, "labels": labels}, {**FAST, "quantize": "true", "inference_type": "int8"})
     result = sagemaker_run(engine, base, "train", timeout=1500)
     log = result.stdout + result.stderr
@@ -147,8 +147,8 @@ def test_bad_input_writes_failure(engine, tfrecords, make_tree, tmp_path, hyperp
     if channels == "records without labels":
         train = tmp_path / "bare"
         train.mkdir()
-        (train / "train.tfrecord").hardlink_to(tfrecords / "train.tfrecord")
-        (train / "val.tfrecord").hardlink_to(tfrecords / "val.tfrecord")
+        for shard in tfrecords.glob("*.tfrecord"):
+            (train / shard.name).hardlink_to(shard)
     channels_given = {"train": train}
     if channels == "checkpoint without a checkpoint":
         weights = tmp_path / "weights"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-IMG_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 @dataclass(slots=True)
 class Box:
-    """A box in pixels: ``xmin, ymin`` top-left, ``xmax, ymax`` bottom-right (exclusive), and its class name."""
+    """A box in pixels: ``xmin, ymin`` top-left, ``xmax, ymax`` bottom-right (exclusive), and its class name.
+
+    ``crowd`` (COCO ``iscrowd``) and ``difficult`` (VOC) objects are left out of training by default,
+    as ultralytics' COCO converter and the VOC evaluation protocol do; see ``convert(keep_crowd=...)``."""
 
     label: str
     xmin: float
@@ -20,6 +20,7 @@ class Box:
     xmax: float
     ymax: float
     crowd: bool = False
+    difficult: bool = False
 
     @property
     def area(self) -> float:
@@ -28,25 +29,33 @@ class Box:
 
 @dataclass(slots=True)
 class Item:
-    """One image: where it is (``path`` None when not found), its size when known, its boxes."""
+    """One image: ``name`` is its path relative to the dataset root when it was found (unique), else the
+    name the annotation gives; ``path`` None when not found; its size when known; its boxes."""
 
-    name: str  # the image's name as the annotation gives it (relative path or file name)
+    name: str
     path: Path | None
     width: int | None
     height: int | None
     boxes: list[Box] = field(default_factory=list)
     split: str | None = None  # train/val/test when the source says so
+    failed: str = ""  # why labelling failed (Ground Truth's failure-reason): not a background image
 
 
 @dataclass
 class Annotations:
-    """A dataset in any format, read: ``items`` and ``names`` (class names, in id order)."""
+    """A dataset in any format, read: ``items`` and ``names`` (class names, in id order).
+
+    ``issues`` are what the reader noticed: ``(kind, example, warning, item)``, reported by ``check``; an
+    issue that names an item (a label line it could not read) leaves that image out."""
 
     items: list[Item]
     names: list[str]
     format: str
     source: Path
-    notes: list[str] = field(default_factory=list)  # what the reader noticed (skipped files, ...)
+    issues: list[tuple[str, str, bool, Item | None]] = field(default_factory=list)
+
+    def note(self, kind: str, example: str, *, warning: bool = False, item: Item | None = None) -> None:
+        self.issues.append((kind, example, warning, item))
 
     def boxes_per_class(self) -> dict[str, int]:
         counts = Counter(b.label for item in self.items for b in item.boxes)
@@ -58,23 +67,3 @@ class Annotations:
                 "boxes": sum(len(i.boxes) for i in self.items), "classes": list(self.names),
                 "boxes_per_class": self.boxes_per_class(),
                 "splits": dict(Counter(i.split or "unsplit" for i in self.items))}
-
-
-def image_index(root: Path) -> dict[str, Path]:
-    """Every image under ``root`` by file name and by relative path (one walk)."""
-    index: dict[str, Path] = {}
-    base = str(root)
-    for dirpath, _, files in os.walk(base):
-        rel = dirpath[len(base):].lstrip(os.sep).replace(os.sep, "/")
-        for name in files:
-            if os.path.splitext(name)[1].lower() in IMG_SUFFIXES:
-                path = Path(dirpath, name)
-                index.setdefault(name, path)
-                index[f"{rel}/{name}" if rel else name] = path
-    return index
-
-
-def find_image(index: dict[str, Path], name: str) -> Path | None:
-    """The image an annotation names: by its relative path, else by its file name."""
-    name = name.replace("\\", "/")
-    return index.get(name) or index.get(name.lstrip("./")) or index.get(name.rsplit("/", 1)[-1])

@@ -1,0 +1,62 @@
+"""The one-call conversion: read any format, check, leave out what cannot be trained on, split, write."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from container.annotations.check import Report, check
+from container.annotations.readers import read
+from container.annotations.split import split
+from container.annotations.types import Annotations, Box
+from container.annotations.writers import WRITERS
+from container.failure import UserError
+
+
+def _trained(box: Box, keep_crowd: bool, keep_difficult: bool) -> bool:
+    return (keep_crowd or not box.crowd) and (keep_difficult or not box.difficult)
+
+
+def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", ratios: Sequence[float] | None = None,
+            seed: int = 0, names: list[str] | None = None, strict: bool = False, verify_images: bool = True,
+            images: bool = True, keep_crowd: bool = False, keep_difficult: bool = False,
+            progress: Callable[[int], None] | None = None,
+            log: Callable[[str], None] = print) -> tuple[Annotations, Report]:
+    """Read ``src`` (any format), check it, split it (``ratios``; else the source's own splits), write ``to``.
+
+    Images with a problem are left out (``strict``: an error instead) and counted in the report; crowd
+    and difficult boxes are left out unless ``keep_crowd``/``keep_difficult``. An unsplit source without
+    ``ratios`` is written as one ``train`` split (the log says so). ``images=False`` converts the
+    annotations alone: no image is looked up or copied (sizes from the annotations)."""
+    if to not in WRITERS:
+        raise UserError(f"cannot write {to!r}; writable formats: {', '.join(WRITERS)}")
+    ann = read(src, fmt, names=names)
+    report = check(ann, names=names, verify_images=verify_images and images, images=images, keep_crowd=keep_crowd,
+                   keep_difficult=keep_difficult, progress=progress)
+    log(report.text())
+    if not report.ok and strict:
+        raise UserError(f"{src}: the dataset has problems (strict):\n{report.text()}")
+    good = [item for item in ann.items if id(item) not in report.left_out]
+    if not good:
+        raise UserError(f"{src}: no usable images ({report.text()})")
+    if report.left_out:
+        log(f"left out {len(report.left_out)} of {len(ann.items)} images (see the problems above)")
+    if not (keep_crowd and keep_difficult):
+        for item in good:
+            if any(b.crowd or b.difficult for b in item.boxes):
+                item.boxes = [b for b in item.boxes if _trained(b, keep_crowd, keep_difficult)]
+    if names is None:  # classes no box uses any more stay: ids must not shift between runs
+        extra = [label for label in ann.boxes_per_class() if label not in ann.names]
+        ann.names = list(ann.names) + extra
+    if ratios:
+        splits = split(good, ratios, seed=seed)
+    else:
+        splits = defaultdict(list)
+        for item in good:
+            splits[item.split or "train"].append(item)
+        if set(splits) == {"train"} and not any(item.split for item in good):
+            log(f"the source has no train/val split: all {len(good)} images written as 'train' "
+                "(give ratios, e.g. --split 0.8,0.2, to write a val split too)")
+    WRITERS[to](ann, Path(out), dict(splits), progress=progress or (lambda _: None), images=images)
+    return ann, report

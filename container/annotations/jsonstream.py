@@ -1,0 +1,100 @@
+"""Read a big JSON object one array element at a time: a COCO file of 3 million annotations in bounded memory.
+
+``json.load`` of such a file builds every annotation as a dict at once (gigabytes). Here the standard
+library's C scanner (``JSONDecoder.raw_decode``) decodes one element at a time from a sliding buffer,
+so memory is one buffer plus what the caller keeps. No new dependency (ijson would need a C backend).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+_DECODER = json.JSONDecoder()
+_SPACE = " \t\r\n"
+
+
+class _Buffer:
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.buf, self.pos, self.eof = fh, "", 0, False
+
+    def more(self) -> bool:
+        if self.eof:
+            return False
+        chunk = self.fh.read(CHUNK)
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos:] + chunk
+        self.pos = 0
+        return True
+
+    def skip_space(self) -> str:
+        """The next non-space character (not consumed); "" at the end of the file."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in _SPACE:
+                self.pos += 1
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self.more():
+                return ""
+
+    def expect(self, chars: str) -> str:
+        ch = self.skip_space()
+        if not ch or ch not in chars:
+            raise ValueError(f"expected one of {chars!r} at character {self.pos}, found {ch!r}")
+        self.pos += 1
+        return ch
+
+    def value(self) -> Any:
+        self.skip_space()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if self.more():
+                    continue
+                raise
+            if end == len(self.buf) and not self.eof and not isinstance(value, (dict, list, str)):
+                if self.more():  # a number cut by the chunk boundary: read on, decode again
+                    continue
+            self.pos = end
+            return value
+
+
+def top_level(path: Path, arrays: dict[str, Callable[[Any], None]]) -> dict[str, Any]:
+    """Walk a JSON object file: each element of the arrays named in ``arrays`` goes to its callback as it is
+    decoded; every other top-level value is returned, whole, in a dict (keep those small)."""
+    rest: dict[str, Any] = {}
+    with open(path, encoding="utf-8") as fh:
+        buf = _Buffer(fh)
+        buf.expect("{")
+        if buf.skip_space() == "}":
+            return rest
+        while True:
+            key = buf.value()
+            buf.expect(":")
+            callback = arrays.get(key)
+            if callback is not None and buf.skip_space() == "[":
+                buf.pos += 1
+                if buf.skip_space() == "]":
+                    buf.pos += 1
+                else:
+                    while True:
+                        callback(buf.value())
+                        if buf.expect(",]") == "]":
+                            break
+            else:
+                rest[key] = buf.value()
+            if buf.expect(",}") == "}":
+                return rest
+
+
+def elements(path: Path, key: str) -> Iterator[Any]:
+    """The elements of one top-level array (a convenience for tests and small files)."""
+    found: list[Any] = []
+    top_level(path, {key: found.append})
+    yield from found

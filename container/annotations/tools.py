@@ -1,0 +1,125 @@
+"""What annotation tools export besides VOC and YOLO: CVAT for images 1.1 XML, LabelMe JSON.
+
+CVAT for images 1.1 (CVAT's own format, ``<annotations><version>1.1</version><meta>..<image ..>``): one
+XML for the whole task, read with ``iterparse`` so a big task streams; ``<box>`` elements, and the
+bounding box of ``<polygon>``, ``<polyline>``, ``<points>`` and ``<ellipse>`` shapes; labels from
+``<meta>`` (in CVAT's order); an image's ``subset`` (Train/Validation/Test) is its split.
+
+LabelMe: one JSON per image (``shapes`` with ``points``, ``imagePath``, ``imageWidth``/``imageHeight``);
+rectangles, polygons and the rest give their bounding box, a circle its centre plus radius.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from container.annotations.detect import json_kind, xml_root_tag
+from container.annotations.paths import ImageIndex, dataset_root, folder_of, split_of, split_word, walk_files
+from container.annotations.types import Annotations, Box, Item
+
+SHAPES = ("box", "polygon", "polyline", "points", "ellipse")
+
+
+def _cvat_box(el: ET.Element) -> tuple[float, float, float, float]:
+    a = el.attrib
+    if el.tag == "box":
+        return float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
+    if el.tag == "ellipse":
+        cx, cy, rx, ry = (float(a[k]) for k in ("cx", "cy", "rx", "ry"))
+        return cx - rx, cy - ry, cx + rx, cy + ry
+    points = [tuple(map(float, p.split(","))) for p in a["points"].split(";") if p.strip()]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
+    base = dataset_root(root)
+    files = [root] if root.is_file() else [p for p in walk_files(root, (".xml",)) if xml_root_tag(p) == "annotations"]
+    index = ImageIndex(base)
+    ann = Annotations([], [], "cvat", root)
+    labels: dict[str, None] = {}
+    for path in files:
+        near = folder_of(path, base)
+        file_split = split_of(path, base) if root.is_dir() else None
+        where = path.relative_to(base).as_posix()
+        stack: list[str] = []
+        try:
+            for event, el in ET.iterparse(path, events=("start", "end")):
+                if event == "start":
+                    stack.append(el.tag)
+                    continue
+                stack.pop()
+                if el.tag == "label" and "meta" in stack and el.findtext("name"):
+                    labels.setdefault(el.findtext("name").strip())
+                elif el.tag == "image" and stack == ["annotations"]:
+                    a = el.attrib
+                    key, found = index.locate(a.get("name", ""), near)
+                    boxes = []
+                    for shape in el:
+                        if shape.tag not in SHAPES:
+                            continue
+                        try:
+                            x1, y1, x2, y2 = _cvat_box(shape)
+                        except (KeyError, ValueError, IndexError) as err:
+                            ann.note("unreadable annotation", f"{where}: image {a.get('name')}: <{shape.tag}> {err}")
+                            continue
+                        label = shape.get("label", "")
+                        boxes.append(Box(label, x1, y1, x2, y2))
+                        labels.setdefault(label)
+                    split = split_word(a.get("subset", "")) or file_split
+                    ann.items.append(Item(key, found, int(a["width"]) if a.get("width") else None,
+                                          int(a["height"]) if a.get("height") else None, boxes, split))
+                    el.clear()  # a task of 100k images streams through
+                elif el.tag == "track" and stack == ["annotations"]:
+                    ann.note("video track (CVAT for video) not read", f"{where}: track {el.get('id')} "
+                             f"{el.get('label')!r}: export the task as CVAT for images 1.1", warning=True)
+                    el.clear()
+        except ET.ParseError as err:
+            ann.note("unreadable annotation", f"{where}: not valid XML ({err})")
+    ann.names = names or list(labels)
+    return ann
+
+
+def _labelme_box(shape: dict) -> tuple[float, float, float, float]:
+    points = [(float(x), float(y)) for x, y in shape["points"]]
+    if shape.get("shape_type") == "circle" and len(points) == 2:
+        (cx, cy), (px, py) = points
+        r = math.hypot(px - cx, py - cy)
+        return cx - r, cy - r, cx + r, cy + r
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
+    base = dataset_root(root)
+    files = [root] if root.is_file() else [p for p in walk_files(root, (".json",)) if json_kind(p) == "labelme"]
+    index = ImageIndex(base)
+    ann = Annotations([], [], "labelme", root)
+    seen: dict[str, None] = dict.fromkeys(names or [])
+    for path in files:
+        where = path.relative_to(base).as_posix()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            ann.note("unreadable annotation", f"{where}: not JSON ({err})")
+            continue
+        image_path = data.get("imagePath") or path.with_suffix(".jpg").name
+        key, found = index.locate(image_path, folder_of(path, base))
+        boxes = []
+        for number, shape in enumerate(data.get("shapes") or [], 1):
+            try:
+                x1, y1, x2, y2 = _labelme_box(shape)
+            except (KeyError, ValueError, TypeError) as err:
+                ann.note("unreadable annotation", f"{where}: shape {number}: {type(err).__name__} {err}")
+                continue
+            label = str(shape.get("label", ""))
+            boxes.append(Box(label, x1, y1, x2, y2))
+            if names is None:
+                seen.setdefault(label)
+        ann.items.append(Item(key, found, data.get("imageWidth"), data.get("imageHeight"), boxes,
+                              split_of(path, base) if root.is_dir() else None))
+    ann.names = list(seen)
+    return ann
