@@ -1,0 +1,380 @@
+"""Datasets as real tools write them, one small fixture per defect seen on public exports (issue 13):
+polygon label lines, one file name in two folders, label-map quoting, crowd and difficult objects, COCO
+annotations of missing images, failed Ground Truth lines, format detection, tiny images, CVAT and LabelMe."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from container.annotations import check, convert, detect, read, read_label_map, write_label_map
+from container.annotations.check import CROWD, DIFFICULT, FAILED, NO_LABELS
+from container.contract import Environment
+from container.failure import UserError
+from container.yolo import dataset as ds
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def image(path: Path, width: int = 100, height: int = 50, color: tuple | None = None) -> Path:
+    """A JPEG; each path its own colour, so no two fixture images are duplicates."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha1(str(path).encode()).digest()
+    Image.new("RGB", (width, height), color or tuple(digest[:3])).save(path, quality=95)
+    return path
+
+
+def yolo_lines(path: Path) -> list[list[float]]:
+    return [[float(v) for v in line.split()] for line in path.read_text().splitlines() if line.strip()]
+
+
+# -- 1: polygon label lines --------------------------------------------------------------------------
+def test_yolo_polygon_lines_give_their_bounding_box_as_ultralytics_does(tmp_path):
+    from ultralytics.utils.ops import segments2boxes
+    import numpy as np
+
+    root = tmp_path / "seg"
+    image(root / "images" / "train" / "a.jpg", 100, 50)
+    polygon = [0.1, 0.2, 0.5, 0.2, 0.5, 0.8, 0.1, 0.8, 0.3, 0.9]
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "a.txt").write_text("0 " + " ".join(map(str, polygon)) + "\n1 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text("names: [leaf, stem]\n")
+    ann = read(root)
+    boxes = [(b.label, b.xmin, b.ymin, b.xmax, b.ymax) for b in ann.items[0].boxes]
+    assert boxes == [("leaf", pytest.approx(10), pytest.approx(10), pytest.approx(50), pytest.approx(45)),
+                     ("stem", pytest.approx(40), pytest.approx(20), pytest.approx(60), pytest.approx(30))]
+    convert(root, "yolo", tmp_path / "out", log=quiet)
+    ours = yolo_lines(tmp_path / "out" / "labels" / "train" / "a.txt")
+    theirs = segments2boxes([np.array(polygon, dtype=np.float32).reshape(-1, 2)])[0]  # cx cy w h
+    assert ours[0][0] == 0 and ours[0][1:] == pytest.approx(theirs.tolist(), abs=1e-5)
+    assert check(ann).ok  # not "box outside the image"
+
+
+# -- 2: one file name in two folders -----------------------------------------------------------------
+def test_same_name_in_two_folders_stays_two_images_ground_truth(tmp_path):
+    root = tmp_path / "gt"
+    image(root / "cam1" / "0001.jpg", color=(255, 0, 0))
+    image(root / "cam2" / "0001.jpg", color=(0, 0, 255))
+    lines = []
+    for cam, left in (("cam1", 5), ("cam2", 50)):
+        lines.append(json.dumps({
+            "source-ref": f"s3://bucket/raw/{cam}/0001.jpg",
+            "job": {"image_size": [{"width": 100, "height": 50, "depth": 3}],
+                    "annotations": [{"class_id": 0, "left": left, "top": 5, "width": 20, "height": 20}]},
+            "job-metadata": {"class-map": {"0": "car"}, "type": "groundtruth/object-detection"}}))
+    (root / "output.manifest").write_text("\n".join(lines) + "\n")
+    ann = read(root)
+    assert sorted(i.name for i in ann.items) == ["cam1/0001.jpg", "cam2/0001.jpg"]
+    assert {i.name: i.path.relative_to(root).as_posix() for i in ann.items} == {
+        "cam1/0001.jpg": "cam1/0001.jpg", "cam2/0001.jpg": "cam2/0001.jpg"}
+    report = check(ann)
+    assert report.ok, report.text()
+    convert(root, "yolo", tmp_path / "out", log=quiet)
+    labels = tmp_path / "out" / "labels" / "train"
+    assert sorted(p.name for p in labels.iterdir()) == ["cam1__0001.txt", "cam2__0001.txt"]
+    assert yolo_lines(labels / "cam1__0001.txt")[0][1] == pytest.approx(0.15)
+    assert yolo_lines(labels / "cam2__0001.txt")[0][1] == pytest.approx(0.6)
+    written = tmp_path / "out" / "images" / "train"
+    assert Image.open(written / "cam2__0001.jpg").getpixel((50, 25))[2] > 200  # the blue one, not the red
+
+
+def test_same_name_in_train_and_val_folders_voc(tmp_path):
+    root = tmp_path / "voc"
+    for split, x in (("train", 10), ("val", 60)):
+        image(root / split / "0001.jpg")
+        (root / split / "0001.xml").write_text(
+            f"<annotation><filename>0001.jpg</filename><size><width>100</width><height>50</height></size>"
+            f"<object><name>car</name><bndbox><xmin>{x}</xmin><ymin>5</ymin><xmax>{x + 20}</xmax><ymax>25</ymax>"
+            "</bndbox></object></annotation>")
+    ann = read(root)
+    assert {(i.name, i.split, i.path.relative_to(root).as_posix()) for i in ann.items} == {
+        ("train/0001.jpg", "train", "train/0001.jpg"), ("val/0001.jpg", "val", "val/0001.jpg")}
+    assert check(ann).ok
+    convert(root, "yolo", tmp_path / "out", log=quiet)
+    assert yolo_lines(tmp_path / "out" / "labels" / "train" / "0001.txt")[0][1] == pytest.approx(0.2)
+    assert yolo_lines(tmp_path / "out" / "labels" / "val" / "0001.txt")[0][1] == pytest.approx(0.7)
+
+
+def test_a_bare_name_two_images_share_is_not_guessed(tmp_path):
+    root = tmp_path / "coco"
+    image(root / "cam1" / "0001.jpg")
+    image(root / "cam2" / "0001.jpg", color=(0, 0, 255))
+    (root / "ann.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "0001.jpg", "width": 100, "height": 50}],
+        "annotations": [], "categories": [{"id": 1, "name": "car"}]}))
+    report = check(read(root))
+    assert "missing image" in report.problems  # ambiguous: never silently the first one found
+
+
+# -- 3: label maps -----------------------------------------------------------------------------------
+NAMES = ["apple, red", "driver's license", 'say "hi"', "back\\slash", "naïve café", "brace } item {"]
+
+
+def test_label_maps_keep_any_name(tmp_path):
+    pbtxt, csv_path = write_label_map(NAMES, tmp_path)
+    assert read_label_map(pbtxt) == NAMES and read_label_map(csv_path) == NAMES
+    rows = list(csv.reader(io.StringIO(csv_path.read_text(encoding="utf-8"))))  # how Model Garden reads it
+    assert all(len(row) == 2 for row in rows) and [r[1] for r in rows] == NAMES
+
+
+def test_label_map_pbtxt_parses_with_protobuf_text_format(tmp_path):
+    """Our pbtxt, read by protobuf's own text-format parser with the label map's schema."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+
+    proto = descriptor_pb2.FileDescriptorProto(name="lm.proto", package="od", syntax="proto2")
+    item = proto.message_type.add(name="StringIntLabelMapItem")
+    item.field.add(name="name", number=1, type=9, label=1)
+    item.field.add(name="id", number=2, type=5, label=1)
+    item.field.add(name="display_name", number=3, type=9, label=1)
+    lm = proto.message_type.add(name="StringIntLabelMap")
+    lm.field.add(name="item", number=1, type=11, label=3, type_name=".od.StringIntLabelMapItem")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    LabelMap = message_factory.GetMessageClass(pool.FindMessageTypeByName("od.StringIntLabelMap"))
+    pbtxt, _ = write_label_map(NAMES, tmp_path)
+    parsed = text_format.Parse(pbtxt.read_text(encoding="utf-8"), LabelMap())
+    assert [i.name for i in parsed.item] == NAMES and [i.id for i in parsed.item] == list(range(1, 7))
+    # and what protobuf writes (single quotes, octal escapes) reads back with ours
+    theirs = tmp_path / "theirs.pbtxt"
+    theirs.write_text(text_format.MessageToString(parsed, as_utf8=False), encoding="utf-8")
+    assert read_label_map(theirs) == NAMES
+
+
+def test_label_map_pbtxt_with_apostrophes_and_display_names(tmp_path):
+    path = tmp_path / "label_map.pbtxt"
+    path.write_text("# classes\nitem {\n  id: 1\n  name: 'driver\\'s license'\n}\n"
+                    "item { id: 2 name: \"n02\" display_name: \"driver's cap\" }\n", encoding="utf-8")
+    assert read_label_map(path) == ["driver's license", "driver's cap"]
+
+
+# -- 4: crowd and difficult objects --------------------------------------------------------------------
+def _coco_with_crowd(root: Path) -> Path:
+    image(root / "a.jpg")
+    (root / "ann.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "iscrowd": 0},
+                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [40, 10, 50, 30], "iscrowd": 1}],
+        "categories": [{"id": 1, "name": "person"}]}))
+    return root
+
+
+def test_coco_crowd_boxes_are_left_out_and_counted(tmp_path):
+    root = _coco_with_crowd(tmp_path / "coco")
+    ann, report = convert(root, "yolo", tmp_path / "out", log=quiet)
+    assert report.warnings[CROWD].count == 1
+    assert len(yolo_lines(tmp_path / "out" / "labels" / "train" / "a.txt")) == 1
+    convert(root, "yolo", tmp_path / "kept", keep_crowd=True, log=quiet)
+    assert len(yolo_lines(tmp_path / "kept" / "labels" / "train" / "a.txt")) == 2
+
+
+def test_voc_difficult_objects_are_left_out_and_counted(tmp_path):
+    root = tmp_path / "voc"
+    image(root / "a.jpg")
+    (root / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><size><width>100</width><height>50</height></size>"
+        "<object><name>car</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>20</xmax>"
+        "<ymax>20</ymax></bndbox></object><object><name>car</name><difficult>1</difficult><bndbox><xmin>30</xmin>"
+        "<ymin>1</ymin><xmax>50</xmax><ymax>20</ymax></bndbox></object></annotation>")
+    _, report = convert(root, "yolo", tmp_path / "out", log=quiet)
+    assert report.warnings[DIFFICULT].count == 1
+    assert len(yolo_lines(tmp_path / "out" / "labels" / "train" / "a.txt")) == 1
+    convert(root, "voc", tmp_path / "kept", keep_difficult=True, log=quiet)
+    assert "<difficult>1</difficult>" in (tmp_path / "kept" / "train" / "a.xml").read_text()
+
+
+# -- 5: COCO annotation of a missing image -------------------------------------------------------------
+def test_coco_annotation_of_a_missing_image_id_is_a_problem(tmp_path):
+    root = _coco_with_crowd(tmp_path / "coco")
+    data = json.loads((root / "ann.json").read_text())
+    data["annotations"].append({"id": 3, "image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": 0})
+    (root / "ann.json").write_text(json.dumps(data))
+    report = check(read(root))
+    assert not report.ok and report.problems["annotation of a missing image id"].count == 1
+    assert "image_id 99" in report.text()
+
+
+# -- 6: Ground Truth lines whose labelling failed -------------------------------------------------------
+def test_failed_ground_truth_lines_are_unlabelled_images_not_unreadable(tmp_path):
+    root = tmp_path / "gt"
+    image(root / "a.jpg")
+    image(root / "b.jpg", color=(0, 255, 0))
+    good = {"source-ref": "s3://b/a.jpg", "job": {"image_size": [{"width": 100, "height": 50, "depth": 3}],
+            "annotations": [{"class_id": 0, "left": 5, "top": 5, "width": 20, "height": 20}]},
+            "job-metadata": {"class-map": {"0": "car"}, "type": "groundtruth/object-detection"}}
+    failed = {"source-ref": "s3://b/b.jpg", "job-metadata": {
+        "failure-reason": "ClientError: The worker response did not contain a label", "human-annotated": "yes",
+        "type": "groundtruth/object-detection", "job-name": "labeling-job/job"}}
+    (root / "output.manifest").write_text(json.dumps(good) + "\n" + json.dumps(failed) + "\n")
+    ann, report = convert(root, "yolo", tmp_path / "out", log=quiet)
+    assert report.ok and "unreadable annotation" not in report.problems
+    assert report.warnings[FAILED].count == 1 and "did not contain a label" in report.text()
+    assert len(report.left_out) == 1  # not trained on as a background image
+    assert [p.name for p in (tmp_path / "out" / "labels" / "train").iterdir()] == ["a.txt"]
+
+
+# -- 7: format detection looks below the dataset root only -----------------------------------------------
+def test_detection_ignores_folders_above_the_dataset(tmp_path):
+    root = tmp_path / "labels" / "project"  # "labels" above the dataset, and a stray .txt inside it
+    image(root / "a.jpg")
+    (root / "a.xml").write_text("<annotation><filename>a.jpg</filename><size><width>100</width><height>50"
+                                "</height></size></annotation>")
+    (root / "README.txt").write_text("exported from labelImg\n")
+    assert detect(root) == "voc"
+
+
+# -- 8: tiny images, background images -------------------------------------------------------------------
+def _yolo_tree(root: Path, *, tiny: bool = False) -> Path:
+    for i in range(4):
+        image(root / "images" / "train" / f"{i}.jpg", 64, 64)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "0.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "labels" / "train" / "1.txt").write_text("0 0.3 0.3 0.2 0.2\n")
+    (root / "labels" / "train" / "2.txt").write_text("")  # empty: a background image to ultralytics
+    # 3.jpg has no label file: a background image too
+    image(root / "images" / "val" / "v.jpg", 64, 64)
+    (root / "labels" / "val").mkdir(parents=True)
+    (root / "labels" / "val" / "v.txt").write_text("0 0.5 0.5 0.4 0.4\n")
+    if tiny:
+        image(root / "images" / "train" / "tiny.jpg", 8, 8)
+        (root / "labels" / "train" / "tiny.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "data.yaml").write_text("names: [thing]\n")
+    return root
+
+
+def _env(base: Path, train: Path) -> Environment:
+    (base / "input" / "data").mkdir(parents=True)
+    (base / "input" / "data" / "train").symlink_to(train)
+    return Environment(base_dir=base, input_data_config={"train": {"TrainingInputMode": "File"}})
+
+
+def test_tiny_images_are_refused_at_the_pre_check(tmp_path):
+    root = _yolo_tree(tmp_path / "data", tiny=True)
+    env = _env(tmp_path / "ml", root)
+    with pytest.raises(UserError, match=r"image under 10 px in 1 image.*tiny.jpg: 8x8"):
+        ds.resolve(env, {"strict_data": True}, tmp_path / "work", seed=0, log=quiet)
+    report = check(read(root))
+    assert report.problems["image under 10 px"].count == 1
+
+
+def test_background_images_are_counted_as_ultralytics_counts_them(tmp_path):
+    root = _yolo_tree(tmp_path / "data")
+    d = ds.resolve(_env(tmp_path / "ml", root), {"strict_data": True}, tmp_path / "work", seed=0, log=quiet)
+    assert d.background_images == 2  # the empty label file and the missing one
+
+
+def test_check_report_and_training_log_agree(tmp_path, capsys):
+    """What `python -m sdk.data check` says about a dataset is what the YOLO trainer logs about it."""
+    from sdk.data import main as data_cli
+
+    root = _yolo_tree(tmp_path / "data", tiny=True)
+    assert data_cli(["check", str(root), "--json"]) == 0
+    checked = json.loads(capsys.readouterr().out)["report"]
+    logged: list[str] = []
+    ds.resolve(_env(tmp_path / "ml", root), {"strict_data": False}, tmp_path / "work", seed=0, log=logged.append)
+    assert (checked["left_out"], checked["without_labels"]) == (1, 2)
+    report = check(read(root))
+    assert f"dataset: {report.text().splitlines()[0]}" in logged, logged
+    assert checked["warnings"][NO_LABELS]["count"] == 2
+
+
+# -- 9: CVAT for images 1.1, LabelMe, what convert says ----------------------------------------------------
+CVAT = """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta><task><id>1</id><name>t</name><size>3</size>
+    <labels><label><name>car</name><color>#fa3253</color><attributes><attribute><name>parked</name>
+    </attribute></attributes></label><label><name>person</name></label></labels></task></meta>
+  <image id="0" name="frames/a.jpg" subset="Train" width="100" height="50">
+    <box label="car" source="manual" occluded="0" xtl="10.5" ytl="5" xbr="30" ybr="25" z_order="0">
+      <attribute name="parked">true</attribute></box>
+    <polygon label="person" source="manual" occluded="0" points="60,10;80,12;70,40" z_order="0"/>
+  </image>
+  <image id="1" name="frames/b.jpg" subset="Validation" width="100" height="50">
+    <ellipse label="car" cx="50" cy="25" rx="10" ry="5" occluded="0" z_order="0"/>
+  </image>
+  <image id="2" name="frames/c.jpg" subset="Train" width="100" height="50"></image>
+</annotations>
+"""
+
+
+def test_cvat_for_images_xml_is_not_taken_for_voc(tmp_path):
+    root = tmp_path / "cvat"
+    for name in "abc":
+        image(root / "frames" / f"{name}.jpg")
+    (root / "annotations.xml").write_text(CVAT)
+    assert detect(root) == "cvat"
+    ann = read(root)
+    assert ann.names == ["car", "person"]
+    got = {i.name: (i.split, [(b.label, b.xmin, b.ymin, b.xmax, b.ymax) for b in i.boxes]) for i in ann.items}
+    assert got == {"frames/a.jpg": ("train", [("car", 10.5, 5, 30, 25), ("person", 60, 10, 80, 40)]),
+                   "frames/b.jpg": ("val", [("car", 40, 20, 60, 30)]), "frames/c.jpg": ("train", [])}
+    _, report = convert(root, "coco", tmp_path / "out", log=quiet)
+    assert report.ok and report.without_labels == 1
+    assert json.loads((tmp_path / "out" / "val.json").read_text())["annotations"][0]["bbox"] == [40, 20, 20, 10]
+
+
+def test_labelme_json(tmp_path):
+    root = tmp_path / "labelme"
+    image(root / "a.jpg")
+    (root / "a.json").write_text(json.dumps({
+        "version": "5.4.1", "flags": {}, "imagePath": "a.jpg", "imageData": None, "imageHeight": 50,
+        "imageWidth": 100, "shapes": [
+            {"label": "cat", "points": [[30, 20], [10, 5]], "shape_type": "rectangle", "flags": {}},
+            {"label": "dog", "points": [[50, 10], [70, 15], [60, 40]], "shape_type": "polygon", "flags": {}},
+            {"label": "cat", "points": [[80, 25], [85, 25]], "shape_type": "circle", "flags": {}}]}))
+    assert detect(root) == "labelme"
+    ann = read(root)
+    assert ann.names == ["cat", "dog"]
+    assert [(b.label, b.xmin, b.ymin, b.xmax, b.ymax) for b in ann.items[0].boxes] == [
+        ("cat", 10, 5, 30, 20), ("dog", 50, 10, 70, 40), ("cat", 75, 20, 85, 30)]
+
+
+def test_unrecognised_xml_and_json_are_named(tmp_path):
+    root = tmp_path / "odd"
+    image(root / "a.jpg")
+    (root / "a.xml").write_text("<svg><rect/></svg>")
+    (root / "meta.json").write_text(json.dumps({"tool": "something else"}))
+    with pytest.raises(UserError, match=r"1 XML file\(s\) \(a.xml\) are in no format we read.*1 JSON file\(s\) "
+                                        r"\(meta.json\)"):
+        detect(root)
+
+
+def test_convert_says_what_it_left_out_and_that_an_unsplit_source_is_all_train(tmp_path):
+    root = _coco_with_crowd(tmp_path / "coco")
+    image(root / "b.jpg", 8, 8)
+    data = json.loads((root / "ann.json").read_text())
+    data["images"].append({"id": 2, "file_name": "b.jpg", "width": 8, "height": 8})
+    (root / "ann.json").write_text(json.dumps(data))
+    said: list[str] = []
+    _, report = convert(root, "tfrecord", tmp_path / "out", log=said.append)
+    assert len(report.left_out) == 1
+    assert "left out 1 of 2 images (see the problems above)" in said
+    assert any("no train/val split: all 1 images written as 'train'" in s for s in said)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tfrecord")) == ["train-00000-of-00001.tfrecord"]
+
+
+def test_tfrecord_shards_are_bounded(tmp_path):
+    from container.annotations.tfrecord import read_records
+    from container.annotations.writers import write_tfrecord
+
+    root = tmp_path / "many"
+    for i in range(12):
+        image(root / f"{i:02d}.jpg", 64, 64, color=(i * 20, 0, 0))
+    from container.annotations.types import Annotations, Item
+
+    items = [Item(p.name, p, 64, 64, [], "train") for p in sorted(root.glob("*.jpg"))]
+    size = sum(p.stat().st_size for p in root.glob("*.jpg"))
+    write_tfrecord(Annotations(items, ["x"], "yolo", root), tmp_path / "out", {"train": items},
+                   shard_bytes=size // 4 + 1)
+    shards = sorted((tmp_path / "out").glob("train-*.tfrecord"))
+    assert [p.name for p in shards] == [f"train-{i:05d}-of-00004.tfrecord" for i in range(4)]
+    counts = [sum(1 for _ in read_records(p)) for p in shards]
+    assert sum(counts) == 12 and all(c >= 2 for c in counts)
