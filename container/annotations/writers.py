@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -47,15 +48,12 @@ def _link(src: Path, dst: Path) -> None:
 
 def _unique_names(items: list[Item]) -> list[str]:
     """A flat file name per image: its own, prefixed with its folders only where names collide
-    (``cam1/0001.jpg`` and ``cam2/0001.jpg`` become ``cam1__0001.jpg`` and ``cam2__0001.jpg``)."""
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[Path(item.name).name] = counts.get(Path(item.name).name, 0) + 1
-    out = []
-    for item in items:
-        base = Path(item.name).name
-        out.append(base if counts[base] == 1 else item.name.replace("/", "__").replace("\\", "__").lstrip("._"))
-    return out
+    (``cam1/0001.jpg`` and ``cam2/0001.jpg`` become ``cam1__0001.jpg`` and ``cam2__0001.jpg``).
+    String operations only: a million Path objects cost seconds."""
+    bases = [item.name.replace("\\", "/").rsplit("/", 1)[-1] for item in items]
+    counts = Counter(bases)
+    return [base if counts[base] == 1 else item.name.replace("\\", "/").replace("/", "__").lstrip("._")
+            for item, base in zip(items, bases)]
 
 
 def _link_images(folder: Path, items: list[Item], images: bool = True) -> list[str]:
@@ -77,15 +75,13 @@ def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
     for split, items in splits.items():
         labels = out / "labels" / split
         labels.mkdir(parents=True, exist_ok=True)
+        folder = str(labels)  # plain strings in the loop: it runs a million times
         for item, name in zip(items, _link_images(out / "images" / split, items, images)):
             width, height = _size(item)
-            lines = []
-            for b in item.boxes:
-                cx, cy = (b.xmin + b.xmax) / 2 / width, (b.ymin + b.ymax) / 2 / height
-                w, h = (b.xmax - b.xmin) / width, (b.ymax - b.ymin) / height
-                lines.append(f"{ids[b.label]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
-            with open(labels / (name.rsplit(".", 1)[0] + ".txt"), "w", encoding="utf-8") as fh:
-                fh.write("".join(lines))
+            text = "".join([f"{ids[b.label]} {(b.xmin + b.xmax) / 2 / width:.6f} {(b.ymin + b.ymax) / 2 / height:.6f} "
+                            f"{(b.xmax - b.xmin) / width:.6f} {(b.ymax - b.ymin) / height:.6f}\n" for b in item.boxes])
+            with open(f"{folder}/{name.rsplit('.', 1)[0]}.txt", "w", encoding="utf-8") as fh:
+                fh.write(text)
             progress(1)
     data = {"path": ".", **{s: f"images/{s}" for s in splits}, "nc": len(ann.names),
             "names": dict(enumerate(ann.names))}
@@ -155,33 +151,34 @@ def shard_names(split: str, count: int) -> list[str]:
 
 def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
                    images: bool = True, shard_bytes: int = SHARD_BYTES) -> Path:
-    """``out/<split>-NNNNN-of-MMMMM.tfrecord`` shards of about ``shard_bytes`` each, plus the label maps."""
+    """``out/<split>-NNNNN-of-MMMMM.tfrecord`` shards of ``shard_bytes`` (plus at most one image) each, and
+    the label maps. One pass: a shard is closed when it is full, and the names get their count at the end."""
     if not images:
         raise UserError("TFRecords hold the image bytes: convert --to tfrecord needs the images")
     out.mkdir(parents=True, exist_ok=True)
     ids = {n: i + 1 for i, n in enumerate(ann.names)}
     source_id = 0
     for split, items in splits.items():
-        sizes = [item.path.stat().st_size for item in items]
-        count = max(1, -(-sum(sizes) // shard_bytes))
-        per_shard = sum(sizes) / count
-        names = _unique_names(items)
-        start, done = 0, 0
-        for shard, name in enumerate(shard_names(split, count)):
-            end, total = start, 0
-            while end < len(items) and (shard == count - 1 or total < per_shard * (shard + 1) - done or end == start):
-                total += sizes[end]
-                end += 1
-            done += total
-            with open(out / name, "wb") as fh:
-                def examples(lo: int = start, hi: int = end):
-                    nonlocal source_id
-                    for i in range(lo, hi):
-                        source_id += 1
-                        yield tf_example(items[i], ids, str(source_id), names[i])
-                        progress(1)
-                write_records(fh, examples())
-            start = end
+        partial: list[Path] = []
+        fh, size = None, 0
+        for item, name in zip(items, _unique_names(items)):
+            if fh is None or size >= shard_bytes:
+                if fh is not None:
+                    fh.close()
+                partial.append(out / f"{split}-{len(partial):05d}.tfrecord.partial")
+                fh, size = open(partial[-1], "wb", buffering=1 << 20), 0  # noqa: SIM115 - closed when full
+            source_id += 1
+            record = tf_example(item, ids, str(source_id), name)
+            write_records(fh, [record])
+            size += record[1] + 16
+            progress(1)
+        if fh is None:  # an empty split still gets its (empty) shard: a reader's pattern must match something
+            partial.append(out / f"{split}-00000.tfrecord.partial")
+            partial[-1].write_bytes(b"")
+        else:
+            fh.close()
+        for path, final in zip(partial, shard_names(split, len(partial))):
+            path.replace(out / final)
     write_label_map(ann.names, out)
     return out
 

@@ -363,18 +363,21 @@ def test_convert_says_what_it_left_out_and_that_an_unsplit_source_is_all_train(t
 
 def test_tfrecord_shards_are_bounded(tmp_path):
     from container.annotations.tfrecord import read_records
+    from container.annotations.types import Annotations, Item
     from container.annotations.writers import write_tfrecord
 
     root = tmp_path / "many"
     for i in range(12):
-        image(root / f"{i:02d}.jpg", 64, 64, color=(i * 20, 0, 0))
-    from container.annotations.types import Annotations, Item
-
+        image(root / f"{i:02d}.jpg", 64, 64)
     items = [Item(p.name, p, 64, 64, [], "train") for p in sorted(root.glob("*.jpg"))]
-    size = sum(p.stat().st_size for p in root.glob("*.jpg"))
-    write_tfrecord(Annotations(items, ["x"], "yolo", root), tmp_path / "out", {"train": items},
-                   shard_bytes=size // 4 + 1)
+    biggest = max(p.stat().st_size for p in root.glob("*.jpg")) + 1000  # an image and its record's keys
+    limit = sum(p.stat().st_size for p in root.glob("*.jpg")) // 4
+    write_tfrecord(Annotations(items, ["x"], "yolo", root), tmp_path / "out", {"train": items, "val": []},
+                   shard_bytes=limit)
     shards = sorted((tmp_path / "out").glob("train-*.tfrecord"))
-    assert [p.name for p in shards] == [f"train-{i:05d}-of-00004.tfrecord" for i in range(4)]
-    counts = [sum(1 for _ in read_records(p)) for p in shards]
-    assert sum(counts) == 12 and all(c >= 2 for c in counts)
+    assert len(shards) >= 3 and all(p.stat().st_size >= limit for p in shards[:-1])  # full before the next
+    assert [p.name for p in shards] == [f"train-{i:05d}-of-{len(shards):05d}.tfrecord" for i in range(len(shards))]
+    assert all(p.stat().st_size < limit + biggest for p in shards)
+    assert sum(sum(1 for _ in read_records(p)) for p in shards) == 12
+    assert [p.name for p in (tmp_path / "out").glob("val-*")] == ["val-00000-of-00001.tfrecord"]
+    assert not list((tmp_path / "out").glob("*.partial"))
