@@ -102,10 +102,17 @@ def describe_main() -> None:
     sys.exit(describe(sys.argv[1:]))
 
 
+def convert_main() -> None:
+    from container.processing import main as convert
+
+    sys.exit(convert(sys.argv[1:]))
+
+
 def main() -> None:
-    """``python -m container train|describe`` - the same as the two commands."""
-    if len(sys.argv) < 2 or sys.argv[1] not in ("train", "describe"):
-        print("usage: python -m container train|describe [options]", file=sys.stderr)
+    """``python -m container train|describe|convert`` - the same as the commands (``convert``: a dataset
+    conversion as a SageMaker Processing job, see container/processing.py)."""
+    commands = {"train": train_main, "describe": describe_main, "convert": convert_main}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print("usage: python -m container train|describe|convert [options]", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    command = sys.argv.pop(1)
-    train_main() if command == "train" else describe_main()
+    commands[sys.argv.pop(1)]()

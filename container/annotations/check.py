@@ -80,7 +80,7 @@ def summary_line(images: int, left_out: int, without_labels: int, problems: int 
 
 
 def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images: bool = True, images: bool = True,
-          keep_crowd: bool = False, keep_difficult: bool = False,
+          keep_crowd: bool = False, keep_difficult: bool = False, strays: bool = True,
           progress: Callable[[int], None] | None = None) -> Report:
     """Missing, unreadable or tiny images, boxes outside the image or without area, unknown classes, duplicate
     images, annotations the reader could not use (problems); images without boxes, crowd and difficult boxes
@@ -144,7 +144,7 @@ def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images
         if not trained and id(item) not in report.left_out:
             report.add(NO_LABELS, item.name, warning=True)
     _duplicates(report, by_size)
-    if images and ann.source.is_dir():
+    if images and strays and ann.source.is_dir():  # not on a shard: the other shards' images are not strays
         used = {item.path for item in ann.items if item.path}
         for p in walk_files(ann.source, IMG_SUFFIXES):
             if p not in used:

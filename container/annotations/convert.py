@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +15,13 @@ from container.annotations.writers import WRITERS
 from container.failure import UserError
 
 
+def in_shard(key: str, index: int, count: int) -> bool:
+    """Whether the image ``key`` belongs to shard ``index`` of ``count``: a stable hash (not Python's
+    ``hash``, which changes per process), so every machine agrees without talking to the others."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count == index
+
+
 def _trained(box: Box, keep_crowd: bool, keep_difficult: bool) -> bool:
     return (keep_crowd or not box.crowd) and (keep_difficult or not box.difficult)
 
@@ -21,19 +29,27 @@ def _trained(box: Box, keep_crowd: bool, keep_difficult: bool) -> bool:
 def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", ratios: Sequence[float] | None = None,
             seed: int = 0, names: list[str] | None = None, strict: bool = False, verify_images: bool = True,
             images: bool = True, keep_crowd: bool = False, keep_difficult: bool = False,
-            progress: Callable[[int], None] | None = None,
+            shard: tuple[int, int] | None = None, progress: Callable[[int], None] | None = None,
             log: Callable[[str], None] = print) -> tuple[Annotations, Report]:
     """Read ``src`` (any format), check it, split it (``ratios``; else the source's own splits), write ``to``.
 
     Images with a problem are left out (``strict``: an error instead) and counted in the report; crowd
     and difficult boxes are left out unless ``keep_crowd``/``keep_difficult``. An unsplit source without
     ``ratios`` is written as one ``train`` split (the log says so). ``images=False`` converts the
-    annotations alone: no image is looked up or copied (sizes from the annotations)."""
+    annotations alone: no image is looked up or copied (sizes from the annotations).
+
+    ``shard=(index, count)``: convert only the images whose key (path relative to the root) hashes to
+    ``index`` of ``count``, as one of ``count`` machines does (``container/processing.py``); the shards'
+    outputs put together are the whole conversion, no image twice, none missed. Give ``names`` (or use a
+    format with its own class list) so every shard numbers the classes alike."""
     if to not in WRITERS:
         raise UserError(f"cannot write {to!r}; writable formats: {', '.join(WRITERS)}")
     ann = read(src, fmt, names=names)
+    if shard is not None:
+        index, count = shard
+        ann.items = [item for item in ann.items if in_shard(item.name, index, count)]
     report = check(ann, names=names, verify_images=verify_images and images, images=images, keep_crowd=keep_crowd,
-                   keep_difficult=keep_difficult, progress=progress)
+                   keep_difficult=keep_difficult, strays=shard is None, progress=progress)
     log(report.text())
     if not report.ok and strict:
         raise UserError(f"{src}: the dataset has problems (strict):\n{report.text()}")
@@ -58,5 +74,6 @@ def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", rat
         if set(splits) == {"train"} and not any(item.split for item in good):
             log(f"the source has no train/val split: all {len(good)} images written as 'train' "
                 "(give ratios, e.g. --split 0.8,0.2, to write a val split too)")
-    WRITERS[to](ann, Path(out), dict(splits), progress=progress or (lambda _: None), images=images)
+    extra = {"shard": shard} if shard is not None else {}
+    WRITERS[to](ann, Path(out), dict(splits), progress=progress or (lambda _: None), images=images, **extra)
     return ann, report

@@ -46,20 +46,29 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _unique_names(items: list[Item]) -> list[str]:
+def _unique_names(items: list[Item], shard: tuple[int, int] | None = None) -> list[str]:
     """A flat file name per image: its own, prefixed with its folders only where names collide
     (``cam1/0001.jpg`` and ``cam2/0001.jpg`` become ``cam1__0001.jpg`` and ``cam2__0001.jpg``).
-    String operations only: a million Path objects cost seconds."""
+    String operations only: a million Path objects cost seconds. A shard of a conversion run on several
+    machines cannot see the others' names: there every name keeps its folders."""
+    if shard is not None:
+        return [item.name.replace("\\", "/").replace("/", "__").lstrip("._") for item in items]
     bases = [item.name.replace("\\", "/").rsplit("/", 1)[-1] for item in items]
     counts = Counter(bases)
     return [base if counts[base] == 1 else item.name.replace("\\", "/").replace("/", "__").lstrip("._")
             for item, base in zip(items, bases)]
 
 
-def _link_images(folder: Path, items: list[Item], images: bool = True) -> list[str]:
+def _host(shard: tuple[int, int] | None) -> str:
+    """``-host1of4`` in the names of single files a shard writes, so shards never overwrite each other."""
+    return f"-host{shard[0]}of{shard[1]}" if shard is not None else ""
+
+
+def _link_images(folder: Path, items: list[Item], images: bool = True,
+                 shard: tuple[int, int] | None = None) -> list[str]:
     """Hard-link (else copy) each image into ``folder`` under a flat unique name; the names, in order."""
     folder.mkdir(parents=True, exist_ok=True)
-    names = _unique_names(items)
+    names = _unique_names(items, shard)
     if not images:
         return names
     for item, name in zip(items, names):
@@ -69,14 +78,14 @@ def _link_images(folder: Path, items: list[Item], images: bool = True) -> list[s
 
 
 def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
-               images: bool = True) -> Path:
+               images: bool = True, shard: tuple[int, int] | None = None) -> Path:
     """``out/images/<split>/``, ``out/labels/<split>/`` and ``out/data.yaml``; images hard-linked."""
     ids = {name: i for i, name in enumerate(ann.names)}
     for split, items in splits.items():
         labels = out / "labels" / split
         labels.mkdir(parents=True, exist_ok=True)
         folder = str(labels)  # plain strings in the loop: it runs a million times
-        for item, name in zip(items, _link_images(out / "images" / split, items, images)):
+        for item, name in zip(items, _link_images(out / "images" / split, items, images, shard)):
             width, height = _size(item)
             text = "".join([f"{ids[b.label]} {(b.xmin + b.xmax) / 2 / width:.6f} {(b.ymin + b.ymax) / 2 / height:.6f} "
                             f"{(b.xmax - b.xmin) / width:.6f} {(b.ymax - b.ymin) / height:.6f}\n" for b in item.boxes])
@@ -106,11 +115,12 @@ def coco_dict(ann: Annotations, items: list[Item], *, progress: Progress = _noop
 
 
 def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
-               images: bool = True) -> Path:
+               images: bool = True, shard: tuple[int, int] | None = None) -> Path:
     """``out/<split>.json`` and ``out/images/<split>/`` (hard links) per split."""
     for split, items in splits.items():
-        _link_images(out / "images" / split, items, images)
-        (out / f"{split}.json").write_text(json.dumps(coco_dict(ann, items, progress=progress)), encoding="utf-8")
+        _link_images(out / "images" / split, items, images, shard)
+        (out / f"{split}{_host(shard)}.json").write_text(json.dumps(coco_dict(ann, items, progress=progress)),
+                                                        encoding="utf-8")
     return out
 
 
@@ -144,13 +154,16 @@ def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str
 SHARD_BYTES = 150 * 1024 * 1024  # TFRecord shards of ~150 MB: big enough to stream, small enough to interleave
 
 
-def shard_names(split: str, count: int) -> list[str]:
-    """``train-00000-of-00003.tfrecord`` ...: the names Model Garden's input reader globs with ``train-*``."""
-    return [f"{split}-{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
+def shard_names(split: str, count: int, shard: tuple[int, int] | None = None) -> list[str]:
+    """``train-00000-of-00003.tfrecord`` ...: the names Model Garden's input reader globs with ``train-*``;
+    written by machine 2 of 4 of a processing job, ``train-host2of4-00000-of-00003.tfrecord``."""
+    host = f"host{shard[0]}of{shard[1]}-" if shard is not None else ""
+    return [f"{split}-{host}{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
 
 
 def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
-                   images: bool = True, shard_bytes: int = SHARD_BYTES) -> Path:
+                   images: bool = True, shard: tuple[int, int] | None = None,
+                   shard_bytes: int = SHARD_BYTES) -> Path:
     """``out/<split>-NNNNN-of-MMMMM.tfrecord`` shards of ``shard_bytes`` (plus at most one image) each, and
     the label maps. One pass: a shard is closed when it is full, and the names get their count at the end."""
     if not images:
@@ -161,7 +174,7 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
     for split, items in splits.items():
         partial: list[Path] = []
         fh, size = None, 0
-        for item, name in zip(items, _unique_names(items)):
+        for item, name in zip(items, _unique_names(items, shard)):
             if fh is None or size >= shard_bytes:
                 if fh is not None:
                     fh.close()
@@ -173,23 +186,23 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
             size += record[1] + 16
             progress(1)
         if fh is None:  # an empty split still gets its (empty) shard: a reader's pattern must match something
-            partial.append(out / f"{split}-00000.tfrecord.partial")
+            partial.append(out / f"{split}-{len(partial):05d}.tfrecord.partial")
             partial[-1].write_bytes(b"")
         else:
             fh.close()
-        for path, final in zip(partial, shard_names(split, len(partial))):
+        for path, final in zip(partial, shard_names(split, len(partial), shard)):
             path.replace(out / final)
     write_label_map(ann.names, out)
     return out
 
 
 def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
-              images: bool = True) -> Path:
+              images: bool = True, shard: tuple[int, int] | None = None) -> Path:
     """labelImg's layout: ``out/<split>/<image>`` with a Pascal VOC ``<image stem>.xml`` beside each."""
     from xml.sax.saxutils import escape
 
     for split, items in splits.items():
-        for item, name in zip(items, _link_images(out / split, items, images)):
+        for item, name in zip(items, _link_images(out / split, items, images, shard)):
             width, height = _size(item)
             objects = "".join(
                 f"<object><name>{escape(b.label)}</name><difficult>{int(b.difficult)}</difficult><bndbox><xmin>{b.xmin:.1f}</xmin>"
@@ -203,16 +216,16 @@ def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
 
 
 def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
-              images: bool = True) -> Path:
+              images: bool = True, shard: tuple[int, int] | None = None) -> Path:
     """The seed's ``filename,width,height,class,xmin,ymin,xmax,ymax``: ``out/<split>_labels.csv`` + images."""
     import csv
 
     for split, items in splits.items():
         out.mkdir(parents=True, exist_ok=True)
-        with open(out / f"{split}_labels.csv", "w", encoding="utf-8", newline="") as fh:
+        with open(out / f"{split}{_host(shard)}_labels.csv", "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
-            for item, name in zip(items, _link_images(out / split, items, images)):
+            for item, name in zip(items, _link_images(out / split, items, images, shard)):
                 width, height = _size(item)
                 for b in item.boxes:
                     writer.writerow([name, width, height, b.label, f"{b.xmin:.1f}", f"{b.ymin:.1f}",
@@ -222,14 +235,15 @@ def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
 
 
 def write_groundtruth(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
-                      progress: Progress = _noop, images: bool = True, job: str = "labels",
+                      progress: Progress = _noop, images: bool = True, shard: tuple[int, int] | None = None,
+                      job: str = "labels",
                       bucket: str = "bucket") -> Path:
     """A Ground Truth bounding-box output manifest per split (``out/<split>.manifest``) + images."""
     class_map = {str(i): n for i, n in enumerate(ann.names)}
     ids = {n: i for i, n in enumerate(ann.names)}
     for split, items in splits.items():
         lines = []
-        for item, name in zip(items, _link_images(out / split, items, images)):
+        for item, name in zip(items, _link_images(out / split, items, images, shard)):
             width, height = _size(item)
             lines.append(json.dumps({
                 "source-ref": f"s3://{bucket}/{split}/{name}",
@@ -242,7 +256,7 @@ def write_groundtruth(ann: Annotations, out: Path, splits: Mapping[str, list[Ite
                                     "job-name": f"labeling-job/{job}"},
             }))
             progress(1)
-        (out / f"{split}.manifest").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (out / f"{split}{_host(shard)}.manifest").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 
 

@@ -381,3 +381,50 @@ def test_tfrecord_shards_are_bounded(tmp_path):
     assert sum(sum(1 for _ in read_records(p)) for p in shards) == 12
     assert [p.name for p in (tmp_path / "out").glob("val-*")] == ["val-00000-of-00001.tfrecord"]
     assert not list((tmp_path / "out").glob("*.partial"))
+
+
+# -- conversion on several machines (SageMaker Processing) ----------------------------------------------
+def test_two_processing_machines_convert_each_image_once(tmp_path):
+    """`python -m container convert` on two machines of one Processing job (the same COCO file, each its
+    share by a stable hash of the image key): the union of their TFRecords is the local conversion."""
+    import hashlib as _hashlib
+
+    from container.annotations.tfrecord import decode_example, read_records
+    from container.processing import main as convert_entry
+
+    source = tmp_path / "processing" / "input" / "data"
+    images, annotations = [], []
+    for i in range(20):
+        name = f"cam{i % 2}/{i // 2:04d}.jpg"  # the same file names in two folders, too
+        image(source / name, 64, 48)
+        images.append({"id": i + 1, "file_name": name, "width": 64, "height": 48})
+        annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": [i, 2, 20, 30],
+                            "iscrowd": 0})
+    (source / "instances.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": [
+        {"id": 1, "name": "car"}, {"id": 2, "name": "bus"}]}))
+
+    def records(folder: Path) -> dict[str, tuple]:
+        out = {}
+        for shard in sorted(folder.glob("*.tfrecord")):
+            for raw in read_records(shard):
+                ex = decode_example(raw)
+                key = _hashlib.sha1(ex["image/encoded"][0]).hexdigest()
+                assert key not in out, "an image converted twice"
+                out[key] = (tuple(ex["image/object/class/text"]), tuple(round(v, 4) for v in ex["image/object/bbox/xmin"]),
+                            shard.name.split("-")[0])
+        return out
+
+    for host in ("algo-1", "algo-2"):
+        config = tmp_path / host / "resourceconfig.json"
+        config.parent.mkdir()
+        config.write_text(json.dumps({"current_host": host, "hosts": ["algo-2", "algo-1"]}))
+        assert convert_entry(["--to", "tfrecord", "--split", "0.7,0.3", "--input", str(source),
+                              "--output", str(tmp_path / "out"), "--resource-config", str(config)]) == 0
+    union = records(tmp_path / "out")
+    names = sorted(p.name for p in (tmp_path / "out").glob("*.tfrecord"))
+    assert {n.split("-")[1] for n in names} == {"host0of2", "host1of2"}
+    convert(source, "tfrecord", tmp_path / "local", log=quiet)
+    local = records(tmp_path / "local")
+    assert len(union) == len(local) == 20
+    assert {k: v[:2] for k, v in union.items()} == {k: v[:2] for k, v in local.items()}
+    assert read_label_map(tmp_path / "out" / "label_map.csv") == ["car", "bus"]
