@@ -4,6 +4,8 @@
     python -m sdk.data convert labelimg-export/ --to yolo --out data/ [--split 0.8,0.2] [--seed 0]
     python -m sdk.data convert coco/ --to tfrecord --out records/        # + label_map.pbtxt/.csv
     python -m sdk.data split  data/ --out data-split/ --ratios 0.8,0.1,0.1 [--to yolo]
+    python -m sdk.data convert s3://b/coco/ --to tfrecord --out s3://b/records/ --instance-count 4 \
+        --image <tfod image URI> [--role arn:...]          # a SageMaker Processing job in the image
 
 Reads YOLO trees (boxes or polygons), Pascal VOC XML (labelImg), CVAT for images 1.1 XML, LabelMe JSON,
 COCO JSON, Ground Truth output manifests and CSV (``filename,width,height,class,xmin,ymin,xmax,ymax``);
@@ -17,14 +19,97 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from container.annotations import FORMATS, WRITERS, Annotations, Report, check, convert, detect, read, split
 from container.failure import UserError
+from sdk._errors import ConfigurationError, JobFailedError, aws_errors
 from sdk._s3 import _bar
 
-__all__ = ["Annotations", "Report", "check", "convert", "detect", "read", "split"]
+__all__ = ["Annotations", "Report", "check", "convert", "convert_on_sagemaker", "detect", "read", "split"]
+
+PROCESSING = "/opt/ml/processing"  # where SageMaker Processing mounts inputs and outputs (container/processing.py)
+
+
+def processing_request(*, source: str, to: str, out: str, image: str, role: str, instance_count: int = 1,
+                       instance_type: str = "ml.m5.xlarge", volume_size_gb: int = 100, fmt: str = "auto",
+                       ratios: Sequence[float] | None = None, seed: int = 0, names: Sequence[str] | None = None,
+                       keep_crowd: bool = False, keep_difficult: bool = False, job_name: str | None = None,
+                       max_runtime_s: int = 24 * 3600) -> dict[str, Any]:
+    """The ``CreateProcessingJob`` request of a conversion (validated, nothing sent)."""
+    from sdk._request import check_job_name, is_s3, resolve_image, unique_job_name
+
+    if not (is_s3(source) and is_s3(out)):
+        raise ConfigurationError(f"a conversion on SageMaker reads and writes S3: got {source!r} -> {out!r}")
+    if to not in WRITERS:
+        raise ConfigurationError(f"cannot write {to!r}; writable formats: {', '.join(WRITERS)}")
+    uri = resolve_image(image).uri
+    if uri is None:
+        raise ConfigurationError("a Processing job needs the image URI (build-and-push.sh prints it)")
+    if instance_count < 1:
+        raise ConfigurationError(f"instance_count must be 1 or more, got {instance_count}")
+    args = ["--to", to, "--from", fmt, "--seed", str(seed)]
+    if ratios:
+        args += ["--split", ",".join(str(r) for r in ratios)]
+    if names:
+        args += ["--names", ",".join(names)]
+    args += ["--keep-crowd"] * keep_crowd + ["--keep-difficult"] * keep_difficult
+    return {
+        "ProcessingJobName": check_job_name(job_name) if job_name else unique_job_name(f"convert-{to}"),
+        "RoleArn": role,
+        "AppSpecification": {"ImageUri": uri, "ContainerEntrypoint": ["python", "-m", "container", "convert"],
+                             "ContainerArguments": args},
+        # every machine gets the whole input: an annotation file and its images must not land on two machines;
+        # each converts only the images whose key hashes to it (container/processing.py)
+        "ProcessingInputs": [{"InputName": "data", "S3Input": {
+            "S3Uri": source, "LocalPath": f"{PROCESSING}/input/data", "S3DataType": "S3Prefix",
+            "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}],
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "data", "S3Output": {
+            "S3Uri": out, "LocalPath": f"{PROCESSING}/output/data", "S3UploadMode": "EndOfJob"}}]},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": instance_count, "InstanceType": instance_type,
+                                                  "VolumeSizeInGB": volume_size_gb}},
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
+    }
+
+
+def convert_on_sagemaker(*, source: str, to: str, out: str, image: str, role: str | None = None,
+                         instance_count: int = 1, instance_type: str = "ml.m5.xlarge", wait: bool = True,
+                         poll_s: float = 10.0, session: Any = None, **options: Any) -> dict[str, Any]:
+    """Convert a dataset in S3 with a SageMaker Processing job running ``convert`` in the project's image on
+    ``instance_count`` machines; ``out`` is then a channel ``launch_job`` takes as is. Returns the job's
+    description (``ProcessingJobStatus`` ``Completed`` when ``wait``). ``options``: ``fmt``, ``ratios``,
+    ``seed``, ``names``, ``keep_crowd``, ``keep_difficult``, ``volume_size_gb``, ``job_name``."""
+    import boto3
+
+    from sdk._launch import ROLE_ENV
+
+    role = role or next((os.environ[v] for v in ROLE_ENV if os.environ.get(v)), None)
+    if role is None:
+        raise ConfigurationError(f"no role: pass role='arn:aws:iam::<account>:role/<role>' or set {ROLE_ENV[0]}")
+    request = processing_request(source=source, to=to, out=out, image=image, role=role,
+                                 instance_count=instance_count, instance_type=instance_type, **options)
+    sm = (session or boto3.Session()).client("sagemaker")
+    name = request["ProcessingJobName"]
+    with aws_errors(f"creating processing job {name}"):
+        sm.create_processing_job(**request)
+    print(f"processing job {name}: {instance_count} x {instance_type}, {source} -> {out}", file=sys.stderr)
+    while True:
+        with aws_errors(f"describing processing job {name}"):
+            info = sm.describe_processing_job(ProcessingJobName=name)
+        status = info["ProcessingJobStatus"]
+        if not wait or status in ("Completed", "Failed", "Stopped"):
+            break
+        time.sleep(poll_s)
+    if wait and status != "Completed":
+        err = JobFailedError(name, status, info.get("FailureReason", ""))
+        err.args = (f"processing job {name} {status.lower()}: {err.reason or 'no reason given'}",)
+        raise err
+    return info
 
 
 def _ratios(text: str) -> list[float]:
@@ -39,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("check", "convert", "split"):
         cmd = sub.add_parser(name)
-        cmd.add_argument("source", type=Path, help="dataset folder or annotation file")
+        cmd.add_argument("source", help="dataset folder or annotation file (convert: or an s3:// prefix)")
         cmd.add_argument("--from", dest="fmt", default="auto", choices=["auto", *FORMATS])
         cmd.add_argument("--names", help="class names in id order, comma-separated (else from the data)")
         cmd.add_argument("--strict", action="store_true", help="any problem is fatal")
@@ -51,15 +136,23 @@ def main(argv: list[str] | None = None) -> int:
         if name == "check":
             cmd.add_argument("--json", action="store_true")
         else:
-            cmd.add_argument("--out", type=Path, required=True)
+            cmd.add_argument("--out", required=True, help="a folder (or, from s3://, an s3:// prefix)")
             cmd.add_argument("--to", choices=sorted(WRITERS), default="yolo" if name == "convert" else None)
             cmd.add_argument("--seed", type=int, default=0)
             if name == "convert":
                 cmd.add_argument("--split", dest="ratios", type=_ratios, help="re-split: train,val[,test] ratios")
+                cmd.add_argument("--instance-count", type=int, default=1, help="s3:// source: machines of the "
+                                 "Processing job")
+                cmd.add_argument("--instance-type", default="ml.m5.xlarge")
+                cmd.add_argument("--image", help="s3:// source: the image URI to run convert in (TFRecords: tfod)")
+                cmd.add_argument("--role", help="s3:// source: the SageMaker execution role (else $SM_DETECTORS_ROLE)")
             else:
                 cmd.add_argument("--ratios", type=_ratios, default=[0.8, 0.2], help="default 0.8,0.2")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.names.split(",")] if args.names else None
+    if args.command == "convert" and str(args.source).startswith("s3://"):
+        return _convert_on_sagemaker(args, names)
+    args.source, args.out = Path(args.source), Path(args.out) if hasattr(args, "out") else None
     try:
         if args.command == "check":
             ann = read(args.source, args.fmt, names=names)
@@ -91,6 +184,27 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _convert_on_sagemaker(args: argparse.Namespace, names: list[str] | None) -> int:
+    from sdk._errors import SDKError
+
+    if not args.image:
+        print("error: converting s3:// data runs a SageMaker Processing job: pass --image <image URI>",
+              file=sys.stderr)
+        return 2
+    try:
+        info = convert_on_sagemaker(source=args.source, to=args.to or "yolo", out=args.out, image=args.image,
+                                    role=args.role, instance_count=args.instance_count,
+                                    instance_type=args.instance_type, fmt=args.fmt, ratios=args.ratios,
+                                    seed=args.seed, names=names, keep_crowd=args.keep_crowd,
+                                    keep_difficult=args.keep_difficult)
+    except SDKError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ConfigurationError) else 1
+    print(json.dumps({"written": args.out, "as": args.to or "yolo", "job": info["ProcessingJobName"],
+                      "status": info["ProcessingJobStatus"]}))
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ moto's SageMaker handler (the server runs in this process, on 127.0.0.1, spoken 
   time up to ``MaxNumberOfTrainingJobs``; the best by the objective's final value becomes
   ``BestTrainingJob``.
 
+* ``CreateProcessingJob`` (moto records it as Completed at once) is played by N "machines", one thread
+  each: the input prefix downloaded from moto's S3 into the machine's own ``/opt/ml/processing``, its
+  ``resourceconfig.json`` written, the real ``python -m container convert`` run with the request's
+  arguments, the output uploaded; the job is Completed when every machine exits 0.
+
 ``route_pipeline_targets`` plays EventBridge's SageMaker Pipelines target, which moto lacks: a rule
 whose pattern matches an event (S3's own, routed by moto) starts the target pipeline with the target's
 ``SageMakerPipelineParameters``.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import tempfile
 import threading
 import time
@@ -89,6 +95,7 @@ class SageMakerDouble:
         self.runs: dict[str, LocalRun] = {}
         self.threads: dict[str, threading.Thread] = {}
         self.errors: list[BaseException] = []
+        self.process_results: dict[str, dict[str, Any]] = {}  # processing job -> host -> CompletedProcess
         self._tmp = tempfile.TemporaryDirectory(prefix="sm-double-")
         self.session = boto3.Session(region_name="us-east-1")
 
@@ -127,6 +134,20 @@ class SageMakerDouble:
             thread.start()
             return result
 
+        original_processing = SageMakerResponse.create_processing_job
+
+        def create_processing_job(response: SageMakerResponse) -> ActionResult:
+            request = json.loads(response.body)
+            check_against_service_model("CreateProcessingJob", request)
+            result = original_processing(response)
+            job = response.sagemaker_backend.processing_jobs[request["ProcessingJobName"]]
+            job.processing_job_status = "InProgress"
+            thread = threading.Thread(target=double._process, args=(request, job), daemon=True)
+            double.threads[request["ProcessingJobName"]] = thread
+            thread.start()
+            return result
+
+        monkeypatch.setattr(SageMakerResponse, "create_processing_job", create_processing_job)
         monkeypatch.setattr(SageMakerResponse, "create_hyper_parameter_tuning_job", create_tuning_job)
         monkeypatch.setattr(SageMakerResponse, "create_training_job", create_training_job)
         monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
@@ -206,6 +227,66 @@ class SageMakerDouble:
             self.errors.append(err)
             job.failure_reason = f"ClientError: the SageMaker double failed: {err!r}"[:1024]
             job.training_job_status = job.secondary_status = "Failed"
+
+    # -- processing machines -----------------------------------------------------------------------
+    def _process(self, request: dict[str, Any], job: Any) -> None:
+        import subprocess
+        import sys
+
+        name = request["ProcessingJobName"]
+        count = request["ProcessingResources"]["ClusterConfig"]["InstanceCount"]
+        hosts = [f"algo-{i + 1}" for i in range(count)]
+        s3 = self.session.client("s3", endpoint_url=self.endpoint)
+        spec = request["AppSpecification"]
+        root = Path(self._tmp.name) / name
+        results: dict[str, subprocess.CompletedProcess] = {}
+
+        def machine(host: str) -> None:
+            base = root / host / "processing"
+            for item in request.get("ProcessingInputs", []):
+                bucket, prefix = split_s3(item["S3Input"]["S3Uri"])
+                local = base / Path(item["S3Input"]["LocalPath"]).relative_to("/opt/ml/processing")
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                    for obj in page.get("Contents", []):
+                        target = local / obj["Key"][len(prefix):].lstrip("/")
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        s3.download_file(bucket, obj["Key"], str(target))
+            config = root / host / "resourceconfig.json"
+            config.write_text(json.dumps({"current_host": host, "hosts": hosts}))
+            entry = spec["ContainerEntrypoint"]
+            assert entry[:3] == ["python", "-m", "container"], entry  # the image's own entry, run here as a process
+            results[host] = subprocess.run(
+                [sys.executable, *entry[1:], *spec.get("ContainerArguments", [])], capture_output=True, text=True,
+                env={**os.environ, "SM_PROCESSING_DIR": str(base), "SM_RESOURCE_CONFIG": str(config),
+                     "PYTHONPATH": str(Path(__file__).resolve().parents[2])},  # this checkout's container/
+                timeout=600, check=False)
+            if results[host].returncode == 0:
+                for out in request["ProcessingOutputConfig"]["Outputs"]:
+                    bucket, prefix = split_s3(out["S3Output"]["S3Uri"])
+                    local = base / Path(out["S3Output"]["LocalPath"]).relative_to("/opt/ml/processing")
+                    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+                        key = f"{prefix.rstrip('/')}/{path.relative_to(local).as_posix()}".lstrip("/")
+                        s3.upload_file(str(path), bucket, key)
+
+        try:
+            threads = [threading.Thread(target=machine, args=(host,)) for host in hosts]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            self.process_results[name] = results
+            failed = {h: r for h, r in results.items() if r.returncode != 0}
+            if failed or len(results) != count:
+                host, run = next(iter(failed.items())) if failed else ("?", None)
+                job.failure_reason = (f"AlgorithmError: {host} exited {run.returncode if run else '?'}: "
+                                      f"{(run.stderr if run else '')[-500:]}")[:1024]
+                job.processing_job_status = "Failed"
+            else:
+                job.processing_job_status = "Completed"
+        except BaseException as err:  # noqa: BLE001 - the test sees it in .errors and as a Failed job
+            self.errors.append(err)
+            job.failure_reason = f"ClientError: the SageMaker double failed: {err!r}"[:1024]
+            job.processing_job_status = "Failed"
 
     # -- the tuner ----------------------------------------------------------------------------------
     @staticmethod
