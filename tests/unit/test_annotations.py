@@ -146,6 +146,29 @@ def test_model_garden_decodes_our_tfrecords(formats):
     assert count == 10
 
 
+def test_model_garden_reads_a_label_map_with_a_comma_in_a_name(source, tmp_path):
+    """label_map.csv through the csv module: Model Garden's decoder maps "apple, red" to its id."""
+    pytest.importorskip("official.vision.dataloaders.tf_example_label_map_decoder")
+    import tensorflow as tf
+    from official.vision.dataloaders.tf_example_label_map_decoder import TfExampleDecoderLabelMap
+
+    names = ["apple, red", "driver's license"]
+    convert(source, "tfrecord", tmp_path / "out", names=["rectangle", "ellipse"], log=quiet)
+    ann = read(source)
+    for item in ann.items:
+        for box in item.boxes:
+            box.label = names[["rectangle", "ellipse"].index(box.label)]
+    ann.names = names
+    from container.annotations.writers import write_tfrecord
+
+    write_tfrecord(ann, tmp_path / "renamed", {"train": ann.items})
+    decoder = TfExampleDecoderLabelMap(str(tmp_path / "renamed" / "label_map.csv"))
+    raw = next(iter(tf.data.TFRecordDataset(str(tmp_path / "renamed" / "train-00000-of-00001.tfrecord"))))
+    ours = decode_example(raw.numpy())
+    assert list(decoder.decode(raw)["groundtruth_classes"].numpy()) == ours["image/object/class/label"]
+    assert {t.decode() for t in ours["image/object/class/text"]} <= set(names)
+
+
 def test_coco_category_ids_need_not_be_contiguous(tmp_path, source):
     image = next((source / "images" / "train").iterdir())
     shutil.copy(image, tmp_path / "a.jpg")
@@ -298,7 +321,7 @@ def test_model_garden_decoder_in_its_own_environment():
     import subprocess
 
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([str(TF_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "model_garden_decodes",
+    result = subprocess.run([str(TF_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "model_garden_decodes or model_garden_reads",
                              str(Path(__file__))], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                             capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
