@@ -40,7 +40,7 @@ def read_coco(root: Path, names: list[str] | None = None, *, index: ImageIndex |
             ann.items.append(item)
 
         def annotation(a: dict, by_image: dict = by_image, pending: list = pending,
-                       boxes: list = boxes_with_ids) -> None:
+                       boxes: list = boxes_with_ids, where: str = where) -> None:
             item = by_image.get(a.get("image_id"))
             if item is None:
                 pending.append(a)

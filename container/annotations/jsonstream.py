@@ -58,9 +58,8 @@ class _Buffer:
                 if self.more():
                     continue
                 raise
-            if end == len(self.buf) and not self.eof and not isinstance(value, (dict, list, str)):
-                if self.more():  # a number cut by the chunk boundary: read on, decode again
-                    continue
+            if end == len(self.buf) and not self.eof and not isinstance(value, (dict, list, str)) and self.more():
+                continue  # a number cut by the chunk boundary: read on, decode again
             self.pos = end
             return value
 

@@ -110,7 +110,8 @@ def read_label_map(path: Path) -> list[str]:
         raise UserError(f"label map {path.name} names no classes")
     ids = sorted(pairs)
     if ids != list(range(1, len(ids) + 1)):
-        raise UserError(f"label map {path.name}: ids must be 1..{len(ids)} without gaps (0 is the background), got {ids}")
+        raise UserError(f"label map {path.name}: ids must be 1..{len(ids)} without gaps (0 is the background), "
+                        f"got {ids}")
     return [pairs[i] for i in ids]
 
 

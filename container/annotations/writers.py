@@ -205,7 +205,8 @@ def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
         for item, name in zip(items, _link_images(out / split, items, images, shard)):
             width, height = _size(item)
             objects = "".join(
-                f"<object><name>{escape(b.label)}</name><difficult>{int(b.difficult)}</difficult><bndbox><xmin>{b.xmin:.1f}</xmin>"
+                f"<object><name>{escape(b.label)}</name><difficult>{int(b.difficult)}</difficult>"
+                f"<bndbox><xmin>{b.xmin:.1f}</xmin>"
                 f"<ymin>{b.ymin:.1f}</ymin><xmax>{b.xmax:.1f}</xmax><ymax>{b.ymax:.1f}</ymax></bndbox></object>"
                 for b in item.boxes)
             xml = (f"<annotation><folder>{split}</folder><filename>{escape(name)}</filename><size><width>{width}"

@@ -45,7 +45,8 @@ def label_box(fields: list[str]) -> tuple[int, float, float, float, float]:
     if len(values) >= 7 and len(values) % 2 == 1:
         xs, ys = values[1::2], values[2::2]
         return int(values[0]), min(xs), min(ys), max(xs), max(ys)
-    raise ValueError(f"{len(values)} fields (want: class x_center y_center width height, or class x1 y1 x2 y2 x3 y3 ...)")
+    raise ValueError(f"{len(values)} fields (want: class x_center y_center width height, "
+                     "or class x1 y1 x2 y2 x3 y3 ...)")
 
 
 def images_under(folder: Path) -> list[Path]:

@@ -28,8 +28,8 @@ from PIL import Image
 
 from container.annotations.check import MIN_SIDE, summary_line
 from container.annotations.paths import IMG_SUFFIXES
-from container.annotations.yolo_tree import label_path, read_yaml, search_names
 from container.annotations.yolo_tree import discover as _discover
+from container.annotations.yolo_tree import label_path, read_yaml, search_names
 from container.annotations.yolo_tree import names_from_yaml as _names_from_yaml
 from container.annotations.yolo_tree import splits_of_images_dir as _splits_of_images_dir
 from container.contract import Environment
@@ -106,12 +106,13 @@ def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, 
         with Image.open(image) as im:
             size = im.size
             im.verify()
-    except Exception as err:  # PIL raises many types for broken files
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
         problems.append(("unreadable image", f"{image.name}: {type(err).__name__}"))
         return problems, Counter(), False
     if min(size) < MIN_SIDE:  # ultralytics would fail the job on it ("image size <10 pixels")
-        return [(f"image under {MIN_SIDE} px", f"{image.name}: {size[0]}x{size[1]} (YOLO needs {MIN_SIDE} px a side "
-                 "at least; leave it out or upscale it)")], Counter(), False
+        detail = (f"{image.name}: {size[0]}x{size[1]} (YOLO needs {MIN_SIDE} px a side at least; leave it out "
+                  "or upscale it)")
+        return [(f"image under {MIN_SIDE} px", detail)], Counter(), False
     boxes: Counter = Counter()
     label = label_path(image)
     if not label.is_file():

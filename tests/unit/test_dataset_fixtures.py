@@ -38,8 +38,8 @@ def yolo_lines(path: Path) -> list[list[float]]:
 
 # -- 1: polygon label lines --------------------------------------------------------------------------
 def test_yolo_polygon_lines_give_their_bounding_box_as_ultralytics_does(tmp_path):
-    from ultralytics.utils.ops import segments2boxes
     import numpy as np
+    from ultralytics.utils.ops import segments2boxes
 
     root = tmp_path / "seg"
     image(root / "images" / "train" / "a.jpg", 100, 50)
@@ -168,7 +168,7 @@ def _coco_with_crowd(root: Path) -> Path:
 
 def test_coco_crowd_boxes_are_left_out_and_counted(tmp_path):
     root = _coco_with_crowd(tmp_path / "coco")
-    ann, report = convert(root, "yolo", tmp_path / "out", log=quiet)
+    _, report = convert(root, "yolo", tmp_path / "out", log=quiet)
     assert report.warnings[CROWD].count == 1
     assert len(yolo_lines(tmp_path / "out" / "labels" / "train" / "a.txt")) == 1
     convert(root, "yolo", tmp_path / "kept", keep_crowd=True, log=quiet)
@@ -213,7 +213,7 @@ def test_failed_ground_truth_lines_are_unlabelled_images_not_unreadable(tmp_path
         "failure-reason": "ClientError: The worker response did not contain a label", "human-annotated": "yes",
         "type": "groundtruth/object-detection", "job-name": "labeling-job/job"}}
     (root / "output.manifest").write_text(json.dumps(good) + "\n" + json.dumps(failed) + "\n")
-    ann, report = convert(root, "yolo", tmp_path / "out", log=quiet)
+    _, report = convert(root, "yolo", tmp_path / "out", log=quiet)
     assert report.ok and "unreadable annotation" not in report.problems
     assert report.warnings[FAILED].count == 1 and "did not contain a label" in report.text()
     assert len(report.left_out) == 1  # not trained on as a background image
@@ -410,8 +410,8 @@ def test_two_processing_machines_convert_each_image_once(tmp_path):
                 ex = decode_example(raw)
                 key = _hashlib.sha1(ex["image/encoded"][0]).hexdigest()
                 assert key not in out, "an image converted twice"
-                out[key] = (tuple(ex["image/object/class/text"]), tuple(round(v, 4) for v in ex["image/object/bbox/xmin"]),
-                            shard.name.split("-")[0])
+                out[key] = (tuple(ex["image/object/class/text"]),
+                            tuple(round(v, 4) for v in ex["image/object/bbox/xmin"]), shard.name.split("-")[0])
         return out
 
     for host in ("algo-1", "algo-2"):
