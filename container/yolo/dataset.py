@@ -29,6 +29,7 @@ from PIL import Image
 from container.annotations.check import MIN_SIDE, summary_line
 from container.annotations.paths import IMG_SUFFIXES
 from container.annotations.yolo_tree import discover as _discover
+from container.annotations.yolo_tree import images_under as _images_under
 from container.annotations.yolo_tree import label_path, read_yaml, search_names
 from container.annotations.yolo_tree import names_from_yaml as _names_from_yaml
 from container.annotations.yolo_tree import splits_of_images_dir as _splits_of_images_dir

@@ -166,7 +166,7 @@ def _tiny_image(data: Path) -> None:
     ("non-UTF-8 cfg", "cfg/hyp.yaml is not UTF-8 text"),
     ("channel is a file", "channel 'train' is a file"),
     ("host missing", "current_host 'algo-9' is not in hosts"),
-    ("tiny images", "image too small to train on in 1 image(s), e.g. train_0001.jpg: 6x6 px"),
+    ("tiny images", "image under 10 px in 1 image(s), e.g. train_0001.jpg: 6x6"),
     ("VOC mostly unannotated", "images have no voc annotation and are left out"),
     ("val class unknown", "unknown class"),
 ])
