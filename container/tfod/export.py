@@ -6,7 +6,7 @@
   training images; run with the LiteRT interpreter the way ``sdk.edge`` runs them on a device. Both use
   TFLite's own detection post-processing op (``nms_version: tflite``), as Model Garden's mobile exports
   do: TensorFlow's NMS ops crash TFLite's int8 calibrator (SIGSEGV in ``_feed_tensors``, TF 2.20). Their
-  input is an ImageNet-normalized RGB image, ``(pixel - mean) / std`` (``sdk.edge.normalize``).
+  input is an ImageNet-normalized RGB image, ``(pixel - mean) / std`` (``container.edge.normalize``, re-exported as ``sdk.edge.normalize``).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def export_tflite(exp: Any, model_dir: Path, out: Path, size: int, *, quant_type
 
 def run_tflite(path: Path, pixels: Any) -> dict[str, Any]:
     """Run a TFLite model once on 0-255 ``pixels`` [1, H, W, 3], as ``python -m sdk.edge`` would on a device."""
-    from sdk.edge import normalize, open_interpreter, run
+    from container.edge import normalize, open_interpreter, run
 
     return run(open_interpreter(path), normalize(pixels))
 

@@ -22,7 +22,7 @@ from container.tfod.trainer import (
     sync_tensorboard,
     tf_config,
 )
-from sdk.edge import read_labels
+from container.edge import read_labels
 
 
 @pytest.mark.parametrize("name, text", [
