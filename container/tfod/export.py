@@ -6,7 +6,13 @@
   training images; run with the LiteRT interpreter the way ``sdk.edge`` runs them on a device. Both use
   TFLite's own detection post-processing op (``nms_version: tflite``), as Model Garden's mobile exports
   do: TensorFlow's NMS ops crash TFLite's int8 calibrator (SIGSEGV in ``_feed_tensors``, TF 2.20). Their
-  input is an ImageNet-normalized RGB image, ``(pixel - mean) / std`` (``container.edge.normalize``, re-exported as ``sdk.edge.normalize``).
+  input is an ImageNet-normalized RGB image, ``(pixel - mean) / std`` (``container.edge.normalize``, re-exported as
+  ``sdk.edge.normalize``).
+
+Everything is written to a staging folder in scratch space first and moved into ``/opt/ml/model`` by
+:func:`publish` only once complete: SageMaker uploads ``/opt/ml/model`` when a job stops, and a stop in the
+middle of an export must not leave a partial model there (a SavedModel without its TFLite files or
+``metrics.json``). A restart with the same checkpoint folder exports again from the final checkpoint.
 """
 
 from __future__ import annotations
@@ -89,6 +95,24 @@ def export_tflite(exp: Any, model_dir: Path, out: Path, size: int, *, quant_type
             "input": "RGB, (pixel - mean) / std, ImageNet mean and std (sdk.edge.normalize)"}
 
 
+def publish(stage: Path, target: Path, stop: Any) -> list[str]:
+    """Move each entry of the complete ``stage`` folder into ``target`` (``/opt/ml/model``), replacing only the
+    entries of the same name (this run's outputs), never anything else there. SIGTERM is deferred while
+    moving, so the folder is whole or untouched by this run; returns the names moved."""
+    target.mkdir(parents=True, exist_ok=True)
+    moved = []
+    with stop.deferred():
+        for entry in sorted(stage.iterdir()):
+            dst = target / entry.name
+            if dst.is_dir() and not dst.is_symlink():
+                shutil.rmtree(dst)
+            elif dst.exists() or dst.is_symlink():
+                dst.unlink()
+            shutil.move(str(entry), dst)
+            moved.append(entry.name)
+    return moved
+
+
 def run_tflite(path: Path, pixels: Any) -> dict[str, Any]:
     """Run a TFLite model once on 0-255 ``pixels`` [1, H, W, 3], as ``python -m sdk.edge`` would on a device."""
     from container.edge import normalize, open_interpreter, run
@@ -129,7 +153,12 @@ def export_tflite_isolated(experiment: str, exp: Any, model_dir: Path, out: Path
             child = ctx.Process(target=_child, args=(experiment, exp.as_dict(), str(model_dir), str(out), size,
                                                     quant_type, name, pixels, log_path, queue))
             child.start()
-            child.join()
+            try:
+                child.join()
+            finally:  # a stop (TrainingStopped raised here) must not leave the converter writing on its own
+                if child.is_alive():
+                    child.terminate()
+                    child.join(10)
             if child.exitcode == 0:
                 result = queue.get(timeout=30)
                 if crashes:

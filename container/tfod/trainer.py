@@ -5,7 +5,10 @@
 * config: a Model Garden experiment (``experiment``), the ``cfg`` channel's YAML files, the image's
   hyperparameters, then free-form ``overrides`` (strict: an unknown key is an error);
 * the model directory is ``/opt/ml/checkpoints/<host>/model``: a restarted job resumes from its last
-  checkpoint, and SIGTERM saves one before the job exits;
+  good checkpoint (``checkpoints.py``), SIGTERM saves one before the job exits, and a stop at any later
+  moment (final evaluation, export, packaging) is picked up by the restart; converted data and the model
+  being exported live in scratch space (``Environment.scratch_dir``), and ``/opt/ml/model`` receives the
+  model only once it is complete (see docs/lifecycle-tfod.md);
 * metric lines from orbit's train and eval actions (plain numbers, never NumPy reprs), TensorBoard
   events copied to ``/opt/ml/output/tensorboard`` as they are written;
 * one GPU or several (MirroredStrategy), several hosts (MultiWorkerMirroredStrategy, ``TF_CONFIG``
@@ -15,36 +18,49 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from container.annotations.labelmap import read_label_map
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError
 from container.schema import Schema, format_metric_line
 from container.signals import GracefulStop
+from container.tfod.checkpoints import (
+    FINAL_EVAL,
+    channel_checkpoint,
+    folder_size,
+    readable,
+    repair,
+    shielded,
+    step_of,
+)
 
 
 def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def latest_checkpoint(folder: Path) -> Path:
-    """The newest TF checkpoint prefix in ``folder`` (``ckpt-40`` over ``ckpt-8``: by step, not by name)."""
-    import re
+def read_label_map(path: Path) -> list[str]:
+    """:func:`container.annotations.labelmap.read_label_map`, with a file that is not UTF-8 named as a user error."""
+    from container.annotations import labelmap
 
-    def step(index: Path) -> int:
-        found = re.search(r"-(\d+)$", index.stem)
-        return int(found.group(1)) if found else -1
+    read_text(path, what="label map")
+    return labelmap.read_label_map(path)
 
-    indexes = sorted(folder.rglob("*.index"), key=lambda p: (step(p), str(p)))
-    if not indexes:
-        raise UserError(f"channel 'checkpoint' holds no TF checkpoint (*.index + *.data-*) in {folder}")
-    return indexes[-1].with_suffix("")
+
+def read_text(path: Path, *, what: str) -> str:
+    """A user's text file, or a user error naming it when it is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{what} {path.parent.name}/{path.name} is not UTF-8 text (byte {err.object[err.start]:#04x} "
+                        f"at offset {err.start}): save it as UTF-8") from None
 
 
 def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[Path, Path, list[str]]:
@@ -74,6 +90,8 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
         train_records = [p for p in records if p not in val_records] or records
         if not val_records:
             raise UserError("no validation TFRecords: give a 'val' channel or a val*.tfrecord beside the train ones")
+        check_record_classes(train_records, names, "train")
+        check_record_classes(val_records, names, "val" if val_ch else "train")
         return _pattern(train_records), _pattern(val_records), names
     out = workdir / "tfrecords"
     shutil.rmtree(out, ignore_errors=True)
@@ -87,11 +105,43 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
     if env.channel("val") is not None:
         val_out = workdir / "val-tfrecords"
         shutil.rmtree(val_out, ignore_errors=True)
-        annotations.convert(env.channel("val"), "tfrecord", val_out, names=ann.names, log=lambda s: None)
+        # as strict as train: a class the label map does not know fails here instead of vanishing from the eval
+        try:
+            annotations.convert(env.channel("val"), "tfrecord", val_out, fmt=fmt if fmt != "tfrecord" else "auto",
+                                names=list(ann.names), strict=bool(hps.get("strict_data", True)), log=lambda s: None)
+        except UserError as err:
+            raise UserError(f"channel 'val' (classes {echo(list(ann.names), 200)}): {err}") from None
         val = _pattern(sorted(val_out.glob("*.tfrecord")))
     else:
         val = out / "val-*.tfrecord"
     return out / "train-*.tfrecord", val, list(ann.names)  # shards: Model Garden's input reader globs them
+
+
+def check_record_classes(paths: list[Path], names: list[str], channel: str) -> None:
+    """Every box's class in TFRecords must be one the label map names: Model Garden's label-map decoder looks up
+    ``image/object/class/text`` (else the id), and a class it does not know silently becomes background.
+    Read without TensorFlow (``container.annotations.tfrecord``), record checksums skipped: one quick pass."""
+    from container.annotations.tfrecord import decode_example, read_records
+
+    known = set(names)
+    unknown: dict[str, int] = {}
+    for path in paths:
+        try:
+            for data in read_records(path, verify=False):
+                example = decode_example(data)
+                texts = [t.decode("utf-8", "replace") for t in example.get("image/object/class/text", [])]
+                ids = example.get("image/object/class/label", [])
+                for label in texts or [str(i) for i in ids if not 1 <= int(i) <= len(names)]:
+                    if label not in known:
+                        unknown[label] = unknown.get(label, 0) + 1
+        except (ValueError, IndexError, struct.error) as err:
+            raise UserError(f"channel {channel!r}: {path.name} is not a TFRecord file of tf.Example protos "
+                            f"({str(err)[:200]})") from None
+    if unknown:
+        shown = ", ".join(f"{echo(k, 40)} ({n} boxes)" for k, n in sorted(unknown.items())[:8])
+        raise UserError(f"channel {channel!r}: TFRecords hold classes the label map does not know: {shown}; the label "
+                        f"map names {echo(names, 300)}. Give the label map the records were written with (a 'labels' "
+                        "channel), or records of these classes only")
 
 
 def _pattern(paths: list[Path]) -> Path:
@@ -134,16 +184,16 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
     exp = exp_factory.get_exp_config(hps["experiment"])
     for path in cfg_files:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(read_text(path, what="config file")) or {}
         except yaml.YAMLError as err:
-            raise UserError(f"cfg/{path.name} is not valid YAML: {err}") from None
+            raise UserError(f"cfg/{path.name} is not valid YAML: {str(err)[:400]}") from None
         if not isinstance(data, dict):
             raise UserError(f"cfg/{path.name} must be a Model Garden config mapping (runtime:, task:, trainer:)")
         try:
             exp.override(data, is_strict=True)
         except (KeyError, ValueError, TypeError, AttributeError) as err:
             raise UserError(f"cfg/{path.name} does not fit experiment {hps['experiment']!r}: "
-                            f"{str(err).strip(chr(39))}") from None
+                            f"{str(err).strip(chr(39))[:400]}") from None
         log(f"tfod: cfg/{path.name} applied to {hps['experiment']}")
     decoder = {"type": "label_map_decoder", "label_map_decoder": {"label_map": str(label_map)}}
     batch = int(hps["batch_size"])
@@ -172,8 +222,8 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
     try:
         exp.override(parse_overrides(hps.get("overrides")), is_strict=True)
     except (KeyError, ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"overrides {hps.get('overrides')!r} do not fit experiment {hps['experiment']!r}: "
-                        f"{str(err).strip(chr(39))}") from None
+        raise UserError(f"overrides {echo(hps.get('overrides'))} do not fit experiment {hps['experiment']!r}: "
+                        f"{str(err).strip(chr(39))[:400]}") from None
     return exp
 
 
@@ -241,36 +291,85 @@ def job_hyperparameters(env: Environment, schema: Schema) -> dict[str, Any]:
     return merged
 
 
-def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
-    hps = job_hyperparameters(env, schema)
-    if hps.get("model_dir"):
-        log(f"WARNING model_dir={hps['model_dir']!r} is ignored: the model directory is "
-            "/opt/ml/checkpoints/<host>/model, so a restarted job resumes; the model is exported to /opt/ml/model")
-    exports_wanted = export_list(hps.get("export"))
-    if hps.get("inference_type") == "int8" and not hps.get("quantize"):
-        raise UserError("inference_type int8 needs quantize true (the int8 model is calibrated on training images)")
-    workdir = Path(os.environ.get("TMPDIR", "/tmp")) / "tfod-work"
-    workdir.mkdir(parents=True, exist_ok=True)
-    train_path, val_path, names = resolve_data(env, hps, workdir)
-    from container.annotations.labelmap import write_label_map
+def check_inputs(env: Environment, hps: dict[str, Any]) -> None:
+    """Bad input fails at start, as a user error that names it (the schema types the values; this bounds them)."""
+    for key, value in hps.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise UserError(f"hyperparameter {key!r} holds a NUL byte: {echo(value)}")
+    for key in ("num_steps", "batch_size", "validation_interval", "checkpoint_interval", "log_interval"):
+        if int(hps[key]) < 1:
+            raise UserError(f"{key} must be at least 1, got {hps[key]}")
+    if int(hps["warmup_steps"]) < 0:
+        raise UserError(f"warmup_steps must be 0 or more, got {hps['warmup_steps']}")
+    rate = float(hps["learning_rate"])
+    if not math.isfinite(rate) or rate <= 0:
+        raise UserError(f"learning_rate must be a finite number above 0, got {hps['learning_rate']}")
+    if not 128 <= int(hps["image_size"]) <= MAX_IMAGE_SIZE:
+        raise UserError(f"image_size must be between 128 and {MAX_IMAGE_SIZE} (a multiple of 128), "
+                        f"got {hps['image_size']}")
+    for name, path in env.channels.items():
+        if not path.is_dir():
+            raise UserError(f"channel {name!r} is a file ({path.name}), not a folder: SageMaker puts each channel's "
+                            "files in a folder; give the S3 prefix or local folder that holds it")
 
-    label_pbtxt, label_map = write_label_map(names, workdir / "label-map")
-    cfg = env.channel("cfg")
-    cfg_files = sorted(cfg.glob("*.y*ml")) if cfg else []
-    ckpt = env.channel("checkpoint")
-    init = None
-    if ckpt is not None:
-        init = str(latest_checkpoint(ckpt))
-    model_dir = env.checkpoint_dir / env.current_host / "model"
+
+MAX_IMAGE_SIZE = 2048  # RetinaNet's memory grows with the square of it; beyond this a typo is likelier than intent
+
+
+def echo(value: Any, limit: int = 120) -> str:
+    """A value quoted in a failure message, cut short: the message and its fix must fit in 1,024 characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
+
+
+def checkpoint_folder_report(folder: Path) -> str:
+    files, size = folder_size(folder)
+    return f"checkpoints: {folder} holds {files} files, {size / 1e6:.1f} MB (synced to S3 when the job has a checkpoint location)"
+
+
+def job_folders(env: Environment) -> tuple[Path, Path]:
+    """(scratch, model_dir): converted data, label maps and the model being staged live in scratch space, which is
+    neither uploaded nor an input; the model directory (checkpoints, events) in this host's synced folder."""
+    scratch = env.scratch_dir / "tfod" / env.current_host
+    scratch.mkdir(parents=True, exist_ok=True)
+    model_dir = env.host_checkpoint_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    exp = experiment_config(hps, train_path, val_path, label_map, len(names), init, cfg_files)
-    log(f"tfod: {hps['experiment']}, {len(names)} classes {names}, {hps['num_steps']} steps, model_dir {model_dir}")
-    if init:
-        log(f"tfod: fine-tuning from {init} (modules: {exp.task.init_checkpoint_modules}); a checkpoint in "
-            f"{model_dir} takes precedence")
+    return scratch, model_dir
 
-    import orbit
+
+def pick_strategy(env: Environment) -> tuple[Any, dict[str, Any] | None, str]:
+    """(the tf.distribute strategy, TF_CONFIG or None, its name as Model Garden's runtime config spells it)."""
     import tensorflow as tf
+
+    config = tf_config(env)
+    gpus = tf.config.list_physical_devices("GPU")
+    if config is not None:  # must be in the environment before the strategy reads it
+        os.environ["TF_CONFIG"] = json.dumps(config)
+        log(f"tfod: multi-worker training, worker {config['task']['index']} of {config['cluster']['worker']}")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif Path("/dev/nvidia0").exists() and not gpus:
+        log("WARNING this host has an NVIDIA GPU that TensorFlow cannot use (no CUDA libraries in the image?): "
+            "training on the CPU")
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    elif len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    name = ("multi_worker_mirrored" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else
+            "mirrored" if isinstance(strategy, tf.distribute.MirroredStrategy) else "one_device")
+    log(f"tfod: {name} strategy with {strategy.num_replicas_in_sync} replica(s), {len(gpus)} GPU(s) on this host")
+    return strategy, config, name
+
+
+def fit(env: Environment, exp: Any, strategy: Any, model_dir: Path, init: str | None,
+        stop: GracefulStop) -> dict[str, Any]:
+    """Train (resuming from ``model_dir``'s newest good checkpoint) and evaluate; returns the final evaluation.
+
+    A stop during training saves a checkpoint at the end of the interval and raises TrainingStopped. A run
+    whose checkpoint is already at ``num_steps`` (it was stopped after training: during the final evaluation,
+    the export or the packaging) trains nothing and reprints the final evaluation kept beside the checkpoints,
+    or runs it again if the stop came before it was kept."""
+    import orbit
     from official.core import task_factory, train_lib
 
     holder: dict[str, Any] = {}
@@ -279,6 +378,15 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             holder["controller"] = self
+            manager = self.checkpoint_manager
+            if manager is not None:  # every save, periodic or on a stop: a second SIGTERM waits until it is whole
+                save = manager.save
+
+                def shielded_save(*a: Any, **kw: Any) -> Any:
+                    with shielded(stop):
+                        return save(*a, **kw)
+
+                manager.save = shielded_save
 
     def on_train(output: dict[str, Any]) -> None:
         step = int(holder["controller"].global_step.numpy())
@@ -293,25 +401,8 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         holder["eval"] = {"step": step, **_numbers(output)}
         log(format_metric_line("eval", holder["eval"]))
         sync_tensorboard(model_dir, env.tensorboard_dir)
+        write_atomically(model_dir / FINAL_EVAL, json.dumps(holder["eval"]))
 
-    config = tf_config(env)
-    if config is not None:  # must be in the environment before the strategy reads it
-        os.environ["TF_CONFIG"] = json.dumps(config)
-        log(f"tfod: multi-worker training, worker {config['task']['index']} of {config['cluster']['worker']}")
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif Path("/dev/nvidia0").exists() and not tf.config.list_physical_devices("GPU"):
-        log("WARNING this host has an NVIDIA GPU that TensorFlow cannot use (no CUDA libraries in the image?): "
-            "training on the CPU")
-        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    elif len(tf.config.list_physical_devices("GPU")) > 1:
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        strategy = tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
-    gpus = len(tf.config.list_physical_devices("GPU"))
-    name = ("multi_worker_mirrored" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else
-            "mirrored" if isinstance(strategy, tf.distribute.MirroredStrategy) else "one_device")
-    log(f"tfod: {name} strategy with {strategy.num_replicas_in_sync} replica(s), {gpus} GPU(s) on this host")
-    exp.override({"runtime": {"num_gpus": gpus, "distribution_strategy": name}}, is_strict=False)  # saved in params
     with strategy.scope():
         task = task_factory.get_task(exp.task, logging_dir=str(model_dir))
     if init:
@@ -326,19 +417,54 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         train_lib.run_experiment(distribution_strategy=strategy, task=task, mode="train_and_eval", params=exp,
                                  model_dir=str(model_dir), train_actions=[on_train], eval_actions=[on_eval],
                                  controller_cls=Controller)
-    sync_tensorboard(model_dir, env.tensorboard_dir)
+        sync_tensorboard(model_dir, env.tensorboard_dir)
+        if stop.requested:
+            raise TrainingStopped(f"stopped; checkpoint saved in {model_dir}")
+        if "eval" not in holder:  # nothing left to train: the run that trained it was stopped after training
+            step = int(holder["controller"].global_step.numpy())
+            kept = read_json(model_dir / FINAL_EVAL)
+            if kept.get("step") == step:
+                log(f"tfod: training finished at step {step} in an earlier run; its final evaluation:")
+                holder["eval"] = kept
+                log(format_metric_line("eval", kept))
+            else:
+                log(f"tfod: training finished at step {step} in an earlier run; evaluating it again")
+                with strategy.scope():
+                    holder["controller"].evaluate(steps=int(exp.trainer.validation_steps))
     if stop.requested:
-        raise TrainingStopped(f"stopped; checkpoint saved in {model_dir}")
-    if config is not None and config["task"]["index"] != 0:
-        log("training finished (worker 0 exports the model)")
-        return
+        raise TrainingStopped(f"stopped during the final evaluation; checkpoint in {model_dir}")
+    return holder.get("eval", {})
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary name, then rename: a stop leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Path, scratch: Path,
+                 train_path: Path, labels: tuple[Path, Path], names: list[str], final: dict[str, Any],
+                 stop: GracefulStop) -> None:
+    """Every export, the label maps and metrics.json, staged in scratch space, then moved into /opt/ml/model whole."""
     import logging
 
     from container.tfod import export
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # the exporter warns once per unbuilt Keras layer
-    out = env.model_dir
-    out.mkdir(parents=True, exist_ok=True)
+    exports_wanted = export_list(hps.get("export"))
+    out = scratch / "model-staging"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    label_pbtxt, label_map = labels
     shutil.copyfile(label_map, out / "label_map.csv")
     shutil.copyfile(label_pbtxt, out / "label_map.pbtxt")
     size = int(hps["image_size"])
@@ -360,6 +486,50 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         if "error" not in exports.get(chosen, {"error": "missing"}):
             shutil.copyfile(out / exports[chosen]["path"], out / "model.tflite")
             log(f"export: model.tflite is the {hps.get('inference_type', 'float')} model (inference_type)")
-    summary = {"hyperparameters": hps, "classes": names, "final": holder.get("eval", {}), "exports": exports,
+    summary = {"hyperparameters": hps, "classes": names, "final": final, "exports": exports,
                "job_name": env.job_name}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    moved = export.publish(out, env.model_dir, stop)
+    log(f"export: {env.model_dir} holds {', '.join(moved)}")
+    if stop.requested:  # came while moving: the model folder is whole, and the stop is still a stop
+        raise TrainingStopped("stopped after the model was written")
+
+
+def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
+    hps = job_hyperparameters(env, schema)
+    if hps.get("model_dir"):
+        log(f"WARNING model_dir={echo(hps['model_dir'])} is ignored: the model directory is "
+            "/opt/ml/checkpoints/<host>/model, so a restarted job resumes; the model is exported to /opt/ml/model")
+    check_inputs(env, hps)
+    export_list(hps.get("export"))
+    if hps.get("inference_type") == "int8" and not hps.get("quantize"):
+        raise UserError("inference_type int8 needs quantize true (the int8 model is calibrated on training images)")
+    scratch, model_dir = job_folders(env)
+    log(checkpoint_folder_report(env.checkpoint_dir))
+    ckpt = env.channel("checkpoint")
+    init = str(channel_checkpoint(ckpt, readable, log)) if ckpt is not None else None
+    train_path, val_path, names = resolve_data(env, hps, scratch)
+    from container.annotations.labelmap import write_label_map
+
+    labels = write_label_map(names, scratch / "label-map")
+    cfg = env.channel("cfg")
+    exp = experiment_config(hps, train_path, val_path, labels[1], len(names), init,
+                            sorted(cfg.glob("*.y*ml")) if cfg else [])
+    log(f"tfod: {hps['experiment']}, {len(names)} classes {names}, {hps['num_steps']} steps, model_dir {model_dir}")
+    if init:
+        log(f"tfod: fine-tuning from {init} (modules: {exp.task.init_checkpoint_modules}); a checkpoint in "
+            f"{model_dir} takes precedence")
+    resumed = repair(model_dir, readable, log)
+    if resumed is not None:
+        log(f"tfod: {model_dir} holds {resumed.name}: resuming from step {step_of(resumed)}")
+    strategy, config, name = pick_strategy(env)
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    exp.override({"runtime": {"num_gpus": gpus, "distribution_strategy": name}}, is_strict=False)  # saved in params
+    final = fit(env, exp, strategy, model_dir, init, stop)
+    log(checkpoint_folder_report(env.checkpoint_dir))
+    if config is not None and config["task"]["index"] != 0:
+        log("training finished (worker 0 exports the model)")
+        return
+    export_model(env, hps, exp, model_dir, scratch, train_path, labels, names, final, stop)

@@ -16,7 +16,6 @@ from container.schema import Schema
 from container.tfod.trainer import (
     export_list,
     job_hyperparameters,
-    latest_checkpoint,
     parse_overrides,
     read_label_map,
     sync_tensorboard,
@@ -154,15 +153,6 @@ def test_edge_labels_from_csv_or_lines(tmp_path):
     plain.write_text("rectangle\nellipse\n")
     assert read_labels(plain) == ["rectangle", "ellipse"]
     assert read_labels(None) == []
-
-
-def test_latest_checkpoint_by_step_not_by_name(tmp_path):
-    for step in (4, 8, 36, 40):
-        (tmp_path / f"ckpt-{step}.index").write_bytes(b"")
-        (tmp_path / f"ckpt-{step}.data-00000-of-00001").write_bytes(b"")
-    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-40"
-    with pytest.raises(UserError, match="holds no TF checkpoint"):
-        latest_checkpoint(tmp_path / "train")
 
 
 def test_cfg_yaml_is_a_model_garden_config_not_hyperparameters(tmp_path):
