@@ -464,6 +464,8 @@ def export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pat
     out = scratch / "model-staging"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    log(f"export: {', '.join(exports_wanted) or 'label maps and metrics only'}, staged in {out}; moved into "
+        f"{env.model_dir} once complete")
     label_pbtxt, label_map = labels
     shutil.copyfile(label_map, out / "label_map.csv")
     shutil.copyfile(label_pbtxt, out / "label_map.pbtxt")

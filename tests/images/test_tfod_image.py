@@ -16,7 +16,7 @@ import pytest
 from container.annotations import convert
 from container.schema import Schema
 from tests.conftest import metric_values
-from tests.images.engine import find_engine
+from tests.images.engine import ROOT, find_engine
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 TAG = "localhost/sm-tfod:test"
@@ -42,8 +42,28 @@ def tfrecords(shapes, tmp_path_factory):
     return out
 
 
-def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900, network="none", env=None):
+def _voc(shapes, out, rename=None):
+    """The shapes as a Pascal VOC folder (converted at start by the image); ``rename`` one class in every file."""
+    if not out.exists():
+        convert(shapes, "voc", out, log=lambda _: None)
+    if rename:
+        for xml in out.rglob("*.xml"):
+            xml.write_text(xml.read_text().replace(f"<name>{rename[0]}</name>", f"<name>{rename[1]}</name>"))
+    return out
+
+
+def _digest(folder):
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900, network="none", env=None,
+                  read_only=()):
     cmd = ["run", "--network", network, "-v", f"{base}:/opt/ml"]
+    for channel in read_only:  # a read-only mount over the channel, as FastFile gives
+        cmd += ["-v", f"{base / 'input' / 'data' / channel}:/opt/ml/input/data/{channel}:ro"]
     for key, value in (env or {}).items():
         cmd += ["-e", f"{key}={value}"]
     cmd += ["-d", "--name", name] if detach else ["--rm"]
@@ -118,11 +138,14 @@ def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatc
     work = tmp_path / "edge"
     shutil.copytree(model.directory, work / "model")
     (work / picture.name).write_bytes(picture.read_bytes())
-    script = (f"python -m sdk.edge /work/model/model.tflite /work/{picture.name} --threshold 0 --out /work/drawn.jpg"
-              f" && python -m sdk predict /work/model /work/{picture.name} --conf 0 --out /work/pred"
-              " && python -m sdk leaderboard /work/model --count 3 --out /work/board")
-    ran = engine.run("run", "--rm", "--network", "none", "-v", f"{work}:/work", TAG, "sh", "-c", script,
-                     check=False, capture_output=True, timeout=600)
+    # the image has no sdk/ (images never import it): the edge runner is container.edge; predict and leaderboard
+    # come from this checkout's sdk/, mounted read-only, as a user's own environment would have them
+    script = (f"python -m container.edge /work/model/model.tflite /work/{picture.name} --threshold 0 "
+              f"--out /work/drawn.jpg && python -c 'import sdk' 2>/dev/null && echo 'sdk/ is in the image' && exit 3;"
+              f" PYTHONPATH=/opt/sdk-src python -m sdk predict /work/model /work/{picture.name} --conf 0 --out /work/pred"
+              " && PYTHONPATH=/opt/sdk-src python -m sdk leaderboard /work/model --count 3 --out /work/board")
+    ran = engine.run("run", "--rm", "--network", "none", "-v", f"{work}:/work", "-v", f"{ROOT / 'sdk'}:/opt/sdk-src/sdk:ro",
+                     TAG, "sh", "-c", script, check=False, capture_output=True, timeout=600)
     assert ran.returncode == 0, ran.stdout + ran.stderr[-3000:]
     assert f"{picture.name}: " in ran.stdout and "drawn to /work/drawn.jpg" in ran.stdout
     assert (work / "drawn.jpg").stat().st_size > 0
@@ -141,8 +164,12 @@ def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatc
     ({"overrides": "task.model.no_such_key=1"}, "tfrecords", "do not fit experiment 'retinanet_mobile_coco'"),
     ({}, "records without labels", "TFRecords need a label map"),
     ({}, "checkpoint without a checkpoint", "channel 'checkpoint' holds no TF checkpoint"),
+    ({}, "an exported model as checkpoint", "channel 'checkpoint' holds an exported model (1/saved_model.pb"),
+    ({}, "val with an unknown class", "channel 'val'"),
+    ({"num_steps": "0"}, "tfrecords", "num_steps must be at least 1, got 0"),
+    ({"learning_rate": "NaN"}, "tfrecords", "learning_rate must be a finite number above 0, got nan"),
 ])
-def test_bad_input_writes_failure(engine, tfrecords, make_tree, tmp_path, hyperparameters, channels, words):
+def test_bad_input_writes_failure(engine, tfrecords, shapes, make_tree, tmp_path, hyperparameters, channels, words):
     train = tfrecords
     if channels == "records without labels":
         train = tmp_path / "bare"
@@ -150,6 +177,16 @@ def test_bad_input_writes_failure(engine, tfrecords, make_tree, tmp_path, hyperp
         for shard in tfrecords.glob("*.tfrecord"):
             (train / shard.name).hardlink_to(shard)
     channels_given = {"train": train}
+    if channels == "an exported model as checkpoint":  # what fetch_model returns, given back as `checkpoint`
+        exported = tmp_path / "fetched"
+        (exported / "1" / "variables").mkdir(parents=True)
+        (exported / "1" / "saved_model.pb").write_bytes(b"pb")
+        (exported / "1" / "variables" / "variables.index").write_bytes(b"index")
+        (exported / "model.tflite").write_bytes(b"tflite")
+        channels_given["checkpoint"] = exported
+    if channels == "val with an unknown class":
+        channels_given = {"train": _voc(shapes, tmp_path / "train"),
+                          "val": _voc(shapes, tmp_path / "val", rename=("ellipse", "triangle"))}
     if channels == "checkpoint without a checkpoint":
         weights = tmp_path / "weights"
         weights.mkdir()
@@ -159,8 +196,8 @@ def test_bad_input_writes_failure(engine, tfrecords, make_tree, tmp_path, hyperp
     result = sagemaker_run(engine, base, "train", timeout=300)
     assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
     failure = (base / "output" / "failure").read_text()
-    assert words in failure
-    assert "Traceback" not in failure
+    assert words in failure and "triangle" in failure if channels == "val with an unknown class" else words in failure
+    assert "Traceback" not in failure and len(failure) <= 1024
 
 
 def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
@@ -196,6 +233,43 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     assert result.returncode == 0, log[-3000:]
     assert "fine-tuning from /opt/ml/input/data/checkpoint/ckpt-40 (modules: all)" in log
     assert "tfod: initialized from /opt/ml/input/data/checkpoint/ckpt-40 (modules: all)" in log
+
+
+def test_read_only_channels_and_a_stop_during_export(engine, shapes, tfrecords, make_tree, tmp_path):
+    """A VOC train channel and a label map mounted read-only: converted in scratch space, never written; a
+    SIGTERM during the export exits 143 with nothing in /opt/ml/model (SageMaker would upload it); the restart
+    with the same checkpoint folder trains nothing more, prints the final evaluation and writes the whole model."""
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "label_map.pbtxt").write_text((tfrecords / "label_map.pbtxt").read_text())
+    base = make_tree({"train": _voc(shapes, tmp_path / "voc"), "labels": labels},
+                     {**FAST, "export": "saved_model,tflite"})
+    before = {c: _digest(base / "input" / "data" / c) for c in ("train", "labels")}
+    name = f"sm-tfod-export-stop-{uuid.uuid4().hex[:8]}"
+    started = sagemaker_run(engine, base, "train", name=name, detach=True, read_only=("train", "labels"))
+    assert started.returncode == 0, started.stderr
+    code, took, logs = engine.sigterm_after(name, "export: SavedModel in 1/", wait_timeout=200)
+    log = logs.stdout + logs.stderr
+    assert code == 143 and took < 120, log[-3000:]
+    assert "channel 'train' holds voc annotations: 20 images" in log
+    assert not (base / "output" / "failure").exists(), "a stop is not a failure"
+    assert sorted(p.name for p in (base / "model").iterdir()) == [], "no partial model for SageMaker to upload"
+    synced = [str(p.relative_to(base / "checkpoints")) for p in (base / "checkpoints").rglob("*") if p.is_file()]
+    assert all(s.startswith("algo-1/model/") for s in synced), "only what resume needs is in the synced folder"
+    assert not [s for s in synced if s.endswith((".tfrecord", ".jpg", ".png", ".xml"))], synced
+    assert re.search(r"checkpoints: /opt/ml/checkpoints holds \d+ files, [\d.]+ MB", log), log[-3000:]
+
+    result = sagemaker_run(engine, base, "train", timeout=900, read_only=("train", "labels"))
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "tfod: training finished at step 8 in an earlier run; its final evaluation:" in log
+    assert metric_values(log, image="tfod")["eval:AP"], "the final metric line is printed again"
+    assert "[train] step=" not in log, "nothing was trained twice"
+    for name in ("1/saved_model.pb", "model_float.tflite", "model.tflite", "label_map.csv", "label_map.pbtxt",
+                 "metrics.json"):
+        assert (base / "model" / name).is_file(), name
+    assert json.loads((base / "model" / "metrics.json").read_text())["final"]["step"] == 8
+    assert {c: _digest(base / "input" / "data" / c) for c in ("train", "labels")} == before, "channels untouched"
 
 
 def test_describe(engine):

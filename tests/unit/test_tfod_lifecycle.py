@@ -127,14 +127,17 @@ def test_the_checkpoint_channel_is_checked_before_use(tmp_path):
 
 
 def test_a_second_sigterm_while_a_checkpoint_is_written_only_records_the_stop():
+    from container.failure import TrainingStopped
+
     stop = GracefulStop().install()
     try:
-        with stop.deferred():
-            with checkpoints.shielded(stop):
-                os.kill(os.getpid(), signal.SIGTERM)
-                os.kill(os.getpid(), signal.SIGTERM)  # GracefulStop itself would raise on this second one
-                assert stop.requested is not None
+        with stop.deferred(), checkpoints.shielded(stop):
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # GracefulStop itself raises on a second one (below)
+            assert stop.requested is not None
         assert signal.getsignal(signal.SIGTERM) == stop._handle, "the stop handler is back after the save"
+        with pytest.raises(TrainingStopped), stop.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
     finally:
         stop.uninstall()
 

@@ -10,6 +10,7 @@ import pytest
 
 import sdk
 from container.contract import Environment
+from container.edge import read_labels
 from container.failure import UserError
 from container.local import build_tree
 from container.schema import Schema
@@ -21,7 +22,6 @@ from container.tfod.trainer import (
     sync_tensorboard,
     tf_config,
 )
-from container.edge import read_labels
 
 
 @pytest.mark.parametrize("name, text", [
