@@ -455,6 +455,25 @@ def export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pat
                  train_path: Path, labels: tuple[Path, Path], names: list[str], final: dict[str, Any],
                  stop: GracefulStop) -> None:
     """Every export, the label maps and metrics.json, staged in scratch space, then moved into /opt/ml/model whole."""
+    from container.tfod import export
+
+    try:
+        staged = _export_model(env, hps, exp, model_dir, scratch, train_path, labels, names, final)
+        stop.check()  # a stop during the last export step: nothing is published
+    except TrainingStopped:
+        if stop.requested is None:
+            raise
+        # raised wherever the signal landed, sometimes re-raised by Keras with a layer's name in it: said plainly
+        raise TrainingStopped(f"stopped during the export; nothing was written to {env.model_dir}, and a restart "
+                              "with the same checkpoint location exports again") from None
+    moved = export.publish(staged, env.model_dir, stop)
+    log(f"export: {env.model_dir} holds {', '.join(moved)}")
+    if stop.requested:  # came while moving: the model folder is whole, and the stop is still a stop
+        raise TrainingStopped(f"stopped after the model was written to {env.model_dir}")
+
+
+def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Path, scratch: Path,
+                  train_path: Path, labels: tuple[Path, Path], names: list[str], final: dict[str, Any]) -> Path:
     import logging
 
     from container.tfod import export
@@ -491,10 +510,7 @@ def export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pat
     summary = {"hyperparameters": hps, "classes": names, "final": final, "exports": exports,
                "job_name": env.job_name}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
-    moved = export.publish(out, env.model_dir, stop)
-    log(f"export: {env.model_dir} holds {', '.join(moved)}")
-    if stop.requested:  # came while moving: the model folder is whole, and the stop is still a stop
-        raise TrainingStopped("stopped after the model was written")
+    return out
 
 
 def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
