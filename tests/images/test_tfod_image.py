@@ -248,7 +248,7 @@ def test_read_only_channels_and_a_stop_during_export(engine, shapes, tfrecords, 
     name = f"sm-tfod-export-stop-{uuid.uuid4().hex[:8]}"
     started = sagemaker_run(engine, base, "train", name=name, detach=True, read_only=("train", "labels"))
     assert started.returncode == 0, started.stderr
-    code, took, logs = engine.sigterm_after(name, "export: SavedModel in 1/", wait_timeout=200)
+    code, took, logs = engine.sigterm_after(name, "export: saved_model, tflite, staged in", wait_timeout=200)
     log = logs.stdout + logs.stderr
     assert code == 143 and took < 120, log[-3000:]
     assert "channel 'train' holds voc annotations: 20 images" in log
