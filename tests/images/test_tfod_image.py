@@ -259,7 +259,7 @@ def test_read_only_channels_and_a_stop_during_export(engine, shapes, tfrecords, 
     assert not [s for s in synced if s.endswith((".tfrecord", ".jpg", ".png", ".xml"))], synced
     assert re.search(r"checkpoints: /opt/ml/checkpoints holds \d+ files, [\d.]+ MB", log), log[-3000:]
 
-    result = sagemaker_run(engine, base, "train", timeout=900, read_only=("train", "labels"))
+    result = sagemaker_run(engine, base, "train", timeout=1500, read_only=("train", "labels"))  # two exports
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert "tfod: training finished at step 8 in an earlier run; its final evaluation:" in log
