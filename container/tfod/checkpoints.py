@@ -4,8 +4,8 @@
   (``ckpt-N_temp/``) and are merged into ``ckpt-N.index`` + ``ckpt-N.data-*``; only then is the ``checkpoint``
   state file replaced (atomically), and ``CheckpointManager`` deletes old ones (``max_to_keep``) after that.
   What is left to us: a second SIGTERM must not raise in the middle of that Python sequence
-  (:func:`shielded`), and a checkpoint that was cut short anyway (SIGKILL, a full disk, a bad upload) must
-  not wedge every restart (:func:`repair`).
+  (``GracefulStop.shielded()`` around every save, in the trainer), and a checkpoint that was cut short
+  anyway (SIGKILL, a full disk, a bad upload) must not wedge every restart (:func:`repair`).
 * :func:`repair` reads every tensor of the newest checkpoint before Model Garden restores it; an unreadable
   one is renamed aside (``ckpt-N.index.corrupt``, never deleted), the state file is rewritten to the newest
   good one, and the log says where the job goes on from (an older checkpoint, or step 0).
@@ -18,15 +18,10 @@ Discovery, renaming and the state file need no TensorFlow (tested without it); `
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from container.failure import UserError
 
@@ -183,24 +178,6 @@ def channel_checkpoint(folder: Path, readable: Callable[[Path], str | None], log
         bad.append(f"{prefix.name} cannot be read ({why[:200]})")
     raise UserError(f"channel 'checkpoint' holds no readable TF checkpoint: {'; '.join(bad)[:600]}. "
                     "Give an intact one (ckpt-N.index with all its ckpt-N.data-* files).")
-
-
-@contextlib.contextmanager
-def shielded(stop: Any) -> Iterator[None]:
-    """While a checkpoint is written, SIGTERM/SIGINT only record the stop (``stop.requested``), whichever it
-    is: the training loop acts on it once the checkpoint is complete. Outside, the stop handler is back."""
-    def record(signum: int, _frame: object) -> None:
-        if stop.requested is None:
-            stop.requested = time.monotonic()
-        print(f"\n{signal.Signals(signum).name} received while a checkpoint is written: stopping once it is "
-              "complete.", file=sys.stderr, flush=True)
-
-    previous = {sig: signal.signal(sig, record) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def folder_size(folder: Path) -> tuple[int, int]:

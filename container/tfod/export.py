@@ -37,7 +37,8 @@ def sample_image(record_path: Path, size: int) -> Any:
     """One training image, uint8 [1, size, size, 3], from the first TFRecord."""
     import tensorflow as tf
 
-    raw = next(iter(tf.data.TFRecordDataset(str(record_path).split(",")[0]).take(1)))
+    first = min(tf.io.gfile.glob(str(record_path).split(",")[0]))  # a file, or a pattern of shards
+    raw = next(iter(tf.data.TFRecordDataset(first).take(1)))
     example = tf.io.parse_single_example(raw, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
     image = tf.io.decode_image(example["image/encoded"], channels=3, expand_animations=False)
     return tf.cast(tf.image.resize(image, [size, size])[tf.newaxis], tf.uint8)

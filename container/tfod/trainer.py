@@ -37,7 +37,6 @@ from container.tfod.checkpoints import (
     folder_size,
     readable,
     repair,
-    shielded,
     step_of,
 )
 
@@ -330,7 +329,7 @@ def checkpoint_folder_report(folder: Path) -> str:
 def job_folders(env: Environment) -> tuple[Path, Path]:
     """(scratch, model_dir): converted data, label maps and the model being staged live in scratch space, which is
     neither uploaded nor an input; the model directory (checkpoints, events) in this host's synced folder."""
-    scratch = env.scratch_dir / "tfod" / env.current_host
+    scratch = env.scratch_dir / "tfod"  # scratch_dir is this host's already
     scratch.mkdir(parents=True, exist_ok=True)
     model_dir = env.host_checkpoint_dir / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -383,7 +382,7 @@ def fit(env: Environment, exp: Any, strategy: Any, model_dir: Path, init: str | 
                 save = manager.save
 
                 def shielded_save(*a: Any, **kw: Any) -> Any:
-                    with shielded(stop):
+                    with stop.shielded():
                         return save(*a, **kw)
 
                 manager.save = shielded_save
