@@ -1,0 +1,89 @@
+"""The one-way house (docs/architecture.md), checked on the source: every import, including those
+inside functions, read with ``ast`` (nothing is imported, so a hidden cycle cannot hide)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("container", "sdk")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Project modules ``name`` imports (``from a import b`` counts as ``a.b`` when that is a module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+GRAPH = {name: _imports(name, path, set(_modules())) for name, path in _modules().items()}
+
+
+def _edges_from(prefix: str, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(f"{src} -> {dst}" for src, dsts in GRAPH.items() if src == prefix or src.startswith(prefix + ".")
+                  for dst in dsts if any(dst == f or dst.startswith(f + ".") for f in forbidden))
+
+
+def test_images_never_import_the_sdk():
+    assert _edges_from("container", ("sdk",)) == []
+
+
+def test_annotation_library_never_imports_an_image_adapter():
+    assert _edges_from("container.annotations", ("container.yolo", "container.tfod")) == []
+
+
+def test_no_import_cycles():
+    """Between modules (a package's ``__init__`` re-exporting its own modules is not a cycle)."""
+    def own_init(src: str, dst: str) -> bool:
+        return src.startswith(dst + ".")  # a module importing its package's __init__ is usual
+
+    cycles: list[str] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(GRAPH.get(node, ())):
+            if own_init(node, nxt):
+                continue
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module)
+    assert cycles == []
