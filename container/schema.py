@@ -14,11 +14,10 @@ the framework, so the SDK can use it with nothing heavy installed.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,11 @@ NUMBER_RE = r"(-?[0-9]+(?:\.[0-9]+)?)"
 KNOWN_TYPES = ("bool", "int", "float", "str", "list", "dict")
 
 
+def known_images() -> list[str]:
+    """The images that exist: each folder of ``container/`` with a ``schema.yaml``."""
+    return sorted(p.parent.name for p in SCHEMA_DIR.glob("*/schema.yaml"))
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -42,6 +46,9 @@ class Param:
     optional: bool = True  # may be null / empty
     source: str = "image"  # "image", or the framework that declares it ("ultralytics")
     choices: tuple[Any, ...] = ()
+    minimum: float | None = None  # inclusive bounds of a number
+    maximum: float | None = None
+    item_choices: tuple[str, ...] = ()  # each item of a list / comma-separated string must be one of these
 
     @property
     def type_label(self) -> str:
@@ -58,6 +65,19 @@ class Metric:
     @property
     def regex(self) -> str:
         return rf"\[{re.escape(self.line)}\] .*\b{re.escape(self.key)}={NUMBER_RE}"
+
+
+@dataclass(frozen=True)
+class ChannelRule:
+    """``model: x.pt`` needs the ``weights`` channel: a value of ``param`` ending in ``suffix`` needs ``channel``."""
+
+    param: str
+    suffix: str
+    channel: str
+    why: str = ""
+
+    def applies(self, value: Any) -> bool:
+        return isinstance(value, str) and value.lower().endswith(self.suffix.lower())
 
 
 @dataclass(frozen=True)
@@ -84,39 +104,32 @@ def format_metric_line(line: str, values: Mapping[str, Any], *, prefix: Iterable
     return " ".join(parts)
 
 
-# -- reading a framework's own argument list ------------------------------------------------------
-_TYPE_COMMENT = re.compile(r"^\(([^)]*)\)\s*(.*)$")
+# -- reading a framework's argument table -------------------------------------------------------
+def read_framework_table(path: Path) -> dict[str, Param]:
+    """Params from a generated argument table (``container/yolo/ultralytics_args.yaml``).
+
+    The table is shipped with the package, so the SDK knows every framework argument (types,
+    choices, ranges) on an install without the framework; a unit test keeps it equal to what the
+    pinned framework's own sources say (``container.yolo.args_table``).
+    """
+    table = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    package = table.get("package", "")
+    return {name: _param(name, spec, source=package) for name, spec in (table.get("args") or {}).items()}
 
 
-def read_framework_args(package: str, relpath: str) -> dict[str, Param] | None:
-    """Params from a framework's defaults YAML (``key: default # (type) help``), or None if absent."""
-    spec = importlib.util.find_spec(package)  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / relpath
-    if not path.is_file():
-        return None
-    defaults = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    params: dict[str, Param] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        if not raw or raw[0] in " #" or ":" not in raw:
-            continue
-        key = raw.split(":", 1)[0].strip()
-        if key not in defaults:
-            continue
-        comment = raw.split(" # ", 1)[1].strip() if " # " in raw else ""
-        types: tuple[str, ...] = ()
-        optional = defaults[key] is None
-        match = _TYPE_COMMENT.match(comment)
-        if match:
-            declared, comment = match.group(1), match.group(2)
-            optional = optional or "optional" in declared
-            names = [t.strip().split("[")[0] for t in declared.replace(", optional", "").split("|")]
-            types = tuple(t for t in names if t in KNOWN_TYPES)
-        if not types and defaults[key] is not None:
-            types = (type(defaults[key]).__name__,)
-        params[key] = Param(key, types, defaults[key], comment, optional, package)
-    return params
+def _param(name: str, spec: Mapping[str, Any], *, source: str) -> Param:
+    types = str(spec.get("type") or "")
+    return Param(
+        name=name,
+        types=tuple(t.strip() for t in types.split("|") if t.strip()),
+        default=spec.get("default"),
+        help=spec.get("help", ""),
+        optional=spec.get("optional", spec.get("default") is None),
+        source=source,
+        choices=tuple(spec.get("choices", ())),
+        minimum=spec.get("min"),
+        maximum=spec.get("max"),
+    )
 
 
 # -- coercion -------------------------------------------------------------------------------------
@@ -178,10 +191,44 @@ def coerce(param: Param, raw: Any) -> Any:
             result = _coerce_one(kind, value, raw)
         except _NoMatch:
             continue
-        if param.choices and result not in param.choices:
-            raise ValueError(f"must be one of {', '.join(map(str, param.choices))}, got {raw!r}")
-        return result
+        return _check_value(param, result, raw)
     raise ValueError(f"must be {_article(param.type_label)}, got {raw!r}")
+
+
+def _canonical(value: Any, choices: Iterable[Any]) -> Any:
+    """The declared spelling of a choice (``adamw`` is ``AdamW``), or raise ValueError."""
+    for choice in choices:
+        if value == choice or (isinstance(value, str) and str(choice).lower() == value.lower()):
+            return choice
+    raise ValueError
+
+
+def _check_value(param: Param, value: Any, raw: Any) -> Any:
+    """Choices and ranges, after the type matched. The image and the SDK both call this."""
+    if param.choices:
+        try:
+            value = _canonical(value, param.choices)
+        except ValueError:
+            hint = difflib.get_close_matches(str(value), [str(c) for c in param.choices], n=1, cutoff=0.6)
+            raise ValueError(f"must be one of {', '.join(map(str, param.choices))}, got {raw!r}"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else "")) from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = param.minimum, param.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                bounds = f"between {low} and {high}"
+            else:
+                bounds = f"at least {low}" if low is not None else f"at most {high}"
+            raise ValueError(f"must be {bounds}, got {raw!r}")
+    if param.item_choices and isinstance(value, (str, list)):
+        items = value if isinstance(value, list) else value.split(",")
+        wrong = [str(i).strip() for i in items if str(i).strip()
+                 and str(i).strip().lower() not in {c.lower() for c in param.item_choices}]
+        if wrong:
+            hints = {w: difflib.get_close_matches(w.lower(), list(param.item_choices), n=1) for w in wrong}
+            said = ", ".join(repr(w) + (f" (did you mean {hints[w][0]!r}?)" if hints[w] else "") for w in wrong)
+            raise ValueError(f"has unknown item(s) {said}; each must be one of {', '.join(param.item_choices)}")
+    return value
 
 
 def _article(label: str) -> str:
@@ -203,44 +250,38 @@ class Schema:
     featured: tuple[str, ...] = ()
     managed: Mapping[str, str] = field(default_factory=dict)  # framework keys the image sets itself
     framework: str | None = None
-    framework_available: bool = True
     trainer: str = ""  # "module:function" the image runs
     input_modes: tuple[str, ...] = ("File", "FastFile")  # channel input modes the trainer can read
     objective: str = ""  # the metric a tuning job maximizes by default
+    max_instances: int | None = None  # how many instances one job may have (None: no limit of the image's own)
+    channel_rules: tuple[ChannelRule, ...] = ()  # a hyperparameter value that needs a channel
+    progress: Mapping[str, str] = field(default_factory=dict)  # which metrics the SDK's progress line shows
 
     @classmethod
     def load(cls, image: str) -> Schema:
         path = SCHEMA_DIR / image / "schema.yaml"
         if not path.is_file():
-            known = sorted(p.parent.name for p in SCHEMA_DIR.glob("*/schema.yaml"))
-            raise UserError(f"unknown image {image!r}; known images: {', '.join(known)}")
-        return cls.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+            raise UserError(f"unknown image {image!r}; known images: {', '.join(known_images())}")
+        return cls.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), base=path.parent)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Schema:
+    def from_dict(cls, data: Mapping[str, Any], *, base: Path | None = None) -> Schema:
         params: dict[str, Param] = {}
         framework = data.get("framework_args") or {}
-        available = True
         if framework:
-            adopted = read_framework_args(framework["package"], framework["defaults"])
-            available = adopted is not None
-            for name, param in (adopted or {}).items():
+            table = (base or SCHEMA_DIR / data["image"]) / framework["table"]
+            for name, param in read_framework_table(table).items():
                 if name not in framework.get("managed", {}):
                     params[name] = param
-            if adopted is None:  # the SDK without the framework: featured keys, untyped
-                for name in framework.get("featured", []):
-                    params[name] = Param(name, (), None, "", True, framework["package"])
         for name, spec in (data.get("hyperparameters") or {}).items():
-            types = spec.get("type", "")
-            params[name] = Param(
-                name=name,
-                types=tuple(t.strip() for t in types.split("|") if t.strip()),
-                default=spec.get("default"),
-                help=spec.get("help", ""),
-                optional=spec.get("optional", spec.get("default") is None),
-                source="image",
-                choices=tuple(spec.get("choices", ())),
-            )
+            params[name] = _param(name, spec, source="image")
+        for name, spec in (data.get("hyperparameters") or {}).items():
+            linked = spec.get("item_choices_from")  # export: each item one of ultralytics' `format` choices
+            if linked:
+                source = params.get(linked)
+                if source is None or not source.choices:
+                    raise ValueError(f"schema {data['image']}: {name}.item_choices_from names {linked!r}, which has no choices")
+                params[name] = replace(params[name], item_choices=tuple(map(str, source.choices)))
         metrics = tuple(Metric(**m) for m in data.get("metrics", []))
         per_class = tuple(Metric(**m) for m in data.get("per_class_metrics", []))
         return cls(
@@ -254,10 +295,12 @@ class Schema:
             featured=tuple(framework.get("featured", [])),
             managed=dict(framework.get("managed", {})),
             framework=framework.get("package"),
-            framework_available=available,
             trainer=data.get("trainer", ""),
             input_modes=tuple(data.get("input_modes", ("File", "FastFile"))),
             objective=data.get("objective", ""),
+            max_instances=data.get("max_instances"),
+            channel_rules=tuple(ChannelRule(**r) for r in data.get("channel_rules", [])),
+            progress=dict(data.get("progress") or {}),
         )
 
     # -- hyperparameters ----------------------------------------------------------------------
@@ -287,10 +330,27 @@ class Schema:
             except ValueError as err:
                 problems.append(f"{origin} {key!r} {err}")
         if problems:
-            more = "" if self.framework_available or not self.framework else \
-                f" (only the featured {self.framework} arguments are known without {self.framework} installed)"
-            raise UserError("; ".join(problems) + more + f". Run `describe` to list the {self.image} image's hyperparameters.")
+            text = "; ".join(problems)
+            raise UserError(text + ("" if text.endswith((".", "?", "!")) else ".")
+                            + f" Run `describe` to list the {self.image} image's hyperparameters.")
         return typed
+
+    def check_job(self, typed: Mapping[str, Any], channels: Iterable[str], *, instance_count: int = 1) -> list[str]:
+        """What the image refuses at start beyond single values: too many instances, a missing channel.
+
+        ``typed`` are the job's hyperparameters (parsed), ``channels`` the names of its channels.
+        """
+        problems: list[str] = []
+        if self.max_instances is not None and instance_count > self.max_instances:
+            problems.append(f"the {self.image} image trains on at most {self.max_instances} instance(s); got "
+                            f"instance_count={instance_count} (use one instance with more GPUs)")
+        names = set(channels)
+        for rule in self.channel_rules:
+            value = typed.get(rule.param, self.params[rule.param].default if rule.param in self.params else None)
+            if rule.applies(value) and rule.channel not in names:
+                problems.append(f"{rule.param}={value!r} needs the {rule.channel!r} channel ({rule.why})" if rule.why
+                                else f"{rule.param}={value!r} needs the {rule.channel!r} channel")
+        return problems
 
     # -- metrics ------------------------------------------------------------------------------
     def metric_definitions(self, class_names: Iterable[str] = ()) -> list[dict[str, str]]:

@@ -77,6 +77,9 @@ class Reporter:
             values = {"epoch": trainer.epoch + 1, **losses,
                       **{k: v for k, v in metrics.items() if k.startswith("val_")},
                       **{k: v for k, v in metrics.items() if not k.startswith("val_")}, "lr": lr}
+            # the running best (ultralytics' fitness is mAP50-95): the tuning objective, every epoch, of best.pt
+            if getattr(trainer, "best_fitness", None) is not None:
+                values["best_mAP50-95"] = float(trainer.best_fitness)
             print(format_metric_line("metrics", values), flush=True)
             return
         # ultralytics' final evaluation of best.pt
