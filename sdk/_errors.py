@@ -8,6 +8,7 @@
     │   ├── NotFoundError         no such bucket, key, job or role
     │   └── QuotaError            a service quota or throttling limit was hit
     ├── JobFailedError            the job ended Failed or Stopped; ``.job_name``, ``.status``, ``.reason``
+    ├── WaitTimeoutError          ``wait(timeout=...)`` ran out; the job keeps running (also a TimeoutError)
     ├── NoJobError                ``fetch_model("latest", ...)`` found no completed job matching
     └── FetchError                a model archive refused (unsafe, unreadable, over a cap) or not written
 
@@ -57,10 +58,16 @@ class JobFailedError(SDKError):
     """A training job ended ``Failed`` or ``Stopped``."""
 
     def __init__(self, job_name: str, status: str, reason: str) -> None:
-        super().__init__(f"training job {job_name} {status.lower()}: {reason or 'no reason given'}")
+        super().__init__(f"training job {job_name} {status.lower()}: {reason or 'no reason given'}"
+                         + ("" if status != "Stopped" else f". Resume it from its checkpoints: job.restart() or "
+                            f"python -m sdk resume {job_name}"))
         self.job_name = job_name
         self.status = status
         self.reason = reason
+
+
+class WaitTimeoutError(SDKError, TimeoutError):
+    """``wait(timeout=...)`` returned before the job ended (the job itself keeps running)."""
 
 
 class NoJobError(SDKError):

@@ -6,6 +6,9 @@
     job.metrics()         final metrics, {name: value}
     job.stop()            SIGTERM now: the trainer saves a checkpoint and exits
     job.fetch_model()     download and unpack model.tar.gz (see sdk.fetch_model)
+    job.metrics_history() per-epoch series read from the log, {name: [(epoch, value), ...]}
+    job.plot("run.png")   losses and mAP per epoch as a PNG (matplotlib, the [plot] extra)
+    job.restart()         resume a stopped job from its checkpoints (same image, channels, hyperparameters)
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from sdk._errors import JobFailedError, NotFoundError, aws_errors
+from sdk._errors import JobFailedError, NotFoundError, WaitTimeoutError, aws_errors
+from sdk._progress import History, for_request, kind_of, metrics_history
 from sdk._unpack import FetchedModel, fetch_job_model
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -47,8 +51,46 @@ class _Handle:
 
     def _raise_unless_completed(self, info: dict[str, Any]) -> dict[str, Any]:
         if info["TrainingJobStatus"] != "Completed":
-            raise JobFailedError(self.name, info["TrainingJobStatus"], info.get("FailureReason", ""))
+            raise JobFailedError(self.name, info["TrainingJobStatus"], stop_reason(info))
         return info
+
+    # -- the run, as a notebook shows it --------------------------------------------------------
+    def _request(self) -> dict[str, Any]:
+        return self.describe()
+
+    def _log_lines(self) -> list[str]:
+        raise NotImplementedError
+
+    def metrics_history(self) -> History:
+        """Per-epoch series ``{metric: [(epoch, value), ...]}`` read from the log with the job's metric regexes."""
+        info = self._request()
+        kind = kind_of(info)
+        step = "epoch"
+        if kind:
+            from container.schema import Schema
+
+            step = Schema.load(kind).progress.get("epoch", "epoch")
+        return metrics_history(info.get("AlgorithmSpecification", {}).get("MetricDefinitions", []),
+                               self._log_lines(), step=step)
+
+    def plot(self, path: str | Path | None = None) -> Path:
+        """Losses and scores per epoch, saved as a PNG (default ``<job>.png``); returns its path."""
+        from sdk._plot import plot_history
+
+        info = self._request()
+        kind = kind_of(info)
+        step = "epoch"
+        if kind:
+            from container.schema import Schema
+
+            step = Schema.load(kind).progress.get("epoch", "epoch")
+        return plot_history(self.metrics_history(), path or f"{self.name}.png", title=self.name, step=step)
+
+    def restart(self, **overrides: Any) -> Any:
+        """Resume this stopped job from its checkpoints: ``launch_job(resume=self, **overrides)``."""
+        from sdk._launch import launch_job
+
+        return launch_job(resume=self, session=getattr(self, "session", None), **overrides)
 
     def fetch_model(self, dest: str | Path | None = None) -> FetchedModel:
         """Download and unpack this job's ``model.tar.gz`` (see :func:`sdk.fetch_model` for ``dest``)."""
@@ -95,30 +137,53 @@ class Job(_Handle):
             print(text, file=out)
         return text
 
-    def wait(self, *, logs: bool = True, poll: float = 10.0, timeout: float | None = None,
+    def _log_lines(self) -> list[str]:
+        return self._log_reader().read()
+
+    def wait(self, *, logs: bool = False, progress: bool = True, poll: float = 10.0, timeout: float | None = None,
              out: IO[str] | None = None) -> dict[str, Any]:
-        """Follow the job to its end (printing its log, or its status changes, to ``out``)."""
+        """Follow the job to its end: one updating progress line (epoch k/N, elapsed, ETA, latest mAP),
+        and with ``logs=True`` its log lines as well. WaitTimeoutError after ``timeout`` seconds."""
         out = out or sys.stdout
-        reader = self._log_reader() if logs else None
+        reader = self._log_reader() if (logs or progress) else None
         deadline = None if timeout is None else time.monotonic() + timeout
         last_status = None
+        bar = None
         while True:
             info = self.describe()
-            if reader:
-                for line in reader.read():
-                    print(line, file=out, flush=True)
+            if progress and bar is None:
+                start = info.get("TrainingStartTime") or info.get("CreationTime")
+                bar = for_request(self.name, info, kind_of(info),
+                                  started=start.timestamp() if hasattr(start, "timestamp") else None)
             status = f"{info['TrainingJobStatus']} - {info.get('SecondaryStatus', '')}"
-            if not logs and status != last_status:
+            done = info["TrainingJobStatus"] in TERMINAL
+            self._follow(reader, bar, logs, out, status)
+            if not logs and not progress and status != last_status:
                 print(f"{self.name}: {status}", file=out, flush=True)
                 last_status = status
-            if info["TrainingJobStatus"] in TERMINAL:
-                if reader:  # the last lines land after the status changes
-                    for line in reader.read():
-                        print(line, file=out, flush=True)
+            if done:
+                self._follow(reader, bar, logs, out, status, final=True)  # the last lines land after the status
                 return self._raise_unless_completed(info)
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"training job {self.name} still {info['TrainingJobStatus']} after {timeout} s")
+                if bar:
+                    out.write("\n")
+                raise WaitTimeoutError(f"training job {self.name} still {info['TrainingJobStatus']} after {timeout} s "
+                                       "(it keeps running; wait again or job.stop())")
             time.sleep(poll)
+
+    @staticmethod
+    def _follow(reader: Any, bar: Any, logs: bool, out: IO[str], status: str, final: bool = False) -> None:
+        lines = reader.read() if reader else []
+        for line in lines:
+            if bar:
+                bar.feed(line)
+            if logs:
+                if bar:
+                    out.write("\r" + " " * 100 + "\r")
+                print(line, file=out, flush=True)
+        if bar:
+            bar.status = status.split(" - ")[-1] if " - " in status else status
+            bar.show(out, final=final)
 
 
 class _CloudWatchReader:
@@ -210,8 +275,15 @@ class LocalJob(_Handle):
         if record["TrainingJobStatus"] == "InProgress":
             from sdk._local import write_record
 
-            write_record(self.job_dir, {**record, "TrainingJobStatus": "Stopping", "SecondaryStatus": "Stopping"})
+            write_record(self.job_dir, {**record, "TrainingJobStatus": "Stopping", "SecondaryStatus": "Stopping",
+                                        "StoppedBy": "job.stop() in this Python session"})
         self._run.stop()
+
+    def _request(self) -> dict[str, Any]:
+        return self.describe().get("Request", {})
+
+    def _log_lines(self) -> list[str]:
+        return self.logs().splitlines()
 
     def logs(self, *, out: IO[str] | None = None) -> str:
         log = self.job_dir / "log.txt"
@@ -220,22 +292,60 @@ class LocalJob(_Handle):
             print(text, file=out, end="")
         return text
 
-    def wait(self, *, logs: bool = True, poll: float = 0.5, timeout: float | None = None,
+    def wait(self, *, logs: bool = False, progress: bool = True, poll: float = 0.5, timeout: float | None = None,
              out: IO[str] | None = None) -> dict[str, Any]:
+        """Like :meth:`Job.wait`: a progress line, log lines with ``logs=True``, WaitTimeoutError on timeout."""
         out = out or sys.stdout
         log = self.job_dir / "log.txt"
         offset = 0
         deadline = None if timeout is None else time.monotonic() + timeout
+        request = self._request()
+        bar = for_request(self.name, request, kind_of(request)) if progress else None
         while True:
             finished = self._done.wait(poll) if self._thread else True
-            if logs and log.exists():
+            if (logs or bar) and log.exists():
                 with log.open(encoding="utf-8", errors="replace") as fh:
                     fh.seek(offset)
                     chunk = fh.read()
                     offset = fh.tell()
                 if chunk:
-                    print(chunk, file=out, end="", flush=True)
+                    for line in chunk.splitlines():
+                        if bar:
+                            bar.feed(line)
+                    if logs:
+                        if bar:
+                            out.write("\r" + " " * 100 + "\r")
+                        print(chunk, file=out, end="", flush=True)
+            if bar:
+                bar.status = "" if finished else "Training"
+                bar.show(out, final=finished)
             if finished:
                 return self._raise_unless_completed(self.describe())
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"local job {self.name} still running after {timeout} s")
+                if bar:
+                    out.write("\n")
+                raise WaitTimeoutError(f"local job {self.name} still running after {timeout} s "
+                                       "(it keeps running; wait again or job.stop())")
+
+
+def stop_reason(info: dict[str, Any]) -> str:
+    """Why a job ended Failed or Stopped, in words: who stopped it and why, not "no reason given"."""
+    if info.get("FailureReason"):
+        return info["FailureReason"]
+    if info.get("TrainingJobStatus") != "Stopped":
+        return ""
+    secondary = info.get("SecondaryStatus", "")
+    stopping = (info.get("Request") or info).get("StoppingCondition", {})
+    if secondary == "MaxRuntimeExceeded":
+        why = f"it reached max_run ({stopping.get('MaxRuntimeInSeconds', '?')} s); raise max_run to let it finish"
+    elif secondary == "MaxWaitTimeExceeded":
+        why = (f"managed spot training waited longer than max_wait ({stopping.get('MaxWaitTimeInSeconds', '?')} s) "
+               "for capacity; raise max_wait or use on-demand instances")
+    elif info.get("StoppedBy"):
+        why = f"stopped by {info['StoppedBy']}"
+    else:
+        why = "stopped by a StopTrainingJob request (you, someone with access in the console or CLI, or a tuning " \
+              "job's early stopping)"
+    transitions = info.get("SecondaryStatusTransitions") or []
+    message = transitions[-1].get("StatusMessage", "") if transitions else ""
+    return why + (f" - SageMaker said: {message}" if message else "")

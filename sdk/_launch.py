@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdk._errors import ConfigurationError, NotFoundError, aws_errors
 from sdk._request import (
@@ -26,6 +26,10 @@ from sdk._request import (
     split_s3,
     unique_job_name,
 )
+from sdk._spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
+
+if TYPE_CHECKING:
+    from sdk._job import Job, LocalJob
 
 ROLE_ENV = ("SM_DETECTORS_ROLE", "SAGEMAKER_ROLE")
 LOCAL = "local"
@@ -39,16 +43,45 @@ class Plan:
     kind: str
     image_uri: str | None
     uploads: dict[str, Any] = field(default_factory=dict)
+    region: str = ""  # "region eu-west-1 (from AWS_REGION)": which region, and where it came from
 
     @property
     def local(self) -> bool:
         return self.request["ResourceConfig"]["InstanceType"] == LOCAL
 
 
+def resolve_region(session: Any = None) -> tuple[str, str]:
+    """``(region, where it came from)``: the session's, else AWS_REGION, AWS_DEFAULT_REGION, the profile.
+
+    The same order as ``build-and-push.sh``. boto3 itself reads AWS_DEFAULT_REGION and the profile but
+    (in the pinned version) not AWS_REGION, so the two tools used to disagree.
+    """
+    if session is not None and getattr(session, "region_name", None):
+        return session.region_name, "the session passed in"
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(var):
+            return os.environ[var], var
+    import boto3
+
+    profile_session = boto3.Session()
+    if profile_session.region_name:
+        return profile_session.region_name, f"profile {profile_session.profile_name!r}"
+    raise ConfigurationError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS "
+                             "profile: aws configure), or pass session=boto3.Session(region_name=...)")
+
+
+def _session(session: Any) -> tuple[Any, str]:
+    """A boto3 session with its region resolved (and said where it came from), before anything is uploaded."""
+    import boto3
+
+    region, source = resolve_region(session)
+    if session is None or not getattr(session, "region_name", None):
+        session = boto3.Session(region_name=region, profile_name=getattr(session, "profile_name", None)) \
+            if session is not None else boto3.Session(region_name=region)
+    return session, f"region {region} (from {source})"
+
+
 def _default_output_path(session: Any) -> str:
-    if not session.region_name:
-        raise ConfigurationError("no AWS region set: set AWS_REGION (or a profile's region), pass "
-                                 "session=boto3.Session(region_name=...), or pass output_path")
     with aws_errors("finding your AWS account (for the default bucket)"):
         account = session.client("sts").get_caller_identity()["Account"]
     return f"s3://sagemaker-{session.region_name}-{account}/sm-detectors"
@@ -80,11 +113,11 @@ def plan_job(
     channels: Mapping[str, str | Path] | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     role: str | None = None,
-    instance_type: str = "ml.g5.xlarge",
+    instance_type: str = DEFAULT_INSTANCE_TYPE,
     instance_count: int = 1,
     volume_size_gb: int = 50,
     spot: bool = False,
-    max_run: int = 24 * 3600,
+    max_run: int = DEFAULT_MAX_RUN,
     max_wait: int | None = None,
     output_path: str | None = None,
     checkpoint_s3_uri: str | None = None,
@@ -95,15 +128,30 @@ def plan_job(
     tags: Mapping[str, str] | None = None,
     job_name: str | None = None,
     base_job_name: str | None = None,
-    class_names: Iterable[str] = (),
+    class_names: Iterable[str] | None = None,
+    resume: Any = None,
     session: Any = None,
 ) -> Plan:
     """Everything ``launch_job`` sends, validated, without creating or uploading anything.
 
-    Local channels are hashed (to name their S3 prefix). AWS is asked only for what the
-    arguments leave open: the account, for the default bucket, when ``output_path`` is not given.
+    The verdict is the launch's: the image's schema (types, choices, ranges), its limits (instances,
+    a ``.pt`` model needs ``weights``), the whole ``CreateTrainingJob`` request against botocore's
+    service model, the region. Local channels are hashed (to name their S3 prefix). AWS is asked
+    only for what the arguments leave open: the account, for the default bucket, when ``output_path``
+    is not given (and, with ``resume``, the stopped job's description). Arguments: see :data:`sdk._spec.JOB_ARGS`.
     """
+    if resume is not None:
+        from sdk._resume import resumed_arguments
+
+        given = {k: v for k, v in locals().items() if k in JOB_ARG_NAMES and k not in ("resume", "session")}
+        return plan_job(**resumed_arguments(resume, given, session=session), session=session)
     local = instance_type == LOCAL
+    if not local:
+        from sdk._api import suggest_instance_type
+
+        hint = suggest_instance_type(instance_type) if isinstance(instance_type, str) else None
+        if hint:
+            raise ConfigurationError(f"instance_type {instance_type!r} is not an instance type; did you mean {hint!r}?")
     img = resolve_image(image, kind)
     if img.uri is None and not local:
         raise ConfigurationError(f"image={img.kind!r} runs only in local mode; a SageMaker job needs the image URI "
@@ -119,14 +167,24 @@ def plan_job(
         sources[name] = value
     check_channels(schema, sources, input_modes or {})
     encoded = encode_hyperparameters(schema, hyperparameters)
+    problems = schema.check_job(schema.parse(encoded), sources, instance_count=instance_count)
+    if problems:
+        raise ConfigurationError("; ".join(problems))
     name = check_job_name(job_name) if job_name else unique_job_name(base_job_name or img.kind)
     if not local and role is None:
         role = next((os.environ[v] for v in ROLE_ENV if os.environ.get(v)), None)
         if role is None:
             raise ConfigurationError(f"no role: pass role='arn:aws:iam::<account>:role/<SageMaker execution role>' "
                                      f"or set {ROLE_ENV[0]}")
+    if class_names is None:
+        class_names = dataset_class_names(schema, encoded, sources)
+    common = dict(job_name=name, image_uri=img.uri or f"local/{img.kind}", schema=schema, role=role,
+                  hyperparameters=encoded, instance_type=instance_type, instance_count=instance_count,
+                  volume_size_gb=volume_size_gb, max_run=max_run, spot=spot, max_wait=max_wait,
+                  input_modes=input_modes, environment=environment, tags=tags, class_names=class_names, local=local)
     uploads: dict[str, Any] = {}
     uris: dict[str, str] = {}
+    region_note = ""
     if local:
         from sdk._local import jobs_home
 
@@ -140,12 +198,19 @@ def plan_job(
                     raise ConfigurationError(f"channel {ch!r}: {path} does not exist")
                 uris[ch] = path.as_uri()
     else:
+        region, source = resolve_region(session)
+        region_note = f"region {region} (from {source})"
+        if output_path is not None:
+            split_s3(output_path)
+        # the API's verdict first, with a stand-in bucket when the account is not known yet: a mistake is
+        # reported without credentials, before the STS call and before a byte is hashed or uploaded
+        stand_in = output_path or f"s3://sagemaker-{region}-000000000000/sm-detectors"
+        _api_check(build_request(channels={ch: str(v) if is_s3(v) else s3_join(stand_in, "datasets", ch) + "/"
+                                           for ch, v in sources.items()},
+                                 output_path=stand_in.rstrip("/"), **common,
+                                 **_checkpoint_args(checkpoint_s3_uri, checkpoints, tensorboard, stand_in, name)))
         if output_path is None:
-            import boto3
-
-            session = session or boto3.Session()
-            output_path = _default_output_path(session)
-        split_s3(output_path)
+            output_path = _default_output_path(_session(session)[0])
         output = output_path.rstrip("/")
         from sdk._s3 import plan_upload
 
@@ -155,37 +220,105 @@ def plan_job(
             else:
                 uploads[ch] = plan_upload(value, output, channel=ch)
                 uris[ch] = uploads[ch].uri
-    if checkpoint_s3_uri is None and checkpoints and not local:
+    request = build_request(channels=uris, output_path=output, **common,
+                            **({} if local else _checkpoint_args(checkpoint_s3_uri, checkpoints, tensorboard, output,
+                                                                 name)))
+    if not local:
+        _api_check(request)
+    return Plan(request=request, kind=img.kind, image_uri=img.uri, uploads=uploads, region=region_note)
+
+
+def _checkpoint_args(checkpoint_s3_uri: str | None, checkpoints: bool, tensorboard: bool | str, output: str,
+                     name: str) -> dict[str, Any]:
+    if checkpoint_s3_uri is None and checkpoints:
         checkpoint_s3_uri = s3_join(output, name, "checkpoints") + "/"
     tb_uri = None
-    if tensorboard and not local:
+    if tensorboard:
         tb_uri = tensorboard if isinstance(tensorboard, str) else s3_join(output, name, "tensorboard")
-    request = build_request(
-        job_name=name, image_uri=img.uri or f"local/{img.kind}", schema=schema, role=role, channels=uris,
-        hyperparameters=encoded, output_path=output, instance_type=instance_type, instance_count=instance_count,
-        volume_size_gb=volume_size_gb, max_run=max_run, spot=spot, max_wait=max_wait,
-        checkpoint_s3_uri=checkpoint_s3_uri, tensorboard_s3_uri=tb_uri, input_modes=input_modes,
-        environment=environment, tags=tags, class_names=class_names, local=local)
-    return Plan(request=request, kind=img.kind, image_uri=img.uri, uploads=uploads)
+    return {"checkpoint_s3_uri": checkpoint_s3_uri, "tensorboard_s3_uri": tb_uri}
 
 
-def launch_job(*, wait: bool = True, logs: bool = True, session: Any = None, engine: str | None = None,
-               **kwargs: Any) -> Any:
+def _api_check(request: dict[str, Any]) -> None:
+    from sdk._api import check_request
+
+    check_request("CreateTrainingJob", request)
+
+
+def dataset_class_names(schema: Any, encoded: Mapping[str, str], sources: Mapping[str, Any]) -> tuple[str, ...]:
+    """Class names for per-class metric definitions, when the job prints per-class lines.
+
+    The image names classes from the ``names`` hyperparameter, else from the data (data.yaml,
+    classes.txt, or the annotation format's own names); so does this, reading the local train
+    folder it is about to upload. An S3 train channel is not read (pass ``class_names=``).
+    """
+    if not schema.per_class_metrics:
+        return ()
+    typed = schema.parse(encoded)
+    if not typed.get("per_class_metrics"):
+        return ()
+    names = typed.get("names")
+    if names:
+        return tuple(n.strip() for n in (names.split(",") if isinstance(names, str) else names) if str(n).strip())
+    train = sources.get("train") or sources.get("labels")
+    if train is None or is_s3(train):
+        print("per_class_metrics: the train channel is on S3, so its class names are not read here; pass "
+              "class_names=[...] for per-class metric definitions", file=sys.stderr)
+        return ()
+    from sdk._classes import class_names_of
+
+    return tuple(class_names_of(Path(train), data_format=str(typed.get("data_format") or "auto")))
+
+
+def launch_job(
+    *,
+    image: str | Path | None = None,
+    kind: str | None = None,
+    train: str | Path | None = None,
+    val: str | Path | None = None,
+    channels: Mapping[str, str | Path] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    role: str | None = None,
+    instance_type: str = DEFAULT_INSTANCE_TYPE,
+    instance_count: int = 1,
+    volume_size_gb: int = 50,
+    spot: bool = False,
+    max_run: int = DEFAULT_MAX_RUN,
+    max_wait: int | None = None,
+    output_path: str | None = None,
+    checkpoint_s3_uri: str | None = None,
+    checkpoints: bool = True,
+    tensorboard: bool | str = False,
+    input_modes: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+    job_name: str | None = None,
+    base_job_name: str | None = None,
+    class_names: Iterable[str] | None = None,
+    resume: Any = None,
+    session: Any = None,
+    wait: bool = True,
+    logs: bool = False,
+    progress: bool = True,
+    engine: str | None = None,
+) -> Job | LocalJob:
     """Create a training job of one of this project's images and (by default) follow it to the end.
 
-    Takes every argument of :func:`plan_job`, plus ``wait`` and ``logs`` (follow the job, printing
-    its log), ``session`` (a ``boto3.Session``) and ``engine`` (docker or podman, for a local
-    run of an image). Returns a :class:`Job`, or a :class:`LocalJob` when ``instance_type="local"``.
-    Raises :class:`JobFailedError` (job name and reason) when a waited-for job fails.
+    Takes every argument of :func:`plan_job` (all checked before anything is uploaded), plus
+    ``wait`` (follow the job), ``logs`` (print its log lines while waiting), ``progress`` (one
+    updating line: epoch k/N, elapsed, ETA, latest mAP) and ``engine`` (docker or podman, for a
+    local run of an image). ``resume=job`` resumes a stopped job from its checkpoints. Returns a
+    :class:`Job`, or a :class:`LocalJob` when ``instance_type="local"``. Raises
+    :class:`JobFailedError` (job name and reason) when a waited-for job fails or is stopped.
     """
-    if kwargs.get("instance_type") == LOCAL:
+    kwargs = {k: v for k, v in locals().items() if k in JOB_ARG_NAMES and k != "session"}
+    follow = {"wait": wait, "logs": logs, "progress": progress}
+    if instance_type == LOCAL or (resume is not None and _is_local(resume)):
         plan = plan_job(**kwargs)
-        return _launch_local(plan, wait=wait, logs=logs, session=session, engine=engine)
-    import boto3
-
-    session = session or boto3.Session()
+        return _launch_local(plan, session=session, engine=engine, **follow)
     plan = plan_job(session=session, **kwargs)
-    request = prepare_inputs(plan, session=session, create_bucket=kwargs.get("output_path") is None)
+    session, _ = _session(session)
+    print(f"{plan.request['TrainingJobName']}: {plan.region}", file=sys.stderr)
+    request = prepare_inputs(plan, session=session, create_bucket=output_path is None and resume is None)
     from sdk._job import Job
 
     with aws_errors(f"creating training job {request['TrainingJobName']}"):
@@ -193,8 +326,14 @@ def launch_job(*, wait: bool = True, logs: bool = True, session: Any = None, eng
     job = Job(request["TrainingJobName"], session=session, request=request)
     print(f"training job {job.name} created", file=sys.stderr)
     if wait:
-        job.wait(logs=logs)
+        job.wait(logs=logs, progress=progress)
     return job
+
+
+def _is_local(job: Any) -> bool:
+    from sdk._job import LocalJob
+
+    return isinstance(job, LocalJob)
 
 
 def prepare_inputs(plan: Plan, *, session: Any, create_bucket: bool) -> dict[str, Any]:
@@ -218,7 +357,8 @@ def prepare_inputs(plan: Plan, *, session: Any, create_bucket: bool) -> dict[str
     return request
 
 
-def _launch_local(plan: Plan, *, wait: bool, logs: bool, session: Any, engine: str | None) -> Any:
+def _launch_local(plan: Plan, *, wait: bool, logs: bool, progress: bool, session: Any,
+                  engine: str | None) -> LocalJob:
     from sdk._job import LocalJob
     from sdk._local import LocalRun, jobs_home, write_record
 
@@ -245,5 +385,5 @@ def _launch_local(plan: Plan, *, wait: bool, logs: bool, session: Any, engine: s
     job._start(timeout=request["StoppingCondition"]["MaxRuntimeInSeconds"])
     print(f"local job {job.name} started in {job_dir}", file=sys.stderr)
     if wait:
-        job.wait(logs=logs)
+        job.wait(logs=logs, progress=progress)
     return job

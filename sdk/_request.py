@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from container.contract import encode_value
+from container.contract import encode_value, is_reserved
 from container.failure import UserError
-from container.schema import Schema
+from container.schema import Schema, known_images
 from sdk._errors import ConfigurationError
 
 IMAGE_FILE = "ecr_image_fullname.txt"  # what build-and-push.sh writes
-KINDS = ("yolo", "tfod")
+KINDS = tuple(known_images())  # the images that exist: each container/<name>/schema.yaml
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 INPUT_MODES = ("File", "FastFile", "Pipe")
@@ -73,7 +73,8 @@ def resolve_image(image: str | Path | None, kind: str | None = None) -> Image:
         repo = text.rsplit("/", 1)[-1].split(":")[0].split("@")[0]
         matches = [k for k in KINDS if k in repo]
         if len(matches) != 1:
-            raise ConfigurationError(f"cannot tell which image {text!r} is from its name; pass kind='yolo' or kind='tfod'")
+            raise ConfigurationError(f"cannot tell which image {text!r} is from its name; pass kind='yolo' or "
+                                     "kind='tfod' (on the command line: --kind yolo or --kind tfod)")
         kind = matches[0]
     return Image(text, _check_kind(kind))
 
@@ -107,11 +108,18 @@ def is_s3(value: Any) -> bool:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    """``(bucket, key)`` of an ``s3://`` URI, or ConfigurationError."""
-    m = S3_RE.match(uri)
-    if not m:
+    """``(bucket, key)`` of an ``s3://`` URI, or ConfigurationError saying what is wrong with it."""
+    m = S3_RE.match(uri) if isinstance(uri, str) else None
+    if m:
+        return m.group(1), (m.group(2) or "/")[1:]
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise ConfigurationError(f"{uri!r} is not an S3 URI like s3://bucket/prefix/")
-    return m.group(1), (m.group(2) or "/")[1:]
+    bucket = uri[len("s3://"):].split("/", 1)[0]
+    if not 3 <= len(bucket) <= 63:
+        raise ConfigurationError(f"{uri!r}: bucket name {bucket!r} is {len(bucket)} characters; S3 bucket names "
+                                 "are 3 to 63 characters")
+    raise ConfigurationError(f"{uri!r}: bucket name {bucket!r} is not valid (lowercase letters, digits, dots and "
+                             "hyphens, starting and ending with a letter or digit)")
 
 
 def s3_join(base: str, *parts: str) -> str:
@@ -131,6 +139,10 @@ def encode_hyperparameters(schema: Schema, hyperparameters: Mapping[str, Any] | 
     for key in hyperparameters:
         if not isinstance(key, str):
             raise ConfigurationError(f"hyperparameter names are strings, got {key!r}")
+    reserved = sorted(k for k in hyperparameters if is_reserved(k))
+    if reserved:  # the image skips them (SageMaker adds its own); sent by a user they would vanish silently
+        raise ConfigurationError(f"hyperparameter(s) {', '.join(map(repr, reserved))} are reserved for SageMaker "
+                                 "and its training toolkit, which set them; this image does not read them: remove them")
     try:
         typed = schema.parse(hyperparameters)
     except UserError as err:

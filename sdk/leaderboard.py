@@ -216,7 +216,11 @@ def leaderboard(sources: Iterable[Any], *, local: bool = False, images: str | Pa
             elif "/" in str(source) or isinstance(source, Path):  # job names have no slashes: a folder was meant
                 raise ConfigurationError(f"no such model folder: {source}")
             else:
-                fetched = fetch_model(str(source), local=local, dest=out / "models" / str(source), session=session)
+                from sdk._local import jobs_home
+
+                # a local job's name is one without local=True too: asking AWS would need a region for nothing
+                is_local = local or (jobs_home() / str(source) / "job.json").is_file()
+                fetched = fetch_model(str(source), local=is_local, dest=out / "models" / str(source), session=session)
                 entries.append(model_entry(fetched.directory, fetched.job_name))
         if not entries:
             raise ConfigurationError("nothing to compare: give job names or model folders")

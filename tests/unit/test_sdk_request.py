@@ -30,11 +30,23 @@ def test_public_names():
         assert getattr(sdk, name).__doc__, f"sdk.{name} has no docstring"
 
 
-def test_import_and_plan_load_neither_boto3_nor_a_framework():
-    code = (f"import sys, sdk; sdk.plan_job(**{BASE!r}); "
-            "print(sorted(m for m in ('boto3', 'botocore', 'torch', 'ultralytics') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+@pytest.fixture(autouse=True)
+def _region(monkeypatch):
+    """A region as a notebook has one (plan_job resolves it: the upload and the API need it); no profile."""
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def test_import_loads_nothing_heavy_and_plan_only_botocore_model():
+    """``import sdk`` loads neither boto3 nor a framework; plan_job reads botocore's service model only."""
+    code = ("import sys, sdk; before = sorted(m for m in ('boto3', 'botocore', 'torch', 'ultralytics') "
+            f"if m in sys.modules); sdk.plan_job(**{BASE!r}); "
+            "print(before, sorted(m for m in ('boto3', 'torch', 'ultralytics') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "AWS_REGION": "us-east-1"})
+    assert out.stdout.strip() == "[] []"
 
 
 @pytest.mark.parametrize("extra", [
@@ -42,7 +54,7 @@ def test_import_and_plan_load_neither_boto3_nor_a_framework():
     {"spot": True, "max_run": 3600, "max_wait": 7200},
     {"tensorboard": True, "environment": {"WANDB_MODE": "offline"}, "tags": {"team": "cv", "project": "pcb"}},
     {"val": "s3://bkt/data/val/", "channels": {"weights": "s3://bkt/w/yolo11n.pt"}, "input_modes": {"train": "FastFile"}},
-    {"instance_count": 2, "volume_size_gb": 200, "checkpoints": False, "job_name": "pcb-defects-7"},
+    {"volume_size_gb": 200, "checkpoints": False, "job_name": "pcb-defects-7"},
 ])
 def test_requests_match_the_service_model(extra):
     plan = sdk.plan_job(**BASE, hyperparameters={"epochs": 3, "imgsz": 320}, **extra)
@@ -85,7 +97,7 @@ def test_the_image_reads_back_what_the_sdk_validated(value):
 
 def test_typed_values_are_coerced_then_encoded():
     encoded = _request.encode_hyperparameters(Schema.load("yolo"), {"epochs": "5", "lr0": 1, "amp": "false"})
-    assert encoded == {"epochs": "5", "lr0": "1.0", "amp": "false"}
+    assert encoded == {"epochs": "5", "lr0": "1", "amp": "false"}  # ultralytics takes an int for a float key
     assert Schema.load("yolo").parse(encoded) == {"epochs": 5, "lr0": 1.0, "amp": False}
 
 
