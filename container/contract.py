@@ -54,6 +54,9 @@ SAGEMAKER_HYPERPARAMETERS = (
 )
 
 
+TUNING_OBJECTIVE_KEY = "_tuning_objective_metric"  # SageMaker adds it to every training job of a tuning job
+
+
 def is_reserved(key: str) -> bool:
     """True for keys SageMaker itself adds (``sagemaker_*``, ``_tuning_objective_metric``...)."""
     return key in SAGEMAKER_HYPERPARAMETERS or key.startswith(SAGEMAKER_PREFIX)
@@ -214,7 +217,14 @@ class Environment:
 
     @property
     def host_checkpoint_dir(self) -> Path:
-        """This host's own folder under the checkpoint dir: all hosts share one S3 prefix."""
+        """This host's own folder under the checkpoint dir: all hosts share one S3 prefix.
+
+        The training jobs of a tuning job (SageMaker adds ``_tuning_objective_metric`` to each) share
+        the tuning job's one checkpoint prefix too: each keeps its own ``<job name>/<host>`` folder, so a
+        spot restart resumes its own run and never another job's.
+        """
+        if TUNING_OBJECTIVE_KEY in self.hyperparameters_raw and self.job_name:
+            return self.checkpoint_dir / self.job_name / self.current_host
         return self.checkpoint_dir / self.current_host
 
     @property

@@ -18,6 +18,7 @@ from typing import Any
 
 from sdk._errors import ConfigurationError
 from sdk._launch import plan_job, prepare_inputs
+from sdk._spec import check_kwargs
 
 
 @dataclass
@@ -34,7 +35,8 @@ class EstimatorRun:
 
 
 def make_estimator(*, sagemaker_session: Any = None, **launch_kwargs: Any) -> EstimatorRun:
-    """Takes ``launch_job``'s arguments (not ``wait``/``logs``: pass those to ``fit``)."""
+    """Takes ``plan_job``'s arguments (:data:`sdk._spec.JOB_ARGS`; ``wait``/``logs`` go to ``fit``)."""
+    check_kwargs(launch_kwargs, what="make_estimator")
     try:
         from sagemaker.debugger import TensorBoardOutputConfig
         from sagemaker.estimator import Estimator

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdk._errors import ConfigurationError, aws_errors
+from sdk._errors import AWSError, ConfigurationError, aws_errors
 
 PIPELINE_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 PARAM_RE = re.compile(r"[^A-Za-z0-9_]")
@@ -159,7 +159,18 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
     plan = plan_job(train=f"s3://{bucket}/{prefix}", job_name=name[:40] + "-train", session=session,
                     checkpoints=False, **job_kwargs)
     output = plan.request["OutputDataConfig"]["S3OutputPath"]
-    definition = pipeline_definition(plan.request, checkpoint_base=s3_join(output, "pipelines", name))
+    checkpoint_base = s3_join(output, "pipelines", name)
+    if marker is None:  # every object written under the watched prefix would start another training
+        watched = f"s3://{bucket}/{prefix}"
+        for what, uri in (("output_path", output), ("the checkpoint location", checkpoint_base),
+                          *((("tensorboard", plan.request["TensorBoardOutputConfig"]["S3OutputPath"]),)
+                            if plan.request.get("TensorBoardOutputConfig") else ())):
+            if (uri.rstrip("/") + "/").startswith(watched):
+                raise ConfigurationError(
+                    f"{what} {uri} is inside the watched prefix {watched}: every checkpoint and model.tar.gz the "
+                    "training writes would start another training (a runaway loop). Write outputs elsewhere "
+                    "(output_path=...), or pass marker='_READY' so only that file starts a training")
+    definition = pipeline_definition(plan.request, checkpoint_base=checkpoint_base)
     role = plan.request["RoleArn"]
     sm, events, iam, s3 = (session.client(s) for s in ("sagemaker", "events", "iam", "s3"))
 
@@ -187,10 +198,16 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
     with aws_errors(f"creating EventBridge rule {rule}"):
         rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED",
                                    Description=f"start pipeline {name} when data lands in {data}")["RuleArn"]
-        events.put_targets(Rule=rule, Targets=[{
+        answer = events.put_targets(Rule=rule, Targets=[{
             "Id": "pipeline", "Arn": arn, "RoleArn": role_arn,
             "SageMakerPipelineParameters": {"PipelineParameterList": [
                 {"Name": "DataPrefix", "Value": f"s3://{bucket}/{prefix}"}]},
         }])
+    if answer.get("FailedEntryCount"):  # a 200 answer can still have refused the target: nothing would start
+        failed = answer.get("FailedEntries") or [{}]
+        raise AWSError(f"EventBridge created rule {rule} but refused its target (pipeline {name}): "
+                       f"{failed[0].get('ErrorMessage', 'no message')} ({failed[0].get('ErrorCode', '')}). "
+                       "Nothing would start the pipeline; check the events role and try again",
+                       code=str(failed[0].get("ErrorCode", "FailedEntry")), operation="PutTargets")
     print(f"rule {rule}: {'s3://' + bucket + '/' + prefix + (marker or '*')} → pipeline {name}", file=sys.stderr)
     return RetrainTrigger(name, arn, rule, rule_arn, role_arn, definition, pattern, session)

@@ -82,7 +82,8 @@ def parameter_ranges(schema: Any, ranges: Mapping[str, Any]) -> dict[str, list[d
         if scale != "Auto" and scale != "Linear" and low <= 0:
             raise ConfigurationError(f"range for {name!r}: {scale} scaling needs low > 0, got {low}")
         param = schema.params.get(name)
-        integer = "int" in (param.types if param else ()) or (
+        types = param.types if param else ()
+        integer = ("int" in types and "float" not in types) or (
             not (param and param.types) and isinstance(low, int) and isinstance(high, int))
         if integer and not (float(low).is_integer() and float(high).is_integer()):
             raise ConfigurationError(f"range for {name!r}: {name} is an integer, got bounds {low} and {high}")
@@ -104,12 +105,16 @@ def plan_tuning(*, ranges: Mapping[str, Any], objective: str | None = None, mini
                 tuning_job_name: str | None = None, **job_kwargs: Any) -> TuningPlan:
     """The ``CreateHyperParameterTuningJob`` request, validated, without creating or uploading anything."""
     from sdk._launch import plan_job
+    from sdk._request import CHECKPOINT_LOCAL_PATH, as_prefix, s3_join
+    from sdk._spec import JOB_ARG_NAMES, check_kwargs
 
+    check_kwargs(job_kwargs, allowed=[n for n in JOB_ARG_NAMES if n not in ("resume", "job_name", "checkpoints")],
+                 what="tune_job")
     if job_kwargs.get("instance_type") == "local":
         raise ConfigurationError("tuning runs on SageMaker; instance_type='local' has no tuner (try a few "
                                  "launch_job(instance_type='local') runs and sdk.leaderboard)")
     static = dict(job_kwargs.pop("hyperparameters", None) or {})
-    job_kwargs.pop("checkpoints", None)  # the tuner's jobs would share one checkpoint prefix and resume each other
+    checkpoint = job_kwargs.pop("checkpoint_s3_uri", None)
     both = sorted(set(static) & set(ranges))
     if both:
         raise ConfigurationError(f"{', '.join(both)} given both as a fixed hyperparameter and as a range")
@@ -130,6 +135,10 @@ def plan_tuning(*, ranges: Mapping[str, Any], objective: str | None = None, mini
     name = tuning_job_name or _tuning_name(plan.kind)
     if not TUNING_NAME_RE.match(name):
         raise ConfigurationError(f"tuning job name {name!r} is not valid: 1 to 32 letters, digits and hyphens")
+    # one prefix for the tuning job (the API has no per-job template); the image keeps each training job's
+    # checkpoints in its own <job name>/ folder under it (container.contract: host_checkpoint_dir), so a spot
+    # interruption resumes that job, never another
+    checkpoint = checkpoint or s3_join(request["OutputDataConfig"]["S3OutputPath"], name, "checkpoints") + "/"
     algorithm = request["AlgorithmSpecification"]
     definition: dict[str, Any] = {
         "StaticHyperParameters": request.get("HyperParameters", {}),
@@ -139,6 +148,7 @@ def plan_tuning(*, ranges: Mapping[str, Any], objective: str | None = None, mini
         **{key: request[key] for key in ("RoleArn", "InputDataConfig", "OutputDataConfig", "ResourceConfig",
                                          "StoppingCondition", "EnableManagedSpotTraining", "Environment")
            if key in request},
+        "CheckpointConfig": {"S3Uri": as_prefix(checkpoint), "LocalPath": CHECKPOINT_LOCAL_PATH},
     }
     config: dict[str, Any] = {
         "Strategy": strategy,

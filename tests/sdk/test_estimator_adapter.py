@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not PYTHON.exists(), reason="no .venv-sm2 (made 
 @pytest.mark.parametrize("extra", [
     {},
     {"spot": True, "max_run": 7200, "tensorboard": True, "environment": {"A": "1"}, "tags": {"team": "cv"},
-     "input_modes": {"train": "FastFile"}, "instance_count": 2, "volume_size_gb": 100},
+     "input_modes": {"train": "FastFile"}, "volume_size_gb": 100},
 ])
 def test_same_request_as_launch_job(aws, shapes, tmp_path, extra):
     kwargs = {"image": IMAGE, "role": ROLE, "output_path": f"s3://{BUCKET}/jobs", "train": str(shapes),

@@ -52,9 +52,12 @@ def test_launch_wait_logs_fetch(sagemaker, shapes, tmp_path, capsys):
     assert _s3.upload(sagemaker.session.client("s3"), again, channel="train") == (0, len(again.files))
 
 
-def test_failed_job_raises_with_name_and_reason(sagemaker, shapes):
+def test_failed_job_raises_with_name_and_reason(sagemaker, shapes, tmp_path):
+    weights = tmp_path / "weights"  # a weights channel without the .pt named: only the image can tell
+    weights.mkdir()
+    (weights / "other.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(sdk.JobFailedError) as info:
-        launch(train=shapes, hyperparameters={**FAST, "model": "missing.pt"})
+        launch(train=shapes, channels={"weights": weights}, hyperparameters={**FAST, "model": "missing.pt"})
     err = info.value
     assert err.status == "Failed" and err.job_name in str(err)
     assert "missing.pt" in err.reason and "weights" in err.reason

@@ -159,12 +159,14 @@ def test_tuning_request_objective_and_early_stopping():
     request = plan.request
     check_against_service_model("CreateHyperParameterTuningJob", request)
     config = request["HyperParameterTuningJobConfig"]
-    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "final:mAP50-95"}
+    # printed every epoch (early stopping sees it), the best epoch's (the best.pt the job ships)
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "val:best_mAP50-95"}
     assert config["TrainingJobEarlyStoppingType"] == "Auto"
     assert request["TrainingJobDefinition"]["StaticHyperParameters"] == {"epochs": "20"}
-    assert "CheckpointConfig" not in request["TrainingJobDefinition"]
+    assert request["TrainingJobDefinition"]["CheckpointConfig"] == {"S3Uri": f"{OUT}/t1/checkpoints/",
+                                                                    "LocalPath": "/opt/ml/checkpoints"}
     names = [d["Name"] for d in request["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]]
-    assert "final:mAP50-95" in names
+    assert "val:best_mAP50-95" in names
     with pytest.raises(sdk.ConfigurationError, match="objective 'mAP' is not a metric of the yolo image"):
         plan_tuning(image=IMAGE, role=ROLE, output_path=OUT, train=DATA, ranges={"lr0": (1e-4, 1e-1)}, objective="mAP")
     with pytest.raises(sdk.ConfigurationError, match="lr0 given both as a fixed hyperparameter and as a range"):
