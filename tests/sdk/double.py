@@ -4,7 +4,8 @@ moto records a training job and marks it Completed at once; nothing runs. This d
 moto's SageMaker handler (the server runs in this process, on 127.0.0.1, spoken to over HTTP):
 
 * a new job starts ``InProgress``; its raw request is checked against botocore's service model;
-* a worker thread plays the instance: downloads the channels from moto's S3, writes the
+* a worker thread plays the instance: downloads the channels (and the checkpoint prefix, as
+  SageMaker does before ``train`` starts, so a resumed job finds ``last.pt``) from moto's S3, writes the
   config files, runs the real ``train`` (``sdk._local.LocalRun``: a process, or the image in
   podman), streams its output to CloudWatch Logs as ``<job>/algo-1-<epoch>``, uploads
   ``model.tar.gz`` where ``ModelArtifacts`` points, and sets the final status, failure reason
@@ -198,6 +199,14 @@ class SageMakerDouble:
                            engine=self.engine, s3=s3, on_line=on_line)
             self.runs[name] = run
             job.secondary_status = "Downloading"
+            checkpoints = request.get("CheckpointConfig", {}).get("S3Uri")
+            if checkpoints:  # SageMaker puts what the prefix holds into /opt/ml/checkpoints before train starts
+                ck_bucket, ck_prefix = split_s3(checkpoints)
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ck_bucket, Prefix=ck_prefix):
+                    for obj in page.get("Contents", []):
+                        dest = run.base / "checkpoints" / obj["Key"][len(ck_prefix):]
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        s3.download_file(ck_bucket, obj["Key"], str(dest))
             run.prepare()
             job.secondary_status = "Training"
             run.start()

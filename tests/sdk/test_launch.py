@@ -27,8 +27,10 @@ def test_launch_wait_logs_fetch(sagemaker, shapes, tmp_path, capsys):
     job = launch(train=shapes, tags={"team": "cv"}, base_job_name="shapes")
     printed = capsys.readouterr()
     assert not sagemaker.errors
-    # the log streamed from CloudWatch while waiting
-    assert "[final]" in printed.out and "[metrics] epoch=2" in printed.out
+    # while waiting: one progress line, rewritten in place, read from the CloudWatch log (not the raw lines)
+    assert "\r" in printed.out and "epoch 2/2" in printed.out and "val:mAP50-95 " in printed.out
+    assert "[metrics] epoch=" not in printed.out
+    assert "region us-east-1 (from AWS_REGION)" in printed.err
     files = sum(1 for p in shapes.rglob("*") if p.is_file())
     assert f"({files} uploaded, 0 already there)" in printed.err
     assert job.status == "Completed"
@@ -40,6 +42,15 @@ def test_launch_wait_logs_fetch(sagemaker, shapes, tmp_path, capsys):
     assert uri.startswith(f"{OUT}/datasets/{shapes.name}-") and uri.endswith("/")
     assert request["AlgorithmSpecification"]["MetricDefinitions"] == sdk.metric_definitions("yolo")
     assert "[final]" in job.logs()
+    # the per-epoch series, from the same log with the job's own regexes; and its plot
+    history = job.metrics_history()
+    assert [e for e, _ in history["val:mAP50-95"]] == [1.0, 2.0] and len(history["train:box_loss"]) == 2
+    best = [v for _, v in history["val:best_mAP50-95"]]
+    assert best == sorted(best) and best[-1] == max(v for _, v in history["val:mAP50-95"])
+    png = job.plot(tmp_path / "run.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli(["plot", job.name, "--out", str(tmp_path / "cli.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2 and (tmp_path / "cli.png").stat().st_size > 0
 
     model = sdk.fetch_model(job, dest=tmp_path / "model")
     assert model.best.name == "best.pt" and model.best.stat().st_size > 0
@@ -68,8 +79,8 @@ def test_failed_job_raises_with_name_and_reason(sagemaker, shapes, tmp_path):
 
 
 @pytest.mark.slow
-def test_stop_saves_a_checkpoint(sagemaker, shapes):
-    job = launch(train=shapes, hyperparameters={**FAST, "epochs": "200"}, wait=False)
+def test_stop_saves_a_checkpoint_and_restart_resumes_from_it(sagemaker, shapes):
+    job = launch(train=shapes, hyperparameters={**FAST, "epochs": "6"}, wait=False)
     deadline = time.monotonic() + 180
     while "[metrics] epoch=1" not in job.logs():
         assert time.monotonic() < deadline and job.status == "InProgress", job.logs()[-2000:]
@@ -78,10 +89,20 @@ def test_stop_saves_a_checkpoint(sagemaker, shapes):
     with pytest.raises(sdk.JobFailedError) as info:
         job.wait(poll=1)
     assert info.value.status == "Stopped"
+    assert "stopped by a StopTrainingJob request" in str(info.value) and "no reason given" not in str(info.value)
+    assert f"python -m sdk resume {job.name}" in str(info.value)
     s3 = sagemaker.session.client("s3")
     prefix = f"jobs/{job.name}/checkpoints/"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
     assert any(k.endswith("weights/last.pt") for k in keys), keys
+    # one call resumes it: same image, channels, hyperparameters and checkpoint location
+    resumed = job.restart()
+    assert resumed.name != job.name and resumed.status == "Completed"
+    old, new = sagemaker.requests[job.name], sagemaker.requests[resumed.name]
+    for key in ("AlgorithmSpecification", "InputDataConfig", "HyperParameters", "CheckpointConfig", "RoleArn",
+                "OutputDataConfig"):
+        assert new[key] == old[key], key
+    assert "resuming from" in resumed.logs()
 
 
 def test_missing_bucket_creates_nothing(sagemaker, shapes):
