@@ -8,10 +8,11 @@
     model.best, model.exports, model.metrics
 
 * :func:`launch_job` / :func:`plan_job` - validate (against the image's own schema), upload, create, follow
-* :class:`Job` / :class:`LocalJob`       - status, wait with logs, metrics, stop, fetch_model
+* :class:`Job` / :class:`LocalJob`       - status, wait (a progress line), metrics, metrics_history, plot,
+                                          stop, restart (resume from checkpoints), fetch_model
 * :func:`fetch_model`                   - download and safely unpack ``model.tar.gz``
 * errors: :class:`SDKError` and its tree (see ``sdk._errors``); botocore errors never leak raw
-* ``python -m sdk launch|status|logs|fetch|describe`` - the same calls from a shell
+* ``python -m sdk launch|resume|status|logs|plot|fetch|describe`` - the same calls from a shell
 
 The seeds' workflows, each one call (and a ``python -m sdk`` command), in their own modules:
 
@@ -37,6 +38,7 @@ from sdk._errors import (
     NotFoundError,
     QuotaError,
     SDKError,
+    WaitTimeoutError,
 )
 from sdk._fetch import FetchedModel, fetch_model
 from sdk._job import Job, LocalJob
@@ -77,6 +79,7 @@ __all__ = [
     "Plan",
     "QuotaError",
     "SDKError",
+    "WaitTimeoutError",
     "fetch_model",
     "image_schema",
     "launch_job",

@@ -30,7 +30,6 @@ INPUT_MODES = ("File", "FastFile", "Pipe")
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 ROLE_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
-ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,511}$")
 S3_RE = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?$")
 IMAGE_URI_RE = re.compile(r"^[a-z0-9.\-]+(:\d+)?/[a-z0-9._/\-]+([:@][\w.\-:]+)?$")
 
@@ -242,14 +241,8 @@ def build_request(
         stopping["MaxWaitTimeInSeconds"] = wait
     elif max_wait is not None:
         raise ConfigurationError("max_wait only applies to spot training (spot=True)")
+    # counts, lengths and patterns of Environment, Tags, names...: botocore's service model (sdk._api)
     env = {str(k): str(v) for k, v in (environment or {}).items()}
-    if len(env) > 100:
-        raise ConfigurationError(f"{len(env)} environment variables; SageMaker accepts at most 100")
-    for key, value in env.items():
-        if not ENV_KEY_RE.match(key):
-            raise ConfigurationError(f"environment variable name {key!r} is not valid")
-        if len(value) > 512:
-            raise ConfigurationError(f"environment variable {key} is {len(value)} characters; at most 512")
 
     request: dict[str, Any] = {
         "TrainingJobName": job_name,
