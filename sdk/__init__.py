@@ -40,6 +40,7 @@ from sdk._errors import (
     SDKError,
     WaitTimeoutError,
 )
+from sdk._errors import user_errors as _user_errors
 from sdk._fetch import FetchedModel, fetch_model
 from sdk._job import Job, LocalJob
 from sdk._launch import Plan, launch_job, plan_job
@@ -47,21 +48,23 @@ from sdk._launch import Plan, launch_job, plan_job
 
 def image_schema(image: str = "yolo") -> Schema:
     """The schema an image reads at run time (hyperparameters, channels, metrics)."""
-    return Schema.load(image)
+    with _user_errors():
+        return Schema.load(image)
 
 
 def metric_definitions(image: str = "yolo", class_names: tuple[str, ...] = ()) -> list[dict[str, str]]:
     """``MetricDefinitions`` for ``create_training_job``, generated from the image's schema."""
-    return Schema.load(image).metric_definitions(class_names)
+    return image_schema(image).metric_definitions(class_names)
 
 
 def validate_hyperparameters(hyperparameters: dict, image: str = "yolo") -> dict:
     """Typed values, or :class:`ConfigurationError` naming every problem (unknown keys get suggestions)."""
     from sdk._request import encode_hyperparameters
 
-    schema = Schema.load(image)
+    schema = image_schema(image)
     encode_hyperparameters(schema, hyperparameters)  # every check launch_job makes, SageMaker's limits included
-    return schema.parse(hyperparameters)
+    with _user_errors():
+        return schema.parse(hyperparameters)
 
 
 __all__ = [

@@ -124,6 +124,17 @@ def translate(err: Exception, doing: str) -> SDKError:
 
 
 @contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """The images' ``UserError`` (a bad value the shared ``container`` code found) as a ConfigurationError."""
+    from container.failure import UserError
+
+    try:
+        yield
+    except UserError as err:
+        raise ConfigurationError(str(err)) from None
+
+
+@contextlib.contextmanager
 def aws_errors(doing: str) -> Iterator[None]:
     """Translate botocore exceptions raised inside the block (the boundary of every AWS call)."""
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdk._errors import ConfigurationError, NotFoundError, aws_errors
+from sdk._errors import ConfigurationError, NotFoundError, aws_errors, user_errors
 from sdk._request import (
     build_request,
     check_channels,
@@ -167,7 +167,8 @@ def plan_job(
         sources[name] = value
     check_channels(schema, sources, input_modes or {})
     encoded = encode_hyperparameters(schema, hyperparameters)
-    problems = schema.check_job(schema.parse(encoded), sources, instance_count=instance_count)
+    with user_errors():
+        problems = schema.check_job(schema.parse(encoded), sources, instance_count=instance_count)
     if problems:
         raise ConfigurationError("; ".join(problems))
     name = check_job_name(job_name) if job_name else unique_job_name(base_job_name or img.kind)
@@ -177,7 +178,8 @@ def plan_job(
             raise ConfigurationError(f"no role: pass role='arn:aws:iam::<account>:role/<SageMaker execution role>' "
                                      f"or set {ROLE_ENV[0]}")
     if class_names is None:
-        class_names = dataset_class_names(schema, encoded, sources)
+        with user_errors():
+            class_names = dataset_class_names(schema, encoded, sources)
     common = dict(job_name=name, image_uri=img.uri or f"local/{img.kind}", schema=schema, role=role,
                   hyperparameters=encoded, instance_type=instance_type, instance_count=instance_count,
                   volume_size_gb=volume_size_gb, max_run=max_run, spot=spot, max_wait=max_wait,

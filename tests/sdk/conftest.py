@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 import boto3
@@ -10,6 +11,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
+from tests.conftest import ROOT
 from tests.sdk.double import SageMakerDouble
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -26,7 +28,12 @@ def _free_port() -> int:
 
 @pytest.fixture(autouse=True)
 def _region(monkeypatch):
-    """A region, as a configured notebook has (plan_job resolves it before anything else); no user profile."""
+    """A region, as a configured notebook has (plan_job resolves it before anything else); no user profile.
+
+    Also: the trainer the double and local mode start (``python -m container train``, from a temporary
+    folder) imports this checkout's code, not whatever checkout the venv's editable install points to.
+    """
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
