@@ -180,10 +180,12 @@ def plan_job(
     if class_names is None:
         with user_errors():
             class_names = dataset_class_names(schema, encoded, sources)
-    common = dict(job_name=name, image_uri=img.uri or f"local/{img.kind}", schema=schema, role=role,
-                  hyperparameters=encoded, instance_type=instance_type, instance_count=instance_count,
-                  volume_size_gb=volume_size_gb, max_run=max_run, spot=spot, max_wait=max_wait,
-                  input_modes=input_modes, environment=environment, tags=tags, class_names=class_names, local=local)
+    common: dict[str, Any] = {
+        "job_name": name, "image_uri": img.uri or f"local/{img.kind}", "schema": schema, "role": role,
+        "hyperparameters": encoded, "instance_type": instance_type, "instance_count": instance_count,
+        "volume_size_gb": volume_size_gb, "max_run": max_run, "spot": spot, "max_wait": max_wait,
+        "input_modes": input_modes, "environment": environment, "tags": tags, "class_names": class_names,
+        "local": local}
     uploads: dict[str, Any] = {}
     uris: dict[str, str] = {}
     region_note = ""

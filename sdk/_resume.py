@@ -49,7 +49,7 @@ def resumed_arguments(job: Any, given: Mapping[str, Any], *, session: Any = None
     image = algo["TrainingImage"]
     kind = None
     if local:
-        channels = {ch: uri[len("file://"):] if uri.startswith("file://") else uri for ch, uri in channels.items()}
+        channels = {ch: uri.removeprefix("file://") for ch, uri in channels.items()}
         if image.startswith("local/"):
             image, kind = image.split("/", 1)[1], None
     derived: dict[str, Any] = {

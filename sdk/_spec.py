@@ -98,7 +98,7 @@ def add_cli_options(parser: Any, *, skip: Iterable[str] = ()) -> None:
         _add(parser, arg)
     parser.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE", help="one hyperparameter")
     parser.add_argument("--hyperparameters", metavar="FILE", help="YAML or JSON file of hyperparameters")
-    parser.add_argument("--resume", metavar="JOB", help=dict((a.name, a.help) for a in JOB_ARGS)["resume"])
+    parser.add_argument("--resume", metavar="JOB", help={a.name: a.help for a in JOB_ARGS}["resume"])
 
 
 def add_follow_options(parser: Any) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdk._errors import ConfigurationError, NoJobError, aws_errors
+from sdk._errors import ConfigurationError, NoJobError, WaitTimeoutError, aws_errors
 
 TUNING_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 SCALING = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic", "logarithmic": "Logarithmic",
@@ -197,8 +197,8 @@ class TuningJob:
             if info["HyperParameterTuningJobStatus"] in DONE:
                 return info["HyperParameterTuningJobStatus"]
             if timeout is not None and time.monotonic() - start > timeout:
-                raise TimeoutError(f"tuning job {self.name} still {info['HyperParameterTuningJobStatus']} "
-                                   f"after {timeout:.0f}s")
+                raise WaitTimeoutError(f"tuning job {self.name} still {info['HyperParameterTuningJobStatus']} "
+                                       f"after {timeout:.0f}s (it keeps running)")
             time.sleep(poll)
 
     def best(self) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def package_dir() -> Path | None:
 
 def installed_version(root: Path) -> str:
     text = (root / "__init__.py").read_text(encoding="utf-8")
-    match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", text, re.M)
+    match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)", text, re.MULTILINE)
     return match.group(1) if match else "unknown"
 
 

@@ -122,7 +122,7 @@ def test_bad_hyperparameters_are_refused_before_anything(hps, message):
     ({"spot": True, "max_run": 3600, "max_wait": 60}, "must be at least max_run"),
     ({"max_wait": 60}, "only applies to spot"),
     ({"output_path": "bkt/out"}, "not an S3 URI"),
-    ({"environment": {"BAD-NAME": "1"}}, "not valid"),
+    ({"environment": {"BAD-NAME": "1"}}, "Environment key 'BAD-NAME': 'BAD-NAME' does not match the API's pattern"),
     ({"image": "yolo"}, "runs only in local mode"),
     ({"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/detector:1"}, "pass kind="),
     ({"train": "/no/such/folder"}, "does not exist"),
