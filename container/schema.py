@@ -376,7 +376,10 @@ class Schema:
             "image": self.image,
             "title": self.title,
             "hyperparameters": {n: {"type": p.type_label, "default": p.default, "help": p.help, "source": p.source,
-                                    **({"choices": list(p.choices)} if p.choices else {})}
+                                    **({"choices": list(p.choices)} if p.choices else {}),
+                                    **({"min": p.minimum} if p.minimum is not None else {}),
+                                    **({"max": p.maximum} if p.maximum is not None else {}),
+                                    **({"items": list(p.item_choices)} if p.item_choices else {})}
                                 for n, p in self.params.items()},
             "channels": {n: asdict(c) for n, c in self.channels.items()},
             "required_channels": [list(g) for g in self.required_channels],
@@ -399,9 +402,10 @@ class Schema:
         if self.framework:
             out += ["", f"{self.framework.upper()} ARGUMENTS (every key of its default.yaml is accepted; the usual ones)"]
             for name in self.featured:
-                p = self.params.get(name)
-                if p is not None:
-                    out.append(f"  {p.name} ({p.type_label}, default {json.dumps(p.default)}): {p.help}")
+                featured = self.params.get(name)
+                if featured is not None:
+                    out.append(f"  {featured.name} ({featured.type_label}, default {json.dumps(featured.default)}): "
+                               f"{featured.help}")
             rest = sorted(n for n, p in self.params.items() if p.source == self.framework and n not in self.featured)
             if rest:
                 out.append("  also: " + ", ".join(rest))

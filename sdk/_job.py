@@ -152,7 +152,7 @@ class Job(_Handle):
         while True:
             info = self.describe()
             if progress and bar is None:
-                start = info.get("TrainingStartTime") or info.get("CreationTime")
+                start: Any = info.get("TrainingStartTime") or info.get("CreationTime")
                 bar = for_request(self.name, info, kind_of(info),
                                   started=start.timestamp() if hasattr(start, "timestamp") else None)
             status = f"{info['TrainingJobStatus']} - {info.get('SecondaryStatus', '')}"

@@ -92,7 +92,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from sdk._launch import launch_job
 
-    kwargs = {"hyperparameters": _pairs(args.hp, "--hp") or None}
+    kwargs: dict[str, Any] = {"hyperparameters": _pairs(args.hp, "--hp") or None}
     if args.max_run is not None:
         kwargs["max_run"] = args.max_run
     job = launch_job(resume=_job_handle(args.job, local=args.local), **kwargs, **_follow_kwargs(args))
