@@ -324,7 +324,9 @@ class SageMakerDouble:
                     HyperParameters={**definition.get("StaticHyperParameters", {}), **point,
                                      "_tuning_objective_metric": objective["MetricName"]},
                     InputDataConfig=definition["InputDataConfig"], OutputDataConfig=definition["OutputDataConfig"],
-                    ResourceConfig=definition["ResourceConfig"], StoppingCondition=definition["StoppingCondition"])
+                    ResourceConfig=definition["ResourceConfig"], StoppingCondition=definition["StoppingCondition"],
+                    **({"CheckpointConfig": definition["CheckpointConfig"]} if "CheckpointConfig" in definition
+                       else {}))
                 self.threads[job_name].join(600)
                 info = sm.describe_training_job(TrainingJobName=job_name)
                 values = {m["MetricName"]: m["Value"] for m in info.get("FinalMetricDataList", [])}

@@ -179,21 +179,27 @@ def test_tuning_request_objective_and_early_stopping():
 
 @pytest.mark.slow
 def test_tune_wait_best_fetch(sagemaker, shapes, tmp_path, capsys):
-    """Two real trainings (the tuner's grid over lr0's bounds); the best by final:mAP50-95 is fetched."""
+    """Two real trainings (the tuner's grid over lr0's bounds); the best by val:best_mAP50-95 is fetched."""
     tuning = tune_job(image=IMAGE, role=ROLE, output_path=OUT, train=shapes, hyperparameters=FAST,
                       ranges={"lr0": (0.001, 0.02)}, max_jobs=2, max_parallel=1)
     assert tuning.wait(poll=1, timeout=900) == "Completed", sagemaker.errors
     assert not sagemaker.errors
     best = tuning.best()
-    assert best["objective"] == "final:mAP50-95" and best["job_name"].startswith(tuning.name)
+    assert best["objective"] == "val:best_mAP50-95" and best["job_name"].startswith(tuning.name)
     assert set(best["hyperparameters"]) == {"lr0"}
-    scores = []
+    scores, finals = [], []
+    s3 = sagemaker.session.client("s3")
     for name in [n for n in sagemaker.requests if n.startswith(tuning.name)]:
-        assert sagemaker.requests[name]["HyperParameters"]["_tuning_objective_metric"] == "final:mAP50-95"
+        assert sagemaker.requests[name]["HyperParameters"]["_tuning_objective_metric"] == "val:best_mAP50-95"
         final = {m["MetricName"]: m["Value"] for m in
                  sagemaker.session.client("sagemaker", endpoint_url=sagemaker.endpoint)
                  .describe_training_job(TrainingJobName=name)["FinalMetricDataList"]}
-        scores.append(final["final:mAP50-95"])
+        scores.append(final["val:best_mAP50-95"])
+        finals.append(final["final:mAP50-95"])
+        # one checkpoint prefix for the tuning job; each training job writes only under its own folder in it
+        prefix = f"jobs/{tuning.name}/checkpoints/"
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+        assert any(k.startswith(f"{prefix}{name}/") and k.endswith("weights/last.pt") for k in keys), keys
     assert len(scores) == 2 and best["value"] == max(scores)
     model = tuning.fetch_model(dest=tmp_path / "best")
     assert model.job_name == best["job_name"] and model.best.name == "best.pt"
@@ -203,7 +209,7 @@ def test_tune_wait_best_fetch(sagemaker, shapes, tmp_path, capsys):
     # the tuner's jobs on a leaderboard, by SageMaker job name (fetched from moto's S3): the best one first
     names = [n for n in sagemaker.requests if n.startswith(tuning.name)]
     board = leaderboard(names, out=tmp_path / "lb", timed=False)
-    assert board.entries[0].map50_95 == pytest.approx(max(scores), abs=1e-4)
+    assert board.entries[0].map50_95 == pytest.approx(max(finals), abs=1e-4)
     assert {e.name for e in board.entries} == set(names)
     assert all(e.epochs == 2 and e.imgsz == 64 for e in board.entries)
 
