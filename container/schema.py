@@ -48,6 +48,7 @@ class Param:
     choices: tuple[Any, ...] = ()
     minimum: float | None = None  # inclusive bounds of a number
     maximum: float | None = None
+    exclusive: bool = False  # bounds themselves refused: 0 < value < 1
     item_choices: tuple[str, ...] = ()  # each item of a list / comma-separated string must be one of these
 
     @property
@@ -129,6 +130,7 @@ def _param(name: str, spec: Mapping[str, Any], *, source: str) -> Param:
         choices=tuple(spec.get("choices", ())),
         minimum=spec.get("min"),
         maximum=spec.get("max"),
+        exclusive=bool(spec.get("exclusive", False)),
     )
 
 
@@ -214,11 +216,17 @@ def _check_value(param: Param, value: Any, raw: Any) -> Any:
                              + (f" (did you mean {hint[0]!r}?)" if hint else "")) from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = param.minimum, param.maximum
-        if (low is not None and value < low) or (high is not None and value > high):
+        if param.exclusive:
+            out = (low is not None and value <= low) or (high is not None and value >= high)
+        else:
+            out = (low is not None and value < low) or (high is not None and value > high)
+        if out:
             if low is not None and high is not None:
-                bounds = f"between {low} and {high}"
+                bounds = f"between {low} and {high}" + (" (both excluded)" if param.exclusive else "")
+            elif low is not None:
+                bounds = f"above {low}" if param.exclusive else f"at least {low}"
             else:
-                bounds = f"at least {low}" if low is not None else f"at most {high}"
+                bounds = f"below {high}" if param.exclusive else f"at most {high}"
             raise ValueError(f"must be {bounds}, got {raw!r}")
     if param.item_choices and isinstance(value, (str, list)):
         items = value if isinstance(value, list) else value.split(",")

@@ -13,14 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from container.schema import SCHEMA_DIR, Schema
+from container.schema import Schema, known_images
 
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs" / "reference"
 
 
 def images() -> list[str]:
-    """The images that exist: one folder with a ``schema.yaml`` each."""
-    return sorted(p.parent.name for p in SCHEMA_DIR.glob("*/schema.yaml"))
+    """The images that exist: one folder with a ``schema.yaml`` each (declared in container.schema)."""
+    return known_images()
 
 
 def _cell(text: Any) -> str:
@@ -36,9 +36,12 @@ def _rule(p: Any) -> str:
     parts = []
     if getattr(p, "choices", ()):
         parts.append("one of " + ", ".join(f"`{c}`" for c in p.choices))
-    low, high = getattr(p, "min", None), getattr(p, "max", None)
+    low, high = p.minimum, p.maximum
     if low is not None or high is not None:
-        parts.append(f"{'' if low is None else str(low) + ' ≤ '}value{'' if high is None else ' ≤ ' + str(high)}")
+        op = " < " if p.exclusive else " ≤ "
+        parts.append(f"{'' if low is None else str(low) + op}value{'' if high is None else op + str(high)}")
+    if p.item_choices:
+        parts.append("each of " + ", ".join(f"`{c}`" for c in p.item_choices))
     return "; ".join(parts)
 
 

@@ -68,7 +68,8 @@ def test_schema_needs_no_framework(monkeypatch):
     ({"optimizer": "Adamm"}, "'optimizer' must be one of Adam, .*did you mean 'Adam"),
     ({"export": "bogus"}, "'export' has unknown item\\(s\\) 'bogus'"),
     ({"export": ["onnx", "onxx"]}, "'onxx' \\(did you mean 'onnx'"),
-    ({"val_fraction": 1.0}, "'val_fraction' must be between 0.0 and 0.9"),
+    ({"val_fraction": 1.0}, "'val_fraction' must be between 0.0 and 1.0 \\(both excluded\\)"),
+    ({"val_fraction": 0}, "'val_fraction' must be between 0.0 and 1.0"),
 ])
 def test_types_choices_and_ranges_refused(schema, raw, message):
     with pytest.raises(UserError, match=message):
