@@ -433,7 +433,7 @@ class Schema:
         return "\n".join(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_schema(image: str) -> Schema:
     path = SCHEMA_DIR / image / "schema.yaml"
     if not path.is_file():
