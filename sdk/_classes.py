@@ -31,10 +31,8 @@ def class_names_of(root: Path, *, data_format: str = "auto") -> list[str]:
 
 
 def _yolo_names(root: Path) -> list[str] | None:
-    try:  # the image's own lookup (data YAML with names, else classes.txt / obj.names)
-        from container.yolo.dataset import search_names
-    except ImportError:  # moved by a refactoring: the annotation reader finds them as well
-        return None
+    from container.annotations.yolo_tree import search_names  # the lookup the image uses
+
     try:
         found = search_names([root])
     except UserError as err:
