@@ -16,14 +16,17 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from sdk._errors import JobFailedError, NotFoundError, WaitTimeoutError, aws_errors
+from sdk._errors import ConfigurationError, JobFailedError, NotFoundError, WaitTimeoutError, aws_errors
 from sdk._progress import History, for_request, kind_of, metrics_history
 from sdk._unpack import FetchedModel, fetch_job_model
 
 TERMINAL = ("Completed", "Failed", "Stopped")
+# sdk._launch puts launch_job here when imported: it imports this module, so this one never imports it back
+LAUNCHER: list[Callable[..., Any]] = []
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
@@ -88,9 +91,9 @@ class _Handle:
 
     def restart(self, **overrides: Any) -> Any:
         """Resume this stopped job from its checkpoints: ``launch_job(resume=self, **overrides)``."""
-        from sdk._launch import launch_job
-
-        return launch_job(resume=self, session=getattr(self, "session", None), **overrides)
+        if not LAUNCHER:
+            raise ConfigurationError("job.restart() needs sdk.launch_job: import sdk (or sdk._launch) first")
+        return LAUNCHER[0](resume=self, session=getattr(self, "session", None), **overrides)
 
     def fetch_model(self, dest: str | Path | None = None) -> FetchedModel:
         """Download and unpack this job's ``model.tar.gz`` (see :func:`sdk.fetch_model` for ``dest``)."""
