@@ -1,4 +1,4 @@
-"""Entry points: ``train`` (what SageMaker runs) and ``describe`` (what a person runs).
+"""Entry points: ``train`` and ``serve`` (what SageMaker runs) and ``describe`` (what a person runs).
 
 Which image this is comes from ``TRAINER_IMAGE`` (set in each Dockerfile), default ``yolo``.
 """
@@ -94,6 +94,21 @@ def describe(argv: list[str] | None = None) -> int:
     return 0
 
 
+def serve(argv: list[str] | None = None) -> int:
+    """Serve /opt/ml/model over HTTP (SageMaker hosting, batch transform, serverless); see container.serving."""
+    from container.serving.server import serve as run_server
+
+    try:
+        return run_server(argv, image=os.environ.get(IMAGE_ENV))
+    except UserError as err:
+        print(f"serve: {err}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+
+
+def serve_main() -> None:
+    sys.exit(serve(sys.argv[1:]))
+
+
 def train_main() -> None:
     sys.exit(train(sys.argv[1:]))
 
@@ -109,10 +124,11 @@ def convert_main() -> None:
 
 
 def main() -> None:
-    """``python -m container train|describe|convert`` - the same as the commands (``convert``: a dataset
-    conversion as a SageMaker Processing job, see container/processing.py)."""
-    commands = {"train": train_main, "describe": describe_main, "convert": convert_main}
+    """``python -m container train|serve|describe|convert`` - the same as the commands (``serve``: SageMaker
+    hosting, see container/serving; ``convert``: a dataset conversion as a SageMaker Processing job, see
+    container/processing.py)."""
+    commands = {"train": train_main, "serve": serve_main, "describe": describe_main, "convert": convert_main}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        print("usage: python -m container train|describe|convert [options]", file=sys.stderr)
+        print("usage: python -m container train|serve|describe|convert [options]", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     commands[sys.argv.pop(1)]()

@@ -1,0 +1,125 @@
+"""``serve``: gunicorn with SageMaker's hosting settings, each worker running :class:`container.serving.app.App`.
+
+Why gunicorn (gthread workers) and a bare WSGI app rather than uvicorn and an ASGI framework: inference is
+CPU- or GPU-bound, so concurrency has to come from processes (one model each), which gunicorn's pre-fork
+master manages (restarts a worker that dies, SIGTERM drains in-flight requests); a few threads per worker
+keep ``/ping`` answering while that worker predicts or loads; async I/O would buy nothing, and WSGI needs
+no framework in the image (gunicorn itself is pure Python, one dependency). AWS's own model servers for
+bring-your-own containers use gunicorn the same way.
+
+Settings: port ``SAGEMAKER_BIND_TO_PORT`` (default 8080); workers from :mod:`container.serving.resources`;
+``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (default 120 s) before a stuck worker is restarted; SIGTERM gives
+in-flight requests 25 s (SageMaker sends SIGKILL 30 s after SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from container.contract import BASE_DIR_ENV, DEFAULT_BASE_DIR
+from container.failure import UserError
+from container.serving import resources
+
+PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
+DEFAULT_PORT = 8080
+TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+WEIGHTS_ENV = "SERVING_WEIGHTS"  # YOLO: best.pt (default), onnx, or a path inside the model folder
+ADAPTERS = {"yolo": "container.yolo.serve", "tfod": "container.tfod.serve"}
+THREADS_PER_WORKER = 4  # HTTP threads: /ping and queued requests while one predicts
+
+
+def default_model_dir() -> Path:
+    return Path(os.environ.get(BASE_DIR_ENV) or DEFAULT_BASE_DIR) / "model"
+
+
+def adapter(image: str) -> ModuleType:
+    if image not in ADAPTERS:
+        raise UserError(f"no serving adapter for image {image!r}; known: {', '.join(ADAPTERS)}")
+    return importlib.import_module(ADAPTERS[image])
+
+
+def detect_image(model_dir: Path) -> str:
+    """Which image wrote this model folder (outside a container nothing else says so)."""
+    if (model_dir / "best.pt").is_file() or (model_dir / "data.yaml").is_file():
+        return "yolo"
+    if any(model_dir.glob("[0-9]*/saved_model.pb")) or (model_dir / "label_map.csv").is_file():
+        return "tfod"
+    raise UserError(f"{model_dir} holds neither a YOLO model (best.pt, data.yaml) nor a TF SavedModel "
+                    f"(<n>/saved_model.pb); it holds: {', '.join(sorted(p.name for p in model_dir.iterdir())) or 'nothing'}. "
+                    "Point --model-dir (or /opt/ml/model) at the unpacked model.tar.gz of a training job")
+
+
+def resolve(model_dir: Path, image: str | None) -> tuple[ModuleType, Path]:
+    """The adapter and the weights it will load; UserError naming the fix when the folder is not servable."""
+    if not model_dir.is_dir():
+        raise UserError(f"model folder {model_dir} does not exist: SageMaker unpacks model.tar.gz there; "
+                        "outside a container pass --model-dir")
+    module = adapter(image or detect_image(model_dir))
+    return module, module.check(model_dir)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run_gunicorn(module: ModuleType, model_dir: Path, *, host: str, port: int, plan: resources.Plan) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    from container.serving.app import App
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            options = {"bind": f"{host}:{port}", "workers": plan.workers, "worker_class": "gthread",
+                       "threads": THREADS_PER_WORKER, "timeout": int(os.environ.get(TIMEOUT_ENV) or 120),
+                       "graceful_timeout": 25, "keepalive": 60, "preload_app": False,
+                       "errorlog": "-", "loglevel": "info", "accesslog": None, "proc_name": "serve",
+                       "control_socket_disable": True}  # gunicorn 27's admin socket: unused, and one path per user
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:  # in each worker, after the fork: one model per worker
+            app = App(module.load, model_dir, max_concurrent_transforms=plan.workers)
+            app.start_loading()
+            return app
+
+    Server().run()
+
+
+def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="serve", description="Answer SageMaker's GET /ping and POST /invocations "
+                                     "with the model in /opt/ml/model (as training wrote it).")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help=f"the unpacked model.tar.gz (default: ${BASE_DIR_ENV}/model, else /opt/ml/model)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get(PORT_ENV) or DEFAULT_PORT),
+                        help=f"default ${PORT_ENV}, else {DEFAULT_PORT}")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: fit the machine)")
+    parser.add_argument("--weights", default=None,
+                        help=f"YOLO: best.pt (default), onnx, or a file in the model folder (env {WEIGHTS_ENV})")
+    parser.add_argument("--image", choices=sorted(ADAPTERS), default=image,
+                        help="which adapter (default: this image's, else detected from the folder)")
+    args = parser.parse_args(argv)
+    if args.weights:
+        os.environ[WEIGHTS_ENV] = args.weights
+    if args.workers:
+        os.environ[resources.WORKERS_ENV[0]] = str(args.workers)
+    model_dir = (args.model_dir or default_model_dir()).resolve()
+    module, weights = resolve(model_dir, args.image)
+    from container.contract import count_gpus
+
+    try:
+        plan = resources.plan_workers(cpus=resources.cpu_count(), memory=resources.memory_bytes(),
+                                      weights_bytes=_size(weights), gpus=count_gpus())
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    os.environ[resources.THREADS_ENV] = str(plan.threads)
+    print(f"[serve] {module.__name__.split('.')[1]} model {weights} on port {args.port}; {plan.why}; "
+          f"{plan.threads} inference thread(s) per worker", file=sys.stderr, flush=True)
+    run_gunicorn(module, model_dir, host=args.host, port=args.port, plan=plan)
+    return 0

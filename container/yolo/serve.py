@@ -1,0 +1,224 @@
+"""The YOLO image's serving adapter: the model folder as training wrote it, loaded once per worker.
+
+* ``best.pt`` (default) runs through ultralytics (torch), batches included;
+* ``SERVING_WEIGHTS=onnx`` (or ``exports/best.onnx``) runs the ONNX export with onnxruntime and NumPy only:
+  torch is never imported, so a worker starts faster and takes far less memory (see docs/serving.md for
+  the numbers). Pre- and post-processing follow ultralytics' own (letterbox with grey 114, per-class NMS,
+  boxes scaled back to the original image), so both give the same boxes.
+
+Class names come from ``data.yaml``; the default thresholds (conf, iou, max_det) and the image size from
+``args.yaml``, the arguments the model was trained and validated with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from container.failure import UserError
+from container.serving.protocol import Detection, Thresholds
+from container.serving.resources import intra_op_threads
+
+WEIGHTS_ENV = "SERVING_WEIGHTS"  # the same name container.serving.server sets from --weights
+ULTRALYTICS_DEFAULT_CONF = 0.25  # ultralytics' predict default; training's conf (null) is for validation
+
+
+def weights_path(model_dir: Path, choice: str | None = None) -> Path:
+    """The weights ``SERVING_WEIGHTS`` names: ``best.pt``, a format (``onnx``), or a path in the folder."""
+    choice = (choice if choice is not None else os.environ.get(WEIGHTS_ENV, "")).strip() or "best.pt"
+    exports = model_dir / "exports"
+    if "/" not in choice and "." not in choice:  # a format name
+        found = sorted(exports.glob(f"*.{choice}")) if exports.is_dir() else []
+        if not found:
+            have = sorted(p.name for p in exports.iterdir()) if exports.is_dir() else []
+            raise UserError(f"{WEIGHTS_ENV}={choice}: no *.{choice} in {exports} (exports there: "
+                            f"{', '.join(have) or 'none'}). Train with the hyperparameter export={choice}, "
+                            "or serve best.pt")
+        return found[0]
+    path = (model_dir / choice).resolve()
+    if not path.is_relative_to(model_dir.resolve()) or not path.exists():
+        raise UserError(f"{WEIGHTS_ENV}={choice}: no such file in {model_dir} (it holds "
+                        f"{', '.join(sorted(p.name for p in model_dir.iterdir()))})")
+    if path.suffix not in (".pt", ".onnx"):
+        raise UserError(f"{WEIGHTS_ENV}={choice}: serving runs .pt or .onnx weights, not {path.suffix or path.name}")
+    return path
+
+
+def check(model_dir: Path) -> Path:
+    """What ``load`` will read, checked without importing a framework."""
+    weights = weights_path(model_dir)
+    if not (model_dir / "data.yaml").is_file() and weights.suffix == ".onnx":
+        raise UserError(f"{model_dir / 'data.yaml'} is missing: the ONNX model needs it for the class names")
+    return weights
+
+
+@dataclass(frozen=True)
+class TrainingArgs:
+    names: list[str]
+    defaults: Thresholds
+    imgsz: int
+    name: str
+
+
+def training_args(model_dir: Path, weights: Path) -> TrainingArgs:
+    names: list[str] = []
+    if (model_dir / "data.yaml").is_file():
+        data = yaml.safe_load((model_dir / "data.yaml").read_text(encoding="utf-8")) or {}
+        raw = data.get("names") or []
+        names = [str(raw[k]) for k in sorted(raw, key=int)] if isinstance(raw, dict) else [str(n) for n in raw]
+    args: dict[str, Any] = {}
+    if (model_dir / "args.yaml").is_file():
+        args = yaml.safe_load((model_dir / "args.yaml").read_text(encoding="utf-8")) or {}
+    job = ""
+    if (model_dir / "metrics.json").is_file():
+        job = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8")).get("job_name") or ""
+    imgsz = args.get("imgsz") or 640
+    defaults = Thresholds(conf=float(args.get("conf") or ULTRALYTICS_DEFAULT_CONF), iou=float(args.get("iou") or 0.7),
+                          max_det=int(args.get("max_det") or 300))
+    return TrainingArgs(names, defaults, int(max(imgsz) if isinstance(imgsz, list) else imgsz),
+                        f"{job}/{weights.name}" if job else weights.name)
+
+
+class TorchPredictor:
+    """``best.pt`` (or another .pt) through ultralytics."""
+
+    def __init__(self, weights: Path, info: TrainingArgs) -> None:
+        import numpy as np
+        import torch
+        from ultralytics import YOLO
+
+        torch.set_num_threads(intra_op_threads())
+        self.model = YOLO(str(weights), task="detect")
+        self.imgsz = info.imgsz
+        self.name, self.defaults = info.name, info.defaults
+        self.names = info.names or [self.model.names[i] for i in sorted(self.model.names)]
+        self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)], self.defaults)  # warm up
+
+    def predict(self, images: list[Any], thresholds: Thresholds) -> list[list[Detection]]:
+        results = self.model.predict([image[..., ::-1] for image in images],  # ultralytics takes BGR arrays
+                                     imgsz=self.imgsz, conf=thresholds.conf, iou=thresholds.iou,
+                                     max_det=thresholds.max_det, verbose=False)
+        out = []
+        for result in results:
+            boxes = result.boxes
+            out.append([Detection(int(c), float(s), tuple(float(v) for v in b)) for b, s, c in
+                        zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist())])
+        return out
+
+
+def letterbox(image: Any, size: tuple[int, int]) -> tuple[Any, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad with grey 114 to ``size`` (h, w), as ultralytics' LetterBox."""
+    import cv2
+    import numpy as np
+
+    h, w = image.shape[:2]
+    gain = min(size[0] / h, size[1] / w)
+    new_w, new_h = round(w * gain), round(h * gain)
+    dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
+    if (w, h) != (new_w, new_h):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    return np.ascontiguousarray(padded), gain, (left, top)
+
+
+def nms(boxes: Any, scores: Any, iou: float) -> list[int]:
+    """Greedy non-maximum suppression; indices kept, best first."""
+    import numpy as np
+
+    order = scores.argsort()[::-1]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        rest = order[1:]
+        xx1 = np.maximum(boxes[i, 0], boxes[rest, 0])
+        yy1 = np.maximum(boxes[i, 1], boxes[rest, 1])
+        xx2 = np.minimum(boxes[i, 2], boxes[rest, 2])
+        yy2 = np.minimum(boxes[i, 3], boxes[rest, 3])
+        inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+        overlap = inter / (areas[i] + areas[rest] - inter + 1e-9)
+        order = rest[overlap <= iou]
+    return keep
+
+
+def decode(output: Any, thresholds: Thresholds, gain: float, pad: tuple[float, float],
+           shape: tuple[int, int], n_classes: int) -> list[Detection]:
+    """YOLO's raw head output to detections in original pixels: [4 + classes, anchors] (cx, cy, w, h, class
+    scores; NMS here), or an end-to-end model's [max_det, 6] (x1, y1, x2, y2, score, class; YOLO26, YOLOv10)."""
+    import numpy as np
+
+    if output.ndim == 2 and output.shape[1] == 6 and output.shape[0] != 4 + n_classes:
+        keep = output[output[:, 4] > thresholds.conf][:thresholds.max_det]
+        return _scaled(keep[:, :4], keep[:, 4], keep[:, 5].astype(int), gain, pad, shape)
+    pred = output.T
+    scores_all = pred[:, 4:]
+    class_ids = scores_all.argmax(1)
+    scores = scores_all[np.arange(len(pred)), class_ids]
+    mask = scores > thresholds.conf
+    pred, class_ids, scores = pred[mask], class_ids[mask], scores[mask]
+    if not len(pred):
+        return []
+    cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    offset = boxes + class_ids[:, None] * 7680.0  # per-class NMS in one pass, ultralytics' max_wh trick
+    keep = nms(offset, scores, thresholds.iou)[:thresholds.max_det]
+    return _scaled(boxes[keep], scores[keep], class_ids[keep], gain, pad, shape)
+
+
+def _scaled(boxes: Any, scores: Any, class_ids: Any, gain: float, pad: tuple[float, float],
+            shape: tuple[int, int]) -> list[Detection]:
+    """Boxes from the letterboxed input back to the original image, clipped to it."""
+    boxes = (boxes - [pad[0], pad[1], pad[0], pad[1]]) / gain
+    height, width = shape
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    return [Detection(int(c), float(s), tuple(float(v) for v in b)) for b, s, c in zip(boxes, scores, class_ids)]
+
+
+class OnnxPredictor:
+    """An ultralytics ONNX export through onnxruntime; NumPy and OpenCV around it, no torch."""
+
+    def __init__(self, weights: Path, info: TrainingArgs) -> None:
+        import numpy as np
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads()
+        self.session = ort.InferenceSession(str(weights), options, providers=ort.get_available_providers())
+        meta = self.session.get_modelmeta().custom_metadata_map  # ultralytics writes names and imgsz here
+        self.input = self.session.get_inputs()[0]
+        shape = self.input.shape
+        self.size = (int(shape[2]), int(shape[3])) if all(isinstance(s, int) for s in shape[2:]) else \
+            (info.imgsz, info.imgsz)
+        self.name, self.defaults = info.name, info.defaults
+        names = info.names
+        if not names and "names" in meta:
+            parsed = yaml.safe_load(meta["names"])
+            names = [str(parsed[k]) for k in sorted(parsed)]
+        self.names = names
+        self.predict([np.zeros((*self.size, 3), np.uint8)], self.defaults)  # warm up
+
+    def predict(self, images: list[Any], thresholds: Thresholds) -> list[list[Detection]]:
+        import numpy as np
+
+        out = []
+        for image in images:  # exports have batch 1
+            padded, gain, pad = letterbox(image, self.size)
+            blob = (padded.transpose(2, 0, 1)[None].astype(np.float32)) / 255.0
+            raw = self.session.run(None, {self.input.name: blob})[0][0]
+            out.append(decode(raw, thresholds, gain, pad, image.shape[:2], len(self.names)))
+        return out
+
+
+def load(model_dir: Path) -> Any:
+    weights = check(model_dir)
+    info = training_args(model_dir, weights)
+    return OnnxPredictor(weights, info) if weights.suffix == ".onnx" else TorchPredictor(weights, info)
