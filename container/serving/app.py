@@ -98,8 +98,6 @@ class App:
             log(f"ERROR {method} {path}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
             status, body, ctype = 500, error_body(500, f"{type(err).__name__}: {err}"), JSON
         headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
-        if status == 413:
-            headers.append(("Connection", "close"))  # the unread body must not be taken for the next request
         start_response(f"{status} {_REASONS.get(status, '')}".rstrip(), headers)
         return [body]
 

@@ -111,21 +111,22 @@ class TorchPredictor:
         return out
 
 
-def letterbox(image: Any, size: tuple[int, int]) -> tuple[Any, float, tuple[float, float]]:
-    """Resize keeping the aspect ratio and pad with grey 114 to ``size`` (h, w), as ultralytics' LetterBox."""
+def letterbox(image: Any, size: tuple[int, int]) -> tuple[Any, tuple[float, float], tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad with grey 114 to ``size`` (h, w), as ultralytics' LetterBox.
+    Returns the padded image, the (x, y) scale actually applied (sides are rounded) and the (left, top) pad."""
     import cv2
     import numpy as np
 
     h, w = image.shape[:2]
     gain = min(size[0] / h, size[1] / w)
-    new_w, new_h = round(w * gain), round(h * gain)
+    new_w, new_h = max(round(w * gain), 1), max(round(h * gain), 1)
     dw, dh = (size[1] - new_w) / 2, (size[0] - new_h) / 2
     if (w, h) != (new_w, new_h):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
     padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
-    return np.ascontiguousarray(padded), gain, (left, top)
+    return np.ascontiguousarray(padded), (new_w / w, new_h / h), (left, top)
 
 
 def nms(boxes: Any, scores: Any, iou: float) -> list[int]:
@@ -149,7 +150,7 @@ def nms(boxes: Any, scores: Any, iou: float) -> list[int]:
     return keep
 
 
-def decode(output: Any, thresholds: Thresholds, gain: float, pad: tuple[float, float],
+def decode(output: Any, thresholds: Thresholds, gain: tuple[float, float], pad: tuple[float, float],
            shape: tuple[int, int], n_classes: int) -> list[Detection]:
     """YOLO's raw head output to detections in original pixels: [4 + classes, anchors] (cx, cy, w, h, class
     scores; NMS here), or an end-to-end model's [max_det, 6] (x1, y1, x2, y2, score, class; YOLO26, YOLOv10)."""
@@ -173,10 +174,10 @@ def decode(output: Any, thresholds: Thresholds, gain: float, pad: tuple[float, f
     return _scaled(boxes[keep], scores[keep], class_ids[keep], gain, pad, shape)
 
 
-def _scaled(boxes: Any, scores: Any, class_ids: Any, gain: float, pad: tuple[float, float],
+def _scaled(boxes: Any, scores: Any, class_ids: Any, gain: tuple[float, float], pad: tuple[float, float],
             shape: tuple[int, int]) -> list[Detection]:
     """Boxes from the letterboxed input back to the original image, clipped to it."""
-    boxes = (boxes - [pad[0], pad[1], pad[0], pad[1]]) / gain
+    boxes = (boxes - [pad[0], pad[1], pad[0], pad[1]]) / [gain[0], gain[1], gain[0], gain[1]]
     height, width = shape
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
@@ -219,6 +220,10 @@ class OnnxPredictor:
 
 
 def load(model_dir: Path) -> Any:
-    weights = check(model_dir)
+    """The predictor for the weights ``SERVING_WEIGHTS`` names (``best.pt`` by default)."""
+    return load_weights(model_dir, check(model_dir))
+
+
+def load_weights(model_dir: Path, weights: Path) -> Any:
     info = training_args(model_dir, weights)
     return OnnxPredictor(weights, info) if weights.suffix == ".onnx" else TorchPredictor(weights, info)

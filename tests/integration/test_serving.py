@@ -1,0 +1,335 @@
+"""The serving module with a real trained YOLO model, spoken to over HTTP.
+
+In process: :class:`container.serving.app.App` behind a threaded WSGI server (every content type, bad input,
+thresholds, limits, concurrency, /ping before the model is loaded). Then ``python -m container serve``
+(gunicorn, as the image runs it): ping, predict, SIGTERM.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+import requests
+
+from container.serving.app import App
+from container.serving.protocol import CUSTOM_ATTRIBUTES, Limits, Thresholds
+from container.yolo import serve as yolo_serve
+from tests.conftest import ROOT
+from tests.serving_models import image_bytes, yolo_model_dir
+
+pytestmark = pytest.mark.slow
+JPEG = image_bytes(100, 70, "JPEG")
+PNG = image_bytes(80, 120, "PNG", seed=1)
+LOW = {CUSTOM_ATTRIBUTES: "conf=0.0001,max_det=5"}  # a 1-epoch model scores low: let detections through
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def start(app: App) -> tuple[str, _Server]:
+    server = make_server("127.0.0.1", 0, app, server_class=_Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return yolo_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def url(model_dir):
+    app = App(yolo_serve.load, model_dir, limits=Limits(max_body_bytes=2 * 1024 * 1024, max_images=8))
+    app.load()
+    assert app.predictor is not None, app.load_error
+    base, server = start(app)
+    yield base
+    server.shutdown()
+
+
+def invoke(url: str, body, content_type: str, headers: dict | None = None) -> requests.Response:
+    return requests.post(f"{url}/invocations", data=body, headers={"Content-Type": content_type, **(headers or {})},
+                         timeout=60)
+
+
+def check_result(result: dict, width: int, height: int, max_det: int = 5) -> None:
+    assert result["model"].endswith("best.pt")
+    assert (result["width"], result["height"]) == (width, height)
+    assert 0 < len(result["detections"]) <= max_det
+    for d in result["detections"]:
+        assert set(d) == {"label", "class_id", "score", "box"}
+        assert d["label"] == ["rectangle", "ellipse"][d["class_id"]]
+        x1, y1, x2, y2 = d["box"]
+        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height  # pixels of the original image
+        assert 0 < d["score"] <= 1
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_ping_says_healthy_only_once_loaded(model_dir):
+    gate = threading.Event()
+
+    def slow_load(path):
+        gate.wait(30)
+        return yolo_serve.load(path)
+
+    app = App(slow_load, model_dir)
+    base, server = start(app)
+    try:
+        app.start_loading()
+        ping = requests.get(f"{base}/ping", timeout=5)
+        assert ping.status_code == 503 and "loading" in ping.json()["error"]
+        gate.set()
+        assert app.wait_loaded(60)
+        assert requests.get(f"{base}/ping", timeout=5).status_code == 200
+    finally:
+        server.shutdown()
+
+
+def test_ping_reports_a_model_that_cannot_load(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "data.yaml").write_text("names: {0: a}\n")
+    app = App(yolo_serve.load, tmp_path)
+    app.load()
+    base, server = start(app)
+    try:
+        ping = requests.get(f"{base}/ping", timeout=5)
+        assert ping.status_code == 500 and "could not be loaded" in ping.json()["error"]
+        answer = invoke(base, JPEG, "image/jpeg")
+        assert answer.status_code == 503 and "not ready" in answer.json()["error"]
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("content_type, body, size", [
+    ("image/jpeg", JPEG, (100, 70)),
+    ("image/png", PNG, (80, 120)),
+    ("application/x-image", PNG, (80, 120)),
+    ("application/json", json.dumps(b64(JPEG)), (100, 70)),
+    ("application/json", json.dumps({"image": b64(PNG)}), (80, 120)),
+    ("application/json", json.dumps({"image": "data:image/jpeg;base64," + b64(JPEG)}), (100, 70)),
+])
+def test_one_image_each_content_type(url, content_type, body, size):
+    answer = invoke(url, body, content_type, LOW)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"] == "application/json"
+    check_result(answer.json(), *size)
+
+
+def test_batches_keep_order(url):
+    for body in (json.dumps([b64(JPEG), b64(PNG)]), json.dumps({"images": [b64(JPEG), b64(PNG)]})):
+        answer = invoke(url, body, "application/json", LOW)
+        assert answer.status_code == 200, answer.text
+        first, second = answer.json()
+        check_result(first, 100, 70)
+        check_result(second, 80, 120)
+
+
+def test_jsonlines_one_answer_per_record(url):
+    """Batch transform with SplitType=Line: one record a line, one result line each, in order."""
+    body = "\n".join([json.dumps(b64(JPEG)), json.dumps({"image": b64(PNG)}), json.dumps(b64(JPEG))]) + "\n"
+    answer = invoke(url, body, "application/jsonlines", LOW)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"] == "application/jsonlines"
+    lines = answer.text.strip().split("\n")
+    assert [(json.loads(line)["width"], json.loads(line)["height"]) for line in lines] == [(100, 70), (80, 120),
+                                                                                           (100, 70)]
+
+
+def test_thresholds(url, model_dir):
+    default = invoke(url, JPEG, "image/jpeg").json()["detections"]
+    assert all(d["score"] > 0.25 for d in default), "default conf is ultralytics' 0.25 (training set none)"
+    few = invoke(url, JPEG, "image/jpeg", {CUSTOM_ATTRIBUTES: "conf=0.0001;max_det=2"}).json()["detections"]
+    assert len(few) == 2
+    many = invoke(url, JPEG, "image/jpeg", {CUSTOM_ATTRIBUTES: "conf=0.0001,max_det=50,iou=0.95"}).json()
+    assert len(many["detections"]) > 2
+    scores = [d["score"] for d in many["detections"]]
+    assert scores == sorted(scores, reverse=True)
+    strict = invoke(url, JPEG, "image/jpeg", {CUSTOM_ATTRIBUTES: "conf=0.0001,max_det=50,iou=0.01"}).json()
+    assert len(strict["detections"]) < len(many["detections"]), "a lower IoU suppresses more boxes"
+    body = json.dumps({"image": b64(JPEG), "conf": 0.0001, "max_det": 3})
+    assert len(invoke(url, body, "application/json").json()["detections"]) == 3
+
+
+@pytest.mark.parametrize("content_type, body, headers, status, says", [
+    ("image/jpeg", b"definitely not a jpeg", {}, 400, "not an image"),
+    ("image/png", b"", {}, 400, "empty"),
+    ("application/json", b"{not json", {}, 400, "not valid JSON"),
+    ("application/json", json.dumps({"image": "***"}), {}, 400, "not valid base64"),
+    ("application/json", json.dumps({"picture": "abc"}), {}, 400, "'image'"),
+    ("application/json", json.dumps([]), {}, 400, "empty list"),
+    ("application/json", json.dumps([b64(b"garbage")]), {}, 400, "image 0"),
+    ("application/jsonlines", b"\n\n", {}, 400, "no records"),
+    ("text/csv", b"1,2,3", {}, 415, "text/csv"),
+    ("", JPEG, {}, 415, "Content-Type"),
+    ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "confidence=2"}, 400, "between 0 and 1"),
+    ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "thresh=0.3"}, 400, "unknown key 'thresh'"),
+    ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "max_det=many"}, 400, "max_det must be an integer"),
+    ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "conf"}, 400, "not key=value"),
+])
+def test_bad_input_is_a_4xx_naming_the_cause(url, content_type, body, headers, status, says):
+    answer = invoke(url, body, content_type, headers)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["Content-Type"] == "application/json"
+    assert says in answer.json()["error"] and answer.json()["status"] == status
+
+
+def test_limits_413(url):
+    big = invoke(url, b"\0" * (3 * 1024 * 1024), "image/jpeg")
+    assert big.status_code == 413 and "over the limit" in big.json()["error"]
+    many = invoke(url, json.dumps([b64(PNG)] * 9), "application/json")
+    assert many.status_code == 413 and "at most 8" in many.json()["error"]
+    assert invoke(url, JPEG, "image/jpeg", LOW).status_code == 200  # the server is still fine
+
+
+def test_routes(url):
+    assert requests.get(f"{url}/invocations", timeout=5).status_code == 405
+    assert requests.get(f"{url}/nowhere", timeout=5).status_code == 404
+    params = requests.get(f"{url}/execution-parameters", timeout=5).json()
+    assert params["MaxPayloadInMB"] == 2 and params["BatchStrategy"] == "MULTI_RECORD"
+
+
+def test_concurrent_requests_get_their_own_answers(url):
+    bodies = [image_bytes(60 + 10 * i, 50 + 5 * i, seed=i) for i in range(8)]
+    alone = [invoke(url, body, "image/jpeg", LOW).json() for body in bodies]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(lambda body: invoke(url, body, "image/jpeg", LOW).json(), bodies * 2))
+    assert together == alone * 2
+
+
+def test_onnx_export_without_torch_matches_ultralytics(model_dir):
+    """SERVING_WEIGHTS=onnx: onnxruntime + NumPy, with ultralytics' pre- and post-processing. A 1-epoch model
+    scores many near-identical boxes equally, where NMS ties may break either way: the best detection must
+    match, and every detection of ours must be one of ultralytics'."""
+    import numpy as np
+    from PIL import Image
+    from ultralytics import YOLO
+
+    onnx = yolo_serve.weights_path(model_dir, "onnx")
+    assert onnx == model_dir / "exports" / "best.onnx"
+    ours = yolo_serve.load_weights(model_dir, onnx)
+    assert isinstance(ours, yolo_serve.OnnxPredictor)
+    theirs = YOLO(str(onnx), task="detect")
+    thresholds = Thresholds(conf=0.0001, iou=0.6, max_det=30)
+    for data in (JPEG, PNG):
+        image = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        found = ours.predict([image], thresholds)[0]
+        ref = theirs.predict(image[..., ::-1], imgsz=64, conf=0.0001, iou=0.6, max_det=30, verbose=False)[0].boxes
+        rows = np.concatenate([ref.xyxy.numpy(), ref.conf.numpy()[:, None], ref.cls.numpy()[:, None]], 1)
+        assert len(found) > 0 and abs(len(found) - len(rows)) <= 2
+        for d in found:
+            mine = np.array([*d.box, d.score, d.class_id])
+            assert np.any(np.all(np.abs(rows - mine) <= [0.05] * 4 + [1e-4, 0], axis=1)), (mine, rows)
+        np.testing.assert_allclose([*found[0].box, found[0].score], rows[0, :5], atol=1e-3)
+
+
+def test_decode_matches_ultralytics_nms():
+    """The ONNX path's NMS and box scaling against ultralytics' own, on a head output with distinct scores."""
+    import numpy as np
+    import torch
+    from ultralytics.utils.nms import non_max_suppression
+    from ultralytics.utils.ops import scale_boxes
+
+    rng = np.random.default_rng(0)
+    n_classes, anchors = 3, 400
+    raw = np.concatenate([rng.uniform(0, 64, (2, anchors)), rng.uniform(2, 30, (2, anchors)),
+                          rng.uniform(0, 1, (n_classes, anchors)) ** 3]).astype(np.float32)
+    image = np.zeros((70, 100, 3), np.uint8)
+    _, gain, pad = yolo_serve.letterbox(image, (64, 64))
+    for conf, iou, max_det in [(0.1, 0.5, 300), (0.3, 0.7, 20), (0.01, 0.3, 50)]:
+        ours = yolo_serve.decode(raw.copy(), Thresholds(conf, iou, max_det), gain, pad, (70, 100), n_classes)
+        ref = non_max_suppression(torch.from_numpy(raw[None].copy()), conf, iou, max_det=max_det)[0]
+        ref[:, :4] = scale_boxes((64, 64), ref[:, :4], (70, 100))
+        assert len(ours) == len(ref) > 0
+        np.testing.assert_allclose([d.box for d in ours], ref[:, :4].numpy(), atol=1e-3)
+        assert [d.class_id for d in ours] == ref[:, 5].int().tolist()
+
+
+def test_onnx_worker_never_imports_torch(model_dir):
+    code = ("import sys; from pathlib import Path; from container.yolo import serve; "
+            f"p = serve.load_weights(Path({str(model_dir)!r}), Path({str(model_dir / 'exports' / 'best.onnx')!r})); "
+            "print(type(p).__name__, 'torch' in sys.modules, 'ultralytics' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["OnnxPredictor", "False", "False"], result.stderr[-2000:]
+
+
+def test_weights_choice_errors_name_the_fix(model_dir):
+    from container.failure import UserError
+
+    with pytest.raises(UserError, match="export=engine"):
+        yolo_serve.weights_path(model_dir, "engine")
+    with pytest.raises(UserError, match="no such file"):
+        yolo_serve.weights_path(model_dir, "../../etc/passwd")
+
+
+# -- the server the image runs ---------------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_python_m_container_serve(model_dir, tmp_path):
+    """gunicorn as `serve` runs it: /ping 503 then 200, predictions from the ONNX export, SIGTERM exits 0."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_BIND_TO_PORT": str(port), "SERVING_WEIGHTS": "onnx"}
+    log = (tmp_path / "serve.log").open("w+")
+    proc = subprocess.Popen([sys.executable, "-m", "container", "serve", "--model-dir", str(model_dir),
+                             "--host", "127.0.0.1", "--workers", "2"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        codes = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                codes.append(requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).status_code)
+            except requests.ConnectionError:
+                pass
+            if codes and codes[-1] == 200:
+                break
+            time.sleep(0.2)
+        log.seek(0)
+        assert codes and codes[-1] == 200, log.read()[-3000:]
+        answer = invoke(f"http://127.0.0.1:{port}", JPEG, "image/jpeg", LOW)
+        assert answer.status_code == 200, answer.text
+        check_result({**answer.json(), "model": "best.pt"}, 100, 70)
+        assert answer.json()["model"] == "best.onnx"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log.seek(0)
+    text = log.read()
+    assert "2 worker(s) as set" in text and "Booting worker" in text
+
+
+def test_serve_refuses_a_folder_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    result = subprocess.run([sys.executable, "-m", "container", "serve", "--model-dir", str(tmp_path)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "holds neither a YOLO model" in result.stderr and "notes.txt" in result.stderr
