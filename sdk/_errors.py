@@ -10,7 +10,9 @@
     ├── JobFailedError            the job ended Failed or Stopped; ``.job_name``, ``.status``, ``.reason``
     ├── WaitTimeoutError          ``wait(timeout=...)`` ran out; the job keeps running (also a TimeoutError)
     ├── NoJobError                ``fetch_model("latest", ...)`` found no completed job matching
-    └── FetchError                a model archive refused (unsafe, unreadable, over a cap) or not written
+    ├── FetchError                a model archive refused (unsafe, unreadable, over a cap) or not written
+    ├── DeployFailedError         an endpoint or a batch transform job ended Failed; ``.name``, ``.status``, ``.reason``
+    └── InvocationError           the model server refused a request; ``.status`` (4xx: the input, 5xx: the server)
 
 Nothing here imports boto3: a notebook can catch these without paying for it.
 """
@@ -76,6 +78,24 @@ class NoJobError(SDKError):
 
 class FetchError(SDKError):
     """``fetch_model`` could not unpack the model: an unsafe or unreadable archive, or a disk error."""
+
+
+class DeployFailedError(SDKError):
+    """An endpoint (or a batch transform job) ended ``Failed`` or ``Stopped``."""
+
+    def __init__(self, kind: str, name: str, status: str, reason: str) -> None:
+        super().__init__(f"{kind} {name} {status.lower()}: {reason or 'no reason given'}")
+        self.name = name
+        self.status = status
+        self.reason = reason
+
+
+class InvocationError(SDKError):
+    """The model server refused a request. ``status``: its HTTP status; the message is the server's."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound", "ResourceNotFound", "ResourceNotFoundException",

@@ -11,6 +11,9 @@
     python -m sdk tune-best TUNING_JOB [--fetch] [--dest models/]
     python -m sdk leaderboard JOB|FOLDER ... [--local] [--images DIR] [--out leaderboard/]
     python -m sdk predict MODEL IMAGE|FOLDER|VIDEO [--track] [--out predictions/]
+    python -m sdk deploy JOB [--instance-type ml.m5.large | local] [--serverless 4096:5]
+    python -m sdk invoke ENDPOINT IMAGE... [--conf 0.4]     python -m sdk undeploy ENDPOINT
+    python -m sdk transform JOB s3://bucket/in/ s3://bucket/out/
 
 Add ``--local`` to status/logs/fetch/leaderboard for jobs run with ``--instance-type local``.
 """
@@ -368,6 +371,10 @@ def parser() -> argparse.ArgumentParser:
     pred.add_argument("--conf", type=float, default=0.25, help="lowest score kept (default %(default)s)")
     pred.add_argument("--imgsz", type=int, help="inference size (default: the model's)")
     pred.set_defaults(func=cmd_predict)
+
+    from sdk._deploy_cli import add_commands
+
+    add_commands(sub)  # deploy, invoke, undeploy, transform
     return p
 
 

@@ -297,7 +297,7 @@ def test_python_m_container_serve(model_dir, tmp_path):
     """gunicorn as `serve` runs it: /ping 503 then 200, predictions from the ONNX export, SIGTERM exits 0."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_BIND_TO_PORT": str(port), "SERVING_WEIGHTS": "onnx"}
-    log = (tmp_path / "serve.log").open("w+")
+    log = (tmp_path / "serve.log").open("w")  # the child's; read back by path (a shared offset would clobber it)
     proc = subprocess.Popen([sys.executable, "-m", "container", "serve", "--model-dir", str(model_dir),
                              "--host", "127.0.0.1", "--workers", "2"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -311,8 +311,7 @@ def test_python_m_container_serve(model_dir, tmp_path):
             if codes and codes[-1] == 200:
                 break
             time.sleep(0.2)
-        log.seek(0)
-        assert codes and codes[-1] == 200, log.read()[-3000:]
+        assert codes and codes[-1] == 200, (tmp_path / "serve.log").read_text()[-3000:]
         answer = invoke(f"http://127.0.0.1:{port}", JPEG, "image/jpeg", LOW)
         assert answer.status_code == 200, answer.text
         check_result({**answer.json(), "model": "best.pt"}, 100, 70)
@@ -322,8 +321,7 @@ def test_python_m_container_serve(model_dir, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    log.seek(0)
-    text = log.read()
+    text = (tmp_path / "serve.log").read_text()
     assert "2 worker(s) as set" in text and "Booting worker" in text
 
 

@@ -1,0 +1,127 @@
+"""``python -m sdk deploy|invoke|undeploy|transform`` (registered by ``sdk.cli.parser``).
+
+    python -m sdk deploy JOB|latest|s3://.../model.tar.gz [--instance-type ml.m5.large] [--serverless 4096:5]
+    python -m sdk deploy FOLDER --instance-type local [--port 8080]      # serves until Ctrl-C
+    python -m sdk invoke ENDPOINT IMAGE|FOLDER ... [--conf 0.4] [--iou 0.5] [--max-det 50] [--url http://...]
+    python -m sdk undeploy ENDPOINT
+    python -m sdk transform JOB s3://bucket/in/ s3://bucket/out/ [--content-type application/jsonlines]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sdk._errors import ConfigurationError
+
+
+def _serverless(text: str | None) -> Any:
+    if not text:
+        return None
+    from sdk.deploy import ServerlessConfig
+
+    memory, _, concurrency = text.partition(":")
+    try:
+        return ServerlessConfig(memory=int(memory), concurrency=int(concurrency or 5))
+    except ValueError:
+        raise ConfigurationError(f"--serverless takes MEMORY_MB[:CONCURRENCY], like 4096:5; got {text!r}") from None
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from sdk.deploy import deploy
+
+    endpoint = deploy(args.model, instance_type=args.instance_type, instance_count=args.instance_count,
+                      serverless=_serverless(args.serverless), image=args.image, role=args.role, name=args.name,
+                      weights=args.weights, engine=args.engine, port=args.port)
+    if args.instance_type == "local":
+        print(json.dumps({"endpoint": endpoint.name, "url": endpoint.url}), flush=True)
+        try:
+            endpoint.server.process.wait()
+        except KeyboardInterrupt:
+            endpoint.delete()
+        return 0
+    print(json.dumps({"endpoint": endpoint.name, "status": endpoint.status}))
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from sdk._hosting import custom_attributes, decode_answer, encode_inputs, http
+
+    images = args.images[0] if len(args.images) == 1 else args.images
+    if args.url:  # a local endpoint (deploy --instance-type local) or any server of this contract
+        body, content_type, _ = encode_inputs(images)
+        headers = {"Content-Type": content_type}
+        attributes = custom_attributes(args.conf, args.iou, args.max_det)
+        if attributes:
+            headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
+        result = decode_answer(*http(args.url.rstrip("/") + "/invocations", body=body, headers=headers))
+    else:
+        from sdk.deploy import Endpoint
+
+        result = Endpoint(args.endpoint).predict(images, conf=args.conf, iou=args.iou, max_det=args.max_det)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_undeploy(args: argparse.Namespace) -> int:
+    from sdk.deploy import Endpoint
+
+    print(json.dumps({"deleted": Endpoint.attach(args.endpoint).delete()}, indent=2))
+    return 0
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    from sdk.deploy import transform
+
+    job = transform(args.model, args.input, args.output, instance_type=args.instance_type,
+                    instance_count=args.instance_count, content_type=args.content_type, image=args.image,
+                    role=args.role, name=args.name, weights=args.weights, wait=not args.no_wait)
+    print(json.dumps({"transform_job": job.name, "status": job.status, "output": args.output}))
+    return 0
+
+
+def _model_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("model", help="a training job name, 'latest', or s3://.../model.tar.gz (with --image)")
+    cmd.add_argument("--instance-type", default="ml.m5.large", help="default %(default)s")
+    cmd.add_argument("--instance-count", type=int, default=1)
+    cmd.add_argument("--image", help="the image URI (default: the training job's)")
+    cmd.add_argument("--role", help="execution role ARN (default: the training job's, else $SM_DETECTORS_ROLE)")
+    cmd.add_argument("--name", help="endpoint / transform job name (default: from the job's)")
+    cmd.add_argument("--weights", help="YOLO: best.pt (default) or onnx")
+
+
+def add_commands(sub: Any) -> None:
+    dep = sub.add_parser("deploy", help="create an endpoint (or serverless, or --instance-type local) for a job")
+    _model_options(dep)
+    dep.add_argument("--serverless", metavar="MEMORY_MB[:CONCURRENCY]", help="a serverless endpoint, e.g. 4096:5")
+    dep.add_argument("--engine", help="docker or podman, for --instance-type local with --image")
+    dep.add_argument("--port", type=int, help="--instance-type local: the port (default: a free one)")
+    dep.set_defaults(func=cmd_deploy)
+
+    inv = sub.add_parser("invoke", help="detections from an endpoint for images (JSON)")
+    inv.add_argument("endpoint", help="endpoint name (ignored with --url)")
+    inv.add_argument("images", nargs="+", help="image files or a folder")
+    inv.add_argument("--url", help="a server's URL instead of a SageMaker endpoint (deploy --instance-type local)")
+    inv.add_argument("--conf", type=float)
+    inv.add_argument("--iou", type=float)
+    inv.add_argument("--max-det", type=int)
+    inv.set_defaults(func=cmd_invoke)
+
+    und = sub.add_parser("undeploy", help="delete an endpoint, and its config and model if deploy made them")
+    und.add_argument("endpoint")
+    und.set_defaults(func=cmd_undeploy)
+
+    tra = sub.add_parser("transform", help="batch transform: every object under an S3 prefix through the model")
+    _model_options(tra)
+    tra.add_argument("input", help="s3:// prefix of the images (or of JSON lines)")
+    tra.add_argument("output", help="s3:// prefix for <key>.out")
+    tra.add_argument("--content-type", default="application/x-image",
+                     help="application/x-image (default), image/jpeg, image/png, application/jsonlines")
+    tra.add_argument("--no-wait", action="store_true")
+    tra.set_defaults(func=cmd_transform)
+
+
+if __name__ == "__main__":  # pragma: no cover - use python -m sdk
+    sys.exit("use: python -m sdk deploy|invoke|undeploy|transform")

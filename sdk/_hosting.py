@@ -1,0 +1,246 @@
+"""Hosting on this machine, and the request encoding every endpoint handle shares.
+
+* :func:`encode_inputs`: an image path, a folder, bytes, a PIL image, a NumPy array, or a list of them, to the
+  body and ``Content-Type`` the serving contract takes (``docs/serving.md``);
+* :class:`LocalServer`: the real ``serve`` on a free port of 127.0.0.1, as a process (``python -m container
+  serve``) or in docker/podman when an image is given; ``deploy(instance_type="local")`` uses it, and so does
+  the test suite's SageMaker hosting double;
+* :func:`transform_objects`: what batch transform does with one input object (split by line or not, one
+  request per record or per object, output ``<key>.out``), for local transforms and the double.
+
+No boto3 import here: an S3 client is passed in where one is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sdk._errors import ConfigurationError, InvocationError, SDKError
+
+IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "application/x-image",
+                  ".webp": "application/x-image", ".tif": "application/x-image", ".tiff": "application/x-image"}
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"  # the same header container.serving reads
+
+
+def _image_bytes(item: Any) -> tuple[bytes, str]:
+    if isinstance(item, (str, Path)):
+        path = Path(item).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"image {path} does not exist")
+        return path.read_bytes(), IMAGE_SUFFIXES.get(path.suffix.lower(), "application/x-image")
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item), "application/x-image"
+    from PIL import Image
+
+    if not isinstance(item, Image.Image):
+        if type(item).__module__ == "numpy":
+            item = Image.fromarray(item)  # RGB, as Pillow reads it
+        else:
+            raise ConfigurationError(f"cannot send {type(item).__name__} as an image: give a path, bytes, a PIL "
+                                     "image or an RGB NumPy array")
+    buffer = io.BytesIO()
+    item.convert("RGB").save(buffer, "PNG")
+    return buffer.getvalue(), "image/png"
+
+
+def expand(images: Any) -> Any:
+    """A folder becomes the sorted list of its images; anything else is left as it is."""
+    if isinstance(images, (str, Path)) and Path(images).expanduser().is_dir():
+        found = sorted(p for p in Path(images).expanduser().iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ConfigurationError(f"folder {images} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return found
+    return images
+
+
+def encode_inputs(images: Any) -> tuple[bytes, str, bool]:
+    """``(body, content_type, is_batch)``: one image as its own bytes, a list as a JSON batch of base64."""
+    images = expand(images)
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ConfigurationError("no images to send: the list is empty")
+        encoded = [base64.b64encode(_image_bytes(item)[0]).decode() for item in images]
+        return json.dumps({"images": encoded}).encode(), "application/json", True
+    body, content_type = _image_bytes(images)
+    return body, content_type, False
+
+
+def custom_attributes(conf: float | None, iou: float | None, max_det: int | None) -> str:
+    pairs = [f"{k}={v}" for k, v in (("conf", conf), ("iou", iou), ("max_det", max_det)) if v is not None]
+    return ",".join(pairs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+         timeout: float = 60) -> tuple[int, bytes, str]:
+    """``(status, body, content_type)``; HTTP errors are answers here, not exceptions."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), err.headers.get("Content-Type", "")
+
+
+def decode_answer(status: int, body: bytes, content_type: str) -> Any:
+    if status >= 400:
+        try:
+            message = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = body.decode("utf-8", "replace")[:500]
+        raise InvocationError(f"the model server answered {status}: {message}", status=status)
+    if "jsonlines" in content_type:
+        return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    return json.loads(body)
+
+
+class LocalServer:
+    """``serve`` on 127.0.0.1: ``python -m container serve`` (no container engine needed), or ``image`` in
+    docker/podman with the model folder mounted read-only at ``/opt/ml/model``, as SageMaker runs it."""
+
+    def __init__(self, model_dir: str | Path, *, image: str | None = None, engine: str | None = None,
+                 port: int | None = None, workers: int | None = None, environment: dict[str, str] | None = None,
+                 log_path: Path | None = None) -> None:
+        self.model_dir = Path(model_dir).resolve()
+        if not self.model_dir.is_dir():
+            raise ConfigurationError(f"model folder {self.model_dir} does not exist")
+        self.image = image
+        self.engine = engine
+        self.port = port or free_port()
+        self.workers = workers
+        self.environment = dict(environment or {})
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or Path(tempfile.mkdtemp(prefix="sm-serve-")) / "serve.log"
+        self.process: subprocess.Popen | None = None
+        self.container: str | None = None
+
+    def command(self) -> list[str]:
+        env = {**self.environment, "SAGEMAKER_BIND_TO_PORT": str(self.port)}
+        if self.workers:
+            env["SERVING_WORKERS"] = str(self.workers)
+        if self.image:
+            from sdk._local import find_engine
+
+            self.engine = find_engine(self.engine)
+            self.container = f"sm-serve-{uuid.uuid4().hex[:8]}"
+            flags = [f"--env={k}={v}" for k, v in env.items()]
+            # host network: the port is this machine's, as SAGEMAKER_BIND_TO_PORT says
+            return [self.engine, "run", "--rm", "--name", self.container, "--network", "host",
+                    "-v", f"{self.model_dir}:/opt/ml/model:ro", *flags, self.image, "serve"]
+        self.environment.update(env)
+        return [sys.executable, "-m", "container", "serve", "--model-dir", str(self.model_dir), "--host", "127.0.0.1"]
+
+    def start(self, *, timeout: float = 300) -> LocalServer:
+        import container
+
+        cmd = self.command()
+        env = {**os.environ, **self.environment}
+        # the container package this SDK came with, wherever it is imported from
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(container.__file__).parents[1]),
+                                                          env.get("PYTHONPATH")]))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        self.wait_ready(timeout)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is not None and self.process.poll() is not None:
+                raise SDKError(f"serve exited with code {self.process.returncode} before it was ready:\n"
+                               + self.log()[-3000:])
+            try:
+                status, body, _ = http(f"{self.url}/ping", timeout=5)
+            except (urllib.error.URLError, OSError):
+                status, body = 0, b""
+            if status == 200:
+                return
+            if status == 500:
+                self.stop()
+                raise SDKError(f"serve could not load the model: {body.decode(errors='replace')}\n" + self.log()[-2000:])
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"serve not ready after {timeout:.0f} s:\n" + self.log()[-3000:])
+            time.sleep(0.3)
+
+    def invoke(self, body: bytes, content_type: str, *, attributes: str = "", accept: str = "application/json",
+               timeout: float = 60) -> tuple[int, bytes, str]:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        if attributes:
+            headers[CUSTOM_ATTRIBUTES] = attributes
+        return http(f"{self.url}/invocations", body=body, headers=headers, timeout=timeout)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (what SageMaker sends), then SIGKILL after ``timeout``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if self.container and self.engine:
+            subprocess.run([self.engine, "stop", "-t", str(int(timeout)), self.container], capture_output=True)
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def split_records(data: bytes, split_type: str | None) -> list[bytes]:
+    """``SplitType=Line``: one record per non-empty line; otherwise the whole object is one record."""
+    if split_type == "Line":
+        return [line for line in data.splitlines() if line.strip()]
+    return [data]
+
+
+def transform_objects(keys: list[str], read: Callable[[str], bytes], write: Callable[[str, bytes], None],
+                      invoke: Callable[[bytes, str], tuple[int, bytes, str]], *, content_type: str,
+                      split_type: str | None, batch_strategy: str | None) -> list[str]:
+    """Batch transform over ``keys``: each object's records to the server, ``<key>.out`` written with the answers
+    (one line per record when split by line). Returns the failures, ``"key: reason"``; stops at none."""
+    failures = []
+    for key in keys:
+        records = split_records(read(key), split_type)
+        if batch_strategy == "MultiRecord" and split_type == "Line" and records:
+            requests = [b"\n".join(records) + b"\n"]
+        else:
+            requests = records
+        answers = []
+        for body in requests:
+            status, answer, _ = invoke(body, content_type)
+            if status >= 400:
+                failures.append(f"{key}: {status} {answer.decode(errors='replace')[:300]}")
+                break
+            answers.append(answer.rstrip(b"\n"))
+        else:
+            write(key + ".out", b"\n".join(answers) + (b"\n" if split_type == "Line" else b""))
+    return failures
