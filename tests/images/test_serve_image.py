@@ -1,0 +1,98 @@
+"""Dockerfile.yolo started as SageMaker hosting starts it: `IMAGE serve`, the model a training job wrote mounted
+at /opt/ml/model, HTTP on the port SAGEMAKER_BIND_TO_PORT names (host network, a free port of 127.0.0.1).
+Skipped only where no container engine answers (see engine.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+
+import pytest
+import requests
+
+from sdk._hosting import free_port
+from tests.images.engine import find_engine
+from tests.serving_models import image_bytes, yolo_model_dir
+
+pytestmark = [pytest.mark.image, pytest.mark.slow]
+TAG = "localhost/sm-yolo:test"  # the tag test_yolo_image.py builds: one build serves both
+
+
+@pytest.fixture(scope="module")
+def engine():
+    found = find_engine()
+    if found is None:
+        pytest.skip("no container engine (docker or podman) answers on this machine")
+    found.build("Dockerfile.yolo", TAG)
+    return found
+
+
+def _wait_ready(engine, name: str, url: str, timeout: float = 300) -> list[int]:
+    codes: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            codes.append(requests.get(f"{url}/ping", timeout=5).status_code)
+        except requests.ConnectionError:
+            pass
+        if codes and codes[-1] == 200:
+            return codes
+        state = engine.run("inspect", "-f", "{{.State.Running}}", name, check=False, capture_output=True)
+        assert state.stdout.strip() == "true", engine.run("logs", name, check=False, capture_output=True).stderr
+        time.sleep(0.5)
+    raise AssertionError(f"no 200 from /ping in {timeout}s: {codes[-5:]}\n"
+                         + engine.run("logs", name, check=False, capture_output=True).stderr[-3000:])
+
+
+def test_image_serves_the_model_training_wrote(engine, tmp_path_factory):
+    model = yolo_model_dir(tmp_path_factory)
+    port = free_port()
+    name = f"sm-yolo-serve-{uuid.uuid4().hex[:8]}"
+    url = f"http://127.0.0.1:{port}"
+    started = engine.run("run", "-d", "--name", name, "--network", "host", "-e", f"SAGEMAKER_BIND_TO_PORT={port}",
+                         "-v", f"{model}:/opt/ml/model:ro", TAG, "serve", check=False, capture_output=True)
+    assert started.returncode == 0, started.stderr
+    try:
+        _wait_ready(engine, name, url)
+        answer = requests.post(f"{url}/invocations", data=image_bytes(100, 70), timeout=60,
+                               headers={"Content-Type": "image/jpeg",
+                                        "X-Amzn-SageMaker-Custom-Attributes": "conf=0.0001,max_det=3"})
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert (result["width"], result["height"], result["model"]) == (100, 70, "best.pt")
+        assert len(result["detections"]) == 3
+        assert {d["label"] for d in result["detections"]} <= {"rectangle", "ellipse"}
+        garbage = requests.post(f"{url}/invocations", data=b"\x00garbage", headers={"Content-Type": "image/png"},
+                                timeout=30)
+        assert garbage.status_code == 400 and "not an image" in garbage.json()["error"]
+        lines = requests.post(f"{url}/invocations", timeout=60, headers={"Content-Type": "application/jsonlines"},
+                              data="\n".join(json.dumps({"image": base64.b64encode(
+                                  image_bytes(40 + i, 30)).decode()}) for i in range(2)))
+        assert [json.loads(line)["width"] for line in lines.text.splitlines()] == [40, 41]
+        assert engine.run("kill", "--signal", "TERM", name, check=False, capture_output=True).returncode == 0
+        sent = time.monotonic()
+        code = int(engine.run("wait", name, capture_output=True, timeout=60).stdout.strip().splitlines()[-1])
+        took = time.monotonic() - sent
+        logs = engine.run("logs", name, check=False, capture_output=True)
+        assert code == 0, logs.stdout[-2000:] + logs.stderr[-2000:]
+        assert took < 30, f"SageMaker sends SIGKILL 30 s after SIGTERM; serve took {took:.0f}s"
+        assert "worker(s)" in logs.stderr and "loaded from /opt/ml/model" in logs.stderr
+    finally:
+        engine.run("rm", "-f", name, check=False, capture_output=True)
+
+
+def test_sdk_local_deploy_runs_the_image(engine, tmp_path_factory):
+    """deploy(folder, instance_type="local", image=TAG): the container, the ONNX export, predictions."""
+    from sdk.deploy import deploy
+
+    endpoint = deploy(yolo_model_dir(tmp_path_factory), instance_type="local", image=TAG, engine=engine.name,
+                      weights="onnx")
+    try:
+        result = endpoint.predict([image_bytes(64, 48), image_bytes(32, 32, "PNG")], conf=0.0001, max_det=2)
+        assert [(r["width"], r["height"], r["model"], len(r["detections"])) for r in result] == [
+            (64, 48, "best.onnx", 2), (32, 32, "best.onnx", 2)]
+    finally:
+        endpoint.delete()
+    assert endpoint.status == "OutOfService"
