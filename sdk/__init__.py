@@ -11,6 +11,7 @@
 * :class:`Job` / :class:`LocalJob`       - status, wait (a progress line), metrics, metrics_history, plot,
                                           stop, restart (resume from checkpoints), fetch_model
 * :func:`fetch_model`                   - download and safely unpack ``model.tar.gz``
+* :func:`deploy` / :func:`transform`     - endpoints (instances, serverless, local) and batch transform (sdk.serving)
 * errors: :class:`SDKError` and its tree (see ``sdk._errors``); botocore errors never leak raw
 * ``python -m sdk launch|resume|status|logs|plot|fetch|describe`` - the same calls from a shell
 
@@ -32,7 +33,9 @@ from sdk._errors import (
     AWSError,
     ConfigurationError,
     CredentialsError,
+    DeployFailedError,
     FetchError,
+    InvocationError,
     JobFailedError,
     NoJobError,
     NotFoundError,
@@ -44,6 +47,7 @@ from sdk._errors import user_errors as _user_errors
 from sdk._fetch import FetchedModel, fetch_model
 from sdk._job import Job, LocalJob
 from sdk._launch import Plan, launch_job, plan_job
+from sdk.serving import Endpoint, LocalEndpoint, ServerlessConfig, TransformJob, deploy, transform
 
 
 def image_schema(image: str = "yolo") -> Schema:
@@ -72,7 +76,13 @@ __all__ = [
     "AccessDeniedError",
     "ConfigurationError",
     "CredentialsError",
+    "DeployFailedError",
+    "Endpoint",
     "FetchError",
+    "InvocationError",
+    "LocalEndpoint",
+    "ServerlessConfig",
+    "TransformJob",
     "FetchedModel",
     "Job",
     "JobFailedError",
@@ -83,10 +93,12 @@ __all__ = [
     "QuotaError",
     "SDKError",
     "WaitTimeoutError",
+    "deploy",
     "fetch_model",
     "image_schema",
     "launch_job",
     "metric_definitions",
     "plan_job",
+    "transform",
     "validate_hyperparameters",
 ]

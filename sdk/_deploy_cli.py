@@ -20,7 +20,7 @@ from sdk._errors import ConfigurationError
 def _serverless(text: str | None) -> Any:
     if not text:
         return None
-    from sdk.deploy import ServerlessConfig
+    from sdk.serving import ServerlessConfig
 
     memory, _, concurrency = text.partition(":")
     try:
@@ -30,7 +30,7 @@ def _serverless(text: str | None) -> Any:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from sdk.deploy import deploy
+    from sdk.serving import deploy
 
     endpoint = deploy(args.model, instance_type=args.instance_type, instance_count=args.instance_count,
                       serverless=_serverless(args.serverless), image=args.image, role=args.role, name=args.name,
@@ -58,7 +58,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
             headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
         result = decode_answer(*http(args.url.rstrip("/") + "/invocations", body=body, headers=headers))
     else:
-        from sdk.deploy import Endpoint
+        from sdk.serving import Endpoint
 
         result = Endpoint(args.endpoint).predict(images, conf=args.conf, iou=args.iou, max_det=args.max_det)
     print(json.dumps(result, indent=2))
@@ -66,14 +66,14 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_undeploy(args: argparse.Namespace) -> int:
-    from sdk.deploy import Endpoint
+    from sdk.serving import Endpoint
 
     print(json.dumps({"deleted": Endpoint.attach(args.endpoint).delete()}, indent=2))
     return 0
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
-    from sdk.deploy import transform
+    from sdk.serving import transform
 
     job = transform(args.model, args.input, args.output, instance_type=args.instance_type,
                     instance_count=args.instance_count, content_type=args.content_type, image=args.image,

@@ -22,8 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +91,9 @@ def free_port() -> int:
 def http(url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
          timeout: float = 60) -> tuple[int, bytes, str]:
     """``(status, body, content_type)``; HTTP errors are answers here, not exceptions."""
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body is not None else "GET")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -175,7 +176,7 @@ class LocalServer:
                                + self.log()[-3000:])
             try:
                 status, body, _ = http(f"{self.url}/ping", timeout=5)
-            except (urllib.error.URLError, OSError):
+            except OSError:  # urllib's URLError included: not listening yet
                 status, body = 0, b""
             if status == 200:
                 return

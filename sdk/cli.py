@@ -363,7 +363,7 @@ def parser() -> argparse.ArgumentParser:
     board.set_defaults(func=cmd_leaderboard)
 
     pred = sub.add_parser("predict", help="run a model on images, a folder or a video; --track follows objects")
-    pred.add_argument("model", help="a model folder (fetch's --dest), best.pt or .tflite")
+    pred.add_argument("model", help="a model folder (fetch's --dest), best.pt, .tflite, or endpoint:NAME")
     pred.add_argument("source", help="an image, a video or a folder of them")
     pred.add_argument("--out", default="predictions", help="folder for annotated files and detections.json")
     pred.add_argument("--track", action="store_true", help="follow objects across frames (YOLO models)")

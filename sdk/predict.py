@@ -6,8 +6,9 @@
 
     python -m sdk predict models/yolo-2026.../ clips/line3.mp4 --track --out predictions
 
-The model is a folder ``fetch_model`` unpacked (or its ``best.pt`` / ``.tflite``), or a
-:class:`sdk.FetchedModel`. YOLO models run with ultralytics; ``track=True`` follows objects across
+The model is a folder ``fetch_model`` unpacked (or its ``best.pt`` / ``.tflite``), a
+:class:`sdk.FetchedModel`, or an endpoint: an :class:`sdk.serving.Endpoint` / ``LocalEndpoint`` handle, or
+``"endpoint:NAME"`` (each frame sent as a JPEG; see docs/serving.md). YOLO models run with ultralytics; ``track=True`` follows objects across
 frames with ultralytics' own trackers (ByteTrack by default, BoT-SORT with ``tracker="botsort"``, or a
 tracker YAML of your own). TensorFlow models run their TFLite export with LiteRT (detection only).
 Writes one annotated image per input image, or one annotated video per input video, and
@@ -42,7 +43,14 @@ class Prediction:
 
 
 def resolve_model(model: Any) -> tuple[str, Path, list[str]]:
-    """``(kind, weights, labels)``: ``("yolo", best.pt, names)`` or ``("tflite", model.tflite, names)``."""
+    """``(kind, weights, labels)``: ``("yolo", best.pt, names)``, ``("tflite", model.tflite, names)``, or
+    ``("endpoint", handle, [])``."""
+    if callable(getattr(model, "predict", None)) and hasattr(model, "name") and not isinstance(model, (str, Path)):
+        return "endpoint", model, []
+    if isinstance(model, str) and model.startswith("endpoint:"):
+        from sdk.serving import Endpoint
+
+        return "endpoint", Endpoint.attach(model.removeprefix("endpoint:")), []
     directory = getattr(model, "directory", None)
     path = Path(directory if directory is not None else model)
     if path.is_dir():
@@ -150,6 +158,25 @@ def _yolo_detections(result: Any, names: dict[int, str]) -> list[dict[str, Any]]
             for xyxy, s, c, t in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), ids)]
 
 
+def _endpoint_detections(endpoint: Any, frame: Any, conf: float) -> tuple[list[dict[str, Any]], Any]:
+    """One BGR frame through an endpoint (as a JPEG), and the frame with its boxes drawn."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise ConfigurationError("cannot encode the frame as JPEG")
+    result = endpoint.predict(encoded.tobytes(), conf=conf)
+    annotated = frame.copy()
+    found = []
+    for d in result["detections"]:
+        found.append({**d, "track_id": None})
+        x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
+        cv2.rectangle(annotated, (x1, y1), (x2, y2), (0, 200, 255), 2)
+        cv2.putText(annotated, f"{d['label']} {d['score']:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5, (0, 200, 255), 1)
+    return found, annotated
+
+
 def predict(model: Any, source: str | Path, *, out: str | Path = "predictions", track: bool = False,
             tracker: str = "bytetrack", conf: float = 0.25, imgsz: int | None = None, progress_every: int = 100
             ) -> Prediction:
@@ -157,7 +184,8 @@ def predict(model: Any, source: str | Path, *, out: str | Path = "predictions", 
     kind, weights, labels = resolve_model(model)
     sources = _sources(source)
     if track and kind != "yolo":
-        raise ConfigurationError("track=True needs a YOLO model (best.pt): ultralytics' trackers follow its boxes")
+        raise ConfigurationError("track=True needs a YOLO model (best.pt): ultralytics' trackers follow its boxes"
+                                 + (" in this process, not an endpoint's" if kind == "endpoint" else ""))
     if not 0 <= conf <= 1:
         raise ConfigurationError(f"conf must be 0 to 1, got {conf}")
     tracker_cfg = _tracker(tracker) if track else None
@@ -171,6 +199,8 @@ def predict(model: Any, source: str | Path, *, out: str | Path = "predictions", 
 
         net = YOLO(str(weights))
         names = dict(net.names)
+    elif kind == "endpoint":
+        pass
     else:
         from PIL import Image
 
@@ -190,6 +220,8 @@ def predict(model: Any, source: str | Path, *, out: str | Path = "predictions", 
                                      verbose=False, **extra)
                     found = _yolo_detections(result, names)
                     annotated = result.plot()
+                elif kind == "endpoint":
+                    found, annotated = _endpoint_detections(weights, frame, conf)
                 else:
                     import cv2
                     import numpy as np
@@ -213,6 +245,6 @@ def predict(model: Any, source: str | Path, *, out: str | Path = "predictions", 
             writer.close()
         outputs.append(writer.path)
     json_path = out / "detections.json"
-    json_path.write_text(json.dumps({"model": str(weights), "tracker": tracker_cfg, "conf": conf, "frames": frames,
+    json_path.write_text(json.dumps({"model": str(getattr(weights, "name", weights)), "tracker": tracker_cfg, "conf": conf, "frames": frames,
                                      "tracks": {str(k): v for k, v in sorted(tracks.items())}}, indent=1))
     return Prediction(json_path, outputs, frames, tracks)

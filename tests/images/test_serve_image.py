@@ -85,7 +85,7 @@ def test_image_serves_the_model_training_wrote(engine, tmp_path_factory):
 
 def test_sdk_local_deploy_runs_the_image(engine, tmp_path_factory):
     """deploy(folder, instance_type="local", image=TAG): the container, the ONNX export, predictions."""
-    from sdk.deploy import deploy
+    from sdk.serving import deploy
 
     endpoint = deploy(yolo_model_dir(tmp_path_factory), instance_type="local", image=TAG, engine=engine.name,
                       weights="onnx")

@@ -1,4 +1,4 @@
-"""sdk.deploy against the moto server, with tests/sdk/hosting_double.py playing SageMaker hosting by running
+"""sdk.serving (deploy, transform, endpoints) against the moto server, with tests/sdk/hosting_double.py playing SageMaker hosting by running
 the real ``serve`` on the model.tar.gz the request names. Every hosting request is checked against botocore's
 service model on the way in."""
 
@@ -9,7 +9,7 @@ import json
 import pytest
 
 from sdk._errors import ConfigurationError, DeployFailedError, InvocationError, NotFoundError
-from sdk.deploy import CREATED_TAG, Endpoint, ServerlessConfig, deploy, transform
+from sdk.serving import CREATED_TAG, Endpoint, ServerlessConfig, deploy, transform
 from tests.sdk.conftest import BUCKET, IMAGE, ROLE
 from tests.sdk.hosting_double import HostingDouble
 from tests.serving_models import image_bytes, model_tarball, yolo_model_dir
@@ -181,7 +181,7 @@ def test_bad_arguments_are_caught_before_anything_is_created(hosting, job, aws):
 def test_cli_deploy_invoke_undeploy_transform(hosting, job, aws, tmp_path, capsys, monkeypatch):
     from sdk import cli
 
-    monkeypatch.setattr("sdk.deploy.POLL_SECONDS", FAST_POLL)
+    monkeypatch.setattr("sdk.serving.POLL_SECONDS", FAST_POLL)
     photo = tmp_path / "photo.png"
     photo.write_bytes(image_bytes(90, 60, "PNG"))
     assert cli.main(["deploy", job, "--name", "shapes-cli", "--weights", ONNX]) == 0
@@ -212,6 +212,18 @@ def test_local_deploy_serves_on_this_machine(tmp_path_factory):
         with pytest.raises(InvocationError, match="max_det must be 1..10000") as err:
             endpoint.predict(image_bytes(), max_det=0)
         assert err.value.status == 400
+        # sdk.predict on an endpoint: each image sent as a JPEG, boxes drawn, detections.json written
+        from sdk.predict import predict
+
+        photos = tmp_path_factory.mktemp("photos")
+        (photos / "a.jpg").write_bytes(image_bytes(100, 70))
+        (photos / "b.png").write_bytes(image_bytes(60, 90, "PNG"))
+        out = tmp_path_factory.mktemp("predictions")
+        result = predict(endpoint, photos, out=out, conf=0.0001)
+        assert [f["source"].rsplit("/", 1)[-1] for f in result.frames] == ["a.jpg", "b.png"]
+        assert all(f["detections"] and f["detections"][0]["label"] in ("rectangle", "ellipse") for f in result.frames)
+        assert sorted(p.name for p in result.outputs) == ["a_pred.jpg", "b_pred.png"]
+        assert json.loads(result.json_path.read_text())["model"] == endpoint.name
     finally:
         endpoint.delete()
     assert endpoint.status == "OutOfService"

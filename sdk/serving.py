@@ -1,6 +1,6 @@
 """Serve a trained model: SageMaker endpoints (instances or serverless), batch transform, or this machine.
 
-    from sdk.deploy import deploy, transform, ServerlessConfig
+    from sdk.serving import deploy, transform, ServerlessConfig
 
     endpoint = deploy(job, instance_type="ml.m5.large")                 # a Job, a job name, or "latest"
     endpoint.predict("photo.jpg", conf=0.4)     # -> {"model", "width", "height", "detections": [...]}
