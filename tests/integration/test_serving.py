@@ -91,8 +91,8 @@ def test_ping_says_healthy_only_once_loaded(model_dir):
     gate = threading.Event()
 
     def slow_load(path):
-        gate.wait(30)
-        return yolo_serve.load(path)
+        gate.wait(60)
+        return yolo_serve.load_weights(path, path / "exports" / "best.onnx")
 
     app = App(slow_load, model_dir)
     base, server = start(app)
@@ -101,7 +101,7 @@ def test_ping_says_healthy_only_once_loaded(model_dir):
         ping = requests.get(f"{base}/ping", timeout=5)
         assert ping.status_code == 503 and "loading" in ping.json()["error"]
         gate.set()
-        assert app.wait_loaded(60)
+        assert app.wait_loaded(300)
         assert requests.get(f"{base}/ping", timeout=5).status_code == 200
     finally:
         server.shutdown()
