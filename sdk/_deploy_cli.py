@@ -47,7 +47,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from sdk._hosting import custom_attributes, decode_answer, encode_inputs, http
+    from sdk._hosting import CUSTOM_ATTRIBUTES, custom_attributes, decode_answer, encode_inputs, http
 
     images = args.images[0] if len(args.images) == 1 else args.images
     if args.url:  # a local endpoint (deploy --instance-type local) or any server of this contract
@@ -55,7 +55,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         headers = {"Content-Type": content_type}
         attributes = custom_attributes(args.conf, args.iou, args.max_det)
         if attributes:
-            headers["X-Amzn-SageMaker-Custom-Attributes"] = attributes
+            headers[CUSTOM_ATTRIBUTES] = attributes
         result = decode_answer(*http(args.url.rstrip("/") + "/invocations", body=body, headers=headers))
     else:
         from sdk.serving import Endpoint

@@ -27,11 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from container.serving.protocol import CUSTOM_ATTRIBUTES
+from container.serving.resources import WORKERS_ENV
 from sdk._errors import ConfigurationError, InvocationError, SDKError
 
 IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "application/x-image",
                   ".webp": "application/x-image", ".tif": "application/x-image", ".tiff": "application/x-image"}
-CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"  # the same header container.serving reads
 
 
 def _image_bytes(item: Any) -> tuple[bytes, str]:
@@ -137,7 +138,7 @@ class LocalServer:
     def command(self) -> list[str]:
         env = {**self.environment, "SAGEMAKER_BIND_TO_PORT": str(self.port)}
         if self.workers:
-            env["SERVING_WORKERS"] = str(self.workers)
+            env[WORKERS_ENV[0]] = str(self.workers)
         if self.image:
             from sdk._local import find_engine
 

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from container.serving.resources import WEIGHTS_ENV
 from sdk._errors import ConfigurationError, DeployFailedError, NotFoundError, aws_errors
 from sdk._hosting import LocalServer, custom_attributes, decode_answer, encode_inputs, free_port
 
 LOCAL = "local"
 CREATED_TAG = "sm-detectors:created-for"
 SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)  # MB, SageMaker's allowed sizes
-WEIGHTS_ENV = "SERVING_WEIGHTS"  # read by the image's serve (container.serving.server)
 POLL_SECONDS = 15.0  # between status checks while waiting (endpoints take minutes)
 
 

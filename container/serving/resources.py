@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORKERS_ENV = ("SERVING_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS")
+WEIGHTS_ENV = "SERVING_WEIGHTS"  # YOLO: best.pt (default), onnx, or a path inside the model folder
 THREADS_ENV = "SERVING_THREADS"  # set by the server for its workers; adapters read it with intra_op_threads()
 RUNTIME_BYTES = 450 * 1024 * 1024  # a worker with torch or TensorFlow imported, before the weights
 WEIGHT_FACTOR = 3  # weights on disk -> resident memory (weights, activations, framework caches)

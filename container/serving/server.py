@@ -29,7 +29,6 @@ from container.serving import resources
 PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
 DEFAULT_PORT = 8080
 TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
-WEIGHTS_ENV = "SERVING_WEIGHTS"  # YOLO: best.pt (default), onnx, or a path inside the model folder
 ADAPTERS = {"yolo": "container.yolo.serve", "tfod": "container.tfod.serve"}
 THREADS_PER_WORKER = 4  # HTTP threads: /ping and queued requests while one predicts
 
@@ -101,12 +100,12 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: fit the machine)")
     parser.add_argument("--weights", default=None,
-                        help=f"YOLO: best.pt (default), onnx, or a file in the model folder (env {WEIGHTS_ENV})")
+                        help=f"YOLO: best.pt (default), onnx, or a file in the model folder (env {resources.WEIGHTS_ENV})")
     parser.add_argument("--image", choices=sorted(ADAPTERS), default=image,
                         help="which adapter (default: this image's, else detected from the folder)")
     args = parser.parse_args(argv)
     if args.weights:
-        os.environ[WEIGHTS_ENV] = args.weights
+        os.environ[resources.WEIGHTS_ENV] = args.weights
     if args.workers:
         os.environ[resources.WORKERS_ENV[0]] = str(args.workers)
     model_dir = (args.model_dir or default_model_dir()).resolve()

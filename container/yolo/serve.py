@@ -22,9 +22,8 @@ import yaml
 
 from container.failure import UserError
 from container.serving.protocol import Detection, Thresholds
-from container.serving.resources import intra_op_threads
+from container.serving.resources import WEIGHTS_ENV, intra_op_threads
 
-WEIGHTS_ENV = "SERVING_WEIGHTS"  # the same name container.serving.server sets from --weights
 ULTRALYTICS_DEFAULT_CONF = 0.25  # ultralytics' predict default; training's conf (null) is for validation
 
 
