@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(label: str, latencies: list[float], wall: float, images: int, base: float | None) -> str:

@@ -201,7 +201,8 @@ class LocalServer:
         if self.process is None or self.process.poll() is not None:
             return
         if self.container and self.engine:
-            subprocess.run([self.engine, "stop", "-t", str(int(timeout)), self.container], capture_output=True)
+            subprocess.run([self.engine, "stop", "-t", str(int(timeout)), self.container], check=False,
+                           capture_output=True)
         else:
             self.process.terminate()
         try:
@@ -210,10 +211,10 @@ class LocalServer:
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> LocalServer:
+    def __enter__(self) -> LocalServer:  # noqa: PYI034 - Self needs Python 3.11
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

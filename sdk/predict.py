@@ -170,7 +170,7 @@ def _endpoint_detections(endpoint: Any, frame: Any, conf: float) -> tuple[list[d
     found = []
     for d in result["detections"]:
         found.append({**d, "track_id": None})
-        x1, y1, x2, y2 = (int(round(v)) for v in d["box"])
+        x1, y1, x2, y2 = (round(v) for v in d["box"])
         cv2.rectangle(annotated, (x1, y1), (x2, y2), (0, 200, 255), 2)
         cv2.putText(annotated, f"{d['label']} {d['score']:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.5, (0, 200, 255), 1)

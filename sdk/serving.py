@@ -306,10 +306,10 @@ class LocalEndpoint:
         self.server.stop()
         return [f"local:{self.name}"]
 
-    def __enter__(self) -> LocalEndpoint:
+    def __enter__(self) -> LocalEndpoint:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.delete()
 
     def __repr__(self) -> str:

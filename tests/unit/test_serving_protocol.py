@@ -146,6 +146,6 @@ def test_ultralytics_is_not_imported_by_the_contract():
 
     code = "import sys, container.serving.app, container.serving.server, container.yolo.serve, container.tfod.serve; " \
            "print(sorted(m for m in ('torch', 'ultralytics', 'tensorflow', 'gunicorn') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
