@@ -109,7 +109,12 @@ def model_source(job_or_model: Any, *, image: str | None, role: str | None, sess
         from sdk._request import resolve_image
 
         image = resolve_image(image).uri or image
-    role = role or next((os.environ[k] for k in ("SM_DETECTORS_ROLE", "SAGEMAKER_ROLE") if os.environ.get(k)), None)
+    from sdk._launch import ROLE_ENV
+
+    if not model_data.startswith("s3://"):
+        raise ConfigurationError(f"the model is at {model_data or 'no location'}, not in S3: a local job's model is "
+                                 "served with instance_type='local'")
+    role = role or next((os.environ[k] for k in ROLE_ENV if os.environ.get(k)), None)
     if not role:
         raise ConfigurationError("no role: pass role='arn:aws:iam::<account>:role/<name>' (SageMaker pulls the image "
                                  "and the model with it) or set SM_DETECTORS_ROLE")
