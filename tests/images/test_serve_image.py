@@ -17,7 +17,8 @@ from tests.images.engine import find_engine
 from tests.serving_models import image_bytes, yolo_model_dir
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
-TAG = "localhost/sm-yolo:test"  # the tag test_yolo_image.py builds: one build serves both
+TAG = "localhost/sm-yolo:test"  # the tags test_yolo_image.py and test_tfod_image.py build: one build serves both
+TF_TAG = "localhost/sm-tfod:test"
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +97,43 @@ def test_sdk_local_deploy_runs_the_image(engine, tmp_path_factory):
     finally:
         endpoint.delete()
     assert endpoint.status == "OutOfService"
+
+
+def test_tf_image_serves_its_saved_model(shapes, make_tree):
+    """Dockerfile.tfod: a RetinaNet trained in the image (8 steps, 128 px, SavedModel only), then `IMAGE serve`
+    on the model folder it wrote."""
+    found = find_engine()
+    if found is None:
+        pytest.skip("no container engine (docker or podman) answers on this machine")
+    found.build("Dockerfile.tfod", TF_TAG)
+    base = make_tree({"train": shapes}, {"num_steps": "8", "image_size": "128", "batch_size": "4", "log_interval": "4",
+                                         "checkpoint_interval": "4", "validation_interval": "8", "warmup_steps": "2",
+                                         "export": "saved_model"})
+    trained = found.run("run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", TF_TAG, "train", check=False,
+                        capture_output=True, timeout=1800)
+    assert trained.returncode == 0, (trained.stdout + trained.stderr)[-3000:]
+    assert (base / "model" / "1" / "saved_model.pb").is_file()
+    port = free_port()
+    name = f"sm-tfod-serve-{uuid.uuid4().hex[:8]}"
+    url = f"http://127.0.0.1:{port}"
+    started = found.run("run", "-d", "--name", name, "--network", "host", "-e", f"SAGEMAKER_BIND_TO_PORT={port}",
+                        "-v", f"{base / 'model'}:/opt/ml/model:ro", TF_TAG, "serve", check=False, capture_output=True)
+    assert started.returncode == 0, started.stderr
+    try:
+        _wait_ready(found, name, url, timeout=600)
+        body = json.dumps({"images": [base64.b64encode(image_bytes(200, 100)).decode(),
+                                      base64.b64encode(image_bytes(64, 64, "PNG")).decode()]})
+        answer = requests.post(f"{url}/invocations", data=body, timeout=120, headers={
+            "Content-Type": "application/json", "X-Amzn-SageMaker-Custom-Attributes": "conf=0,max_det=5"})
+        assert answer.status_code == 200, answer.text
+        first, second = answer.json()
+        assert (first["width"], first["height"], second["width"], second["height"]) == (200, 100, 64, 64)
+        assert first["model"] == "saved_model/1" and 0 < len(first["detections"]) <= 5
+        for d in first["detections"]:
+            assert d["label"] == ["rectangle", "ellipse"][d["class_id"]]
+            x1, y1, x2, y2 = d["box"]
+            assert 0 <= x1 <= x2 <= 200 and 0 <= y1 <= y2 <= 100
+        bad = requests.post(f"{url}/invocations", data=b"nope", headers={"Content-Type": "image/jpeg"}, timeout=30)
+        assert bad.status_code == 400
+    finally:
+        found.run("rm", "-f", name, check=False, capture_output=True)
