@@ -77,6 +77,19 @@ def to_detections(boxes: Any, scores: Any, classes: Any, count: int, *, input_si
     return [Detection(int(classes[i]) - 1, float(scores[i]), tuple(float(v) for v in xyxy[i])) for i in keep]
 
 
+def input_size(shape: Any, metrics: dict[str, Any]) -> tuple[int, int]:
+    """(height, width) the SavedModel was exported for: its signature's, else training's ``image_size`` (Model
+    Garden's ``image_tensor`` signature leaves height and width open; its graph still resizes to that size)."""
+    dims = list(shape)[1:3]
+    if len(dims) == 2 and all(d is not None for d in dims):
+        return int(dims[0]), int(dims[1])
+    size = (metrics.get("hyperparameters") or {}).get("image_size")
+    if not size:
+        raise UserError("the SavedModel's input size is open and metrics.json names no image_size: keep the "
+                        "metrics.json training wrote beside the SavedModel")
+    return int(size), int(size)
+
+
 class SavedModelPredictor:
     def __init__(self, model_dir: Path) -> None:
         import numpy as np
@@ -91,10 +104,11 @@ class SavedModelPredictor:
         spec = self.detect.structured_input_signature[1]
         tensor = next(iter(spec.values()))
         self.input_name = next(iter(spec))
-        self.size = (int(tensor.shape[1]), int(tensor.shape[2]))
-        job = ""
+        metrics = {}
         if (model_dir / "metrics.json").is_file():
-            job = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8")).get("job_name") or ""
+            metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+        self.size = input_size(tensor.shape, metrics)
+        job = metrics.get("job_name") or ""
         self.name = f"{job}/saved_model/{path.name}" if job else f"saved_model/{path.name}"
         self.defaults = DEFAULTS
         self._tf = tf

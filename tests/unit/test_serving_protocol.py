@@ -109,6 +109,14 @@ def test_tf_outputs_to_detections():
     assert len(loose) == 2, "count and max_det both cut"
 
 
+def test_tf_input_size():
+    """Model Garden's image_tensor signature leaves H and W open: training's image_size says what they are."""
+    assert tfod_serve.input_size((1, 320, 320, 3), {}) == (320, 320)
+    assert tfod_serve.input_size((1, None, None, 3), {"hyperparameters": {"image_size": 128}}) == (128, 128)
+    with pytest.raises(UserError, match="image_size"):
+        tfod_serve.input_size((1, None, None, 3), {})
+
+
 def test_model_folders(tmp_path):
     (tmp_path / "label_map.csv").write_text("1,cat\n2,dog\n")
     assert tfod_serve.class_names(tmp_path) == ["cat", "dog"]
