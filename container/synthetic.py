@@ -44,3 +44,44 @@ def make_shapes(root: Path, *, train: int = 16, val: int = 4, size: int = 64, se
     if data_yaml:
         (root / "data.yaml").write_text(yaml.safe_dump({"names": dict(enumerate(NAMES))}))
     return root
+
+
+def make_photos(root: Path, *, train: int = 8, val: int = 2, size: tuple[int, int] = (4000, 3000), seed: int = 0,
+                quality: int = 90, portrait_every: int = 4) -> Path:
+    """Large photo-like JPEGs (smooth colour fields, sensor-like grain, shapes) in a YOLO tree, like :func:`make_shapes`.
+
+    For the input-pipeline benchmark and tests: what a phone or drone photo costs to decode (entropy
+    near a real photo's, a few MB at 12 MP), with the same two classes. Every ``portrait_every``-th
+    image is portrait. Uses OpenCV and NumPy (ultralytics' own dependencies).
+    """
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for split, count in (("train", train), ("val", val)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            w, h = size if not portrait_every or i % portrait_every else size[::-1]
+            field = rng.integers(0, 160, (max(2, h // 150), max(2, w // 150), 3), dtype=np.uint8)
+            img = cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC)
+            lines = []
+            for _ in range(int(rng.integers(1, 4))):
+                cls = int(rng.integers(len(NAMES)))
+                bw, bh = int(rng.integers(w // 6, w // 2)), int(rng.integers(h // 6, h // 2))
+                x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+                colour = tuple(int(c) for c in rng.integers(170, 256, 3))
+                if cls == 0:
+                    cv2.rectangle(img, (x0, y0), (x0 + bw - 1, y0 + bh - 1), colour, thickness=-1)
+                else:
+                    cv2.ellipse(img, (x0 + bw // 2, y0 + bh // 2), (bw // 2, bh // 2), 0, 0, 360, colour, thickness=-1)
+                lines.append(f"{cls} {(x0 + bw / 2) / w:.6f} {(y0 + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}")
+            grain = rng.normal(0, 6, (h, w, 1)).astype(np.int16)
+            img = np.clip(img.astype(np.int16) + grain, 0, 255).astype(np.uint8)
+            stem = f"{split}_{i:04d}"
+            ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            data.tofile(root / "images" / split / f"{stem}.jpg")
+            (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text(yaml.safe_dump({"names": dict(enumerate(NAMES))}))
+    return root

@@ -30,7 +30,7 @@ from container.schema import Schema
 from container.signals import GracefulStop
 from container.yolo import checkpoints
 from container.yolo import dataset as datasets
-from container.yolo import validate
+from container.yolo import image_cache, loader, validate
 from container.yolo.package import package
 from container.yolo.report import Reporter, log, quiet_progress_bars
 
@@ -176,6 +176,10 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     quiet_progress_bars()
     validate.check_framework_args(framework_args)
     log(f"ultralytics {ultralytics.__version__}; {env.num_gpus} GPU(s), {env.num_cpus} CPU(s); run folder {run_dir}")
+    # input pipeline (docs/input-pipeline.md): workers that fit the instance's CPUs, /dev/shm logged
+    if (workers := loader.plan(cpus=env.num_cpus, gpus=env.num_gpus, user_workers=framework_args.get("workers"),
+                               log=log)) is not None:
+        framework_args["workers"] = workers
 
     if "device" not in framework_args and env.num_gpus > 1:
         framework_args["device"] = ",".join(str(i) for i in range(env.num_gpus))  # ultralytics' DDP on one host
@@ -219,14 +223,19 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
             if pretrained:
                 framework_args["pretrained"] = pretrained
             kwargs = {**framework_args, **common}
+        # input pipeline (docs/input-pipeline.md): large images decoded once, at the size training uses
+        image_cache.apply(ds.data_yaml, imgsz=image_cache.training_imgsz(model, kwargs), threads=env.num_cpus,
+                          cache_dir=scratch / "image-cache", log=log, enabled=bool(hps.get("image_cache", True)))
+        stop.check()
         reporter.attach(model)
+        from container.yolo.fed_trainer import FedTrainer
         from container.yolo.resumable import ResumableTrainer
 
         ResumableTrainer.graceful = stop
         forwarding = stop.forwarding() if multi_gpu else contextlib.nullcontext()
         try:
             with stop.deferred(), forwarding:
-                model.train(trainer=ResumableTrainer, **kwargs)
+                model.train(trainer=FedTrainer, **kwargs)
         except TrainingStopped:
             raise
         except Exception as err:
