@@ -172,5 +172,6 @@ def plan(*, cpus: int, gpus: int, user_workers: Any, log: Callable[[str], None])
         return None
     workers = default_workers(cpus=cpus, gpus=gpus)
     log(f"data loading: workers={workers} per {'GPU rank' if gpus else 'process'} ({cpus} CPUs, {gpus} GPU(s); "
-        "set the hyperparameter workers to choose)")
+        "set the hyperparameter workers to choose)"
+        + ("" if gpus else "; ultralytics itself loads in the training process when it trains on the CPU"))
     return workers
