@@ -246,3 +246,34 @@ def test_a_rewritten_yaml_goes_back_to_the_originals_when_nothing_is_cached(data
     image_cache.apply(data_yaml, imgsz=IMGSZ, cache_dir=cache, threads=1, log=lambda s: None)
     image_cache.apply(data_yaml, imgsz=IMGSZ, cache_dir=cache, threads=1, log=lambda s: None, enabled=False)
     assert yaml.safe_load(data_yaml.read_text())["train"] == str(data_yaml.parent / "train.txt")
+
+
+def test_a_stop_during_the_build_keeps_what_is_done(dataset, monkeypatch):
+    """SIGTERM raises in the main thread while it waits for the threads (GracefulStop outside training)."""
+    from container.failure import TrainingStopped
+
+    _, data_yaml, cache = dataset
+    real_wait, real_build, built = image_cache.wait, image_cache._build, []
+
+    def counting_build(item, fmt):
+        size = real_build(item, fmt)
+        built.append(item)
+        return size
+
+    def wait_then_stop(*args, **kwargs):
+        result = real_wait(*args, **kwargs)
+        if len(built) >= 2:  # the signal arrives while two copies are done
+            raise TrainingStopped("SIGTERM received; stopped")
+        return result
+
+    monkeypatch.setattr(image_cache, "_build", counting_build)
+    monkeypatch.setattr(image_cache, "wait", wait_then_stop)
+    monkeypatch.setattr(image_cache, "PROGRESS_SECONDS", 0.0)
+    with pytest.raises(TrainingStopped):
+        image_cache.apply(data_yaml, imgsz=IMGSZ, cache_dir=cache, threads=1, log=lambda s: None)
+    saved = json.loads((cache / image_cache.MANIFEST).read_text())["copies"]
+    assert 1 <= len(saved) < 5
+    assert all(Path(copy).is_file() for copy in saved)
+    monkeypatch.setattr(image_cache, "wait", real_wait)
+    again = image_cache.apply(data_yaml, imgsz=IMGSZ, cache_dir=cache, threads=1, log=lambda s: None)
+    assert again.reused == len(saved) and again.built == 5 - len(saved)
