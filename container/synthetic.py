@@ -80,7 +80,7 @@ def make_photos(root: Path, *, train: int = 8, val: int = 2, size: tuple[int, in
             grain = rng.normal(0, 6, (h, w, 1)).astype(np.int16)
             img = np.clip(img.astype(np.int16) + grain, 0, 255).astype(np.uint8)
             stem = f"{split}_{i:04d}"
-            ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            _, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
             data.tofile(root / "images" / split / f"{stem}.jpg")
             (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + "\n")
     (root / "data.yaml").write_text(yaml.safe_dump({"names": dict(enumerate(NAMES))}))

@@ -146,12 +146,13 @@ print("workers", dl.num_workers, "images", sum(len(b["img"]) for _ in range(2) f
 def test_small_dev_shm_means_fewer_workers_not_a_bus_error(photos, tmp_path):
     """ultralytics' own loader with 2 workers fails here (the benchmark's --shm shows it); ours loads in process."""
     if shutil.which("unshare") is None or subprocess.run(
-            ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /dev/shm"], capture_output=True).returncode:
+            ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /dev/shm"], capture_output=True,
+            check=False).returncode:
         pytest.skip("unshare cannot mount a private /dev/shm here")
     data_yaml = _yaml(photos, tmp_path / "data")
     done = subprocess.run(["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$@"', "sh",
                            sys.executable, "-c", SMALL_SHM_SCRIPT, str(data_yaml), str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=600,
+                          capture_output=True, text=True, timeout=600, check=False,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "YOLO_OFFLINE": "1"})
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
