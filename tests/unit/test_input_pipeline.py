@@ -253,25 +253,19 @@ def test_a_stop_during_the_build_keeps_what_is_done(dataset, monkeypatch):
     from container.failure import TrainingStopped
 
     _, data_yaml, cache = dataset
-    real_wait, real_build, built = image_cache.wait, image_cache._build, []
-
-    def counting_build(item, fmt):
-        size = real_build(item, fmt)
-        built.append(item)
-        return size
+    real_wait = image_cache.wait
+    manifest = cache / image_cache.MANIFEST
 
     def wait_then_stop(*args, **kwargs):
-        result = real_wait(*args, **kwargs)
-        if len(built) >= 2:  # the signal arrives while two copies are done
-            raise TrainingStopped("SIGTERM received; stopped")
-        return result
+        if manifest.is_file() and json.loads(manifest.read_text())["copies"]:
+            raise TrainingStopped("SIGTERM received; stopped")  # once a copy is recorded (progress saves it)
+        return real_wait(*args, **kwargs)
 
-    monkeypatch.setattr(image_cache, "_build", counting_build)
     monkeypatch.setattr(image_cache, "wait", wait_then_stop)
     monkeypatch.setattr(image_cache, "PROGRESS_SECONDS", 0.0)
     with pytest.raises(TrainingStopped):
         image_cache.apply(data_yaml, imgsz=IMGSZ, cache_dir=cache, threads=1, log=lambda s: None)
-    saved = json.loads((cache / image_cache.MANIFEST).read_text())["copies"]
+    saved = json.loads(manifest.read_text())["copies"]
     assert 1 <= len(saved) < 5
     assert all(Path(copy).is_file() for copy in saved)
     monkeypatch.setattr(image_cache, "wait", real_wait)
