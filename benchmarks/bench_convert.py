@@ -65,7 +65,8 @@ for xml_file in glob.glob(str(SRC / "voc" / "*.xml")):
     tree = ET.parse(xml_file).getroot()
     for member in tree.findall("object"):
         rows.append((tree.find("filename").text, int(tree.find("size")[0].text), int(tree.find("size")[1].text),
-                     member[0].text, int(float(member.find("bndbox")[0].text)), int(float(member.find("bndbox")[1].text)),
+                     member[0].text, int(float(member.find("bndbox")[0].text)),
+                     int(float(member.find("bndbox")[1].text)),
                      int(float(member.find("bndbox")[2].text)), int(float(member.find("bndbox")[3].text))))
 df = pd.DataFrame(rows, columns=["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
 df["cls"] = df["class"].map({n: i for i, n in enumerate(CLASSES)})

@@ -57,7 +57,8 @@ print(time.perf_counter() - t)
 def timed(python: str, code: str, env: dict[str, str], repeats: int) -> float:
     runs = []
     for _ in range(repeats):
-        out = subprocess.run([python, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        out = subprocess.run([python, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                             timeout=300, check=False)
         if out.returncode != 0:
             raise SystemExit(f"{python} failed:\n{out.stderr[-2000:]}")
         runs.append(float(out.stdout.strip().splitlines()[-1]))

@@ -12,8 +12,15 @@ import os
 import sys
 
 from container.contract import Environment
-from container.failure import (EXIT_ERROR, EXIT_STOPPED, EXIT_USER_ERROR, TrainingStopped, UserError, shorten,
-                               write_failure)
+from container.failure import (
+    EXIT_ERROR,
+    EXIT_STOPPED,
+    EXIT_USER_ERROR,
+    TrainingStopped,
+    UserError,
+    shorten,
+    write_failure,
+)
 from container.schema import Schema
 from container.signals import GracefulStop
 from container.toolkit_env import sm_env_vars
@@ -45,7 +52,7 @@ def train(argv: list[str] | None = None) -> int:
     except UserError as err:
         write_failure(_failure_path(env), err)
         return EXIT_USER_ERROR
-    except Exception as err:  # noqa: BLE001 - the failure file must say what broke, whatever it was
+    except Exception as err:
         write_failure(_failure_path(env), err)
         return EXIT_ERROR
     finally:

@@ -112,7 +112,7 @@ def detect(runner: Any, image: Any, labels: list[str], threshold: float = 0.3, *
     sx, sy = image.width / width, image.height / height
     found = []
     for box, cls, score in zip(out["detection_boxes"][0][:count], out["detection_classes"][0][:count],
-                               out["detection_scores"][0][:count]):
+                               out["detection_scores"][0][:count], strict=False):
         if score < threshold:
             continue
         y1, x1, y2, x2 = (float(v) for v in box)
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     if not model.is_file():
         print(f"error: no model file {model}", file=sys.stderr)
         return 2
-    labels_path = args.labels or (model.parent / "label_map.csv" if (model.parent / "label_map.csv").is_file() else None)
+    beside = model.parent / "label_map.csv"
+    labels_path = args.labels or (beside if beside.is_file() else None)
     labels = read_labels(labels_path)
     try:
         runner = open_interpreter(model, xnnpack=False if args.no_xnnpack else None, threads=args.threads)

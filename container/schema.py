@@ -292,7 +292,8 @@ class Schema:
             if linked:
                 source = params.get(linked)
                 if source is None or not source.choices:
-                    raise ValueError(f"schema {data['image']}: {name}.item_choices_from names {linked!r}, which has no choices")
+                    raise ValueError(f"schema {data['image']}: {name}.item_choices_from names {linked!r}, "
+                                     "which has no choices")
                 params[name] = replace(params[name], item_choices=tuple(map(str, source.choices)))
         metrics = tuple(Metric(**m) for m in data.get("metrics", []))
         per_class = tuple(Metric(**m) for m in data.get("per_class_metrics", []))
@@ -335,7 +336,8 @@ class Schema:
                     problems.append(f"{origin} {key!r} is set by the image ({self.managed[key]})")
                     continue
                 hint = self.suggest(key)
-                problems.append(f"unknown {origin} {key!r}" + (f"; did you mean {' or '.join(map(repr, hint))}?" if hint else ""))
+                suggestion = f"; did you mean {' or '.join(map(repr, hint))}?" if hint else ""
+                problems.append(f"unknown {origin} {key!r}{suggestion}")
                 continue
             try:
                 typed[key] = coerce(param, value)
@@ -400,7 +402,8 @@ class Schema:
         }
 
     def describe(self) -> str:
-        out = [f"{self.title} ({self.image} image)", "", "CHANNELS (S3 prefixes mounted under /opt/ml/input/data/<name>)"]
+        out = [f"{self.title} ({self.image} image)", "",
+               "CHANNELS (S3 prefixes mounted under /opt/ml/input/data/<name>)"]
         for c in self.channels.values():
             out.append(f"  {c.name:<11} {c.help}")
         needs = " or ".join("+".join(g) for g in self.required_channels)
@@ -412,7 +415,8 @@ class Schema:
             if p.source == "image":
                 out.append(f"  {p.name} ({p.type_label}, default {json.dumps(p.default)}): {p.help}")
         if self.framework:
-            out += ["", f"{self.framework.upper()} ARGUMENTS (every key of its default.yaml is accepted; the usual ones)"]
+            out += ["", f"{self.framework.upper()} ARGUMENTS "
+                        "(every key of its default.yaml is accepted; the usual ones)"]
             for name in self.featured:
                 featured = self.params.get(name)
                 if featured is not None:

@@ -60,7 +60,8 @@ def main() -> int:
             return code
         model = args.out / "run" / "opt_ml" / "model"
     images = predict(model, data / "images" / "val", out=args.out / "images", conf=0.1)
-    print(f"{len(images.frames)} images: {sum(len(f['detections']) for f in images.frames)} boxes -> {images.json_path}")
+    boxes = sum(len(f['detections']) for f in images.frames)
+    print(f"{len(images.frames)} images: {boxes} boxes -> {images.json_path}")
     video = panning(min((data / "images" / "val").iterdir()), args.out / "panning.avi")
     tracker = args.out / "lenient_bytetrack.yaml"
     tracker.write_text(LENIENT)

@@ -116,7 +116,8 @@ def translate(err: Exception, doing: str) -> SDKError:
             f"{doing}: no AWS credentials found. Configure them (aws configure, AWS_PROFILE, or an instance role) "
             "or pass session=boto3.Session(...)", code="NoCredentials")
     if isinstance(err, bx.NoRegionError):
-        return ConfigurationError(f"{doing}: no AWS region set. Set AWS_REGION or pass session=boto3.Session(region_name=...)")
+        return ConfigurationError(f"{doing}: no AWS region set. Set AWS_REGION or pass "
+                                  "session=boto3.Session(region_name=...)")
     if isinstance(err, bx.EndpointConnectionError):
         return AWSError(f"{doing}: could not reach {err.kwargs.get('endpoint_url', 'AWS')} ({err})", code="Connection")
     if isinstance(err, bx.ParamValidationError):

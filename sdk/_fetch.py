@@ -54,7 +54,8 @@ def _latest_local(name_prefix: str | None) -> str:
         if record["TrainingJobStatus"] == "Completed" and record["TrainingJobName"].startswith(name_prefix or ""):
             done.append((job_dir.stat().st_mtime, record["TrainingJobName"]))
     if not done:
-        raise NoJobError(f"no Completed local job{f' starting {name_prefix!r}' if name_prefix else ''} in {jobs_home()}")
+        starting = f" starting {name_prefix!r}" if name_prefix else ""
+        raise NoJobError(f"no Completed local job{starting} in {jobs_home()}")
     return max(done)[1]
 
 

@@ -211,7 +211,7 @@ class LocalServer:
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> LocalServer:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

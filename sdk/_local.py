@@ -11,6 +11,7 @@ the test suite's SageMaker double behind moto.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -74,10 +75,8 @@ def final_metrics(definitions: list[dict[str, str]], lines: list[str]) -> list[d
         for name, regex in compiled:
             m = regex.search(line)
             if m:
-                try:
+                with contextlib.suppress(ValueError, IndexError):
                     found[name] = float(m.group(1))
-                except (ValueError, IndexError):
-                    pass
     return [{"MetricName": name, "Value": value} for name, value in found.items()]
 
 
@@ -140,7 +139,7 @@ class LocalRun:
         else:
             command = list(TRAIN_COMMAND)
             run_env = train_environ(self.base, image=self.kind, env=env)
-        self.log_file = open(self.job_dir / "log.txt", "a", encoding="utf-8", opener=_private_open)
+        self.log_file = open(self.job_dir / "log.txt", "a", encoding="utf-8", opener=_private_open)  # noqa: SIM115 (closed by _read)
         self.process = subprocess.Popen(command, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, errors="replace", bufsize=1)
         self._reader = threading.Thread(target=self._read, daemon=True)

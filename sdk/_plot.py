@@ -24,7 +24,7 @@ def plot_history(history: History, path: str | Path, *, title: str = "", step: s
     scores = {k: v for k, v in history.items() if "loss" not in k and k not in ("lr", "train:learning_rate")}
     panels = [(t, d) for t, d in (("losses", losses), ("scores", scores)) if d]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, (label, series) in zip(axes[0], panels):
+    for ax, (label, series) in zip(axes[0], panels, strict=False):
         for name, points in sorted(series.items()):
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name)
         ax.set_title(label)

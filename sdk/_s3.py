@@ -149,7 +149,8 @@ def download(s3: Any, uri: str, dest: Path, *, what: str) -> Path:
             names = {k: k[len(prefix):] for k in items}
         if not items:
             raise NotFoundError(f"{what}: nothing under {uri}", code="NoSuchKey", operation="ListObjectsV2")
-        with _bar(sum(size for size, _ in items.values()), f"downloading {what}") as bar, ThreadPoolExecutor(WORKERS) as pool:
+        total = sum(size for size, _ in items.values())
+        with _bar(total, f"downloading {what}") as bar, ThreadPoolExecutor(WORKERS) as pool:
             futures = []
             for k in items:
                 target = dest / names[k]

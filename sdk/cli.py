@@ -281,7 +281,8 @@ def parser() -> argparse.ArgumentParser:
     _job_options(launch)
     add_follow_options(launch)
     launch.add_argument("--dry-run", action="store_true",
-                        help="print the CreateTrainingJob request (environment values and secrets masked); create nothing")
+                        help="print the CreateTrainingJob request (environment values and secrets masked); "
+                             "create nothing")
     launch.set_defaults(func=cmd_launch)
 
     resume = sub.add_parser("resume", help="resume a stopped job from its checkpoints (same image, data, settings)")

@@ -83,7 +83,8 @@ def model_entry(directory: Path, name: str | None = None) -> Entry:
                      _int(hps.get("epochs")), _float(final.get("mAP50-95")), _float(final.get("mAP50")),
                      size_mb=round(weights.stat().st_size / 2**20, 2), directory=directory, weights=weights)
     tflite = next((directory / n for n in ("model_float.tflite", "model.tflite") if (directory / n).is_file()), None)
-    return Entry(name, "tfod", str(hps.get("experiment", "?")), _int(hps.get("image_size")), _int(hps.get("batch_size")),
+    return Entry(name, "tfod", str(hps.get("experiment", "?")), _int(hps.get("image_size")),
+                 _int(hps.get("batch_size")),
                  _int(hps.get("num_steps")), _float(final.get("AP")), _float(final.get("AP50")),
                  size_mb=round(tflite.stat().st_size / 2**20, 2) if tflite else None, directory=directory,
                  weights=tflite, note="" if tflite else "no TFLite export to time")
@@ -159,8 +160,9 @@ class Board:
     def text(self) -> str:
         rows = [[("" if v is None else str(v)) for v in r.values()] for r in self.rows()]
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
-        line = "  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths))
-        return "\n".join([line, "-" * len(line)] + ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows])
+        line = "  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=False))
+        body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) for r in rows]
+        return "\n".join([line, "-" * len(line), *body])
 
 
 def plot(entries: list[Entry], path: Path, title: str) -> Path:

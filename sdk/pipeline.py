@@ -120,7 +120,8 @@ def event_pattern(bucket: str, prefix: str, marker: str | None = None) -> dict[s
 
 
 def _events_role(iam: Any, name: str, pipeline_arn: str) -> str:
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+    trust = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
                                                      "Action": "sts:AssumeRole"}]}
     policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sagemaker:StartPipelineExecution",
                                                       "Resource": pipeline_arn}]}

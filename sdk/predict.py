@@ -155,7 +155,7 @@ def _yolo_detections(result: Any, names: dict[int, str]) -> list[dict[str, Any]]
     ids = boxes.id.int().tolist() if boxes.id is not None else [None] * len(boxes)
     return [{"label": names.get(int(c), str(int(c))), "class_id": int(c), "score": round(float(s), 4),
              "box": [round(float(v), 1) for v in xyxy], "track_id": t}
-            for xyxy, s, c, t in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), ids)]
+            for xyxy, s, c, t in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), ids, strict=False)]
 
 
 def _endpoint_detections(endpoint: Any, frame: Any, conf: float) -> tuple[list[dict[str, Any]], Any]:

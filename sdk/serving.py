@@ -311,7 +311,7 @@ class LocalEndpoint:
         self.server.stop()
         return [f"local:{self.name}"]
 
-    def __enter__(self) -> LocalEndpoint:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> LocalEndpoint:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -113,7 +113,7 @@ def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images
                                    f"{item.name}: annotated {item.width}x{item.height}, image {size[0]}x{size[1]}",
                                    item)
                     item.width, item.height = size
-                except Exception as err:  # noqa: BLE001 - PIL raises many kinds for a broken file
+                except Exception as err:
                     report.add("unreadable image", f"{item.name} ({type(err).__name__})", item)
                     continue
             by_size[item.path.stat().st_size].append(item)

@@ -36,7 +36,7 @@ def split_of(path: Path, root: Path) -> str | None:
         rel = path.relative_to(root)
     except ValueError:
         return None
-    for part in rel.parts[:-1] + (path.stem,):
+    for part in (*rel.parts[:-1], path.stem):
         for token in [part, *re.split(r"[_\-.]", part)]:
             split = split_word(token)
             if split:

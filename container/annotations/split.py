@@ -26,14 +26,14 @@ def split(items: list[Item], ratios: Sequence[float], *, seed: int = 0) -> dict[
     counts = Counter(b.label for item in order for b in item.boxes)
     for label in sorted(counts, key=lambda k: (counts[k], k)):  # rarest first
         holders = [it for it in order if id(it) not in placed and any(b.label == label for b in it.boxes)]
-        for name, target in zip(names[1:], targets[1:]):  # one image of the class in each held-out split
+        for name, target in zip(names[1:], targets[1:], strict=False):  # one image of the class in each held-out split
             if not any(any(b.label == label for b in it.boxes) for it in out[name]) and len(out[name]) < target \
                     and len(holders) > 1:
                 item = holders.pop()
                 out[name].append(item)
                 placed.add(id(item))
     rest = [it for it in order if id(it) not in placed]
-    for name, target in zip(names[1:], targets[1:]):
+    for name, target in zip(names[1:], targets[1:], strict=False):
         while len(out[name]) < target and rest:
             out[name].append(rest.pop())
     out[names[0]].extend(rest)

@@ -56,7 +56,7 @@ def _unique_names(items: list[Item], shard: tuple[int, int] | None = None) -> li
     bases = [item.name.replace("\\", "/").rsplit("/", 1)[-1] for item in items]
     counts = Counter(bases)
     return [base if counts[base] == 1 else item.name.replace("\\", "/").replace("/", "__").lstrip("._")
-            for item, base in zip(items, bases)]
+            for item, base in zip(items, bases, strict=False)]
 
 
 def _host(shard: tuple[int, int] | None) -> str:
@@ -71,7 +71,7 @@ def _link_images(folder: Path, items: list[Item], images: bool = True,
     names = _unique_names(items, shard)
     if not images:
         return names
-    for item, name in zip(items, names):
+    for item, name in zip(items, names, strict=False):
         if not (folder / name).exists():
             _link(item.path, folder / name)
     return names
@@ -85,7 +85,7 @@ def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
         labels = out / "labels" / split
         labels.mkdir(parents=True, exist_ok=True)
         folder = str(labels)  # plain strings in the loop: it runs a million times
-        for item, name in zip(items, _link_images(out / "images" / split, items, images, shard)):
+        for item, name in zip(items, _link_images(out / "images" / split, items, images, shard), strict=False):
             width, height = _size(item)
             text = "".join([f"{ids[b.label]} {(b.xmin + b.xmax) / 2 / width:.6f} {(b.ymin + b.ymax) / 2 / height:.6f} "
                             f"{(b.xmax - b.xmin) / width:.6f} {(b.ymax - b.ymin) / height:.6f}\n" for b in item.boxes])
@@ -102,7 +102,7 @@ def coco_dict(ann: Annotations, items: list[Item], *, progress: Progress = _noop
     cats = [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(ann.names)]
     ids = {n: i + 1 for i, n in enumerate(ann.names)}
     images, annotations = [], []
-    for image_id, (item, name) in enumerate(zip(items, _unique_names(items)), 1):
+    for image_id, (item, name) in enumerate(zip(items, _unique_names(items), strict=False), 1):
         width, height = _size(item)
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         for b in item.boxes:
@@ -174,7 +174,7 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
     for split, items in splits.items():
         partial: list[Path] = []
         fh, size = None, 0
-        for item, name in zip(items, _unique_names(items, shard)):
+        for item, name in zip(items, _unique_names(items, shard), strict=False):
             if fh is None or size >= shard_bytes:
                 if fh is not None:
                     fh.close()
@@ -190,7 +190,7 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
             partial[-1].write_bytes(b"")
         else:
             fh.close()
-        for path, final in zip(partial, shard_names(split, len(partial), shard)):
+        for path, final in zip(partial, shard_names(split, len(partial), shard), strict=False):
             path.replace(out / final)
     write_label_map(ann.names, out)
     return out
@@ -202,7 +202,7 @@ def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
     from xml.sax.saxutils import escape
 
     for split, items in splits.items():
-        for item, name in zip(items, _link_images(out / split, items, images, shard)):
+        for item, name in zip(items, _link_images(out / split, items, images, shard), strict=False):
             width, height = _size(item)
             objects = "".join(
                 f"<object><name>{escape(b.label)}</name><difficult>{int(b.difficult)}</difficult>"
@@ -226,7 +226,7 @@ def write_csv(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, 
         with open(out / f"{split}{_host(shard)}_labels.csv", "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
-            for item, name in zip(items, _link_images(out / split, items, images, shard)):
+            for item, name in zip(items, _link_images(out / split, items, images, shard), strict=False):
                 width, height = _size(item)
                 for b in item.boxes:
                     writer.writerow([name, width, height, b.label, f"{b.xmin:.1f}", f"{b.ymin:.1f}",
@@ -244,7 +244,7 @@ def write_groundtruth(ann: Annotations, out: Path, splits: Mapping[str, list[Ite
     ids = {n: i for i, n in enumerate(ann.names)}
     for split, items in splits.items():
         lines = []
-        for item, name in zip(items, _link_images(out / split, items, images, shard)):
+        for item, name in zip(items, _link_images(out / split, items, images, shard), strict=False):
             width, height = _size(item)
             lines.append(json.dumps({
                 "source-ref": f"s3://{bucket}/{split}/{name}",

@@ -63,7 +63,7 @@ class App:
             self.predictor = self.loader(self.model_dir)
             log(f"model {self.predictor.name} loaded from {self.model_dir} in {time.monotonic() - started:.1f}s; "
                 f"classes {self.predictor.names}; defaults {self.predictor.defaults}")
-        except Exception as err:  # noqa: BLE001 - /ping and /invocations report it; the log has the traceback
+        except Exception as err:
             self.load_error = f"{type(err).__name__}: {err}"
             log(f"ERROR loading the model from {self.model_dir}: {self.load_error}\n{traceback.format_exc()}")
         finally:
@@ -94,7 +94,7 @@ class App:
                 raise ServingError(404, f"no route {path!r}: GET /ping, POST /invocations")
         except ServingError as err:
             status, body, ctype = err.status, error_body(err.status, str(err)), JSON
-        except Exception as err:  # noqa: BLE001 - a JSON 500 naming the error beats an HTML page
+        except Exception as err:
             log(f"ERROR {method} {path}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
             status, body, ctype = 500, error_body(500, f"{type(err).__name__}: {err}"), JSON
         headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
@@ -148,5 +148,5 @@ class App:
         with self._predict_lock:
             detections = predictor.predict(images, request.thresholds)
         body, ctype = render(request, [image_result(predictor, image, found)
-                                       for image, found in zip(images, detections)])
+                                       for image, found in zip(images, detections, strict=False)])
         return 200, body, ctype

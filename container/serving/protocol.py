@@ -157,7 +157,7 @@ def decode_image(data: bytes, where: str = "body") -> Any:
         raise
     except Image.DecompressionBombError as err:
         raise ServingError(413, f"{where}: {err}") from None
-    except Exception as err:  # noqa: BLE001 - whatever the decoder raises, the bytes are not a usable image
+    except Exception as err:
         raise ServingError(400, f"{where} is not an image Pillow can read ({type(err).__name__}: {err}); "
                            "send JPEG or PNG bytes") from None
 

@@ -143,7 +143,7 @@ def readable(prefix: Path) -> str | None:
         reader = tf.train.load_checkpoint(str(prefix))
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
-    except Exception as err:  # noqa: BLE001 - DataLossError, NotFoundError, OpError...: any of them means unusable
+    except Exception as err:
         return f"{type(err).__name__}: {' '.join(str(err).split())}"
     return None
 

@@ -323,7 +323,8 @@ def echo(value: Any, limit: int = 120) -> str:
 
 def checkpoint_folder_report(folder: Path) -> str:
     files, size = folder_size(folder)
-    return f"checkpoints: {folder} holds {files} files, {size / 1e6:.1f} MB (synced to S3 when the job has a checkpoint location)"
+    return (f"checkpoints: {folder} holds {files} files, {size / 1e6:.1f} MB "
+            "(synced to S3 when the job has a checkpoint location)")
 
 
 def job_folders(env: Environment) -> tuple[Path, Path]:

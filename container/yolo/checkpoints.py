@@ -101,7 +101,7 @@ def load(path: Path) -> dict[str, Any]:
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)  # full modules: see the trust note above
-    except Exception as err:  # noqa: BLE001 - zip, pickle and torch errors alike mean "unreadable"
+    except Exception as err:
         raise BadCheckpoint(f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}") from err
     if not isinstance(ckpt, dict) or not (ckpt.get("ema") is not None or ckpt.get("model") is not None):
         raise BadCheckpoint("not an ultralytics checkpoint (no model in it)")

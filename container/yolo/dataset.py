@@ -107,7 +107,7 @@ def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, 
         with Image.open(image) as im:
             size = im.size
             im.verify()
-    except Exception as err:  # noqa: BLE001 - PIL raises many types for broken files
+    except Exception as err:
         problems.append(("unreadable image", f"{image.name}: {type(err).__name__}"))
         return problems, Counter(), False
     if min(size) < MIN_SIDE:  # ultralytics would fail the job on it ("image size <10 pixels")
@@ -294,7 +294,7 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
     bad: set[Path] = set()
     boxes: Counter = Counter()
     background = 0
-    for image, (found, image_boxes, is_bg) in zip(train + val, results):
+    for image, (found, image_boxes, is_bg) in zip(train + val, results, strict=False):
         for kind, detail in found:
             problems.setdefault(kind, []).append(detail)
         for kind in {k for k, _ in found}:

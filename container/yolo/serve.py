@@ -106,7 +106,7 @@ class TorchPredictor:
         for result in results:
             boxes = result.boxes
             out.append([Detection(int(c), float(s), tuple(float(v) for v in b)) for b, s, c in
-                        zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist())])
+                        zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=False)])
         return out
 
 
@@ -180,7 +180,7 @@ def _scaled(boxes: Any, scores: Any, class_ids: Any, gain: tuple[float, float], 
     height, width = shape
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    return [Detection(int(c), float(s), tuple(float(v) for v in b)) for b, s, c in zip(boxes, scores, class_ids)]
+    return [Detection(int(c), float(s), tuple(float(v) for v in b)) for b, s, c in zip(boxes, scores, class_ids, strict=False)]
 
 
 class OnnxPredictor:

@@ -22,15 +22,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-
 from container.archive import safe_extract, sha256
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError, shorten
 from container.schema import Schema
 from container.signals import GracefulStop
-from container.yolo import checkpoints
+from container.yolo import checkpoints, image_cache, loader, validate
 from container.yolo import dataset as datasets
-from container.yolo import image_cache, loader, validate
 from container.yolo.package import package
 from container.yolo.report import Reporter, log, quiet_progress_bars
 

@@ -15,6 +15,7 @@ import requests
 from sdk._hosting import free_port
 from tests.images.engine import find_engine
 from tests.serving_models import image_bytes, yolo_model_dir
+import contextlib
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 TAG = "localhost/sm-yolo:test"  # the tags test_yolo_image.py and test_tfod_image.py build: one build serves both
@@ -34,10 +35,8 @@ def _wait_ready(engine, name: str, url: str, timeout: float = 300) -> list[int]:
     codes: list[int] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(requests.ConnectionError):
             codes.append(requests.get(f"{url}/ping", timeout=5).status_code)
-        except requests.ConnectionError:
-            pass
         if codes and codes[-1] == 200:
             return codes
         state = engine.run("inspect", "-f", "{{.State.Running}}", name, check=False, capture_output=True)

@@ -92,7 +92,7 @@ def test_trains_on_tfrecords_and_exports(engine, tfrecords, make_tree):
     found = metric_values(log, image="tfod")
     assert {"train:total_loss", "train:cls_loss", "step", "eval:AP", "eval:AP50", "eval:ARmax100"} <= set(found)
     assert found["step"][-1] == 8
-    assert "np.float32" not in "\n".join(l for l in log.splitlines() if l.startswith("["))
+    assert "np.float32" not in "\n".join(line for line in log.splitlines() if line.startswith("["))
     assert list((base / "output" / "tensorboard" / "train").glob("events.out.tfevents.*"))
     assert list((base / "output" / "tensorboard" / "validation").glob("events.out.tfevents.*"))
     metrics = json.loads((model / "metrics.json").read_text())
@@ -142,9 +142,11 @@ def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatc
     # come from this checkout's sdk/, mounted read-only, as a user's own environment would have them
     script = (f"python -m container.edge /work/model/model.tflite /work/{picture.name} --threshold 0 "
               f"--out /work/drawn.jpg && python -c 'import sdk' 2>/dev/null && echo 'sdk/ is in the image' && exit 3;"
-              f" PYTHONPATH=/opt/sdk-src python -m sdk predict /work/model /work/{picture.name} --conf 0 --out /work/pred"
+              f" PYTHONPATH=/opt/sdk-src python -m sdk predict /work/model /work/{picture.name}"
+              " --conf 0 --out /work/pred"
               " && PYTHONPATH=/opt/sdk-src python -m sdk leaderboard /work/model --count 3 --out /work/board")
-    ran = engine.run("run", "--rm", "--network", "none", "-v", f"{work}:/work", "-v", f"{ROOT / 'sdk'}:/opt/sdk-src/sdk:ro",
+    ran = engine.run("run", "--rm", "--network", "none", "-v", f"{work}:/work",
+                     "-v", f"{ROOT / 'sdk'}:/opt/sdk-src/sdk:ro",
                      TAG, "sh", "-c", script, check=False, capture_output=True, timeout=600)
     assert ran.returncode == 0, ran.stdout + ran.stderr[-3000:]
     assert f"{picture.name}: " in ran.stdout and "drawn to /work/drawn.jpg" in ran.stdout

@@ -76,7 +76,7 @@ def test_the_model_gets_the_same_images_and_boxes(photos, tmp_path, mode):
     assert summary.cached == 5
     a, b = _samples(plain, mode), _samples(ours, mode)
     assert [Path(s["im_file"]).stem for s in a] == [Path(s["im_file"]).stem for s in b]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         assert x["img"].shape == y["img"].shape and x["resized_shape"] == y["resized_shape"]
         assert x["cls"].tolist() == y["cls"].tolist()
         np.testing.assert_allclose(x["bboxes"].numpy(), y["bboxes"].numpy(), atol=1e-4)
@@ -90,7 +90,7 @@ def test_a_copy_differs_from_a_full_decode_as_two_good_resizers_do(photos, tmp_p
     ours = _yaml(photos, tmp_path / "ours")
     image_cache.apply(ours, imgsz=IMGSZ, cache_dir=tmp_path / "cache", threads=2, log=lambda s: None)
     copies = Path(yaml.safe_load(ours.read_text())["train"]).read_text().splitlines()
-    for original, copy in zip(sorted((photos / "images" / "train").glob("*.jpg")), copies):
+    for original, copy in zip(sorted((photos / "images" / "train").glob("*.jpg")), copies, strict=False):
         full = cv2.imread(str(original))  # EXIF-upright, as ultralytics reads it
         small = cv2.imread(copy)
         assert small.shape[:2] == tuple(reversed(image_cache.target_size(full.shape[1], full.shape[0], IMGSZ)))

@@ -29,6 +29,7 @@ from container.serving.protocol import CUSTOM_ATTRIBUTES, Limits, Thresholds
 from container.yolo import serve as yolo_serve
 from tests.conftest import ROOT
 from tests.serving_models import image_bytes, yolo_model_dir
+import contextlib
 
 pytestmark = pytest.mark.slow
 JPEG = image_bytes(100, 70, "JPEG")
@@ -304,10 +305,8 @@ def test_python_m_container_serve(model_dir, tmp_path):
         codes = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
+            with contextlib.suppress(requests.ConnectionError):
                 codes.append(requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).status_code)
-            except requests.ConnectionError:
-                pass
             if codes and codes[-1] == 200:
                 break
             time.sleep(0.2)

@@ -22,7 +22,8 @@ from tests.conftest import metric_values
 ROOT = Path(__file__).resolve().parents[2]
 TF_PYTHON = ROOT / ".venv-tf" / "bin" / "python"
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not TF_PYTHON.exists(), reason="no .venv-tf (made by .ci/run from requirements/tf-test.txt)")]
+              pytest.mark.skipif(not TF_PYTHON.exists(),
+                                 reason="no .venv-tf (made by .ci/run from requirements/tf-test.txt)")]
 # 12 steps of a RetinaNet on 128 px images, a checkpoint every 4, one COCO evaluation at the end
 FAST = {"num_steps": "12", "image_size": "128", "batch_size": "4", "log_interval": "4", "checkpoint_interval": "4",
         "validation_interval": "12", "warmup_steps": "2", "export": "saved_model"}

@@ -29,6 +29,7 @@ whose pattern matches an event (S3's own, routed by moto) starts the target pipe
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -159,7 +160,8 @@ class SageMakerDouble:
         job.training_end_time = None
         job.final_metric_data_list = []
         # moto swaps in a made-up metric list; SageMaker keeps the request's
-        job.algorithm_specification["MetricDefinitions"] = request["AlgorithmSpecification"].get("MetricDefinitions", [])
+        definitions = request["AlgorithmSpecification"].get("MetricDefinitions", [])
+        job.algorithm_specification["MetricDefinitions"] = definitions
         thread = threading.Thread(target=self._run, args=(request, job), daemon=True)
         self.threads[request["TrainingJobName"]] = thread
         thread.start()
@@ -171,10 +173,8 @@ class SageMakerDouble:
             logs = self.session.client("logs", endpoint_url=self.endpoint)
             s3 = self.session.client("s3", endpoint_url=self.endpoint)
             stream = f"{name}/algo-1-{int(time.time())}"
-            try:
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
                 logs.create_log_group(logGroupName=LOG_GROUP)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
             logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
             buffer: list[str] = []
             lock = threading.Lock()
@@ -218,7 +218,8 @@ class SageMakerDouble:
             job.secondary_status = "Uploading"
             bucket, key = split_s3(job.model_artifacts["S3ModelArtifacts"])
             s3.upload_file(str(run.job_dir / "output" / "model.tar.gz"), bucket, key)
-            s3.upload_file(str(run.job_dir / "output" / "output.tar.gz"), bucket, key.replace("model.tar.gz", "output.tar.gz"))
+            s3.upload_file(str(run.job_dir / "output" / "output.tar.gz"), bucket,
+                           key.replace("model.tar.gz", "output.tar.gz"))
             checkpoints = request.get("CheckpointConfig", {}).get("S3Uri")
             if checkpoints:  # SageMaker syncs /opt/ml/checkpoints up while the job runs; here, once at the end
                 ck_bucket, ck_prefix = split_s3(checkpoints)
@@ -232,7 +233,7 @@ class SageMakerDouble:
             job.training_end_time = utcnow()
             job.secondary_status = result["TrainingJobStatus"]
             job.training_job_status = result["TrainingJobStatus"]
-        except BaseException as err:  # noqa: BLE001 - the test sees it in .errors and as a Failed job
+        except BaseException as err:
             self.errors.append(err)
             job.failure_reason = f"ClientError: the SageMaker double failed: {err!r}"[:1024]
             job.training_job_status = job.secondary_status = "Failed"
@@ -292,7 +293,7 @@ class SageMakerDouble:
                 job.processing_job_status = "Failed"
             else:
                 job.processing_job_status = "Completed"
-        except BaseException as err:  # noqa: BLE001 - the test sees it in .errors and as a Failed job
+        except BaseException as err:
             self.errors.append(err)
             job.failure_reason = f"ClientError: the SageMaker double failed: {err!r}"[:1024]
             job.processing_job_status = "Failed"
@@ -303,7 +304,8 @@ class SageMakerDouble:
         axes: list[list[tuple[str, str]]] = []
         for kind, items in ranges.items():
             for item in items:
-                values = item["Values"] if kind == "CategoricalParameterRanges" else [item["MinValue"], item["MaxValue"]]
+                categorical = kind == "CategoricalParameterRanges"
+                values = item["Values"] if categorical else [item["MinValue"], item["MaxValue"]]
                 axes.append([(item["Name"], v) for v in values])
         return [dict(point) for point in itertools.product(*axes)]
 
@@ -345,7 +347,7 @@ class SageMakerDouble:
             tuning.training_job_status_counters = {"Completed": completed, "InProgress": 0, "RetryableError": 0,
                                                    "NonRetryableError": len(results) - completed, "Stopped": 0}
             tuning.hyper_parameter_tuning_job_status = "Completed" if scored else "Failed"
-        except BaseException as err:  # noqa: BLE001 - the test sees it in .errors and as a Failed tuning job
+        except BaseException as err:
             self.errors.append(err)
             tuning.failure_reason = f"the tuning double failed: {err!r}"[:1024]
             tuning.hyper_parameter_tuning_job_status = "Failed"

@@ -57,7 +57,8 @@ def test_launch_wait_logs_fetch(sagemaker, shapes, tmp_path, capsys):
     assert model.metrics["final"]["mAP50"] == metrics["final:mAP50"]
     assert model.metrics["job_name"] == job.name
     # "latest" with a tag finds the same job
-    assert sdk.fetch_model("latest", name_prefix="shapes", tags={"team": "cv"}, dest=tmp_path / "m2").job_name == job.name
+    latest = sdk.fetch_model("latest", name_prefix="shapes", tags={"team": "cv"}, dest=tmp_path / "m2")
+    assert latest.job_name == job.name
     # the same folder again: nothing to upload
     again = sdk.plan_job(image=IMAGE, role=ROLE, output_path=OUT, train=shapes).uploads["train"]
     assert _s3.upload(sagemaker.session.client("s3"), again, channel="train") == (0, len(again.files))

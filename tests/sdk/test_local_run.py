@@ -64,7 +64,7 @@ def test_an_image_run_gets_the_environment_by_name_and_its_records_are_private(t
                          environment={"HF_TOKEN": SECRET}, logs=False)
     assert job.status == "Completed"
     argv = (seen / "argv").read_text().splitlines()
-    assert argv[:2] == ["run", "--rm"] and ["--env", "HF_TOKEN"] == argv[argv.index("--env"):argv.index("--env") + 2]
+    assert argv[:2] == ["run", "--rm"] and argv[argv.index("--env"):argv.index("--env") + 2] == ["--env", "HF_TOKEN"]
     assert SECRET not in "\n".join(argv)
     assert (seen / "env").read_text() == SECRET  # the value reached the engine through its environment
     job_dir = home / "jobs" / "envjob"

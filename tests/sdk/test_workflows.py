@@ -100,7 +100,8 @@ def test_retrain_on_upload_creates_pipeline_rule_target_and_role(aws, monkeypatc
 
 def test_event_pattern_without_marker_matches_the_prefix():
     assert event_pattern("b", "data/") == {"source": ["aws.s3"], "detail-type": ["Object Created"],
-                                           "detail": {"bucket": {"name": ["b"]}, "object": {"key": [{"prefix": "data/"}]}}}
+                                           "detail": {"bucket": {"name": ["b"]},
+                                                      "object": {"key": [{"prefix": "data/"}]}}}
 
 
 @pytest.mark.parametrize("kwargs, words", [

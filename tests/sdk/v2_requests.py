@@ -42,6 +42,7 @@ sdk.launch_job(session=ours, wait=False, **{**kwargs, "job_name": kwargs["job_na
 
 theirs = boto3.Session(region_name="us-east-1")
 theirs_seen = capture(theirs)
-run = make_estimator(sagemaker_session=Session(boto_session=theirs), **{**kwargs, "job_name": kwargs["job_name"] + "-b"})
+run = make_estimator(sagemaker_session=Session(boto_session=theirs),
+                     **{**kwargs, "job_name": kwargs["job_name"] + "-b"})
 run.fit(wait=False)
 print(json.dumps({"launch_job": ours_seen, "estimator": theirs_seen}))

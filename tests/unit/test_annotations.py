@@ -49,8 +49,8 @@ def test_every_format_reads_the_same_boxes(source, formats, fmt):
     tolerance = 0.51 if fmt == "groundtruth" else 0.06  # GT stores whole pixels, VOC/CSV one decimal
     for name, boxes in want.items():
         assert len(got[name]) == len(boxes), name
-        for (la, *a), (lb, *b) in zip(got[name], boxes):
-            assert la == lb and all(abs(x - y) <= tolerance for x, y in zip(a, b)), (name, a, b)
+        for (la, *a), (lb, *b) in zip(got[name], boxes, strict=False):
+            assert la == lb and all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=False)), (name, a, b)
     assert sorted(ann.names) == ["ellipse", "rectangle"]
     assert {i.split for i in ann.items} == {"train", "val"}
 
@@ -62,9 +62,10 @@ def test_every_format_converts_back_to_the_same_yolo_labels(source, formats, fmt
         ours = (tmp_path / "yolo" / label.relative_to(source)).read_text().split("\n")
         theirs = label.read_text().split("\n")
         assert len(ours) == len(theirs), label
-        for a, b in zip(sorted(ours), sorted(theirs)):
+        for a, b in zip(sorted(ours), sorted(theirs), strict=False):
             fa, fb = a.split(), b.split()
-            assert fa[:1] == fb[:1] and all(abs(float(x) - float(y)) < 0.01 for x, y in zip(fa[1:], fb[1:]))
+            assert fa[:1] == fb[:1]
+            assert all(abs(float(x) - float(y)) < 0.01 for x, y in zip(fa[1:], fb[1:], strict=False))
 
 
 def test_tfrecord_holds_the_object_detection_keys(source, formats):
@@ -141,7 +142,7 @@ def test_model_garden_decodes_our_tfrecords(formats):
         boxes = [v for box in decoded["groundtruth_boxes"].numpy().tolist() for v in box]  # ymin, xmin, ymax, xmax
         assert boxes == pytest.approx([v for box in zip(
             ours["image/object/bbox/ymin"], ours["image/object/bbox/xmin"],
-            ours["image/object/bbox/ymax"], ours["image/object/bbox/xmax"]) for v in box], abs=1e-6)
+            ours["image/object/bbox/ymax"], ours["image/object/bbox/xmax"], strict=False) for v in box], abs=1e-6)
         count += 1
     assert count == 10
 
@@ -321,7 +322,8 @@ def test_model_garden_decoder_in_its_own_environment():
     import subprocess
 
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([str(TF_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "model_garden_decodes or model_garden_reads",
+    result = subprocess.run([str(TF_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "-k", "model_garden_decodes or model_garden_reads",
                              str(Path(__file__))], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
                             capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]

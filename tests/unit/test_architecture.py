@@ -77,7 +77,7 @@ def test_no_import_cycles():
             if own_init(node, nxt):
                 continue
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

@@ -53,7 +53,8 @@ def test_import_loads_nothing_heavy_and_plan_only_botocore_model():
     {},
     {"spot": True, "max_run": 3600, "max_wait": 7200},
     {"tensorboard": True, "environment": {"WANDB_MODE": "offline"}, "tags": {"team": "cv", "project": "pcb"}},
-    {"val": "s3://bkt/data/val/", "channels": {"weights": "s3://bkt/w/yolo11n.pt"}, "input_modes": {"train": "FastFile"}},
+    {"val": "s3://bkt/data/val/", "channels": {"weights": "s3://bkt/w/yolo11n.pt"},
+     "input_modes": {"train": "FastFile"}},
     {"volume_size_gb": 200, "checkpoints": False, "job_name": "pcb-defects-7"},
 ])
 def test_requests_match_the_service_model(extra):
@@ -161,7 +162,8 @@ def _client_error(code, message="m", op="CreateTrainingJob"):
     (NoCredentialsError(), sdk.CredentialsError),
     (_client_error("AccessDeniedException"), sdk.AccessDeniedError),
     (_client_error("NoSuchBucket"), sdk.NotFoundError),
-    (_client_error("ResourceLimitExceeded", "account-level service limit 'ml.p3.2xlarge for training'"), sdk.QuotaError),
+    (_client_error("ResourceLimitExceeded", "account-level service limit 'ml.p3.2xlarge for training'"),
+     sdk.QuotaError),
     (_client_error("ValidationException", "Could not find training job"), sdk.NotFoundError),
     (_client_error("ValidationException", "bad value"), sdk.ConfigurationError),
     (_client_error("InternalFailure"), sdk.AWSError),

@@ -198,7 +198,8 @@ def test_tfrecords_with_a_class_the_label_map_does_not_know_are_refused(shapes, 
     (labels / "label_map.csv").write_text("1,rectangle\n2,ellipse\n")
     base = build_tree(tmp_path / "opt_ml", {"train": records, "labels": labels}, {})
     env = _env(base, SM_DETECTORS_SCRATCH=str(tmp_path / "scratch"))
-    with pytest.raises(UserError, match=r"TFRecords hold classes the label map does not know: 'triangle' \(\d+ boxes\)"):
+    unknown = r"TFRecords hold classes the label map does not know: 'triangle' \(\d+ boxes\)"
+    with pytest.raises(UserError, match=unknown):
         resolve_data(env, job_hyperparameters(env, Schema.load("tfod")), env.scratch_dir / "tfod")
 
 
