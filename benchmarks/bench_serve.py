@@ -110,7 +110,8 @@ def served(model_dir: Path, images: list[bytes], clients: int, env: dict[str, st
             start = time.perf_counter()
             together = list(pool.map(one, images))
             par = (together, time.perf_counter() - start)
-        workers = next((line.split("; ")[1].split(":")[0] for line in server.log().splitlines() if "worker(s)" in line), "?")
+        lines = server.log().splitlines()
+        workers = next((line.split("; ")[1].split(":")[0] for line in lines if "worker(s)" in line), "?")
         return seq, par, workers
     finally:
         server.stop()

@@ -48,7 +48,9 @@ def make_shapes(root: Path, *, train: int = 16, val: int = 4, size: int = 64, se
 
 def make_photos(root: Path, *, train: int = 8, val: int = 2, size: tuple[int, int] = (4000, 3000), seed: int = 0,
                 quality: int = 90, portrait_every: int = 4) -> Path:
-    """Large photo-like JPEGs (smooth colour fields, sensor-like grain, shapes) in a YOLO tree, like :func:`make_shapes`.
+    """Large photo-like JPEGs (smooth colour fields, sensor-like grain, shapes) in a YOLO tree.
+
+    Laid out like :func:`make_shapes`.
 
     For the input-pipeline benchmark and tests: what a phone or drone photo costs to decode (entropy
     near a real photo's, a few MB at 12 MP), with the same two classes. Every ``portrait_every``-th

@@ -30,15 +30,16 @@ def _serverless(text: str | None) -> Any:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from sdk.serving import deploy
+    from sdk.serving import LocalEndpoint, deploy
 
     endpoint = deploy(args.model, instance_type=args.instance_type, instance_count=args.instance_count,
                       serverless=_serverless(args.serverless), image=args.image, role=args.role, name=args.name,
                       weights=args.weights, engine=args.engine, port=args.port)
-    if args.instance_type == "local":
+    if isinstance(endpoint, LocalEndpoint):
         print(json.dumps({"endpoint": endpoint.name, "url": endpoint.url}), flush=True)
         try:
-            endpoint.server.process.wait()
+            if endpoint.server.process is not None:
+                endpoint.server.process.wait()
         except KeyboardInterrupt:
             endpoint.delete()
         return 0

@@ -95,7 +95,8 @@ def http(url: str, *, body: bytes | None = None, headers: dict[str, str] | None 
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body is not None else "GET")
+    method = "POST" if body is not None else "GET"
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read(), response.headers.get("Content-Type", "")
@@ -183,7 +184,8 @@ class LocalServer:
                 return
             if status == 500:
                 self.stop()
-                raise SDKError(f"serve could not load the model: {body.decode(errors='replace')}\n" + self.log()[-2000:])
+                reason = body.decode(errors='replace')
+                raise SDKError(f"serve could not load the model: {reason}\n" + self.log()[-2000:])
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"serve not ready after {timeout:.0f} s:\n" + self.log()[-3000:])

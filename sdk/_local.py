@@ -160,7 +160,8 @@ class LocalRun:
         self._stopping = True
         if self.process and self.process.poll() is None:
             if self.image:
-                subprocess.run([self.engine, "kill", "--signal", "TERM", self.name], capture_output=True, check=False)
+                subprocess.run([str(self.engine), "kill", "--signal", "TERM", self.name], capture_output=True,
+                               check=False)
             else:
                 self.process.send_signal(signal.SIGTERM)
 

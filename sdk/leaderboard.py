@@ -126,7 +126,7 @@ def measure_speed(entry: Entry, images: list[Path], warmup: int = 2) -> float | 
         from ultralytics import YOLO
 
         model = YOLO(str(entry.weights))
-        kwargs = {"imgsz": entry.imgsz or 640, "device": "cpu", "verbose": False}
+        kwargs: dict[str, Any] = {"imgsz": entry.imgsz or 640, "device": "cpu", "verbose": False}
         for image in images[:warmup]:
             model.predict(str(image), **kwargs)
         for image in images:
@@ -178,15 +178,15 @@ def plot(entries: list[Entry], path: Path, title: str) -> Path:
     for e in points:
         families.setdefault((e.image, e.model), []).append(e)
     for (image, model), members in sorted(families.items()):
-        members.sort(key=lambda e: e.ms_per_image)
+        members.sort(key=lambda e: e.ms_per_image or 0.0)
         marker = "o" if image == "yolo" else "s"
         label = f"{model} ({'best.pt, ultralytics' if image == 'yolo' else 'TFLite, LiteRT'})"
-        ax.plot([e.ms_per_image for e in members], [100 * e.map50_95 for e in members], marker=marker,
+        ax.plot([e.ms_per_image or 0.0 for e in members], [100 * (e.map50_95 or 0.0) for e in members], marker=marker,
                 linewidth=1.5, markersize=7, label=label)
         for i, e in enumerate(members):
-            ax.annotate(f"{e.imgsz}px", (e.ms_per_image, 100 * e.map50_95), fontsize=8,
+            ax.annotate(f"{e.imgsz}px", (e.ms_per_image or 0.0, 100 * (e.map50_95 or 0.0)), fontsize=8,
                         xytext=(6, 6 if i % 2 == 0 else -12), textcoords="offset points")
-    top = max((100 * e.map50_95 for e in points), default=1.0)
+    top = max((100 * (e.map50_95 or 0.0) for e in points), default=1.0)
     ax.set_ylim(0, max(top * 1.15, 1.0))
     ax.set_xlabel("inference time per image (ms, this machine's CPU, end to end)")
     ax.set_ylabel("mAP50-95 (%) on the job's validation set")

@@ -8,8 +8,9 @@
 
 The model is a folder ``fetch_model`` unpacked (or its ``best.pt`` / ``.tflite``), a
 :class:`sdk.FetchedModel`, or an endpoint: an :class:`sdk.serving.Endpoint` / ``LocalEndpoint`` handle, or
-``"endpoint:NAME"`` (each frame sent as a JPEG; see docs/serving.md). YOLO models run with ultralytics; ``track=True`` follows objects across
-frames with ultralytics' own trackers (ByteTrack by default, BoT-SORT with ``tracker="botsort"``, or a
+``"endpoint:NAME"`` (each frame sent as a JPEG; see docs/serving.md). YOLO models run with ultralytics;
+``track=True`` follows objects across frames with ultralytics' own trackers (ByteTrack by default, BoT-SORT
+with ``tracker="botsort"``, or a
 tracker YAML of your own). TensorFlow models run their TFLite export with LiteRT (detection only).
 Writes one annotated image per input image, or one annotated video per input video, and
 ``detections.json``: per frame, each box as ``[x1, y1, x2, y2]`` pixels with label, score and track id.
@@ -42,7 +43,7 @@ class Prediction:
     tracks: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-def resolve_model(model: Any) -> tuple[str, Path, list[str]]:
+def resolve_model(model: Any) -> tuple[str, Any, list[str]]:
     """``(kind, weights, labels)``: ``("yolo", best.pt, names)``, ``("tflite", model.tflite, names)``, or
     ``("endpoint", handle, [])``."""
     if callable(getattr(model, "predict", None)) and hasattr(model, "name") and not isinstance(model, (str, Path)):
@@ -129,7 +130,7 @@ class _Writer:
         self.video = source.suffix.lower() in VIDEO
         self.path = out / (f"{source.stem}_pred.mp4" if self.video else f"{source.stem}_pred{source.suffix}")
         self.fps = cv2.VideoCapture(str(source)).get(cv2.CAP_PROP_FPS) if self.video else 0
-        self.writer = None
+        self.writer: Any = None
 
     def write(self, frame: Any) -> None:
         import cv2
@@ -139,7 +140,8 @@ class _Writer:
             return
         if self.writer is None:
             height, width = frame.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps or 25,
+            fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+            self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps or 25,
                                           (width, height))
         self.writer.write(frame)
 
@@ -215,11 +217,11 @@ def predict(model: Any, source: str | Path, *, out: str | Path = "predictions", 
             for index, frame in _frames(path):
                 if kind == "yolo":
                     call = net.track if track else net.predict
-                    extra = {"persist": True, "tracker": tracker_cfg} if track else {}
+                    extra: dict[str, Any] = {"persist": True, "tracker": tracker_cfg} if track else {}
                     (result,) = call(frame, conf=conf, imgsz=imgsz or net.overrides.get("imgsz", 640),
                                      verbose=False, **extra)
                     found = _yolo_detections(result, names)
-                    annotated = result.plot()
+                    annotated = result.plot()  # type: ignore[union-attr]  # a list of Results, never a Tensor
                 elif kind == "endpoint":
                     found, annotated = _endpoint_detections(weights, frame, conf)
                 else:
@@ -245,6 +247,7 @@ def predict(model: Any, source: str | Path, *, out: str | Path = "predictions", 
             writer.close()
         outputs.append(writer.path)
     json_path = out / "detections.json"
-    json_path.write_text(json.dumps({"model": str(getattr(weights, "name", weights)), "tracker": tracker_cfg, "conf": conf, "frames": frames,
+    json_path.write_text(json.dumps({"model": str(getattr(weights, "name", weights)), "tracker": tracker_cfg,
+                                     "conf": conf, "frames": frames,
                                      "tracks": {str(k): v for k, v in sorted(tracks.items())}}, indent=1))
     return Prediction(json_path, outputs, frames, tracks)

@@ -368,7 +368,8 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
     session = _session(session)
     source = model_source(job_or_model, image=image, role=role, session=session)
     endpoint_name = check_job_name(name) if name else unique_job_name(source.name[:40])
-    tag_list = [{"Key": CREATED_TAG, "Value": endpoint_name}] + [{"Key": k, "Value": v} for k, v in (tags or {}).items()]
+    tag_list = [{"Key": CREATED_TAG, "Value": endpoint_name},
+                *({"Key": k, "Value": v} for k, v in (tags or {}).items())]
     variant = _variant(endpoint_name, instance_type, instance_count, serverless)
     container: dict[str, Any] = {"Image": source.image, "ModelDataUrl": source.model_data}
     if env:
@@ -382,11 +383,11 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
         sm.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[variant], Tags=tag_list)
     with aws_errors(f"creating endpoint {endpoint_name}"):
         sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name, Tags=tag_list)
-    endpoint = Endpoint(endpoint_name, session=session)
-    endpoint.poll = poll
+    remote = Endpoint(endpoint_name, session=session)
+    remote.poll = poll
     if wait:
-        endpoint.wait()
-    return endpoint
+        remote.wait()
+    return remote
 
 
 # -- batch transform -----------------------------------------------------------------------------------------

@@ -72,7 +72,8 @@ def parameter_ranges(schema: Any, ranges: Mapping[str, Any]) -> dict[str, list[d
         else:
             raise ConfigurationError(f"range for {name!r}: give (low, high), (low, high, scaling) or a list of values, "
                                      f"got {spec!r}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        if (not isinstance(low, (int, float)) or not isinstance(high, (int, float))
+                or isinstance(low, bool) or isinstance(high, bool)):
             raise ConfigurationError(f"range for {name!r}: bounds must be numbers, got {low!r} and {high!r}")
         if low >= high:
             raise ConfigurationError(f"range for {name!r}: low ({low}) must be below high ({high})")

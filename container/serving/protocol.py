@@ -85,7 +85,8 @@ class Limits:
             mb = float(environ.get(MAX_BODY_MB_ENV) or DEFAULT_MAX_BODY_MB)
             images = int(environ.get(MAX_IMAGES_ENV) or DEFAULT_MAX_IMAGES)
         except ValueError as err:
-            raise ValueError(f"{MAX_BODY_MB_ENV} must be a number of MB and {MAX_IMAGES_ENV} an integer: {err}") from err
+            raise ValueError(f"{MAX_BODY_MB_ENV} must be a number of MB and {MAX_IMAGES_ENV} an integer: "
+                             f"{err}") from err
         return cls(max_body_bytes=int(mb * 1024 * 1024), max_images=images)
 
 

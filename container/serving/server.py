@@ -50,7 +50,8 @@ def detect_image(model_dir: Path) -> str:
     if any(model_dir.glob("[0-9]*/saved_model.pb")) or (model_dir / "label_map.csv").is_file():
         return "tfod"
     raise UserError(f"{model_dir} holds neither a YOLO model (best.pt, data.yaml) nor a TF SavedModel "
-                    f"(<n>/saved_model.pb); it holds: {', '.join(sorted(p.name for p in model_dir.iterdir())) or 'nothing'}. "
+                    f"(<n>/saved_model.pb); it holds: "
+                    f"{', '.join(sorted(p.name for p in model_dir.iterdir())) or 'nothing'}. "
                     "Point --model-dir (or /opt/ml/model) at the unpacked model.tar.gz of a training job")
 
 
@@ -100,7 +101,8 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: fit the machine)")
     parser.add_argument("--weights", default=None,
-                        help=f"YOLO: best.pt (default), onnx, or a file in the model folder (env {resources.WEIGHTS_ENV})")
+                        help="YOLO: best.pt (default), onnx, or a file in the model folder "
+                             f"(env {resources.WEIGHTS_ENV})")
     parser.add_argument("--image", choices=sorted(ADAPTERS), default=image,
                         help="which adapter (default: this image's, else detected from the folder)")
     args = parser.parse_args(argv)

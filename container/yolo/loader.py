@@ -111,7 +111,8 @@ def fit_workers(*, workers: int, batch: int, imgsz: int, cpus: int, ranks: int =
         if fitted < workers:
             need = shm_need(workers=workers, batch=batch, imgsz=imgsz, cpus=cpus)
             reasons.append(f"/dev/shm has {_mib(shm[1])} free and {workers} workers would hold up to {_mib(need)} "
-                           f"of batches there (batch {batch}, imgsz {imgsz}{f', {ranks} GPU ranks' if ranks > 1 else ''})")
+                           f"of batches there (batch {batch}, imgsz {imgsz}"
+                           f"{f', {ranks} GPU ranks' if ranks > 1 else ''})")
     if memory is not None:
         room = MEMORY_SHARE * memory / max(1, ranks)
         before = fitted

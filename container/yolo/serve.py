@@ -180,7 +180,8 @@ def _scaled(boxes: Any, scores: Any, class_ids: Any, gain: tuple[float, float], 
     height, width = shape
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    return [Detection(int(c), float(s), tuple(float(v) for v in b)) for b, s, c in zip(boxes, scores, class_ids, strict=False)]
+    return [Detection(int(c), float(s), tuple(float(v) for v in b))
+            for b, s, c in zip(boxes, scores, class_ids, strict=False)]
 
 
 class OnnxPredictor:

@@ -5,6 +5,7 @@ Skipped only where no container engine answers (see engine.py)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 import uuid
@@ -15,7 +16,6 @@ import requests
 from sdk._hosting import free_port
 from tests.images.engine import find_engine
 from tests.serving_models import image_bytes, yolo_model_dir
-import contextlib
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 TAG = "localhost/sm-yolo:test"  # the tags test_yolo_image.py and test_tfod_image.py build: one build serves both

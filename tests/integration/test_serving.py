@@ -8,6 +8,7 @@ thresholds, limits, concurrency, /ping before the model is loaded). Then ``pytho
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -29,7 +30,6 @@ from container.serving.protocol import CUSTOM_ATTRIBUTES, Limits, Thresholds
 from container.yolo import serve as yolo_serve
 from tests.conftest import ROOT
 from tests.serving_models import image_bytes, yolo_model_dir
-import contextlib
 
 pytestmark = pytest.mark.slow
 JPEG = image_bytes(100, 70, "JPEG")

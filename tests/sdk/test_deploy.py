@@ -1,5 +1,6 @@
-"""sdk.serving (deploy, transform, endpoints) against the moto server, with tests/sdk/hosting_double.py playing SageMaker hosting by running
-the real ``serve`` on the model.tar.gz the request names. Every hosting request is checked against botocore's
+"""sdk.serving (deploy, transform, endpoints) against the moto server, with tests/sdk/hosting_double.py
+playing SageMaker hosting by running the real ``serve`` on the model.tar.gz the request names. Every hosting
+request is checked against botocore's
 service model on the way in."""
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def test_deploy_predict_update_delete(hosting, job, aws, tmp_path):
 
     old_config = endpoint.describe()["EndpointConfigName"]
     endpoint.update(instance_count=2)
-    config = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=endpoint.describe()["EndpointConfigName"])
+    name = endpoint.describe()["EndpointConfigName"]
+    config = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=name)
     assert config["ProductionVariants"][0]["InitialInstanceCount"] == 2
     assert old_config not in _names(aws.client("sagemaker"))[1], "the replaced configuration deploy made is gone"
     assert len(endpoint.predict(photo, conf=0.0001, max_det=3)["detections"]) == 3
@@ -109,7 +111,8 @@ def test_serverless_and_delete_leaves_what_it_did_not_create(hosting, job, aws):
                                              "ModelDataUrl": f"s3://{BUCKET}/jobs/{JOB}/output/model.tar.gz"})
     assert mine["ModelArn"]
     sm.create_endpoint_config(EndpointConfigName="hand-made", ProductionVariants=[
-        {"VariantName": "AllTraffic", "ModelName": "hand-made", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+        {"VariantName": "AllTraffic", "ModelName": "hand-made", "InstanceType": "ml.m5.large",
+         "InitialInstanceCount": 1}])
     sm.create_endpoint(EndpointName="hand-made", EndpointConfigName="hand-made")
     attached = Endpoint.attach("hand-made", poll=FAST_POLL)
     attached.wait()

@@ -89,7 +89,8 @@ def test_worker_plans():
     small = resources.plan_workers(cpus=8, memory=2 * gib, weights_bytes=100_000_000, environ={})
     assert small.workers == 2 and small.threads == 4, "memory bounds the copies of the model"
     assert resources.plan_workers(cpus=8, memory=64 * gib, weights_bytes=1, gpus=1, environ={}).workers == 1
-    forced = resources.plan_workers(cpus=8, memory=gib, weights_bytes=1, environ={"SAGEMAKER_MODEL_SERVER_WORKERS": "3"})
+    forced = resources.plan_workers(cpus=8, memory=gib, weights_bytes=1,
+                                    environ={"SAGEMAKER_MODEL_SERVER_WORKERS": "3"})
     assert (forced.workers, forced.threads) == (3, 2)
     with pytest.raises(ValueError, match="at least 1"):
         resources.plan_workers(cpus=2, memory=gib, weights_bytes=1, environ={"SERVING_WORKERS": "0"})
