@@ -134,8 +134,21 @@ def main() -> None:
     """``python -m container train|serve|describe|convert`` - the same as the commands (``serve``: SageMaker
     hosting, see container/serving; ``convert``: a dataset conversion as a SageMaker Processing job, see
     container/processing.py)."""
+    try:
+        _dispatch()
+    except BrokenPipeError:  # `describe | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+
+
+def _dispatch() -> None:
     commands = {"train": train_main, "serve": serve_main, "describe": describe_main, "convert": convert_main}
+    called_as = os.path.basename(sys.argv[0])
+    if called_as in commands:  # the images link `train`, `serve`, ... to this entry: SageMaker runs `IMAGE train`
+        commands[called_as]()
+        return
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        print("usage: python -m container train|serve|describe|convert [options]", file=sys.stderr)
+        print("usage: sm-detectors train|serve|describe|convert [options]  (or python -m container ...)",
+              file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     commands[sys.argv.pop(1)]()

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from sdk._hosting import free_port
-from tests.images.engine import find_engine
+from tests.images.engine import find_engine, no_engine
 from tests.serving_models import image_bytes, yolo_model_dir
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -26,7 +26,7 @@ TF_TAG = "localhost/sm-tfod:test"
 def engine():
     found = find_engine()
     if found is None:
-        pytest.skip("no container engine (docker or podman) answers on this machine")
+        no_engine()
     found.build("Dockerfile.yolo", TAG)
     return found
 
@@ -103,7 +103,7 @@ def test_tf_image_serves_its_saved_model(shapes, make_tree):
     on the model folder it wrote."""
     found = find_engine()
     if found is None:
-        pytest.skip("no container engine (docker or podman) answers on this machine")
+        no_engine()
     found.build("Dockerfile.tfod", TF_TAG)
     base = make_tree({"train": shapes}, {"num_steps": "8", "image_size": "128", "batch_size": "4", "log_interval": "4",
                                          "checkpoint_interval": "4", "validation_interval": "8", "warmup_steps": "2",

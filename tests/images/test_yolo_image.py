@@ -12,7 +12,7 @@ import pytest
 
 from container.schema import Schema
 from tests.conftest import FAST, metric_values
-from tests.images.engine import find_engine
+from tests.images.engine import find_engine, no_engine
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 TAG = "localhost/sm-yolo:test"
@@ -23,7 +23,7 @@ SCHEMA = Schema.load("yolo")
 def engine():
     found = find_engine()
     if found is None:
-        pytest.skip("no container engine (docker or podman) answers on this machine")
+        no_engine()
     found.build("Dockerfile.yolo", TAG)
     return found
 
