@@ -27,6 +27,7 @@ The seeds' workflows, each one call (and a ``python -m sdk`` command), in their 
 Importing this package imports neither boto3 nor a framework: building a request costs no AWS call.
 """
 
+from container import __version__ as __version__  # one version, pyproject.toml's
 from container.schema import Schema
 from sdk._errors import (
     AccessDeniedError,
