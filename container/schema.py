@@ -381,6 +381,19 @@ class Schema:
             defs.extend(extra)
         return defs
 
+    def metric_keys(self, line: str) -> tuple[str, ...]:
+        """The keys ``schema.yaml`` declares for a metric line tag (``metrics``, ``final``, ``class``, ...)."""
+        return tuple(m.key for m in (*self.metrics, *self.per_class_metrics) if m.line == line)
+
+    def metric_line(self, line: str, values: Mapping[str, Any], *, prefix: Iterable[str] = ()) -> str:
+        """The one way a trainer prints a metric line: only a tag and keys this schema declares, so every
+        number printed is one SageMaker's regexes (generated from the same entries) can read. Values the
+        framework reports beyond those stay out of the line (they are in metrics.json and TensorBoard)."""
+        keys = self.metric_keys(line)
+        if not keys:
+            raise ValueError(f"metric line [{line}] is not declared in the {self.image} schema")
+        return format_metric_line(line, {k: v for k, v in values.items() if k in keys}, prefix=prefix)
+
     def metric_regexes(self) -> dict[str, str]:
         return {m.name: m.regex for m in self.metrics}
 

@@ -29,7 +29,7 @@ import yaml
 
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError
-from container.schema import Schema, format_metric_line
+from container.schema import Schema
 from container.signals import GracefulStop
 from container.tfod.checkpoints import (
     FINAL_EVAL,
@@ -253,6 +253,16 @@ def export_list(value: Any) -> list[str]:
     return items
 
 
+def train_metric_line(step: int, output: dict[str, Any]) -> str:
+    """``[train] step=... total_loss=...`` from Model Garden's train output, through the schema."""
+    return Schema.load("tfod").metric_line("train", {"step": step, **_numbers(output)})
+
+
+def eval_metric_line(values: dict[str, Any]) -> str:
+    """``[eval] AP=... AP50=...`` from Model Garden's COCO evaluation, through the schema."""
+    return Schema.load("tfod").metric_line("eval", _numbers(values))
+
+
 def _numbers(output: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in output.items():
@@ -390,7 +400,7 @@ def fit(env: Environment, exp: Any, strategy: Any, model_dir: Path, init: str | 
 
     def on_train(output: dict[str, Any]) -> None:
         step = int(holder["controller"].global_step.numpy())
-        log(format_metric_line("train", {"step": step, **_numbers(output)}))
+        log(train_metric_line(step, output))
         sync_tensorboard(model_dir, env.tensorboard_dir)
         if stop.requested:
             holder["controller"].save_checkpoint()
@@ -399,7 +409,7 @@ def fit(env: Environment, exp: Any, strategy: Any, model_dir: Path, init: str | 
     def on_eval(output: dict[str, Any]) -> None:
         step = int(holder["controller"].global_step.numpy())
         holder["eval"] = {"step": step, **_numbers(output)}
-        log(format_metric_line("eval", holder["eval"]))
+        log(eval_metric_line(holder["eval"]))
         sync_tensorboard(model_dir, env.tensorboard_dir)
         write_atomically(model_dir / FINAL_EVAL, json.dumps(holder["eval"]))
 
@@ -426,7 +436,7 @@ def fit(env: Environment, exp: Any, strategy: Any, model_dir: Path, init: str | 
             if kept.get("step") == step:
                 log(f"tfod: training finished at step {step} in an earlier run; its final evaluation:")
                 holder["eval"] = kept
-                log(format_metric_line("eval", kept))
+                log(eval_metric_line(kept))
             else:
                 log(f"tfod: training finished at step {step} in an earlier run; evaluating it again")
                 with strategy.scope():

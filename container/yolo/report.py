@@ -1,7 +1,7 @@
 """What a YOLO job prints: a metric line per epoch, progress lines, the final evaluation.
 
-Lines are written through :func:`container.schema.format_metric_line`, the format the image's
-metric definitions (schema.yaml) read.
+Metric lines go through :meth:`container.schema.Schema.metric_line`: only a tag and keys that
+``schema.yaml`` declares, in the format its metric definitions (the regexes SageMaker uses) read.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from container.schema import format_metric_line
+from container.schema import Schema
 from container.yolo import checkpoints
 
 
@@ -80,7 +80,7 @@ class Reporter:
             # the running best (ultralytics' fitness is mAP50-95): the tuning objective, every epoch, of best.pt
             if getattr(trainer, "best_fitness", None) is not None:
                 values["best_mAP50-95"] = float(trainer.best_fitness)
-            print(format_metric_line("metrics", values), flush=True)
+            print(_metric_line("metrics", values), flush=True)
             return
         # ultralytics' final evaluation of best.pt
         self.report_final({k: float(v) for k, v in metrics.items() if not k.startswith("val_")},
@@ -89,7 +89,7 @@ class Reporter:
     def report_final(self, final: dict[str, float], validator) -> None:
         """Print the final line (and per-class lines), and keep them in the run folder for a restart."""
         self.final = final
-        print(format_metric_line("final", self.final), flush=True)
+        print(_metric_line("final", self.final), flush=True)
         box = getattr(getattr(validator, "metrics", None), "box", None)
         if box is not None and len(getattr(box, "ap_class_index", [])):
             names = validator.names
@@ -104,7 +104,7 @@ class Reporter:
     def print_per_class(self) -> None:
         if self.per_class:
             for name, values in self.per_class_ap.items():
-                print(format_metric_line("class", values, prefix=[f"class={name}"]), flush=True)
+                print(_metric_line("class", values, prefix=[f"class={name}"]), flush=True)
 
     def restore_final(self) -> bool:
         """The final evaluation of an earlier attempt, printed again; False when it never finished."""
@@ -113,7 +113,7 @@ class Reporter:
         except (OSError, ValueError):
             return False
         self.final, self.per_class_ap = data.get("final") or {}, data.get("per_class") or {}
-        print(format_metric_line("final", self.final), flush=True)
+        print(_metric_line("final", self.final), flush=True)
         self.print_per_class()
         return bool(self.final)
 
@@ -132,3 +132,6 @@ def quiet_progress_bars() -> None:
         tq.is_noninteractive_console = lambda: True
 
 
+def _metric_line(line: str, values: dict[str, Any], *, prefix: list[str] | tuple[str, ...] = ()) -> str:
+    """Through the image's schema: a tag or key it does not declare cannot be printed."""
+    return Schema.load("yolo").metric_line(line, values, prefix=prefix)
