@@ -36,7 +36,8 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def build_tree(base: Path, channels: Mapping[str, Path], hyperparameters: Mapping[str, Any], *,
-               hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1") -> Path:
+               hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
+               interface: str = "eth0") -> Path:
     """Write ``base`` as SageMaker would: config files, one folder per channel (hard links, not moves).
 
     A channel's files are those :func:`container.walk.walk_files` finds: links inside the folder
@@ -52,7 +53,7 @@ def build_tree(base: Path, channels: Mapping[str, Path], hyperparameters: Mappin
         {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
          for name in channels}, indent=2))
     (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0",
+        {"current_host": current_host, "hosts": list(hosts), "network_interface_name": interface,
          "current_instance_type": "local"}, indent=2))
     (config / "checkpointconfig.json").write_text(json.dumps({"LocalPath": "/opt/ml/checkpoints"}))
     trees = {name: walk_files(src) for name, src in channels.items()}  # every channel checked before any is linked

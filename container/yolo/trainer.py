@@ -149,10 +149,10 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     validate.check_environment(env)
     hps, sources = resolve_hyperparameters(env, schema)
     validate.check_values(hps, sources)
-    if len(env.hosts) > 1:
-        raise UserError(f"this job has {len(env.hosts)} instances ({shorten(', '.join(env.hosts), 200)}) but "
-                        "ultralytics cannot train across machines (no multi-node DDP). Use InstanceCount=1; a "
-                        "multi-GPU instance trains on all its GPUs.")
+    if len(env.hosts) > 1:  # -- several instances (issue 15): torchrun on every host, see distributed.py --
+        from container.yolo import distributed
+
+        return distributed.train(env, schema, stop, hps, sources)
     framework_args = {k: v for k, v in hps.items() if schema.params[k].source == "ultralytics"}
     log("hyperparameters: " + json.dumps({k: hps[k] for k in sorted(hps)}, default=str))
     log("set by: " + json.dumps({k: v for k, v in sorted(sources.items()) if v != "default"}))
