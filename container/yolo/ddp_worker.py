@@ -79,6 +79,7 @@ def run(spec: dict[str, Any], stop: GracefulStop) -> None:
     from ultralytics import YOLO
 
     from container.yolo.ddp_trainer import DistributedTrainer
+    from container.yolo.resumable import ResumableTrainer
     from container.yolo.report import Reporter
 
     run_dir = Path(spec["run_dir"])
@@ -92,7 +93,7 @@ def run(spec: dict[str, Any], stop: GracefulStop) -> None:
         model = YOLO(spec["model"])
     if _rank() == 0:
         Reporter(spec["progress_interval"], spec["per_class"], run_dir / "final.json").attach(model)
-    DistributedTrainer.graceful = stop
+    ResumableTrainer.graceful = stop  # the trainer's stop check reads it there (resumable.py)
     with stop.deferred():
         model.train(trainer=DistributedTrainer, **kwargs)
 

@@ -190,7 +190,9 @@ def launch(cluster: Cluster, spec: dict[str, Any], workdir: Path, stop: Graceful
     cmd = torchrun_command(cluster, leader_addr, spec_file)
     log(f"distributed: {' '.join(cmd[1:])}")
     started = time.monotonic()
-    with stop.forwarding():  # SIGTERM goes on to torchrun, which passes it to its workers
+    # A SIGTERM is only recorded here and passed on to torchrun, which passes it to its workers: they agree
+    # on the batch to stop at and the leader saves. (Raising here would kill torchrun and orphan them.)
+    with stop.deferred(), stop.forwarding():
         code = subprocess.run(cmd, env=worker_env(cluster), check=False).returncode
     if code == 0:
         return
