@@ -193,7 +193,11 @@ def launch(cluster: Cluster, spec: dict[str, Any], workdir: Path, stop: Graceful
     # A SIGTERM is only recorded here and passed on to torchrun, which passes it to its workers: they agree
     # on the batch to stop at and the leader saves. (Raising here would kill torchrun and orphan them.)
     with stop.deferred(), stop.forwarding():
-        code = subprocess.run(cmd, env=worker_env(cluster), check=False).returncode
+        proc = subprocess.Popen(cmd, env=worker_env(cluster))
+        late = _wait_joined(proc, workdir / JOINED, started + cluster.timeout)
+        code = proc.wait()
+    if late:
+        raise DistributedError(failure_reason(cluster, workdir, code, time.monotonic() - started, late=True))
     if code == 0:
         return
     if stop.requested is not None or (workdir / STOPPED).exists():
@@ -201,13 +205,31 @@ def launch(cluster: Cluster, spec: dict[str, Any], workdir: Path, stop: Graceful
     raise DistributedError(failure_reason(cluster, workdir, code, time.monotonic() - started))
 
 
-def failure_reason(cluster: Cluster, workdir: Path, code: int, seconds: float) -> str:
+def _wait_joined(proc: subprocess.Popen, joined: Path, deadline: float) -> bool:
+    """Wait until this host's workers joined the group; past ``deadline``, end torchrun and return True.
+
+    torchrun's own waits are bounded too (``--rdzv-conf timeout``), but its store client tries twice and
+    the start of its workers comes on top; this keeps the whole start within dist_timeout.
+    """
+    while proc.poll() is None and not joined.exists():
+        if time.monotonic() > deadline:
+            proc.terminate()  # torchrun closes its workers (SIGTERM, then SIGKILL after 30 s)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def failure_reason(cluster: Cluster, workdir: Path, code: int, seconds: float, *, late: bool = False) -> str:
     """Why torchrun ended badly, naming the host this one waited for."""
     where = f"host {cluster.current_host} (rank {cluster.node_rank} of {len(cluster.hosts)})"
     reasons = sorted(workdir.glob(f"{FAILURE_PREFIX}*"))
-    if reasons:
+    if reasons and not late:
         return f"{where}: {reasons[0].read_text(encoding='utf-8', errors='replace').strip()}"
-    if not (workdir / JOINED).exists():
+    if late or not (workdir / JOINED).exists():
         return (f"{where} could not start training with the leader {cluster.leader} (port {cluster.port}) within "
                 f"{seconds:.0f}s (dist_timeout {cluster.timeout:g}s; torchrun exit code {code}): the leader did "
                 f"not answer, or not all {len(cluster.hosts)} hosts joined. Check that every instance started and "
