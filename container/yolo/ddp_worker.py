@@ -106,7 +106,8 @@ def main(argv: list[str]) -> int:
         run(spec, stop)
     except TrainingStopped as err:
         (workdir / "stopped").write_text(str(err), encoding="utf-8")
-        print(f"rank {_rank()}: {err}", file=sys.stderr, flush=True)
+        said = err if _rank() == 0 else "stopped by SIGTERM at the same batch as every rank; rank 0 saved the checkpoint"
+        print(f"rank {_rank()}: {said}", file=sys.stderr, flush=True)
         return EXIT_STOPPED
     except Exception as err:  # noqa: BLE001 - the host's launcher reports what broke
         if stop.requested is not None:

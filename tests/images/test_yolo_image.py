@@ -28,8 +28,8 @@ def engine():
     return found
 
 
-def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900, mounts=()):
-    cmd = ["run", "--network", "none", "-v", f"{base}:/opt/ml", *(f"-v{m}" for m in mounts)]
+def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900, mounts=(), network="none"):
+    cmd = ["run", "--network", network, "-v", f"{base}:/opt/ml", *(f"-v{m}" for m in mounts)]
     cmd += ["-d", "--name", name] if detach else ["--rm"]
     return engine.run(*cmd, TAG, *args, check=False, capture_output=True, timeout=timeout)
 
@@ -121,3 +121,41 @@ def test_sdk_local_mode_runs_the_image(engine, shapes, tmp_path, monkeypatch):
     assert "channel 'train' holds coco annotations: 20 images" in job.logs()
     model = sdk.fetch_model(job, dest=tmp_path / "model")
     assert model.best.is_file() and model.metrics["job_name"] == job.name
+
+
+def test_two_hosts(engine, shapes, tmp_path):
+    """Two containers training one model (torchrun, gloo), as two instances would; on one machine they share
+    its network, so the hosts are 127.0.0.1 and localhost on the loopback interface (docs/multinode.md)."""
+    import socket
+
+    from container.local import build_tree
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hosts = ("127.0.0.1", "localhost")
+    hps = {**FAST, "dist_timeout": "300", "dist_port": str(port)}
+    names, bases = [], []
+    for host in hosts:
+        base = build_tree(tmp_path / host, {"train": shapes}, hps, hosts=hosts, current_host=host, interface="lo")
+        name = f"sm-yolo-{host.replace('.', '-')}-{uuid.uuid4().hex[:6]}"
+        started = sagemaker_run(engine, base, "train", name=name, detach=True, network="host")
+        assert started.returncode == 0, started.stderr
+        names.append(name)
+        bases.append(base)
+    try:
+        codes, logs = [], []
+        for name in names:
+            waited = engine.run("wait", name, capture_output=True, timeout=900)
+            codes.append(int(waited.stdout.strip().splitlines()[-1]))
+            out = engine.run("logs", name, check=False, capture_output=True)
+            logs.append(out.stdout + out.stderr)
+    finally:
+        engine.run("rm", "-f", *names, check=False, capture_output=True)
+    assert codes == [0, 0], "\n----\n".join(log[-3000:] for log in logs)
+    assert "distributed: host 127.0.0.1 rank 0 of 2 (leader 127.0.0.1, backend gloo)" in logs[0]
+    assert "distributed: host localhost rank 1 of 2 (leader 127.0.0.1, backend gloo)" in logs[1]
+    assert metric_values(logs[0])["epoch"] == [1.0, 2.0] and "final:mAP50-95" in metric_values(logs[0])
+    assert metric_values(logs[1]) == {}, "only the leader prints metric lines"
+    assert (bases[0] / "model" / "metrics.json").is_file()
+    assert not any((bases[1] / "model").iterdir())
