@@ -229,6 +229,12 @@ def failure_reason(cluster: Cluster, workdir: Path, code: int, seconds: float, *
     reasons = sorted(workdir.glob(f"{FAILURE_PREFIX}*"))
     if reasons and not late:
         return f"{where}: {reasons[0].read_text(encoding='utf-8', errors='replace').strip()}"
+    if (late or not (workdir / JOINED).exists()) and cluster.is_leader:
+        others = shorten(", ".join(cluster.hosts[1:]), 200)
+        return (f"{where}, the leader, waited {seconds:.0f}s for the other hosts ({others}) to join on port "
+                f"{cluster.port} (dist_timeout {cluster.timeout:g}s; torchrun exit code {code}): not all "
+                f"{len(cluster.hosts)} hosts joined. Check that every instance started and that port {cluster.port} "
+                "is open between them (same security group), or raise dist_timeout")
     if late or not (workdir / JOINED).exists():
         return (f"{where} could not start training with the leader {cluster.leader} (port {cluster.port}) within "
                 f"{seconds:.0f}s (dist_timeout {cluster.timeout:g}s; torchrun exit code {code}): the leader did "

@@ -114,6 +114,8 @@ def test_failure_reasons_name_the_leader(tmp_path):
     c = cluster(current_host="algo-2")
     assert "could not start training with the leader algo-1 (port 7777)" in distributed.failure_reason(
         c, tmp_path, 1, 12.0)
+    leader = distributed.failure_reason(cluster(current_host="algo-1"), tmp_path, 1, 12.0)
+    assert "the leader, waited 12s for the other hosts (algo-2) to join on port 7777" in leader
     (tmp_path / distributed.JOINED).write_text("{}")
     assert "a peer host stopped answering (leader algo-1)" in distributed.failure_reason(c, tmp_path, 1, 50.0)
     (tmp_path / "failure-rank1").write_text("rank 1 lost contact with the other hosts (leader algo-1)")
