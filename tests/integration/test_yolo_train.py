@@ -135,7 +135,7 @@ def test_any_annotation_format_trains(fmt, shapes, make_tree, tmp_path):
     ("non-numeric epochs", "'epochs' must be an integer, got 'ten'"),
     ("unknown key", "unknown hyperparameter 'lr'; did you mean"),
     ("unsafe archive", "unsafe archive"),
-    ("multi-host", "cannot train across machines"),
+    ("multi-host device", "cannot be set on a job with several instances"),
     ("model not in weights", "is not in the weights channel"),
     ("unknown model yaml", "cannot build model"),
     ("two annotation formats", "more than one annotation format (coco: 1 file"),
@@ -167,8 +167,9 @@ def test_bad_input_fails_clearly(case, words, shapes, make_tree, tmp_path):
         with tarfile.open(w / "model.tar.gz", "w:gz") as tar:
             tar.add(data / "data.yaml", arcname="../../evil.pt")
         channels["weights"] = w
-    elif case == "multi-host":
+    elif case == "multi-host device":  # several instances train (docs/multinode.md), each on all its devices
         kwargs = {"hosts": ("algo-1", "algo-2")}
+        hp["device"] = "0"
     elif case == "model not in weights":
         hp["model"] = "yolo11s.pt"
     elif case == "unknown model yaml":
