@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from container.local import TRAIN_COMMAND, build_tree, train_environ  # noqa: E402
-from container.synthetic import make_shapes  # noqa: E402
+from container.local import TRAIN_COMMAND, build_tree, train_environ
+from container.synthetic import make_shapes
 
 
 def images_per_second(results_csv: Path, images: int) -> float:

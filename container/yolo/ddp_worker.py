@@ -11,6 +11,7 @@ goes to ``failure-rank<r>`` in the spec's folder for the host's launcher to repo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -79,8 +80,8 @@ def run(spec: dict[str, Any], stop: GracefulStop) -> None:
     from ultralytics import YOLO
 
     from container.yolo.ddp_trainer import DistributedTrainer
-    from container.yolo.resumable import ResumableTrainer
     from container.yolo.report import Reporter
+    from container.yolo.resumable import ResumableTrainer
 
     run_dir = Path(spec["run_dir"])
     kwargs = dict(spec["kwargs"])
@@ -150,10 +151,8 @@ def _leave() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        try:
+        with contextlib.suppress(Exception):  # leaving anyway; a peer may be gone already
             dist.destroy_process_group()
-        except Exception:  # noqa: BLE001 - leaving anyway
-            pass
 
 
 if __name__ == "__main__":

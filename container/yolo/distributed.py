@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from container.contract import Environment
-from container.failure import EXIT_STOPPED, TrainingStopped, UserError, shorten
+from container.failure import TrainingStopped, UserError, shorten
 from container.signals import GracefulStop
 
 DEFAULT_PORT = 7777  # SageMaker's PyTorch launcher uses it too

@@ -84,8 +84,8 @@ def test_leader_that_never_resolves_is_named():
 
 
 def cluster(**kw) -> Cluster:
-    values = dict(hosts=("algo-1", "algo-2"), current_host="algo-2", gpus=8, interface="eth0",
-                  instance_type="ml.p4d.24xlarge", port=7777, timeout=600.0)
+    values = {"hosts": ("algo-1", "algo-2"), "current_host": "algo-2", "gpus": 8, "interface": "eth0",
+              "instance_type": "ml.p4d.24xlarge", "port": 7777, "timeout": 600.0}
     return Cluster(**{**values, **kw})
 
 
