@@ -119,6 +119,17 @@ def cluster_from(env: Environment, hps: dict[str, Any]) -> Cluster:
                    timeout=timeout)
 
 
+def check_batch(batch: float, world_size: int) -> None:
+    """``batch`` is the global batch: each of the ``world_size`` processes loads ``batch // world_size``."""
+    if batch < 1 or batch != int(batch):
+        raise UserError(f"batch={batch:g}: AutoBatch (batch -1 or a fraction) cannot size a batch across instances; "
+                        f"give the global batch, a multiple of the {world_size} processes (for example "
+                        f"{8 * world_size})")
+    if int(batch) // world_size < 2:
+        raise UserError(f"batch={int(batch)} is the global batch, shared by {world_size} processes: under 2 images "
+                        f"each (BatchNorm needs 2). Use batch >= {2 * world_size}, a multiple of {world_size}")
+
+
 # -- the leader's address ---------------------------------------------------------------------------
 def resolve(host: str, timeout: float, *, lookup: Callable[[str], str] = socket.gethostbyname,
             log: Callable[[str], None] = print, pause: float = 2.0) -> str:
@@ -260,6 +271,7 @@ def train(env: Environment, schema: Any, stop: GracefulStop, hps: dict[str, Any]
     if framework_args.get("device") not in (None, ""):
         raise UserError(f"device={framework_args['device']!r} cannot be set on a job with several instances: each "
                         "host trains on all its GPUs (or its CPU where it has none). Leave device out")
+    check_batch(float(framework_args.get("batch") or 16), cluster.world_size)
     log("hyperparameters: " + json.dumps({k: hps[k] for k in sorted(hps)}, default=str))
     log("set by: " + json.dumps({k: v for k, v in sorted(sources.items()) if v != "default"}))
     single.configure_offline()

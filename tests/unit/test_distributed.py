@@ -132,3 +132,12 @@ def test_version_pin_guard(monkeypatch):
     monkeypatch.setattr(ultralytics, "__version__", "8.5.0")
     with pytest.raises(RuntimeError, match="checked against ultralytics 8.4.190, this image has 8.5.0"):
         ddp_trainer.check_version()
+
+
+@pytest.mark.parametrize("batch, world, words", [
+    (-1, 2, "AutoBatch"), (0.7, 2, "AutoBatch"), (3, 2, "under 2 images each"), (16, 16, "under 2 images each"),
+])
+def test_batch_is_the_global_batch(batch, world, words):
+    with pytest.raises(UserError, match=words):
+        distributed.check_batch(batch, world)
+    distributed.check_batch(4 * world, world)  # two per process and more: fine
