@@ -61,7 +61,8 @@ def final_metrics(reporter: Reporter, best: Path, ds: datasets.Dataset, hps: dic
         return
     from ultralytics import YOLO
 
-    log(f"final evaluation of {best.name} (the earlier attempt stopped before it finished)")
+    log(f"final evaluation of {best.name} (not done in training: a restart after a stop, or a job on several "
+        "instances, where the leader runs it after the workers end)")
     validator_metrics = YOLO(str(best)).val(data=str(ds.data_yaml), imgsz=hps.get("imgsz") or 640,
                                             batch=hps.get("batch") or 16, workers=hps.get("workers") or 0,
                                             plots=False, verbose=False)
