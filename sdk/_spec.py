@@ -44,7 +44,7 @@ JOB_ARGS: tuple[Arg, ...] = (
     Arg("hyperparameters", None, "hyperparameters, checked against the image's schema", cli="none"),
     Arg("role", None, "SageMaker execution role ARN (default: $SM_DETECTORS_ROLE)"),
     Arg("instance_type", DEFAULT_INSTANCE_TYPE, "instance type; 'local' runs the job on this machine"),
-    Arg("instance_count", 1, "instances (the YOLO image trains on one)", cli="int"),
+    Arg("instance_count", 1, "instances (YOLO trains one model across them: docs/multinode.md)", cli="int"),
     Arg("volume_size_gb", 50, "EBS volume per instance, GB", cli="int", flag="--volume-size"),
     Arg("spot", False, "managed spot training (resumes from checkpoints)", cli="flag"),
     Arg("max_run", DEFAULT_MAX_RUN, "seconds the job may run (SageMaker allows at most 28 days)", cli="int"),

@@ -56,7 +56,6 @@ def launch(data, **kwargs):
     ({"hyperparameters": {"epoch": 3}}, "did you mean 'epochs'\\? Run `describe`"),
     ({"hyperparameters": {"sagemaker_program": "train.py"}}, "'sagemaker_program' are reserved for SageMaker"),
     # the image's limits, from its schema
-    ({"instance_count": 2}, "the yolo image trains on at most 1 instance"),
     ({"hyperparameters": {"model": "yolo11n.pt"}}, "model='yolo11n.pt' needs the 'weights' channel"),
     # the API's limits, from botocore's service model
     ({"tags": {f"k{i}": "v" for i in range(51)}}, "Tags: 51 items; the API accepts at most 50"),
