@@ -107,10 +107,10 @@ def main(argv: list[str]) -> int:
         run(spec, stop)
     except TrainingStopped as err:
         (workdir / "stopped").write_text(str(err), encoding="utf-8")
-        said = err if _rank() == 0 else "stopped by SIGTERM at the same batch as every rank; rank 0 saved the checkpoint"
+        said = err if _rank() == 0 else "stopped by SIGTERM at the same batch as every rank; rank 0 saved"
         print(f"rank {_rank()}: {said}", file=sys.stderr, flush=True)
         return EXIT_STOPPED
-    except Exception as err:  # noqa: BLE001 - the host's launcher reports what broke
+    except Exception as err:  # the host's launcher reports what broke
         if stop.requested is not None:
             (workdir / "stopped").write_text(f"{type(err).__name__} on the way out", encoding="utf-8")
             return EXIT_STOPPED

@@ -7,6 +7,7 @@ leader-name lookup run exactly as on SageMaker, on the CPU. Real training (yolo1
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,10 +55,8 @@ def kill_tree(pid: int) -> None:
     """What losing an instance does: every process of that host gone at once."""
     for child in child_pids(pid):
         kill_tree(child)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_all(bases: dict[str, Path], tag: str, timeout: float = 900) -> dict[str, tuple[int, str]]:
