@@ -65,6 +65,12 @@ def run_all(bases: dict[str, Path], tag: str, timeout: float = 900) -> dict[str,
     return {h: (p.wait(timeout=timeout), logs[h].read_text()) for h, p in procs.items()}
 
 
+def epochs_in(results_csv: Path) -> list[int]:
+    if not results_csv.is_file():
+        return []
+    return [int(float(r.split(",")[0])) for r in results_csv.read_text().splitlines()[1:]]
+
+
 def distributed_line(host: str, rank: int) -> str:
     return f"distributed: host {host} rank {rank} of 2 (leader {LEADER}, backend gloo)"
 
@@ -72,8 +78,9 @@ def distributed_line(host: str, rank: int) -> str:
 def test_two_hosts_stop_together_then_resume_and_finish(shapes, tmp_path):
     """A stop reaching both hosts saves once and exits 143 on both; the restart resumes both from the same
     epoch and trains to the end; only the leader writes the model folder and the metric lines."""
-    hps = {**FAST, "epochs": "3", "batch": "4", "dist_timeout": "120", "dist_port": str(free_port())}
+    hps = {**FAST, "epochs": "5", "batch": "4", "dist_timeout": "120", "dist_port": str(free_port())}
     bases = trees(tmp_path, shapes, hps)
+    run_dir = bases[LEADER] / "checkpoints" / LEADER / "train"
     logs = {h: tmp_path / f"{h}.a.log" for h in HOSTS}
     procs = {h: start(bases[h], logs[h]) for h in HOSTS}
     wait_for(logs[LEADER], "[metrics] epoch=1 ", procs[LEADER])
@@ -88,23 +95,24 @@ def test_two_hosts_stop_together_then_resume_and_finish(shapes, tmp_path):
         assert not any((bases[h] / "model").iterdir())
         assert not (bases[h] / "output" / "failure").exists()
 
+    done = epochs_in(run_dir / "results.csv")  # epochs finished before the stop
+    assert len(done) < 5, "stopped before the end"
+
     results = run_all(bases, "b")
     assert {h: code for h, (code, _) in results.items()} == {LEADER: 0, FOLLOWER: 0}, results
     leader_log, follower_log = results[LEADER][1], results[FOLLOWER][1]
     assert distributed_line(LEADER, 0) in leader_log and distributed_line(FOLLOWER, 1) in follower_log
-    assert "from epoch 2 to 3" in leader_log, "the restart goes on with the interrupted epoch"
+    assert f"from epoch {len(done) + 1} to 5" in leader_log, "the restart goes on with the interrupted epoch"
     # the follower resumed from the leader's checkpoint, kept in its own checkpoint folder
     assert (bases[FOLLOWER] / "checkpoints" / FOLLOWER / "train" / "weights" / "last.pt").is_file()
 
-    run_dir = bases[LEADER] / "checkpoints" / LEADER / "train"
-    epochs = [int(float(r.split(",")[0])) for r in (run_dir / "results.csv").read_text().splitlines()[1:]]
-    assert epochs == [1, 2, 3], "every epoch once across the stop"
+    assert epochs_in(run_dir / "results.csv") == [1, 2, 3, 4, 5], "every epoch once across the stop"
     model = bases[LEADER] / "model"
     assert {"best.pt", "last.pt", "metrics.json", "results.csv"} <= {p.name for p in model.iterdir()}
     metrics = json.loads((model / "metrics.json").read_text())
-    assert metrics["epochs_completed"] == 3 and set(metrics["final"]) >= {"mAP50", "mAP50-95"}
+    assert metrics["epochs_completed"] == 5 and set(metrics["final"]) >= {"mAP50", "mAP50-95"}
     found = metric_values(leader_log)
-    assert found["epoch"] == [2.0, 3.0] and len(found["final:mAP50-95"]) == 1
+    assert found["epoch"] == [float(e) for e in range(len(done) + 1, 6)] and len(found["final:mAP50-95"]) == 1
     # the follower: no model folder, no metric lines (SageMaker would read them twice)
     assert not any((bases[FOLLOWER] / "model").iterdir())
     assert metric_values(follower_log) == {}
