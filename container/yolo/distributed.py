@@ -261,7 +261,7 @@ def train(env: Environment, schema: Any, stop: GracefulStop, hps: dict[str, Any]
     from container.archive import sha256
     from container.yolo import checkpoints, validate
     from container.yolo import dataset as datasets
-    from container.yolo import trainer as single
+    from container.yolo import prepare as single
     from container.yolo.package import package
     from container.yolo.report import Reporter, log, quiet_progress_bars
 
