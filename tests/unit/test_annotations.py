@@ -128,7 +128,9 @@ def test_tf_example_bytes_parse_with_protobuf_itself():
 
 
 def test_model_garden_decodes_our_tfrecords(formats):
-    pytest.importorskip("official.vision.dataloaders.tf_example_label_map_decoder")
+    pytest.importorskip("official.vision.dataloaders.tf_example_label_map_decoder",
+                        reason="Model Garden is not in .venv; test_model_garden_decoder_in_its_own_environment runs "
+                        "this test in .venv-tf")
     import tensorflow as tf
     from official.vision.dataloaders.tf_example_label_map_decoder import TfExampleDecoderLabelMap
 
@@ -149,7 +151,9 @@ def test_model_garden_decodes_our_tfrecords(formats):
 
 def test_model_garden_reads_a_label_map_with_a_comma_in_a_name(source, tmp_path):
     """label_map.csv through the csv module: Model Garden's decoder maps "apple, red" to its id."""
-    pytest.importorskip("official.vision.dataloaders.tf_example_label_map_decoder")
+    pytest.importorskip("official.vision.dataloaders.tf_example_label_map_decoder",
+                        reason="Model Garden is not in .venv; test_model_garden_decoder_in_its_own_environment runs "
+                        "this test in .venv-tf")
     import tensorflow as tf
     from official.vision.dataloaders.tf_example_label_map_decoder import TfExampleDecoderLabelMap
 
