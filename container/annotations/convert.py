@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from container.annotations.check import Report, check
+from container.annotations.paths import IMG_SUFFIXES
 from container.annotations.readers import read
 from container.annotations.split import split
 from container.annotations.types import Annotations, Box
@@ -54,6 +55,9 @@ def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", rat
     if not report.ok and strict:
         raise UserError(f"{src}: the dataset has problems (strict):\n{report.text()}")
     good = [item for item in ann.items if id(item) not in report.left_out]
+    if not ann.items:
+        raise UserError(f"{src}: no training images found: the annotations name no image that is there. Put the "
+                        f"images beside their annotations (image types: {', '.join(sorted(IMG_SUFFIXES))})")
     if not good:
         raise UserError(f"{src}: no usable images ({report.text()})")
     if report.left_out:

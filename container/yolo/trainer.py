@@ -74,6 +74,8 @@ def resolve_hyperparameters(env: Environment, schema: Schema) -> tuple[dict[str,
 
 
 def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
+    """The job, as named steps: inputs checked, data prepared, framework set up, resume point found,
+    model built, trained (stoppable at any batch), packaged."""
     validate.check_environment(env)
     hps, sources = resolve_hyperparameters(env, schema)
     validate.check_values(hps, sources)
@@ -81,22 +83,42 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         from container.yolo import distributed
 
         return distributed.train(env, schema, stop, hps, sources)
-    framework_args = {k: v for k, v in hps.items() if schema.params[k].source == "ultralytics"}
     log("hyperparameters: " + json.dumps({k: hps[k] for k in sorted(hps)}, default=str))
     log("set by: " + json.dumps({k: v for k, v in sorted(sources.items()) if v != "default"}))
 
     configure_offline()
     host_dir = env.host_checkpoint_dir
     run_dir = host_dir / "train"
-    scratch = env.scratch_dir
     log_checkpoint_folder(host_dir, "at start")
-    ds = datasets.resolve(env, hps, scratch / "data", seed=int(hps.get("seed") or 0), log=log)
+    ds = datasets.resolve(env, hps, env.scratch_dir / "data", seed=int(hps.get("seed") or 0), log=log)
     stop.check()
+    framework_args = set_up_framework(env, hps, schema, run_dir)
+    state = find_resume_point(env, run_dir)
+    reporter = Reporter(float(hps.get("progress_interval") or 0), bool(hps.get("per_class_metrics")),
+                        run_dir / "final.json")
+    weights_used: dict[str, str] = {}
+    if state is not None and state.finished:
+        log("training already finished in an earlier attempt; packaging its results")
+    else:
+        model, kwargs = build_model(env, hps, sources, framework_args, ds.data_yaml, run_dir, state, weights_used)
+        # input pipeline (docs/input-pipeline.md): large images decoded once, at the size training uses
+        image_cache.apply(ds.data_yaml, imgsz=image_cache.training_imgsz(model, kwargs), threads=env.num_cpus,
+                          cache_dir=env.scratch_dir / "image-cache", log=log,
+                          enabled=bool(hps.get("image_cache", True)))
+        stop.check()
+        reporter.attach(model)
+        fit(model, kwargs, stop)
+    stop.check()
+    log_checkpoint_folder(host_dir, "after training")
+    package(env, hps, ds, run_dir, reporter, weights_used, sources, stop)
 
+
+def set_up_framework(env: Environment, hps: dict[str, Any], schema: Schema, run_dir: Path) -> dict[str, Any]:
+    """ultralytics offline and quiet, its arguments checked, workers and devices fitted to the instance."""
     import ultralytics
-    from ultralytics import YOLO
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
+    framework_args = {k: v for k, v in hps.items() if schema.params[k].source == "ultralytics"}
     install_fonts(Path(USER_CONFIG_DIR))
     SETTINGS.update({"sync": False})
     quiet_progress_bars()
@@ -106,68 +128,66 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     if (workers := loader.plan(cpus=env.num_cpus, gpus=env.num_gpus, user_workers=framework_args.get("workers"),
                                log=log)) is not None:
         framework_args["workers"] = workers
-
     if "device" not in framework_args and env.num_gpus > 1:
         framework_args["device"] = ",".join(str(i) for i in range(env.num_gpus))  # ultralytics' DDP on one host
         log(f"training on {env.num_gpus} GPUs with DDP (device={framework_args['device']})")
-    multi_gpu = "," in str(framework_args.get("device") or "")
+    return framework_args
 
+
+def find_resume_point(env: Environment, run_dir: Path) -> checkpoints.State | None:
+    """This host's checkpoint, else the checkpoint channel's (checked before anything is copied)."""
     weights_dir = run_dir / "weights"
-    last = weights_dir / "last.pt"
     state = checkpoints.resume_point(weights_dir, log)
     if state is None and (channel := env.channel("checkpoint")) is not None:
         checkpoints.from_channel(channel, run_dir, log)
         state = checkpoints.resume_point(weights_dir, log)
     if state is not None:
-        log(f"found {last} ({state.epochs_done} of {state.epochs} epoch(s) done"
+        log(f"found {weights_dir / 'last.pt'} ({state.epochs_done} of {state.epochs} epoch(s) done"
             + (", training finished)" if state.finished else ", resumable)"))
+    return state
 
-    reporter = Reporter(float(hps.get("progress_interval") or 0), bool(hps.get("per_class_metrics")),
-                        run_dir / "final.json")
-    weights_used: dict[str, str] = {}
-    if state is not None and state.finished:
-        log("training already finished in an earlier attempt; packaging its results")
-    else:
-        common = {"data": str(ds.data_yaml), "save_dir": str(run_dir), "exist_ok": True}
-        if state is not None:
-            model = YOLO(str(last))
-            weights_used[last.name] = sha256(last)
-            kwargs = {**framework_args, **common, "resume": str(last)}
-            log(f"resuming from {last} (sha256 {weights_used[last.name]})")
-        else:
-            explicit = sources.get("model", "default") != "default"
-            model_name, pretrained = choose_model(hps, explicit, find_weights(env, scratch / "weights-in"))
-            for path in filter(None, (model_name if model_name.endswith(".pt") else None, pretrained)):
-                weights_used[Path(path).name] = sha256(Path(path))
-                log(f"weights: {path} sha256 {weights_used[Path(path).name]}")
-            try:
-                model = YOLO(model_name)
-            except (FileNotFoundError, ValueError) as err:
-                raise UserError(f"cannot build model {shorten(model_name, 100)!r}: {err}. Use a model YAML that "
-                                "ultralytics ships (yolo11n.yaml, yolov8s.yaml, ...) or a .pt in the weights "
-                                "channel") from err
-            if pretrained:
-                framework_args["pretrained"] = pretrained
-            kwargs = {**framework_args, **common}
-        # input pipeline (docs/input-pipeline.md): large images decoded once, at the size training uses
-        image_cache.apply(ds.data_yaml, imgsz=image_cache.training_imgsz(model, kwargs), threads=env.num_cpus,
-                          cache_dir=scratch / "image-cache", log=log, enabled=bool(hps.get("image_cache", True)))
-        stop.check()
-        reporter.attach(model)
-        from container.yolo.fed_trainer import FedTrainer
-        from container.yolo.resumable import ResumableTrainer
 
-        ResumableTrainer.graceful = stop
-        forwarding = stop.forwarding() if multi_gpu else contextlib.nullcontext()
-        try:
-            with stop.deferred(), forwarding:
-                model.train(trainer=FedTrainer, **kwargs)
-        except TrainingStopped:
-            raise
-        except Exception as err:
-            if stop.requested is not None:  # a DDP worker stopped on the forwarded signal, or a loader torn down
-                raise TrainingStopped(f"stopped by SIGTERM ({type(err).__name__} on the way out)") from err
-            raise
-    stop.check()
-    log_checkpoint_folder(host_dir, "after training")
-    package(env, hps, ds, run_dir, reporter, weights_used, sources, stop)
+def build_model(env: Environment, hps: dict[str, Any], sources: dict[str, str], framework_args: dict[str, Any],
+                data_yaml: Path, run_dir: Path, state: checkpoints.State | None,
+                weights_used: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+    """(the YOLO model, its train() arguments): resumed from last.pt, or built from a YAML or the weights channel."""
+    from ultralytics import YOLO
+
+    common = {"data": str(data_yaml), "save_dir": str(run_dir), "exist_ok": True}
+    last = run_dir / "weights" / "last.pt"
+    if state is not None:
+        weights_used[last.name] = sha256(last)
+        log(f"resuming from {last} (sha256 {weights_used[last.name]})")
+        return YOLO(str(last)), {**framework_args, **common, "resume": str(last)}
+    explicit = sources.get("model", "default") != "default"
+    model_name, pretrained = choose_model(hps, explicit, find_weights(env, env.scratch_dir / "weights-in"))
+    for path in filter(None, (model_name if model_name.endswith(".pt") else None, pretrained)):
+        weights_used[Path(path).name] = sha256(Path(path))
+        log(f"weights: {path} sha256 {weights_used[Path(path).name]}")
+    try:
+        model = YOLO(model_name)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(f"cannot build model {shorten(model_name, 100)!r}: {err}. Use a model YAML that "
+                        "ultralytics ships (yolo11n.yaml, yolov8s.yaml, ...) or a .pt in the weights "
+                        "channel") from err
+    extra = {"pretrained": pretrained} if pretrained else {}
+    return model, {**framework_args, **extra, **common}
+
+
+def fit(model: Any, kwargs: dict[str, Any], stop: GracefulStop) -> None:
+    """model.train with our trainer class; a SIGTERM (forwarded to DDP workers) ends it as TrainingStopped."""
+    from container.yolo.fed_trainer import FedTrainer
+    from container.yolo.resumable import ResumableTrainer
+
+    ResumableTrainer.graceful = stop
+    multi_gpu = "," in str(kwargs.get("device") or "")
+    forwarding = stop.forwarding() if multi_gpu else contextlib.nullcontext()
+    try:
+        with stop.deferred(), forwarding:
+            model.train(trainer=FedTrainer, **kwargs)
+    except TrainingStopped:
+        raise
+    except Exception as err:
+        if stop.requested is not None:  # a DDP worker stopped on the forwarded signal, or a loader torn down
+            raise TrainingStopped(f"stopped by SIGTERM ({type(err).__name__} on the way out)") from err
+        raise

@@ -157,12 +157,13 @@ def _tiny_image(data: Path) -> None:
 
 
 @pytest.mark.parametrize("case, words", [
-    ("epochs 0", "'epochs' must be at least 1, got 0"),
+    ("epochs 0", "'epochs' must be at least 1, got '0'"),
     ("NaN rate", "'lr0' must be a finite number"),
     ("huge imgsz", "'imgsz' must be between 32 and 8192"),
     ("NUL byte", "'names' holds a NUL byte"),
-    ("optimizer typo", "'Adamm' is not one of ultralytics' optimizers: auto, SGD, MuSGD, Adam"),
-    ("ultralytics range", "ultralytics refuses the arguments: 'hsv_h=3.0' is an invalid value"),
+    ("optimizer typo", "'optimizer' must be one of Adam, Adamax, AdamW, auto, MuSGD, NAdam, RAdam, RMSprop, SGD, "
+                       "got 'Adamm' (did you mean 'Adam'?)"),
+    ("ultralytics range", "'hsv_h' must be between 0.0 and 1.0, got '3.0'"),
     ("non-UTF-8 cfg", "cfg/hyp.yaml is not UTF-8 text"),
     ("channel is a file", "channel 'train' is a file"),
     ("host missing", "current_host 'algo-9' is not in hosts"),
