@@ -111,7 +111,7 @@ def test_build_push_pull_describe(kind, metric, aws_env, registry, forget_pushed
     assert again.returncode == 0 and "created" not in again.stdout
     default_uri = (tmp_path / "ecr_image_fullname.txt").read_text().strip()
     assert default_uri.startswith(f"{registry}/{repo}:git-{revision}"), default_uri
-    assert ":latest" not in again.stdout
+    assert f"{repo}:latest" not in again.stdout, "no moving tag unless asked"
 
 
 @pytest.fixture
