@@ -162,7 +162,7 @@ def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("hyperparameters, channels, words", [
     ({"num_steps": "ten"}, "tfrecords", "'num_steps' must be an integer, got 'ten'"),
-    ({"image_size": "100"}, "tfrecords", "image_size must be a multiple of 128"),
+    ({"image_size": "200"}, "tfrecords", "image_size must be a multiple of 128"),  # in range, not a multiple
     ({"overrides": "task.model.no_such_key=1"}, "tfrecords", "do not fit experiment 'retinanet_mobile_coco'"),
     ({}, "records without labels", "TFRecords need a label map"),
     ({}, "checkpoint without a checkpoint", "channel 'checkpoint' holds no TF checkpoint"),
