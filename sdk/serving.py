@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from container.serving.resources import WEIGHTS_ENV
-from sdk._errors import ConfigurationError, DeployFailedError, NotFoundError, aws_errors
+from sdk._errors import ConfigurationError, DeployFailedError, NotFoundError, WaitTimeoutError, aws_errors
 from sdk._hosting import LocalServer, custom_attributes, decode_answer, encode_inputs, free_port
 
 LOCAL = "local"
@@ -173,21 +173,8 @@ class Endpoint:
         """Until ``InService``; DeployFailedError with SageMaker's reason if it fails."""
         out = out or sys.stderr
         poll = poll if poll is not None else self.poll if self.poll is not None else POLL_SECONDS
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            info = self.describe()
-            status = info["EndpointStatus"]
-            if status != last:
-                print(f"endpoint {self.name}: {status}", file=out, flush=True)
-                last = status
-            if status == "InService":
-                return info
-            if status in ("Failed", "OutOfService"):
-                raise DeployFailedError("endpoint", self.name, status, info.get("FailureReason", ""))
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"endpoint {self.name} still {status} after {timeout:.0f} s")
-            time.sleep(poll)
+        return _poll_until("endpoint", self.name, self.describe, "EndpointStatus", done="InService",
+                           failed=("Failed", "OutOfService"), poll=poll, timeout=timeout, out=out)
 
     def predict(self, images: Any, *, conf: float | None = None, iou: float | None = None,
                 max_det: int | None = None) -> Any:
@@ -418,24 +405,12 @@ class TransformJob:
     def wait(self, *, poll: float | None = None, timeout: float = 24 * 3600, out: Any = None) -> dict[str, Any]:
         out = out or sys.stderr
         poll = poll if poll is not None else self.poll if self.poll is not None else POLL_SECONDS
-        deadline = time.monotonic() + timeout
-        last = None
+        seen: list[str] = []
         try:
-            while True:
-                info = self.describe()
-                status = info["TransformJobStatus"]
-                if status != last:
-                    print(f"transform job {self.name}: {status}", file=out, flush=True)
-                    last = status
-                if status == "Completed":
-                    return info
-                if status in ("Failed", "Stopped"):
-                    raise DeployFailedError("transform job", self.name, status, info.get("FailureReason", ""))
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"transform job {self.name} still {status} after {timeout:.0f} s")
-                time.sleep(poll)
+            return _poll_until("transform job", self.name, self.describe, "TransformJobStatus", done="Completed",
+                               failed=("Failed", "Stopped"), poll=poll, timeout=timeout, out=out, seen=seen)
         finally:
-            if self.model_name and last in ("Completed", "Failed", "Stopped"):
+            if self.model_name and seen and seen[-1] in ("Completed", "Failed", "Stopped"):
                 with aws_errors(f"deleting model {self.model_name}"):
                     self.sagemaker.delete_model(ModelName=self.model_name)
                 self.model_name = None
@@ -515,3 +490,24 @@ def transform(job_or_model: Any, input: str, output: str, *, instance_type: str 
     if wait:
         job.wait()
     return job
+
+
+def _poll_until(what: str, name: str, describe: Any, status_key: str, *, done: str, failed: tuple[str, ...],
+                poll: float, timeout: float, out: Any, seen: list[str] | None = None) -> dict[str, Any]:
+    """Describe until ``done`` (returned), a failed status (DeployFailedError with SageMaker's reason) or the
+    timeout (WaitTimeoutError: the resource itself goes on). Each new status is printed once, and kept in ``seen``."""
+    seen = [] if seen is None else seen
+    deadline = time.monotonic() + timeout
+    while True:
+        info = describe()
+        status = info[status_key]
+        if not seen or status != seen[-1]:
+            print(f"{what} {name}: {status}", file=out, flush=True)
+            seen.append(status)
+        if status == done:
+            return info
+        if status in failed:
+            raise DeployFailedError(what, name, status, info.get("FailureReason", ""))
+        if time.monotonic() > deadline:
+            raise WaitTimeoutError(f"{what} {name} still {status} after {timeout:.0f} s")
+        time.sleep(poll)
