@@ -114,3 +114,14 @@ def find_engine() -> Engine | None:
     if shutil.which("podman") and subprocess.run(["podman", "info"], capture_output=True).returncode == 0:
         return Engine("podman")
     return None
+
+
+def built_engine(dockerfile: str, tag: str) -> Engine:
+    """The engine, with ``dockerfile`` built as ``tag`` (the layer cache makes a second build cheap);
+    no engine is a failure unless SM_DETECTORS_NO_ENGINE=1 (see :func:`no_engine`)."""
+    found = find_engine()
+    if found is None:
+        no_engine()
+        raise AssertionError("unreachable: no_engine() fails or skips")
+    found.build(dockerfile, tag)
+    return found

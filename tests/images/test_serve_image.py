@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from sdk._hosting import free_port
-from tests.images.engine import find_engine, no_engine
+from tests.images.engine import built_engine, find_engine, no_engine
 from tests.serving_models import image_bytes, yolo_model_dir
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -24,11 +24,7 @@ TF_TAG = "localhost/sm-tfod:test"
 
 @pytest.fixture(scope="module")
 def engine():
-    found = find_engine()
-    if found is None:
-        no_engine()
-    found.build("Dockerfile.yolo", TAG)
-    return found
+    return built_engine("Dockerfile.yolo", TAG)
 
 
 def _wait_ready(engine, name: str, url: str, timeout: float = 300) -> list[int]:

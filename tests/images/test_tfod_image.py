@@ -16,7 +16,7 @@ import pytest
 from container.annotations import convert
 from container.schema import Schema
 from tests.conftest import metric_values
-from tests.images.engine import ROOT, find_engine, no_engine
+from tests.images.engine import ROOT, built_engine
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 TAG = "localhost/sm-tfod:test"
@@ -28,11 +28,7 @@ FAST = {"num_steps": "8", "image_size": "128", "batch_size": "4", "log_interval"
 
 @pytest.fixture(scope="module")
 def engine():
-    found = find_engine()
-    if found is None:
-        no_engine()
-    found.build("Dockerfile.tfod", TAG)
-    return found
+    return built_engine("Dockerfile.tfod", TAG)
 
 
 @pytest.fixture(scope="module")

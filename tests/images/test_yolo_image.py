@@ -12,7 +12,7 @@ import pytest
 
 from container.schema import Schema
 from tests.conftest import FAST, metric_values
-from tests.images.engine import find_engine, no_engine
+from tests.images.engine import built_engine
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 TAG = "localhost/sm-yolo:test"
@@ -21,11 +21,7 @@ SCHEMA = Schema.load("yolo")
 
 @pytest.fixture(scope="module")
 def engine():
-    found = find_engine()
-    if found is None:
-        no_engine()
-    found.build("Dockerfile.yolo", TAG)
-    return found
+    return built_engine("Dockerfile.yolo", TAG)
 
 
 def sagemaker_run(engine, base, *args, name=None, detach=False, timeout=900, mounts=(), network="none"):
