@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from container.annotations.paths import IMG_SUFFIXES, walk_files
-from container.annotations.types import Annotations, Item
+from container.annotations.types import Annotations, Box, Item
 
 EXAMPLES = 3
 MIN_SIDE = 10  # ultralytics refuses images under 10 px a side (verify_image_label: "image size <10 pixels")
@@ -125,22 +125,21 @@ def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images
                        f"{MIN_SIDE} px a side at least; leave it out or upscale it)", item)
             continue
         trained = 0
-        for b in item.boxes:
-            where = f"{item.name}: {b.label} [{b.xmin:g},{b.ymin:g},{b.xmax:g},{b.ymax:g}]"
+        for b in item.boxes:  # three million boxes at scale: the example text is made only for a finding
             if b.crowd and not keep_crowd:
-                report.add(CROWD, where, warning=True)
+                report.add(CROWD, _where(item, b), warning=True)
                 continue
             if b.difficult and not keep_difficult:
-                report.add(DIFFICULT, where, warning=True)
+                report.add(DIFFICULT, _where(item, b), warning=True)
                 continue
             trained += 1
             if b.label not in known:
-                report.add("unknown class", where, item)
+                report.add("unknown class", _where(item, b), item)
             if b.xmax <= b.xmin or b.ymax <= b.ymin:
-                report.add("zero-area box", where, item)
+                report.add("zero-area box", _where(item, b), item)
             elif item.width and item.height and (b.xmin < -1 or b.ymin < -1 or b.xmax > item.width + 1
                                                  or b.ymax > item.height + 1):
-                report.add("box outside the image", f"{where} in {item.width}x{item.height}", item)
+                report.add("box outside the image", f"{_where(item, b)} in {item.width}x{item.height}", item)
         if not trained and id(item) not in report.left_out:
             report.add(NO_LABELS, item.name, warning=True)
     _duplicates(report, by_size)
@@ -151,6 +150,10 @@ def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images
                 report.add("image no annotation mentions", p.relative_to(ann.source).as_posix(), warning=True)
     report.without_labels = report.warnings[NO_LABELS].count if NO_LABELS in report.warnings else 0
     return report
+
+
+def _where(item: Item, b: Box) -> str:
+    return f"{item.name}: {b.label} [{b.xmin:g},{b.ymin:g},{b.xmax:g},{b.ymax:g}]"
 
 
 def _duplicates(report: Report, by_size: dict[int, list[Item]]) -> None:

@@ -92,6 +92,8 @@ class ImageIndex:
     def find(self, name: str, *, near: str = "") -> str | None:
         """The relative path of the image ``name`` means, or None. ``near`` is the folder (relative to the
         root) of the annotation file that names it: ``near/name`` wins over any other match."""
+        if not self.by_rel:  # no image here at all (annotations converted alone): nothing to look for
+            return None
         name = name.replace("\\", "/")
         if name.startswith("s3://"):
             name = name[5:].split("/", 1)[-1]
