@@ -28,20 +28,25 @@ from typing import Any
 
 from container.annotations import FORMATS, WRITERS, Annotations, Report, check, convert, detect, read, split
 from container.failure import UserError
+from container.processing import DATA_INPUT, OUTPUT
+from sdk._convert_inputs import PROCESSING, Staged, sharded_inputs
 from sdk._errors import ConfigurationError, JobFailedError, aws_errors
 from sdk._s3 import _bar
 
 __all__ = ["Annotations", "Report", "check", "convert", "convert_on_sagemaker", "detect", "read", "split"]
 
-PROCESSING = "/opt/ml/processing"  # where SageMaker Processing mounts inputs and outputs (container/processing.py)
 
 
 def processing_request(*, source: str, to: str, out: str, image: str, role: str, instance_count: int = 1,
                        instance_type: str = "ml.m5.xlarge", volume_size_gb: int = 100, fmt: str = "auto",
                        ratios: Sequence[float] | None = None, seed: int = 0, names: Sequence[str] | None = None,
-                       keep_crowd: bool = False, keep_difficult: bool = False, job_name: str | None = None,
-                       max_runtime_s: int = 24 * 3600) -> dict[str, Any]:
-    """The ``CreateProcessingJob`` request of a conversion (validated, nothing sent)."""
+                       keep_crowd: bool = False, keep_difficult: bool = False, annotations_only: bool = False,
+                       job_name: str | None = None, max_runtime_s: int = 24 * 3600,
+                       staged: Staged | None = None) -> dict[str, Any]:
+    """The ``CreateProcessingJob`` request of a conversion (validated, nothing sent). Without ``staged``
+    every machine gets the whole source (one ``S3Prefix`` input) and converts the images whose key hashes to
+    it; with ``staged`` (the manifest files ``convert_on_sagemaker`` writes) every machine gets the
+    annotation files and the image list, and only its share of the images (``sdk/_convert_inputs.py``)."""
     from sdk._request import check_job_name, is_s3, resolve_image, unique_job_name
 
     if not (is_s3(source) and is_s3(out)):
@@ -53,24 +58,33 @@ def processing_request(*, source: str, to: str, out: str, image: str, role: str,
         raise ConfigurationError("a Processing job needs the image URI (build-and-push.sh prints it)")
     if instance_count < 1:
         raise ConfigurationError(f"instance_count must be 1 or more, got {instance_count}")
+    if annotations_only and to == "tfrecord":
+        raise ConfigurationError("TFRecords hold the image bytes: a conversion to tfrecord needs the images "
+                                 "(leave out annotations_only / --annotations-only)")
     args = ["--to", to, "--from", fmt, "--seed", str(seed)]
     if ratios:
         args += ["--split", ",".join(str(r) for r in ratios)]
     if names:
         args += ["--names", ",".join(names)]
     args += ["--keep-crowd"] * keep_crowd + ["--keep-difficult"] * keep_difficult
+    # the whole source on every machine: an annotation file and its images must not land on two machines;
+    # each converts only the images whose key hashes to it (container/processing.py)
+    inputs: list[dict[str, Any]] = [{"InputName": "data", "S3Input": {
+        "S3Uri": source, "LocalPath": f"{PROCESSING}/{DATA_INPUT}", "S3DataType": "S3Prefix",
+        "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}]
+    if staged is not None:
+        inputs, more = sharded_inputs(staged, annotations_only=annotations_only)
+        args += more
+    elif annotations_only:
+        args.append("--annotations-only")
     return {
         "ProcessingJobName": check_job_name(job_name) if job_name else unique_job_name(f"convert-{to}"),
         "RoleArn": role,
         "AppSpecification": {"ImageUri": uri, "ContainerEntrypoint": ["python", "-m", "container", "convert"],
                              "ContainerArguments": args},
-        # every machine gets the whole input: an annotation file and its images must not land on two machines;
-        # each converts only the images whose key hashes to it (container/processing.py)
-        "ProcessingInputs": [{"InputName": "data", "S3Input": {
-            "S3Uri": source, "LocalPath": f"{PROCESSING}/input/data", "S3DataType": "S3Prefix",
-            "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}],
+        "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": "data", "S3Output": {
-            "S3Uri": out, "LocalPath": f"{PROCESSING}/output/data", "S3UploadMode": "EndOfJob"}}]},
+            "S3Uri": out, "LocalPath": f"{PROCESSING}/{OUTPUT}", "S3UploadMode": "EndOfJob"}}]},
         "ProcessingResources": {"ClusterConfig": {"InstanceCount": instance_count, "InstanceType": instance_type,
                                                   "VolumeSizeInGB": volume_size_gb}},
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
@@ -78,23 +92,40 @@ def processing_request(*, source: str, to: str, out: str, image: str, role: str,
 
 
 def convert_on_sagemaker(*, source: str, to: str, out: str, image: str, role: str | None = None,
-                         instance_count: int = 1, instance_type: str = "ml.m5.xlarge", wait: bool = True,
-                         poll_s: float = 10.0, session: Any = None, **options: Any) -> dict[str, Any]:
+                         instance_count: int = 1, instance_type: str = "ml.m5.xlarge",
+                         annotations_only: bool = False, wait: bool = True, poll_s: float = 10.0,
+                         session: Any = None, **options: Any) -> dict[str, Any]:
     """Convert a dataset in S3 with a SageMaker Processing job running ``convert`` in the project's image on
     ``instance_count`` machines; ``out`` is then a channel ``launch_job`` takes as is. Returns the job's
     description (``ProcessingJobStatus`` ``Completed`` when ``wait``). ``options``: ``fmt``, ``ratios``,
-    ``seed``, ``names``, ``keep_crowd``, ``keep_difficult``, ``volume_size_gb``, ``job_name``."""
+    ``seed``, ``names``, ``keep_crowd``, ``keep_difficult``, ``volume_size_gb``, ``job_name``.
+
+    With ``instance_count > 1`` (or ``annotations_only``) the source is listed first and the images are
+    sharded: each machine downloads the annotation files and about 1/N of the images, not the whole source
+    (manifest files under ``s3://<out bucket>/sm-detectors/convert/<job>/``, see ``sdk/_convert_inputs.py``).
+    ``annotations_only`` downloads no image at all (not for TFRecords)."""
     import boto3
 
+    from sdk._convert_inputs import check_listing, describe, list_source, stage, staging_uri
     from sdk._launch import ROLE_ENV
 
     role = role or next((os.environ[v] for v in ROLE_ENV if os.environ.get(v)), None)
     if role is None:
         raise ConfigurationError(f"no role: pass role='arn:aws:iam::<account>:role/<role>' or set {ROLE_ENV[0]}")
-    request = processing_request(source=source, to=to, out=out, image=image, role=role,
-                                 instance_count=instance_count, instance_type=instance_type, **options)
-    sm = (session or boto3.Session()).client("sagemaker")
+    settings = {"source": source, "to": to, "out": out, "image": image, "role": role,
+                "instance_count": instance_count, "instance_type": instance_type,
+                "annotations_only": annotations_only, **options}
+    request = processing_request(**settings)  # validated before anything is listed or written
+    boto = session or boto3.Session()
     name = request["ProcessingJobName"]
+    if instance_count > 1 or annotations_only:
+        s3 = boto.client("s3")
+        staging = staging_uri(out, name)
+        listing = list_source(s3, source)
+        check_listing(listing, instance_count=instance_count, annotations_only=annotations_only)
+        print(describe(listing, instance_count=instance_count, annotations_only=annotations_only), file=sys.stderr)
+        request = processing_request(**{**settings, "job_name": name}, staged=stage(s3, listing, staging=staging))
+    sm = boto.client("sagemaker")
     with aws_errors(f"creating processing job {name}"):
         sm.create_processing_job(**request)
     print(f"processing job {name}: {instance_count} x {instance_type}, {source} -> {out}", file=sys.stderr)
@@ -198,7 +229,7 @@ def _convert_on_sagemaker(args: argparse.Namespace, names: list[str] | None) -> 
                                     role=args.role, instance_count=args.instance_count,
                                     instance_type=args.instance_type, fmt=args.fmt, ratios=args.ratios,
                                     seed=args.seed, names=names, keep_crowd=args.keep_crowd,
-                                    keep_difficult=args.keep_difficult)
+                                    keep_difficult=args.keep_difficult, annotations_only=args.annotations_only)
     except SDKError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, ConfigurationError) else 1

@@ -11,7 +11,7 @@ from container.annotations.check import Report, check
 from container.annotations.paths import IMG_SUFFIXES
 from container.annotations.readers import read
 from container.annotations.split import split
-from container.annotations.types import Annotations, Box
+from container.annotations.types import Annotations, Box, Item
 from container.annotations.writers import WRITERS
 from container.failure import UserError
 
@@ -23,6 +23,14 @@ def in_shard(key: str, index: int, count: int) -> bool:
     return int.from_bytes(digest, "big") % count == index
 
 
+def _keep_shard(ann: Annotations, shard: tuple[int, int], select: Callable[[Item], bool] | None) -> None:
+    """Keep this shard's items, and the reader's notes that concern them (notes about no item: shard 0)."""
+    index, count = shard
+    ann.items = [item for item in ann.items if (select(item) if select else in_shard(item.name, index, count))]
+    kept = {id(item) for item in ann.items}
+    ann.issues = [issue for issue in ann.issues if (id(issue[3]) in kept if issue[3] is not None else index == 0)]
+
+
 def _trained(box: Box, keep_crowd: bool, keep_difficult: bool) -> bool:
     return (keep_crowd or not box.crowd) and (keep_difficult or not box.difficult)
 
@@ -30,7 +38,8 @@ def _trained(box: Box, keep_crowd: bool, keep_difficult: bool) -> bool:
 def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", ratios: Sequence[float] | None = None,
             seed: int = 0, names: list[str] | None = None, strict: bool = False, verify_images: bool = True,
             images: bool = True, keep_crowd: bool = False, keep_difficult: bool = False,
-            shard: tuple[int, int] | None = None, progress: Callable[[int], None] | None = None,
+            shard: tuple[int, int] | None = None, select: Callable[[Item], bool] | None = None,
+            progress: Callable[[int], None] | None = None,
             log: Callable[[str], None] = print) -> tuple[Annotations, Report]:
     """Read ``src`` (any format), check it, split it (``ratios``; else the source's own splits), write ``to``.
 
@@ -42,24 +51,28 @@ def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", rat
     ``shard=(index, count)``: convert only the images whose key (path relative to the root) hashes to
     ``index`` of ``count``, as one of ``count`` machines does (``container/processing.py``); the shards'
     outputs put together are the whole conversion, no image twice, none missed. Give ``names`` (or use a
-    format with its own class list) so every shard numbers the classes alike."""
+    format with its own class list) so every shard numbers the classes alike. ``select`` replaces the hash
+    as the rule for which images are this shard's (``container/processing.py``: the images this machine
+    received); whatever the rule, a reader's note about an image goes with the image, and a note about no
+    image in particular is made by shard 0 alone, so the shards' reports add up to the whole one."""
     if to not in WRITERS:
         raise UserError(f"cannot write {to!r}; writable formats: {', '.join(WRITERS)}")
     ann = read(src, fmt, names=names)
+    if not ann.items:
+        raise UserError(f"{src}: no training images found: the annotations name no image that is there. Put the "
+                        f"images beside their annotations (image types: {', '.join(sorted(IMG_SUFFIXES))})")
     if shard is not None:
-        index, count = shard
-        ann.items = [item for item in ann.items if in_shard(item.name, index, count)]
+        _keep_shard(ann, shard, select)
     report = check(ann, names=names, verify_images=verify_images and images, images=images, keep_crowd=keep_crowd,
                    keep_difficult=keep_difficult, strays=shard is None, progress=progress)
     log(report.text())
     if not report.ok and strict:
         raise UserError(f"{src}: the dataset has problems (strict):\n{report.text()}")
     good = [item for item in ann.items if id(item) not in report.left_out]
-    if not ann.items:
-        raise UserError(f"{src}: no training images found: the annotations name no image that is there. Put the "
-                        f"images beside their annotations (image types: {', '.join(sorted(IMG_SUFFIXES))})")
-    if not good:
+    if not good and shard is None:
         raise UserError(f"{src}: no usable images ({report.text()})")
+    if not good:  # one machine's share can be empty (few images, many machines): the others may have them
+        log("this shard has no usable images of its own")
     if report.left_out:
         log(f"left out {len(report.left_out)} of {len(ann.items)} images (see the problems above)")
     if not (keep_crowd and keep_difficult):

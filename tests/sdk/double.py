@@ -18,9 +18,11 @@ moto's SageMaker handler (the server runs in this process, on 127.0.0.1, spoken 
   ``BestTrainingJob``.
 
 * ``CreateProcessingJob`` (moto records it as Completed at once) is played by N "machines", one thread
-  each: the input prefix downloaded from moto's S3 into the machine's own ``/opt/ml/processing``, its
-  ``resourceconfig.json`` written, the real ``python -m container convert`` run with the request's
-  arguments, the output uploaded; the job is Completed when every machine exits 0.
+  each: every input (an ``S3Prefix``, or a ``ManifestFile`` naming objects under one prefix) downloaded
+  from moto's S3 into the machine's own ``/opt/ml/processing``, whole (``FullyReplicated``) or the
+  machine's share (``ShardedByS3Key``: each object to one machine), what each got recorded in
+  ``process_downloads``; its ``resourceconfig.json`` written, the real ``python -m container convert``
+  run with the request's arguments, the output uploaded; the job is Completed when every machine exits 0.
 
 ``route_pipeline_targets`` plays EventBridge's SageMaker Pipelines target, which moto lacks: a rule
 whose pattern matches an event (S3's own, routed by moto) starts the target pipeline with the target's
@@ -88,6 +90,10 @@ def route_pipeline_targets(monkeypatch: Any) -> None:
     monkeypatch.setattr(Rule, "send_to_targets", send_to_targets)
 
 
+class InputError(Exception):
+    """A processing input SageMaker would refuse (no objects, a bad manifest): the job fails with it."""
+
+
 class SageMakerDouble:
     def __init__(self, endpoint: str, *, image_runner: str | None = None, engine: str | None = None) -> None:
         self.endpoint = endpoint
@@ -98,6 +104,7 @@ class SageMakerDouble:
         self.threads: dict[str, threading.Thread] = {}
         self.errors: list[BaseException] = []
         self.process_results: dict[str, dict[str, Any]] = {}  # processing job -> host -> CompletedProcess
+        self.process_downloads: dict[str, dict[str, dict[str, list[str]]]] = {}  # job -> host -> input -> keys
         self._tmp = tempfile.TemporaryDirectory(prefix="sm-double-")
         self.session = boto3.Session(region_name="us-east-1")
 
@@ -239,6 +246,44 @@ class SageMakerDouble:
             job.training_job_status = job.secondary_status = "Failed"
 
     # -- processing machines -----------------------------------------------------------------------
+    @staticmethod
+    def input_objects(s3: Any, s3_input: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """``(bucket, key, local path relative to LocalPath)`` of every object a ``ProcessingS3Input`` names,
+        in order. ``S3Prefix``: every key under the prefix, its path the rest of the key. ``ManifestFile``:
+        ``S3Uri`` is one object, a JSON array ``[{"prefix": "s3://bucket/p/"}, "suffix", ...]``, naming
+        prefix + suffix (API reference, ``S3DataSource.S3Uri``); the suffix is the object's local path, as the
+        rest of the key is for a prefix (the layout SageMaker's guide does not spell out for manifests)."""
+        bucket, key = split_s3(s3_input["S3Uri"])
+        if s3_input["S3DataType"] == "S3Prefix":
+            found = [(bucket, obj["Key"], obj["Key"][len(key):].lstrip("/"))
+                     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+                     for obj in page.get("Contents", [])]
+            if not found:
+                raise InputError(f"no S3 objects found under {s3_input['S3Uri']}")
+            return found
+        try:
+            manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            raise InputError(f"manifest file {s3_input['S3Uri']} does not exist") from None
+        except ValueError as err:
+            raise InputError(f"manifest file {s3_input['S3Uri']} is not JSON: {err}") from None
+        if not (isinstance(manifest, list) and len(manifest) > 1 and isinstance(manifest[0], dict)
+                and str(manifest[0].get("prefix", "")).startswith("s3://")
+                and all(isinstance(s, str) and s for s in manifest[1:])):
+            raise InputError(f"manifest file {s3_input['S3Uri']}: expected [{{\"prefix\": \"s3://...\"}}, "
+                             "\"suffix\", ...] with one suffix or more")
+        prefix_bucket, prefix = split_s3(manifest[0]["prefix"])
+        return [(prefix_bucket, prefix + suffix, suffix) for suffix in manifest[1:]]
+
+    @staticmethod
+    def deal(objects: list[Any], index: int, count: int, distribution: str) -> list[Any]:
+        """The objects machine ``index`` of ``count`` downloads. ``ShardedByS3Key``: each object to one machine,
+        about 1/count each; how SageMaker picks is not documented, so here contiguous runs of the listed
+        order, on purpose unlike the container's own key hash: a container that assumed either would fail."""
+        if distribution != "ShardedByS3Key":
+            return objects
+        return objects[index * len(objects) // count:(index + 1) * len(objects) // count]
+
     def _process(self, request: dict[str, Any], job: Any) -> None:
         import subprocess
         import sys
@@ -250,17 +295,16 @@ class SageMakerDouble:
         spec = request["AppSpecification"]
         root = Path(self._tmp.name) / name
         results: dict[str, subprocess.CompletedProcess] = {}
+        downloads: dict[str, dict[str, list[str]]] = {host: {} for host in hosts}  # host -> input -> keys
+        self.process_downloads[name] = downloads
 
-        def machine(host: str) -> None:
+        def machine(host: str, plan: list[tuple[str, str, str, Path]]) -> None:
             base = root / host / "processing"
-            for item in request.get("ProcessingInputs", []):
-                bucket, prefix = split_s3(item["S3Input"]["S3Uri"])
-                local = base / Path(item["S3Input"]["LocalPath"]).relative_to("/opt/ml/processing")
-                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                    for obj in page.get("Contents", []):
-                        target = local / obj["Key"][len(prefix):].lstrip("/")
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        s3.download_file(bucket, obj["Key"], str(target))
+            for input_name, bucket, key, local in plan:
+                target = base / local
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, key, str(target))
+                downloads[host].setdefault(input_name, []).append(key)
             config = root / host / "resourceconfig.json"
             config.write_text(json.dumps({"current_host": host, "hosts": hosts}))
             entry = spec["ContainerEntrypoint"]
@@ -279,7 +323,19 @@ class SageMakerDouble:
                         s3.upload_file(str(path), bucket, key)
 
         try:
-            threads = [threading.Thread(target=machine, args=(host,)) for host in hosts]
+            plans: dict[str, list[tuple[str, str, str, Path]]] = {host: [] for host in hosts}
+            local_paths = [item["S3Input"]["LocalPath"] for item in request.get("ProcessingInputs", [])]
+            if len(set(local_paths)) != len(local_paths) or not all(
+                    p.startswith("/opt/ml/processing/") for p in local_paths):
+                raise InputError(f"LocalPath must be unique and begin with /opt/ml/processing/: {local_paths}")
+            for item in request.get("ProcessingInputs", []):  # resolved before any machine starts, as SageMaker does
+                s3_input = item["S3Input"]
+                objects = self.input_objects(s3, s3_input)
+                local = Path(s3_input["LocalPath"]).relative_to("/opt/ml/processing")
+                for i, host in enumerate(hosts):
+                    for bucket, key, rel in self.deal(objects, i, count, s3_input["S3DataDistributionType"]):
+                        plans[host].append((item["InputName"], bucket, key, local / rel))
+            threads = [threading.Thread(target=machine, args=(host, plans[host])) for host in hosts]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -293,6 +349,9 @@ class SageMakerDouble:
                 job.processing_job_status = "Failed"
             else:
                 job.processing_job_status = "Completed"
+        except InputError as err:  # the user's input, as SageMaker reports it: the job fails, the double is fine
+            job.failure_reason = f"ClientError: {err}"[:1024]
+            job.processing_job_status = "Failed"
         except BaseException as err:
             self.errors.append(err)
             job.failure_reason = f"ClientError: the SageMaker double failed: {err!r}"[:1024]
