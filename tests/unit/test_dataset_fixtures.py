@@ -4,6 +4,7 @@ annotations of missing images, failed Ground Truth lines, format detection, tiny
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -428,3 +429,71 @@ def test_two_processing_machines_convert_each_image_once(tmp_path):
     assert len(union) == len(local) == 20
     assert {k: v[:2] for k, v in union.items()} == {k: v[:2] for k, v in local.items()}
     assert read_label_map(tmp_path / "out" / "label_map.csv") == ["car", "bus"]
+
+
+def _voc_pair(root: Path, rel: str, x: int, label: str) -> None:
+    """``rel`` (cam1/0003.jpg) and its labelImg XML beside it, naming the image bare (``0003.jpg``)."""
+    image(root / rel, 64, 48)
+    (root / rel).with_suffix(".xml").write_text(
+        f"<annotation><filename>{rel.rsplit('/', 1)[-1]}</filename><size><width>64</width><height>48</height>"
+        f"</size><object><name>{label}</name><bndbox><xmin>{x}</xmin><ymin>2</ymin><xmax>{x + 20}</xmax>"
+        "<ymax>30</ymax></bndbox></object></annotation>")
+
+
+def test_processing_machines_with_sharded_images_convert_what_they_received(tmp_path):
+    """The images sharded between two machines (as SageMaker's ShardedByS3Key does, by a rule the entry
+    does not know), the annotation files and the image list on both: each converts exactly the images it
+    received, an image named but absent everywhere is reported once, a note about no image once, and the
+    union is the local conversion."""
+    from container.processing import main as convert_entry
+    from container.processing import manifest_body
+
+    source = tmp_path / "voc"
+    keys = [f"cam{i % 2}/{i // 2:04d}.jpg" for i in range(12)]  # one bare name in two folders: resolved by folder
+    for i, key in enumerate(keys):
+        _voc_pair(source, key, i, ("car", "bus")[i % 2])
+    (source / "cam0" / "gone.xml").write_text(  # names an image no listing holds
+        "<annotation><filename>gone.jpg</filename><size><width>64</width><height>48</height></size><object>"
+        "<name>car</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>"
+        "</annotation>")
+    (source / "cam1" / "broken.xml").write_text("<annotation><filename>")  # a note about no image
+    annotations = tmp_path / "annotations"  # what every machine gets: the files that are not images
+    for xml in source.rglob("*.xml"):
+        (annotations / xml.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+        (annotations / xml.relative_to(source)).write_bytes(xml.read_bytes())
+    image_list = tmp_path / "image-list" / "images.manifest"
+    image_list.parent.mkdir()
+    image_list.write_bytes(manifest_body("s3://bucket/voc/", keys))
+    share = {"algo-1": keys[:5], "algo-2": keys[5:]}  # uneven and not the key hash: the entry must not care
+    lines = {}
+    for host, received in share.items():
+        for key in received:
+            (tmp_path / host / "images" / key).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / host / "images" / key).write_bytes((source / key).read_bytes())
+        config = tmp_path / host / "resourceconfig.json"
+        config.write_text(json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"]}))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert convert_entry(["--to", "yolo", "--names", "car,bus",
+                                  "--input", str(annotations), "--images", str(tmp_path / host / "images"),
+                                  "--image-list", str(image_list), "--output", str(tmp_path / "out"),
+                                  "--resource-config", str(config)]) == 0
+        lines[host] = json.loads(out.getvalue().strip().splitlines()[-1])
+    got = {host: line["converted"]["images"] for host, line in lines.items()}
+    missing = {host: line["problems"].get("missing image", 0) for host, line in lines.items()}
+    unreadable = {host: line["problems"].get("unreadable annotation", 0) for host, line in lines.items()}
+    assert sum(missing.values()) == 1 and sum(unreadable.values()) == 1 and unreadable["algo-1"] == 1
+    assert {host: got[host] - missing[host] for host in got} == {"algo-1": 5, "algo-2": 7}  # what each received
+
+    def labels(out: Path) -> dict[str, tuple[str, str]]:  # image bytes -> (split, label text)
+        found = {}
+        for img in sorted((out / "images").rglob("*.jpg")):
+            digest = hashlib.sha1(img.read_bytes()).hexdigest()
+            assert digest not in found, f"{img} converted twice"
+            label = out / "labels" / img.parent.name / img.with_suffix(".txt").name
+            found[digest] = (img.parent.name, label.read_text())
+        return found
+
+    convert(source, "yolo", tmp_path / "local", names=["car", "bus"], log=quiet)
+    union, local = labels(tmp_path / "out"), labels(tmp_path / "local")
+    assert len(local) == 12 and union == local

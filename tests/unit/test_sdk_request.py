@@ -190,3 +190,64 @@ def test_cli_bad_input_exits_2_with_the_cause(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: unknown hyperparameter 'epoch'; did you mean 'epochs'?")
     assert "Traceback" not in err
+
+
+# -- a conversion's inputs on several Processing machines (sdk/_convert_inputs.py) --------------------------
+class _Pages:
+    """A stand-in for boto3's S3 client: list_objects_v2 pages as given, puts recorded."""
+
+    def __init__(self, pages: list[list[tuple[str, int]]]) -> None:
+        self.pages, self.put = pages, {}
+
+    def get_paginator(self, name: str):
+        assert name == "list_objects_v2"
+        pages = self.pages
+
+        class Paginator:
+            def paginate(self, Bucket: str, Prefix: str):  # noqa: N803 - boto3's own names
+                assert (Bucket, Prefix) == ("bkt", "raw/")
+                return [{"Contents": [{"Key": k, "Size": n} for k, n in page]} for page in pages]
+
+        return Paginator()
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> None:  # noqa: N803
+        self.put[f"s3://{Bucket}/{Key}"] = json.loads(Body)
+
+
+def test_listing_splits_images_from_the_rest_and_stages_sagemaker_manifests(monkeypatch, capsys, tmp_path):
+    from container.processing import manifest_keys
+    from sdk import _convert_inputs as ci
+
+    client = _Pages([[("raw/", 0), ("raw/a/1.JPG", 100), ("raw/a/1.xml", 7)],
+                     [("raw/b/2.png", 50), ("raw/coco.json", 9), ("raw/notes/", 0)],
+                     [("raw/c/3.webp", 10)]])
+    monkeypatch.setattr(ci, "PROGRESS_EVERY", 3)
+    listing = ci.list_source(client, "s3://bkt/raw")  # a folder, with or without its slash
+    assert (listing.folder, listing.images, listing.others) == (
+        "s3://bkt/raw/", ["a/1.JPG", "b/2.png", "c/3.webp"], ["a/1.xml", "coco.json"])
+    assert (listing.image_bytes, listing.other_bytes) == (160, 16)
+    assert "listing s3://bkt/raw/: 6 keys" in capsys.readouterr().err  # no terminal: a line per 3 keys
+    staged = ci.stage(client, listing, staging=ci.staging_uri("s3://bkt/records", "job-1"))
+    assert staged.images == "s3://bkt/sm-detectors/convert/job-1/image-list/images.manifest"
+    assert client.put[staged.images] == [{"prefix": "s3://bkt/raw/"}, "a/1.JPG", "b/2.png", "c/3.webp"]
+    assert client.put[staged.annotations] == [{"prefix": "s3://bkt/raw/"}, "a/1.xml", "coco.json"]
+    (tmp_path / "m").write_text(json.dumps(client.put[staged.images]))
+    assert manifest_keys(tmp_path / "m") == listing.images  # what the SDK writes, the entry reads
+    assert "3 images (160 B) sharded over 2 machines (about 1 each); 2 other files (16 B)" in ci.describe(
+        listing, instance_count=2, annotations_only=False)
+    with pytest.raises(_errors.ConfigurationError, match="would hold the job's manifest files"):
+        ci.staging_uri("s3://bkt/sm-detectors/", "job-1")
+    with pytest.raises(_errors.ConfigurationError, match="holds no images"):
+        ci.check_listing(ci.Listing("s3://bkt/raw/", others=["a.json"]), instance_count=2, annotations_only=False)
+    with pytest.raises(_errors.ConfigurationError, match="holds no annotation files"):
+        ci.check_listing(ci.Listing("s3://bkt/raw/", images=["a.jpg"]), instance_count=1, annotations_only=False)
+
+
+def test_the_entry_refuses_an_image_key_that_leaves_its_folder(tmp_path):
+    from container.processing import link_tree
+
+    (tmp_path / "ann").mkdir()
+    with pytest.raises(UserError, match="leaves the dataset folder"):
+        link_tree(tmp_path / "ann", tmp_path / "images", ["a/../../etc/x.jpg"], tmp_path / "tree")
+    assert link_tree(tmp_path / "ann", tmp_path / "images", ["./a//b.jpg"], tmp_path / "t2") == 0
+    assert (tmp_path / "t2" / "a" / "b.jpg").is_symlink()
