@@ -15,10 +15,10 @@ takes as is:
 * the images sharded (``sdk.data.convert_on_sagemaker``): every machine gets the annotation files
   (``input/data``) and the list of every image key (``--image-list``, a SageMaker manifest file), but only
   its own share of the image files (``--images``, SageMaker's ``ShardedByS3Key``: how SageMaker splits them
-  is not assumed). The machine links both into one dataset tree in which every listed image has its place
-  (a link that dangles where the image went to another machine), so an annotation names the same image
-  key as in a local conversion; it converts exactly the images it received, and an image the annotations
-  name but no listing holds is reported by the one machine its key hashes to.
+  is not assumed). The machine links both into one dataset tree that also lists the images it did not
+  receive (``link_tree``), so an annotation names the same image key as in a local conversion; it converts
+  exactly the images it received, and an image the annotations name but no listing holds is reported by
+  the one machine its key hashes to.
 """
 
 from __future__ import annotations
@@ -80,49 +80,74 @@ def manifest_keys(path: Path) -> list[str]:
 
 # -- one dataset tree from the annotations, the image list and this machine's images ---------------------
 def _safe(rel: str) -> str:
+    if not rel.startswith((".", "/")) and "\\" not in rel and "//" not in rel and "/." not in rel:
+        return rel  # the common case, without splitting a million keys
     parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]
     if not parts or ".." in parts:
         raise UserError(f"image key {rel!r} leaves the dataset folder: rename it in S3")
     return "/".join(parts)
 
 
-def link_tree(annotations: Path, images: Path, keys: list[str], into: Path) -> int:
-    """Link every annotation file under ``annotations`` and every listed image key into ``into``; an image
-    links to ``images/<key>``, which exists only where this machine received it. The readers then resolve an
-    annotation's image name against the whole source, exactly as a local conversion does. Returns how many
-    listed images this machine holds. Links, not copies: a million of them take seconds and no space."""
-    made: set[str] = set()
+def link_tree(annotations: Path, images: Path, keys: list[str], into: Path, *, hard_links: bool = True) -> int:
+    """One dataset tree in ``into``: a link to every annotation file under ``annotations`` and to every image
+    this machine received under ``images``, and the other listed keys in ``into/.images-elsewhere``
+    (``paths.ELSEWHERE``), which the readers' index knows. An annotation then names the same image key as
+    in a local conversion of the whole source, whichever machine reads it. Returns how many images this
+    machine holds. Links, not copies (no space): hard ones where the tree and the inputs share a file
+    system, else symbolic; only for what is here, as most of a million listed images are elsewhere
+    (benchmarks/bench_processing_shards.py)."""
+    from container.annotations.paths import ELSEWHERE
 
-    def link(target: Path, rel: str) -> None:
+    made: set[str] = set()
+    root = str(into)
+    hard = [hard_links]  # hard links while they work (one file system): far cheaper than symbolic ones on some
+
+    def link(target: str, rel: str) -> None:
         parent = rel.rpartition("/")[0]
         if parent and parent not in made:
-            (into / parent).mkdir(parents=True, exist_ok=True)
+            os.makedirs(f"{root}/{parent}", exist_ok=True)
             made.add(parent)
-        os.symlink(target, into / rel)
+        if hard[0]:
+            try:
+                return os.link(target, f"{root}/{rel}")
+            except FileExistsError:
+                raise
+            except OSError:  # another file system (each input its own mount), or links refused
+                hard[0] = False
+        os.symlink(target, f"{root}/{rel}")
 
-    into.mkdir(parents=True, exist_ok=True)
-    base = str(annotations)
-    for dirpath, _dirnames, files in os.walk(base):
-        rel_dir = dirpath[len(base):].lstrip(os.sep).replace(os.sep, "/")
-        for name in files:
-            link(Path(dirpath, name), f"{rel_dir}/{name}" if rel_dir else name)
-    held = 0
-    for key in keys:
-        rel = _safe(key)
-        if not os.path.lexists(into / rel):  # an annotation file of the same name wins (it cannot be an image)
-            link(images / rel, rel)
-            held += (images / rel).is_file()
-    return held
+    def walk(folder: Path) -> Iterable[tuple[str, str]]:  # (path, path relative to the folder)
+        base = str(folder)
+        for dirpath, _dirnames, files in os.walk(base):
+            rel_dir = dirpath[len(base):].lstrip(os.sep).replace(os.sep, "/")
+            for name in files:
+                yield os.path.join(dirpath, name), f"{rel_dir}/{name}" if rel_dir else name
+
+    os.makedirs(root, exist_ok=True)
+    for path, rel in walk(annotations):
+        link(path, rel)
+    held: set[str] = set()
+    for path, rel in walk(images):
+        try:
+            link(path, rel)
+        except FileExistsError:  # an annotation file of that name came first: not an image to convert
+            continue
+        held.add(rel)
+    with open(f"{root}/{ELSEWHERE}", "w", encoding="utf-8") as fh:
+        for key in keys:
+            if (rel := _safe(key)) not in held:
+                fh.write(f"{rel}\n")
+    return len(held)
 
 
 def received_or_hashed(index: int, count: int) -> Callable[[Item], bool]:
-    """Whose image an item is, in a linked tree: the machine that received it; an image no listing holds
-    (no link: the annotation names a missing image) is reported by the machine its key hashes to."""
+    """Whose image an item is, in a linked tree: the machine that received it; an image the annotations
+    name but no listing holds (not found: no path) is reported by the machine its key hashes to."""
     from container.annotations.convert import in_shard
 
     def select(item: Item) -> bool:
-        if item.path is not None and os.path.lexists(item.path):
-            return item.path.exists()  # a link: the image is here, or on another machine (it dangles)
+        if item.path is not None:
+            return item.path.exists()  # here, or listed elsewhere (another machine's)
         return in_shard(item.name, index, count)
 
     return select

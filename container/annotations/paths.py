@@ -18,6 +18,10 @@ IMG_SUFFIXES = frozenset({".avif", ".bmp", ".dng", ".heic", ".heif", ".jp2", ".j
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "eval": "val", "test": "test", "testing": "test"}
 SPLIT_NAMES = ("train", "val", "test")
+# In a dataset root: image keys (one a line, relative to the root) that belong to the dataset but lie on
+# another machine (a Processing machine holds its share of the images: container/processing.py). The index
+# knows them, so an annotation names the same key on every machine; no file is there to read.
+ELSEWHERE = ".images-elsewhere"
 
 
 def is_image(name: str) -> bool:
@@ -61,7 +65,8 @@ class ImageIndex:
     relative to an images folder (COCO's ``file_name``), as an S3 URI (Ground Truth). :meth:`find` takes
     the longest trailing part of that name that names exactly one image, so ``cam1/0001.jpg`` and
     ``cam2/0001.jpg`` stay two images, and a bare ``0001.jpg`` shared by two folders is ambiguous (None)
-    rather than silently the first one found.
+    rather than silently the first one found. Images listed in ``root/.images-elsewhere`` (``ELSEWHERE``)
+    are known too: found by name, their path does not exist here.
     """
 
     _AMBIGUOUS = ""
@@ -76,12 +81,19 @@ class ImageIndex:
             rel_dir = dirpath[len(base):].lstrip(os.sep).replace(os.sep, "/")
             for name in files:
                 if is_image(name) and not name.startswith("."):
-                    rel = f"{rel_dir}/{name}" if rel_dir else name
-                    self.by_rel.add(rel)
-                    parts = rel.split("/")
-                    for i in range(1, len(parts)):
-                        tail = "/".join(parts[i:])
-                        self._tails[tail] = rel if tail not in self._tails else self._AMBIGUOUS
+                    self._add(f"{rel_dir}/{name}" if rel_dir else name)
+        if os.path.isfile(elsewhere := os.path.join(base, ELSEWHERE)):
+            with open(elsewhere, encoding="utf-8") as fh:
+                for line in fh:
+                    if (rel := line.rstrip("\n")) and rel not in self.by_rel:
+                        self._add(rel)
+
+    def _add(self, rel: str) -> None:
+        self.by_rel.add(rel)
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            tail = "/".join(parts[i:])
+            self._tails[tail] = rel if tail not in self._tails else self._AMBIGUOUS
 
     def __len__(self) -> int:
         return len(self.by_rel)

@@ -204,13 +204,13 @@ class _Pages:
         pages = self.pages
 
         class Paginator:
-            def paginate(self, Bucket: str, Prefix: str):  # noqa: N803 - boto3's own names
+            def paginate(self, Bucket: str, Prefix: str):
                 assert (Bucket, Prefix) == ("bkt", "raw/")
                 return [{"Contents": [{"Key": k, "Size": n} for k, n in page]} for page in pages]
 
         return Paginator()
 
-    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> None:  # noqa: N803
+    def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> None:
         self.put[f"s3://{Bucket}/{Key}"] = json.loads(Body)
 
 
@@ -247,7 +247,15 @@ def test_the_entry_refuses_an_image_key_that_leaves_its_folder(tmp_path):
     from container.processing import link_tree
 
     (tmp_path / "ann").mkdir()
-    with pytest.raises(UserError, match="leaves the dataset folder"):
-        link_tree(tmp_path / "ann", tmp_path / "images", ["a/../../etc/x.jpg"], tmp_path / "tree")
-    assert link_tree(tmp_path / "ann", tmp_path / "images", ["./a//b.jpg"], tmp_path / "t2") == 0
-    assert (tmp_path / "t2" / "a" / "b.jpg").is_symlink()
+    for key in ("a/../../etc/x.jpg", "../x.jpg", "a/.."):
+        with pytest.raises(UserError, match="leaves the dataset folder"):
+            link_tree(tmp_path / "ann", tmp_path / "images", [key], tmp_path / "tree")
+    (tmp_path / "ann" / "a.json").write_text("{}")
+    (tmp_path / "images" / "c").mkdir(parents=True)
+    (tmp_path / "images" / "c" / "here.jpg").write_bytes(b"jpeg")
+    for tree, hard in ((tmp_path / "t2", True), (tmp_path / "t3", False)):
+        assert link_tree(tmp_path / "ann", tmp_path / "images", ["./a//b.jpg", "c/here.jpg"], tree,
+                         hard_links=hard) == 1
+        assert (tree / "c" / "here.jpg").read_bytes() == b"jpeg" and (tree / "a.json").read_text() == "{}"
+        assert (tree / "a.json").is_symlink() is not hard
+        assert (tree / ".images-elsewhere").read_text() == "a/b.jpg\n"  # listed, not here
