@@ -21,10 +21,10 @@ from typing import Any
 
 from container.annotations.paths import is_image
 from container.processing import DATA_INPUT, IMAGE_LIST, IMAGE_LIST_INPUT, IMAGES_INPUT, manifest_body
+from container.processing import DEFAULT_PROCESSING_DIR as PROCESSING  # where Processing mounts inputs and outputs
 from sdk._errors import ConfigurationError, aws_errors
 
 STAGING = "sm-detectors/convert"  # s3://<out bucket>/sm-detectors/convert/<job>/: a job's manifest files
-PROCESSING = "/opt/ml/processing"  # where SageMaker Processing mounts inputs and outputs
 PROGRESS_EVERY = 100_000  # keys between progress lines when no terminal shows a bar
 
 

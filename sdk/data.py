@@ -5,7 +5,8 @@
     python -m sdk.data convert coco/ --to tfrecord --out records/        # + label_map.pbtxt/.csv
     python -m sdk.data split  data/ --out data-split/ --ratios 0.8,0.1,0.1 [--to yolo]
     python -m sdk.data convert s3://b/coco/ --to tfrecord --out s3://b/records/ --instance-count 4 \
-        --image <tfod image URI> [--role arn:...]          # a SageMaker Processing job in the image
+        --image <tfod image URI> [--role arn:...]          # a SageMaker Processing job in the image:
+                                                           # annotations to all 4, images sharded by key
 
 Reads YOLO trees (boxes or polygons), Pascal VOC XML (labelImg), CVAT for images 1.1 XML, LabelMe JSON,
 COCO JSON, Ground Truth output manifests and CSV (``filename,width,height,class,xmin,ymin,xmax,ymax``);
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "convert":
                 cmd.add_argument("--split", dest="ratios", type=_ratios, help="re-split: train,val[,test] ratios")
                 cmd.add_argument("--instance-count", type=int, default=1, help="s3:// source: machines of the "
-                                 "Processing job")
+                                 "Processing job (above 1: the source is listed, the images sharded between them)")
                 cmd.add_argument("--instance-type", default="ml.m5.xlarge")
                 cmd.add_argument("--image", help="s3:// source: the image URI to run convert in (TFRecords: tfod)")
                 cmd.add_argument("--role", help="s3:// source: the SageMaker execution role (else $SM_DETECTORS_ROLE)")

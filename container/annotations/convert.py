@@ -91,6 +91,6 @@ def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", rat
         if set(splits) == {"train"} and not any(item.split for item in good):
             log(f"the source has no train/val split: all {len(good)} images written as 'train' "
                 "(give ratios, e.g. --split 0.8,0.2, to write a val split too)")
-    extra = {"shard": shard} if shard is not None else {}
-    WRITERS[to](ann, Path(out), dict(splits), progress=progress or (lambda _: None), images=images, **extra)
+    sharded = {"shard": shard} if shard is not None else {}
+    WRITERS[to](ann, Path(out), dict(splits), progress=progress or (lambda _: None), images=images, **sharded)
     return ann, report
