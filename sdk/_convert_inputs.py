@@ -134,7 +134,8 @@ def stage(s3: Any, listing: Listing, *, staging: str) -> Staged:
 
 def describe(listing: Listing, *, instance_count: int, annotations_only: bool) -> str:
     """One line on what goes where (and what it costs)."""
-    others = f"{len(listing.others):,} other files ({_size(listing.other_bytes)}) copied to every machine"
+    n = len(listing.others)
+    others = f"{n:,} other file{'s' * (n != 1)} ({_size(listing.other_bytes)}) copied to every machine"
     if annotations_only:
         return (f"{listing.folder}: {others}; {len(listing.images):,} images ({_size(listing.image_bytes)}) "
                 "listed, not downloaded (annotations only)")
