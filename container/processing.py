@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                              "annotation files alone")
     parser.add_argument("--resource-config", type=Path,
                         default=Path(os.environ.get("SM_RESOURCE_CONFIG") or RESOURCE_CONFIG))
-    parser.add_argument("--split", dest="ratios", help="re-split: train,val[,test] ratios (seeded, per image key)")
+    parser.add_argument("--split", dest="ratios", help="re-split: train,val[,test] ratios (seeded; each machine "
+                        "splits its own share)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--names", help="class names in id order, comma-separated (needed when each machine "
                                         "sees part of a format without a class list: VOC, LabelMe, CSV)")
