@@ -14,12 +14,12 @@ import pytest
 import requests
 
 from sdk._hosting import free_port
-from tests.images.engine import built_engine, find_engine, no_engine
+from tests.images.conftest import TF_TAG
+from tests.images.engine import built_engine
 from tests.serving_models import image_bytes, yolo_model_dir
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 TAG = "localhost/sm-yolo:test"  # the tags test_yolo_image.py and test_tfod_image.py build: one build serves both
-TF_TAG = "localhost/sm-tfod:test"
 
 
 @pytest.fixture(scope="module")
@@ -94,19 +94,11 @@ def test_sdk_local_deploy_runs_the_image(engine, tmp_path_factory):
     assert endpoint.status == "OutOfService"
 
 
-def test_tf_image_serves_its_saved_model(shapes, make_tree):
-    """Dockerfile.tfod: a RetinaNet trained in the image (8 steps, 128 px, SavedModel only), then `IMAGE serve`
-    on the model folder it wrote."""
-    found = find_engine()
-    if found is None:
-        no_engine()
-    found.build("Dockerfile.tfod", TF_TAG)
-    base = make_tree({"train": shapes}, {"num_steps": "8", "image_size": "128", "batch_size": "4", "log_interval": "4",
-                                         "checkpoint_interval": "4", "validation_interval": "8", "warmup_steps": "2",
-                                         "export": "saved_model"})
-    trained = found.run("run", "--rm", "--network", "none", "-v", f"{base}:/opt/ml", TF_TAG, "train", check=False,
-                        capture_output=True, timeout=1800)
-    assert trained.returncode == 0, (trained.stdout + trained.stderr)[-3000:]
+def test_tf_image_serves_its_saved_model(tfod_trained):
+    """Dockerfile.tfod: `IMAGE serve` on the model folder a training job of the image wrote (the RetinaNet of 8
+    steps at 128 px that test_tfod_image checks, shared: its exports take minutes)."""
+    found, base = tfod_trained.engine, tfod_trained.base
+    assert tfod_trained.returncode == 0, tfod_trained.log[-3000:]
     assert (base / "model" / "1" / "saved_model.pb").is_file()
     port = free_port()
     name = f"sm-tfod-serve-{uuid.uuid4().hex[:8]}"
