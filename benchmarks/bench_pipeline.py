@@ -28,12 +28,14 @@ import csv
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,8 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_VERBOSE", "false")
 
 from container.synthetic import NAMES, make_photos
+
+METRICS = ("mAP50", "mAP50-95")  # ultralytics' results.csv columns metrics/<name>(B)
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -143,32 +147,74 @@ def compare_loaders(name: str, plain: Path, args, work: Path) -> dict:
 
 # -- full training ---------------------------------------------------------------------------------
 TRAIN_SNIPPET = """
-import sys, json
+import json, sys
+from pathlib import Path
+from container.yolo.prepare import configure_offline
+configure_offline()
 from ultralytics import YOLO
 a = json.loads(sys.argv[1])
-YOLO(a.pop("model")).train(**a)
+cache, evaluate = a.pop("cache"), a.pop("evaluate")
+model = YOLO(a.pop("model"))
+if cache:  # ours, as container/yolo/trainer.py runs it: the image cache (reused: built before), our trainer class
+    from container.yolo import image_cache
+    from container.yolo.fed_trainer import FedTrainer
+    image_cache.apply(Path(a["data"]), imgsz=image_cache.training_imgsz(model, a), threads=cache["threads"],
+                      cache_dir=Path(cache["dir"]))
+    model.train(trainer=FedTrainer, **a)
+else:  # plain ultralytics
+    model.train(**a)
+# the final weights on the original val images, the same set for both
+m = YOLO(str(Path(a["project"]) / a["name"] / "weights" / "last.pt")).val(
+    data=evaluate, imgsz=a["imgsz"], batch=a["batch"], device=a["device"], plots=False, verbose=False,
+    project=a["project"], name=a["name"] + "-val", exist_ok=True)
+print("EVAL " + json.dumps({"mAP50": float(m.box.map50), "mAP50-95": float(m.box.map)}))
 """
 
 
-def train_once(data_yaml: Path, out: Path, args, seed: int) -> tuple[float, float, float | None]:
-    """(images/s from results.csv, final mAP50-95, GPU busy % or None) of one fresh-process training."""
+@dataclass
+class Training:
+    """One training comparison: the same model, data, seeds and arguments for plain ultralytics and ours."""
+
+    epochs: int
+    imgsz: int
+    batch: int
+    workers: int
+    device: str
+    seeds: list[int]
+    extra: dict = field(default_factory=dict)  # further ultralytics arguments, for both
+    gpu_sample: bool = False
+
+
+def train_once(data_yaml: Path, out: Path, t: Training, seed: int, *, evaluate: Path, cache: Path | None) -> dict:
+    """One fresh-process training (ours when ``cache`` is given) and its numbers.
+
+    images/s from results.csv, CPU and wall seconds of the process, each trainer's own last validation
+    (ours validates on its cached copies), mAP of last.pt on ``evaluate``'s (the originals') val set, and
+    the GPU busy share when sampled.
+    """
     shutil.rmtree(out, ignore_errors=True)
-    a = {"model": "yolo11n.yaml", "data": str(data_yaml), "epochs": args.train_epochs, "imgsz": args.train_imgsz,
-         "batch": args.batch, "workers": args.workers, "seed": seed, "deterministic": True, "plots": False,
-         "project": str(out.parent), "name": out.name, "exist_ok": True, "device": args.device or "cpu",
-         "verbose": False}
+    a = {"model": "yolo11n.yaml", "data": str(data_yaml), "epochs": t.epochs, "imgsz": t.imgsz, "batch": t.batch,
+         "workers": t.workers, "seed": seed, "deterministic": True, "plots": False, "project": str(out.parent),
+         "name": out.name, "exist_ok": True, "device": t.device or "cpu", "verbose": False, **t.extra,
+         "cache": {"dir": str(cache), "threads": os.cpu_count() or 1} if cache else None, "evaluate": str(evaluate)}
     sampler = None
-    if args.gpu_sample:  # GPU busy share: nvidia-smi every 0.5 s while this training runs
+    if t.gpu_sample:  # GPU busy share: nvidia-smi every 0.5 s while this training runs
         sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
                                     "-lms", "500"], stdout=(out.parent / f"{out.name}-gpu.csv").open("w"))
+    log = out.parent / f"{out.name}.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    cpu0, wall0 = _children_cpu(), time.perf_counter()
     try:
-        subprocess.run([sys.executable, "-c", TRAIN_SNIPPET, json.dumps(a)], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                           filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+        with log.open("w") as fh:
+            done = subprocess.run([sys.executable, "-c", TRAIN_SNIPPET, json.dumps(a)], stdout=fh,
+                                  stderr=subprocess.STDOUT, check=False, env=env)
     finally:
         if sampler is not None:
             sampler.terminate()
             sampler.wait()
+    cpu, wall = _children_cpu() - cpu0, time.perf_counter() - wall0
+    if done.returncode:
+        sys.exit(f"training failed (exit {done.returncode}), its log: {log}\n" + log.read_text()[-3000:])
     rows = list(csv.DictReader((out / "results.csv").open()))
     import yaml
 
@@ -176,20 +222,66 @@ def train_once(data_yaml: Path, out: Path, args, seed: int) -> tuple[float, floa
     listed = Path(data["train"]) if Path(data["train"]).is_absolute() else Path(data["path"]) / data["train"]
     n_train = len(listed.read_text().splitlines())
     busy = None
-    if args.gpu_sample:
+    if t.gpu_sample:
         samples = [float(x) for x in (out.parent / f"{out.name}-gpu.csv").read_text().split() if x.strip()]
         busy = statistics.mean([x for x in samples if x > 0] or [0.0])
-    return n_train * len(rows) / float(rows[-1]["time"]), float(rows[-1]["metrics/mAP50-95(B)"]), busy
+    evaluated = [ln for ln in log.read_text().splitlines() if ln.startswith("EVAL ")]
+    return {"seed": seed, "img_s": n_train * len(rows) / float(rows[-1]["time"]), "cpu_s": cpu, "wall_s": wall,
+            "own": {m: float(rows[-1][f"metrics/{m}(B)"]) for m in METRICS}, "eval": json.loads(evaluated[-1][5:]),
+            "gpu_busy": busy}
 
 
-def compare_training(plain: Path, args, work: Path) -> dict:
-    ours, build_s, _ = cached_yaml(plain, args.train_imgsz, work / "cache-train", args.workers)
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def compare_training(plain: Path, t: Training, work: Path, name: str) -> dict:
+    """Plain and ours for each seed, alternated; ours' cache built (and timed) once before, as a job would."""
+    ours, build_s, _ = cached_yaml(plain, t.imgsz, work / f"cache-{name}", os.cpu_count() or 1)
     out = {"plain": [], "ours": [], "cache_build_s": build_s}
-    for seed in args.seeds:
+    for seed in t.seeds:
         for who, y in (("plain", plain), ("ours", ours)):
-            rate, m, busy = train_once(y, work / f"run-{who}-{seed}", args, seed)
-            out[who].append({"seed": seed, "img_s": rate, "mAP50-95": m, "gpu_busy": busy})
+            out[who].append(train_once(y, work / f"run-{name}-{who}-{seed}", t, seed, evaluate=plain,
+                                       cache=work / f"cache-{name}" if who == "ours" else None))
     return out
+
+
+def print_training(t: dict, setup: Training, what: str) -> None:
+    """Speed (images/s, CPU s) and accuracy, with the seed-to-seed spread that says what "within noise" is."""
+    p = statistics.median(x["img_s"] for x in t["plain"])
+    o = statistics.median(x["img_s"] for x in t["ours"])
+    print(f"training yolo11n.yaml from scratch on {what}, imgsz {setup.imgsz}, {setup.epochs} epochs, batch "
+          f"{setup.batch}, seeds {setup.seeds}, device {setup.device or 'cpu'}"
+          + (f", also {setup.extra}" if setup.extra else "") + f": plain {p:.1f} img/s, ours {o:.1f} img/s "
+          f"(cache build {t['cache_build_s']:.1f} s not included), ratio {o / p:.2f}x")
+    for who in ("plain", "ours"):
+        print(f"  {who}: " + "; ".join(
+            f"seed {x['seed']}: {x['img_s']:.1f} img/s, {x['cpu_s']:.0f} CPU s, {x['wall_s']:.0f} s wall"
+            + (f", GPU busy {x['gpu_busy']:.0f} % of samples > 0" if x["gpu_busy"] is not None else "")
+            for x in t[who]))
+    print("  accuracy: last.pt of each run validated on the same val set (the original images):")
+    for metric in METRICS:
+        runs = {who: [x["eval"][metric] for x in t[who]] for who in ("plain", "ours")}
+        diffs = [b - a for a, b in zip(runs["plain"], runs["ours"], strict=True)]
+        spread = {who: max(v) - min(v) for who, v in runs.items()}
+        line = (f"    {metric:<8} plain {_list(runs['plain'])}, ours {_list(runs['ours'])}; ours - plain "
+                f"{_list(diffs, sign=True)}, mean {statistics.mean(diffs):+.3f}")
+        if len(setup.seeds) > 1:
+            noise = max(spread.values())
+            verdict = "within" if abs(statistics.mean(diffs)) <= noise else "OUTSIDE"
+            line += (f"; seed-to-seed spread plain {spread['plain']:.3f}, ours {spread['ours']:.3f}: "
+                     f"{verdict} noise (|mean difference| <= the larger spread)")
+        print(line)
+    print("  each trainer's own last validation (ours on its cached copies of the val images): " + "; ".join(
+        f"{who} mAP50 {_list([x['own']['mAP50'] for x in t[who]])}, mAP50-95 "
+        f"{_list([x['own']['mAP50-95'] for x in t[who]])}" for who in ("plain", "ours")))
+    cpu = sum(x["cpu_s"] for who in ("plain", "ours") for x in t[who])
+    print(f"  CPU seconds of all {len(t['plain']) + len(t['ours'])} trainings: {cpu:.0f}")
+
+
+def _list(values: list[float], *, sign: bool = False) -> str:
+    return ", ".join(f"{v:+.3f}" if sign else f"{v:.3f}" for v in values)
 
 
 # -- memory ----------------------------------------------------------------------------------------
@@ -318,10 +410,16 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=2, help="passes over the data per loader measurement")
     parser.add_argument("--repeats", type=int, default=2, help="A/B alternations; the median is reported")
     parser.add_argument("--no-loader", action="store_true", help="skip the loader section (run only the others)")
-    parser.add_argument("--train", action="store_true", help="also full training, plain vs ours")
-    parser.add_argument("--train-imgsz", type=int, default=160)
-    parser.add_argument("--train-epochs", type=int, default=10)
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0])
+    trained = parser.add_mutually_exclusive_group()
+    trained.add_argument("--train", action="store_true", help="also full training on the large photos, plain vs ours")
+    trained.add_argument("--map", action="store_true",
+                         help="also the accuracy check: training long enough to learn, plain vs ours, 2 seeds")
+    parser.add_argument("--train-imgsz", type=int, help="default: 160 (--train), 128 (--map)")
+    parser.add_argument("--train-epochs", type=int, help="default: 10 (--train), 15 (--map)")
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
+                        help="default: 0 (--train), 0,1 (--map)")
+    parser.add_argument("--map-images", type=lambda s: [int(x) for x in s.split(",")], default=[128, 32],
+                        help="--map: train,val photos (3000x2000)")
     parser.add_argument("--device", default="", help="training device: '' = cpu here, '0' on a GPU machine")
     parser.add_argument("--gpu-sample", action="store_true", help="sample nvidia-smi during each training")
     parser.add_argument("--memory", action="store_true", help="peak RSS at 1k and 10k images")
@@ -338,7 +436,10 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch "
           f"{torch.__version__}, ultralytics {ultralytics.__version__}, OpenCV {cv2.__version__}; workers "
           f"{args.workers}, batch {args.batch}, imgsz {args.imgsz}, {args.passes} passes x {args.repeats} repeats")
-    large = dataset(args.work / "large", count=args.large, size=(4000, 3000))
+    print(f"load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    start_cpu, start_wall = _children_cpu() + time.process_time(), time.perf_counter()
+    large = (dataset(args.work / "large", count=args.large, size=(4000, 3000))
+             if not args.no_loader or args.train or args.shm else None)
     small = None if args.no_loader else dataset(args.work / "small", count=args.small, size=(640, 480))
     results = []
     for name, plain in () if args.no_loader else (("large 4000x3000", large), ("small 640x480", small)):
@@ -350,18 +451,22 @@ def main() -> None:
               f" img/s, ratio {r['ratio']:.2f}x; cache: {r['cached']} images (train + val), {r['cache_mib']:.1f} MiB, "
               f"built or checked in {r['cache_build_s']:.1f} s{be}; runs plain "
               f"{[round(x, 1) for x in r['runs_plain']]}, ours {[round(x, 1) for x in r['runs_ours']]}")
-    if args.train:
-        t = compare_training(large, args, args.work)
-        p = statistics.median(x["img_s"] for x in t["plain"])
-        o = statistics.median(x["img_s"] for x in t["ours"])
-        print(f"training yolo11n imgsz {args.train_imgsz}, {args.train_epochs} epochs, {args.large} large photos, "
-              f"device {args.device or 'cpu'}: plain {p:.1f} img/s, ours {o:.1f} img/s (cache build "
-              f"{t['cache_build_s']:.1f} s not included), ratio {o / p:.2f}x")
-        for who in ("plain", "ours"):
-            print(f"  {who}: " + ", ".join(
-                f"seed {x['seed']}: mAP50-95 {x['mAP50-95']:.3f} ({x['img_s']:.1f} img/s"
-                + (f", GPU busy {x['gpu_busy']:.0f} % of samples > 0" if x["gpu_busy"] is not None else "") + ")"
-                for x in t[who]))
+    if args.train or args.map:
+        setup = Training(epochs=args.train_epochs or (15 if args.map else 10),
+                         imgsz=args.train_imgsz or (128 if args.map else 160), batch=args.batch,
+                         workers=args.workers, device=args.device, seeds=args.seeds or ([0, 1] if args.map else [0]),
+                         gpu_sample=args.gpu_sample)
+        if args.map:
+            # Learns in a few CPU minutes: an optimizer step every batch (nbs = batch; ultralytics' 64 would
+            # accumulate 4 batches) and no warmup (at least 100 iterations, most of a short run); validation
+            # only after the last epoch. The same arguments for both: what differs is the pipeline.
+            setup.extra = {"nbs": args.batch, "warmup_epochs": 0, "val": False}
+            train, val = args.map_images
+            data = dataset(args.work / "map", count=train, size=(3000, 2000), val=val)
+            what = f"{train} photos 3000x2000 ({val} val)"
+        else:
+            data, what = large, f"{args.large} photos 4000x3000 (4 val)"
+        print_training(compare_training(data, setup, args.work, "map" if args.map else "train"), setup, what)
     if args.memory:
         rows = measure_memory(args.work, args.memory_sizes)
         for row in rows:
@@ -380,6 +485,11 @@ def main() -> None:
         got = shm_demo(large, args)
         print(f"/dev/shm of 1 MiB, workers {max(2, args.workers)}, batch {args.batch}, imgsz {args.imgsz}: "
               f"plain {got['plain']}; ours {got['ours']}")
+
+    cpu = _children_cpu() + time.process_time() - start_cpu
+    print(f"whole run: {time.perf_counter() - start_wall:.0f} s wall, {cpu:.0f} CPU s (this process and its "
+          f"children); load average at the end: "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
