@@ -17,9 +17,13 @@ Sections:
   build is timed apart), each in a fresh process: images/s from results.csv, CPU seconds, and
   mAP50/mAP50-95 of each run's last.pt on the same val set (the original images), per seed.
 * ``--map``: the same comparison as ``--train``, sized to learn (issue 17: "a short training on large
-  photos reaches the same mAP as plain ultralytics within noise"): 128 + 32 generated 3000x2000 photos,
-  imgsz 128, 15 epochs, seeds 0 and 1, deterministic; prints the difference ours - plain next to the
-  seed-to-seed spread of each. About 10-15 minutes on 2 CPU cores.
+  photos reaches the same mAP as plain ultralytics within noise"): 128 + 32 generated photos of
+  3000x2000 (``--map-size``), imgsz 128, 15 epochs, seeds 0 and 1, deterministic, an optimizer step
+  every batch and no warmup (for both); prints the difference ours - plain next to the seed-to-seed
+  spread of each. About 15 minutes on 2 shared CPU cores.
+* ``--control`` (with ``--train``/``--map``): a third arm, our pipeline with copies resized exactly as
+  ultralytics resizes (full decode, ``INTER_LINEAR``): same pixels, so its last.pt should equal plain's
+  bit for bit, and any gap between ours and plain is the resampling alone.
 * ``--memory``: peak RSS of the cache build and of the loader for 1,000 and 10,000 images
   (small generated JPEGs, 256x192 at imgsz 64: the per-image bookkeeping is what grows).
 * ``--shm``: the loader with a 1 MiB /dev/shm (a private mount namespace, ``unshare``): plain
@@ -465,7 +469,9 @@ def main() -> None:
     parser.add_argument("--control", action="store_true",
                         help="--train/--map: a third arm, ours with copies resized as ultralytics does")
     parser.add_argument("--map-images", type=lambda s: [int(x) for x in s.split(",")], default=[128, 32],
-                        help="--map: train,val photos (3000x2000)")
+                        help="--map: train,val photos")
+    parser.add_argument("--map-size", type=lambda s: tuple(int(x) for x in s.split("x")), default=(3000, 2000),
+                        help="--map: the photos' WxH (reduction to imgsz: the larger, the more ultralytics aliases)")
     parser.add_argument("--device", default="", help="training device: '' = cpu here, '0' on a GPU machine")
     parser.add_argument("--gpu-sample", action="store_true", help="sample nvidia-smi during each training")
     parser.add_argument("--memory", action="store_true", help="peak RSS at 1k and 10k images")
@@ -508,8 +514,9 @@ def main() -> None:
             # only after the last epoch. The same arguments for both: what differs is the pipeline.
             setup.extra = {"nbs": args.batch, "warmup_epochs": 0, "val": False}
             train, val = args.map_images
-            data = dataset(args.work / "map", count=train, size=(3000, 2000), val=val)
-            what = f"{train} photos 3000x2000 ({val} val)"
+            w, h = args.map_size
+            data = dataset(args.work / f"map-{w}x{h}", count=train, size=(w, h), val=val)
+            what = f"{train} photos {w}x{h} ({val} val)"
         else:
             data, what = large, f"{args.large} photos 4000x3000 (4 val)"
         print_training(compare_training(data, setup, args.work, "map" if args.map else "train", control=args.control),
