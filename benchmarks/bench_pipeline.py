@@ -20,7 +20,7 @@ Sections:
   photos reaches the same mAP as plain ultralytics within noise"): 128 + 32 generated photos of
   3000x2000 (``--map-size``), imgsz 128, 15 epochs, seeds 0 and 1, deterministic, an optimizer step
   every batch and no warmup (for both); prints the difference ours - plain next to the seed-to-seed
-  spread of each. About 15 minutes on 2 shared CPU cores.
+  noise (pooled run-to-run standard deviation). About 15 minutes on 2 shared CPU cores.
 * ``--control`` (with ``--train``/``--map``): a third arm, our pipeline with copies resized exactly as
   ultralytics resizes (full decode, ``INTER_LINEAR``): same pixels, so its last.pt should equal plain's
   bit for bit, and any gap between ours and plain is the resampling alone.
@@ -249,8 +249,9 @@ def train_once(data_yaml: Path, out: Path, t: Training, seed: int, *, evaluate: 
         busy = statistics.mean([x for x in samples if x > 0] or [0.0])
     evaluated = [ln for ln in log.read_text().splitlines() if ln.startswith("EVAL ")]
     return {"seed": seed, "img_s": n_train * len(rows) / float(rows[-1]["time"]), "cpu_s": cpu, "wall_s": wall,
-            "own": {m: float(rows[-1][f"metrics/{m}(B)"]) for m in METRICS}, "eval": json.loads(evaluated[-1][5:]),
-            "gpu_busy": busy, "last": out / "weights" / "last.pt"}
+            "own": {m: float(rows[-1][f"metrics/{m}(B)"]) for m in METRICS},
+            "loss": sum(float(rows[-1][f"train/{k}_loss"]) for k in ("box", "cls", "dfl")),
+            "eval": json.loads(evaluated[-1][5:]), "gpu_busy": busy, "last": out / "weights" / "last.pt"}
 
 
 def _children_cpu() -> float:
@@ -296,22 +297,33 @@ def print_training(t: dict, setup: Training, what: str) -> None:
     print("  accuracy: last.pt of each run validated on the same val set (the original images)"
           + (" - control: our pipeline with copies resized as ultralytics does (full decode, INTER_LINEAR)"
              if "control" in t else "") + ":")
+    n = len(setup.seeds)
     for metric in METRICS:
         runs = {who: [x["eval"][metric] for x in t[who]] for who in arms}
-        spread = {who: max(v) - min(v) for who, v in runs.items()}
-        noise = max(spread["plain"], spread["ours"])
-        print(f"    {metric:<8} " + ", ".join(f"{who} {_list(runs[who])}" for who in arms)
-              + (f"; seed-to-seed spread plain {spread['plain']:.3f}, ours {spread['ours']:.3f}"
-                 if len(setup.seeds) > 1 else ""))
+        line = f"    {metric:<8} " + ", ".join(f"{who} {_list(runs[who])}" for who in arms)
+        noise = None
+        if n > 1:
+            # seed-to-seed noise: the run-to-run standard deviation, pooled over plain's and ours' seeds; the
+            # difference of two means of n seeds has sqrt(2 / n) of it, and "within noise" is within 2 of those
+            sd = {who: statistics.stdev(runs[who]) for who in ("plain", "ours")}
+            pooled = ((sd["plain"] ** 2 + sd["ours"] ** 2) / 2) ** 0.5
+            noise = 2 * pooled * (2 / n) ** 0.5
+            line += (f"; seed-to-seed std plain {sd['plain']:.3f}, ours {sd['ours']:.3f}, pooled {pooled:.3f}; "
+                     f"noise of a difference of {n}-seed means (2 x pooled x sqrt(2/{n})): {noise:.3f}")
+        print(line)
         for who in arms[1:]:
             diffs = [b - a for a, b in zip(runs["plain"], runs[who], strict=True)]
             mean = statistics.mean(diffs)
-            verdict = ("" if len(setup.seeds) < 2 else ": within noise (|mean| <= the larger spread)"
-                       if abs(mean) <= noise else f": {who} {'HIGHER' if mean > 0 else 'LOWER'}, beyond the noise")
+            verdict = ("" if noise is None else ": within noise" if abs(mean) <= noise
+                       else f": {who} {'HIGHER' if mean > 0 else 'LOWER'}, beyond the noise")
             print(f"      {who} - plain {_list(diffs, sign=True)}, mean {mean:+.3f}{verdict}")
     if "control" in t:
         same = [_same_weights(a["last"], b["last"]) for a, b in zip(t["plain"], t["control"], strict=True)]
         print(f"      control's last.pt bit-identical to plain's, per seed: {same}")
+    if 1 < n < 4:
+        print(f"  NOTE: {n} seeds make the standard deviation a rough guess: --seeds 0,1,2,3 for a verdict")
+    print("  last epoch's training loss (box + cls + dfl): " + "; ".join(
+        f"{who} {_list([x['loss'] for x in t[who]])}" for who in arms))
     if statistics.mean(x["eval"]["mAP50"] for x in t["plain"]) < 0.3:
         print("  NOTE: plain ultralytics' mAP50 is under 0.3: too little learned for the comparison to mean much")
     print("  each trainer's own last validation (ours validates on its cached copies): " + "; ".join(
