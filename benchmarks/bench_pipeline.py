@@ -18,9 +18,10 @@ Sections:
   mAP50/mAP50-95 of each run's last.pt on the same val set (the original images), per seed.
 * ``--map``: the same comparison as ``--train``, sized to learn (issue 17: "a short training on large
   photos reaches the same mAP as plain ultralytics within noise"): 128 + 32 generated photos of
-  3000x2000 (``--map-size``), imgsz 128, 15 epochs, seeds 0 and 1, deterministic, an optimizer step
-  every batch and no warmup (for both); prints the difference ours - plain next to the seed-to-seed
-  noise (pooled run-to-run standard deviation). About 15 minutes on 2 shared CPU cores.
+  3000x2000 (``--map-size``), imgsz 128, 15 epochs, seeds 0 and 1 (about 15 minutes on 2 shared CPU
+  cores; ``--seeds 0,1,2,3``, about 20, for a verdict: 2 seeds misjudge the noise), deterministic,
+  an optimizer step every batch and no warmup (for both); prints the difference ours - plain next to
+  the seed-to-seed noise (pooled run-to-run standard deviation).
 * ``--control`` (with ``--train``/``--map``): a third arm, our pipeline with copies resized exactly as
   ultralytics resizes (full decode, ``INTER_LINEAR``): same pixels, so its last.pt should equal plain's
   bit for bit, and any gap between ours and plain is the resampling alone.
@@ -473,7 +474,8 @@ def main() -> None:
     trained = parser.add_mutually_exclusive_group()
     trained.add_argument("--train", action="store_true", help="also full training on the large photos, plain vs ours")
     trained.add_argument("--map", action="store_true",
-                         help="also the accuracy check: training long enough to learn, plain vs ours, 2 seeds")
+                         help="also the accuracy check: training long enough to learn, plain vs ours, 2 seeds "
+                         "(4 for a verdict: --seeds 0,1,2,3)")
     parser.add_argument("--train-imgsz", type=int, help="default: 160 (--train), 128 (--map)")
     parser.add_argument("--train-epochs", type=int, help="default: 10 (--train), 15 (--map)")
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
