@@ -505,14 +505,17 @@ def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pa
         exports["saved_model"] = export.export_saved_model(exp, model_dir, out, size, sample)
         log(f"export: SavedModel in 1/ ran on a training image: {exports['saved_model']}")
     if "tflite" in exports_wanted:
-        exports["tflite"] = export.export_tflite(exp, model_dir, out, size, quant_type=None, name="model_float.tflite",
+        # not in `out`: the staged folder is published whole, and this SavedModel is only the converters' input
+        source = export.tflite_saved_model(exp, model_dir, scratch / "tflite-source", size)
+        exports["tflite"] = export.export_tflite(exp, source, out, size, quant_type=None, name="model_float.tflite",
                                                 sample=sample)
         log(f"export: {exports['tflite']}")
         if hps.get("quantize"):
-            exports["tflite_int8"] = export.export_tflite_isolated(hps["experiment"], exp, model_dir, out, size,
+            exports["tflite_int8"] = export.export_tflite_isolated(hps["experiment"], exp, source, out, size,
                                                                    quant_type="int8", name="model_int8.tflite",
                                                                    sample=sample)
             log(("WARNING " if "error" in exports["tflite_int8"] else "") + f"export: {exports['tflite_int8']}")
+        shutil.rmtree(source.parent, ignore_errors=True)
         chosen = "tflite_int8" if hps.get("inference_type") == "int8" else "tflite"
         if "error" not in exports.get(chosen, {"error": "missing"}):
             shutil.copyfile(out / exports[chosen]["path"], out / "model.tflite")
