@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -78,50 +77,18 @@ def _link_images(folder: Path, items: list[Item], images: bool = True,
     return names
 
 
-class _SmallFiles:
-    """Many small files (a YOLO label per image: a million at scale), created by a few threads.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
-    Creating a file is a system call that costs tens of microseconds on ext4 (more on network disks) and
-    releases the GIL, so the threads' creates overlap with the Python that formats the next labels. At most
-    ``2 * threads`` batches wait, so memory stays bounded; a failed write raises from ``add`` or ``close``."""
 
-    FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-
-    def __init__(self, threads: int = 4, batch: int = 512) -> None:
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="labels")
-        self.limit, self.size = 2 * threads, batch
-        self.batch: list[tuple[str, bytes]] = []
-        self.pending: deque[Future[None]] = deque()
-
-    @staticmethod
-    def _write(batch: list[tuple[str, bytes]]) -> None:
-        for path, data in batch:
-            fd = os.open(path, _SmallFiles.FLAGS, 0o644)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-
-    def add(self, path: str, data: bytes) -> None:
-        self.batch.append((path, data))
-        if len(self.batch) >= self.size:
-            self.pending.append(self.pool.submit(self._write, self.batch))
-            self.batch = []
-            while len(self.pending) > self.limit:
-                self.pending.popleft().result()
-
-    def __enter__(self) -> _SmallFiles:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if exc[0] is None:  # else the error that stopped the loop is the one to see
-                if self.batch:
-                    self.pending.append(self.pool.submit(self._write, self.batch))
-                for future in self.pending:
-                    future.result()
-        finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+def _write_small(path: str, data: bytes) -> None:
+    """One small file (a YOLO label: a million of them at scale) with three system calls and no Python file
+    object. Threads writing them did not help here (benchmarks/bench_scale.py: creating a file is kernel time,
+    and two cores are busy with it and the formatting already)."""
+    fd = os.open(path, _CREATE, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
@@ -129,17 +96,16 @@ def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
     """``out/images/<split>/``, ``out/labels/<split>/`` and ``out/data.yaml``; images hard-linked."""
     ids = {name: i for i, name in enumerate(ann.names)}
     line = "%d %.6f %.6f %.6f %.6f\n"
-    with _SmallFiles() as files:
-        for split, items in splits.items():
-            labels = out / "labels" / split
-            labels.mkdir(parents=True, exist_ok=True)
-            folder = str(labels)  # plain strings in the loop: it runs a million times
-            for item, name in zip(items, _link_images(out / "images" / split, items, images, shard), strict=False):
-                width, height = _size(item)
-                text = "".join([line % (ids[b.label], (b.xmin + b.xmax) / 2 / width, (b.ymin + b.ymax) / 2 / height,
-                                        (b.xmax - b.xmin) / width, (b.ymax - b.ymin) / height) for b in item.boxes])
-                files.add(f"{folder}/{name.rsplit('.', 1)[0]}.txt", text.encode())
-                progress(1)
+    for split, items in splits.items():
+        labels = out / "labels" / split
+        labels.mkdir(parents=True, exist_ok=True)
+        folder = str(labels)  # plain strings in the loop: it runs a million times
+        for item, name in zip(items, _link_images(out / "images" / split, items, images, shard), strict=False):
+            width, height = _size(item)
+            text = "".join([line % (ids[b.label], (b.xmin + b.xmax) / 2 / width, (b.ymin + b.ymax) / 2 / height,
+                                    (b.xmax - b.xmin) / width, (b.ymax - b.ymin) / height) for b in item.boxes])
+            _write_small(f"{folder}/{name.rsplit('.', 1)[0]}.txt", text.encode())
+            progress(1)
     data = {"path": ".", **{s: f"images/{s}" for s in splits}, "nc": len(ann.names),
             "names": dict(enumerate(ann.names))}
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
