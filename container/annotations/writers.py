@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from container.annotations.labelmap import write_label_map
-from container.annotations.tfrecord import example_parts, write_records
+from container.annotations.tfrecord import od_example_parts, write_records
 from container.annotations.types import Annotations, Item
 from container.failure import UserError
 
@@ -140,29 +140,18 @@ def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
 
 def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str) -> tuple[list[bytes], int]:
     width, height = _size(item)
-    data = item.path.read_bytes()
-    fmt = b"png" if item.path.suffix.lower() == ".png" else b"jpeg"
     boxes = item.boxes
 
     def clip(v: float) -> float:
         return min(1.0, max(0.0, v))
 
-    return example_parts({
-        "image/encoded": ("bytes", [data]),
-        "image/format": ("bytes", [fmt]),
-        "image/filename": ("bytes", [filename.encode()]),
-        "image/source_id": ("bytes", [source_id.encode()]),
-        "image/height": ("int64", [height]),
-        "image/width": ("int64", [width]),
-        "image/object/bbox/xmin": ("float", [clip(b.xmin / width) for b in boxes]),
-        "image/object/bbox/xmax": ("float", [clip(b.xmax / width) for b in boxes]),
-        "image/object/bbox/ymin": ("float", [clip(b.ymin / height) for b in boxes]),
-        "image/object/bbox/ymax": ("float", [clip(b.ymax / height) for b in boxes]),
-        "image/object/class/label": ("int64", [ids[b.label] for b in boxes]),
-        "image/object/class/text": ("bytes", [b.label.encode() for b in boxes]),
-        "image/object/area": ("float", [b.area for b in boxes]),
-        "image/object/is_crowd": ("int64", [int(b.crowd) for b in boxes]),
-    })
+    return od_example_parts(
+        encoded=item.path.read_bytes(), fmt=b"png" if item.path.suffix.lower() == ".png" else b"jpeg",
+        filename=filename.encode(), source_id=source_id.encode(), height=height, width=width,
+        xmin=[clip(b.xmin / width) for b in boxes], xmax=[clip(b.xmax / width) for b in boxes],
+        ymin=[clip(b.ymin / height) for b in boxes], ymax=[clip(b.ymax / height) for b in boxes],
+        labels=[ids[b.label] for b in boxes], texts=[b.label.encode() for b in boxes], areas=[b.area for b in boxes],
+        crowd=[int(b.crowd) for b in boxes])
 
 
 SHARD_BYTES = 150 * 1024 * 1024  # TFRecord shards of ~150 MB: big enough to stream, small enough to interleave

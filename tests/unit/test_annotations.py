@@ -127,6 +127,36 @@ def test_tf_example_bytes_parse_with_protobuf_itself():
     assert decode_example(Example.FromString(data).SerializeToString())["image/object/class/label"] == [1, 2, -3]
 
 
+@pytest.mark.parametrize("boxes, image_bytes", [(0, 10), (1, 5000), (3, 70000), (40, 3_000_000)])
+def test_the_object_detection_encoder_writes_the_generic_encoders_bytes(boxes, image_bytes):
+    """od_example_parts (the hot path of a conversion) against example_parts (the reference): same bytes."""
+    import random
+
+    from container.annotations.tfrecord import example_parts, od_example_parts
+
+    rng = random.Random(boxes)
+    image = rng.randbytes(image_bytes)
+    coords = {k: [rng.random() for _ in range(boxes)] for k in ("xmin", "xmax", "ymin", "ymax", "areas")}
+    labels, crowd = [rng.randrange(1, 20000) for _ in range(boxes)], [rng.randrange(2) for _ in range(boxes)]
+    texts = [f"class {i} \u00e9".encode() for i in labels]
+    fast = od_example_parts(encoded=image, fmt=b"jpeg", filename=b"cam1__0001.jpg", source_id=b"17", height=3000,
+                            width=20000, labels=labels, texts=texts, crowd=crowd, **coords)
+    reference = example_parts({
+        "image/encoded": ("bytes", [image]), "image/format": ("bytes", [b"jpeg"]),
+        "image/filename": ("bytes", [b"cam1__0001.jpg"]), "image/source_id": ("bytes", [b"17"]),
+        "image/height": ("int64", [3000]), "image/width": ("int64", [20000]),
+        "image/object/bbox/xmin": ("float", coords["xmin"]), "image/object/bbox/xmax": ("float", coords["xmax"]),
+        "image/object/bbox/ymin": ("float", coords["ymin"]), "image/object/bbox/ymax": ("float", coords["ymax"]),
+        "image/object/class/label": ("int64", labels), "image/object/class/text": ("bytes", texts),
+        "image/object/area": ("float", coords["areas"]), "image/object/is_crowd": ("int64", crowd)})
+    assert fast[1] == reference[1] == len(b"".join(fast[0]))
+    decoded = decode_example(b"".join(fast[0]))
+    assert decoded == decode_example(b"".join(reference[0]))
+    if image_bytes >= 4096:  # the reference keeps a big image last, as its own part: then the bytes are equal too
+        assert b"".join(fast[0]) == b"".join(reference[0])
+    assert decoded["image/encoded"] == [image] and decoded["image/object/class/label"] == labels
+
+
 def test_model_garden_decodes_our_tfrecords(formats):
     pytest.importorskip("official.vision.dataloaders.tf_example_label_map_decoder",
                         reason="Model Garden is not in .venv; test_model_garden_decoder_in_its_own_environment runs "
