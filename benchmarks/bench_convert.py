@@ -39,7 +39,8 @@ ids = {n: i for i, n in enumerate(ann.names)}
 OUT.mkdir(parents=True, exist_ok=True)
 for item in ann.items:
     w, h = item.width, item.height
-    (OUT / (item.name.rsplit(".", 1)[0] + ".txt")).write_text("".join(
+    # item.name is the image's path relative to the dataset root ("voc/img_00000.jpg" from the COCO file)
+    (OUT / (item.name.rsplit("/", 1)[-1].rsplit(".", 1)[0] + ".txt")).write_text("".join(
         f"{ids[b.label]} {(b.xmin + b.xmax) / 2 / w:.6f} {(b.ymin + b.ymax) / 2 / h:.6f} "
         f"{(b.xmax - b.xmin) / w:.6f} {(b.ymax - b.ymin) / h:.6f}\\n" for b in item.boxes))
 """

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -138,7 +139,9 @@ def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
     return out
 
 
-def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str) -> tuple[list[bytes], int]:
+def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str,
+               data: bytes | None = None) -> tuple[list[bytes], int]:
+    """The record of ``item``; ``data``: its image's bytes when already read (:func:`_read_ahead`)."""
     width, height = _size(item)
     boxes = item.boxes
 
@@ -146,12 +149,36 @@ def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str
         return min(1.0, max(0.0, v))
 
     return od_example_parts(
-        encoded=item.path.read_bytes(), fmt=b"png" if item.path.suffix.lower() == ".png" else b"jpeg",
+        encoded=item.path.read_bytes() if data is None else data,
+        fmt=b"png" if item.path.suffix.lower() == ".png" else b"jpeg",
         filename=filename.encode(), source_id=source_id.encode(), height=height, width=width,
         xmin=[clip(b.xmin / width) for b in boxes], xmax=[clip(b.xmax / width) for b in boxes],
         ymin=[clip(b.ymin / height) for b in boxes], ymax=[clip(b.ymax / height) for b in boxes],
         labels=[ids[b.label] for b in boxes], texts=[b.label.encode() for b in boxes], areas=[b.area for b in boxes],
         crowd=[int(b.crowd) for b in boxes])
+
+
+def _read_all(paths: list[Path]) -> list[bytes]:
+    return [p.read_bytes() for p in paths]
+
+
+def _read_ahead(pool: ThreadPoolExecutor, items: list[Item], chunk: int = 32, window: int = 4) -> Iterator[bytes]:
+    """The images' bytes, in order, read by ``pool`` up to ``window`` chunks ahead: reading a file is a system
+    call that releases the GIL, so it runs on another core while this thread encodes and checksums records
+    (``benchmarks/bench_convert.py``: TFRecords against a raw copy of the JPEGs). Memory: ``chunk * window``
+    images at most."""
+    pending: deque[Future[list[bytes]]] = deque()
+    starts = iter(range(0, len(items), chunk))
+    for start in starts:
+        pending.append(pool.submit(_read_all, [item.path for item in items[start:start + chunk]]))
+        if len(pending) >= window:
+            break
+    while pending:
+        done = pending.popleft().result()
+        start = next(starts, None)
+        if start is not None:
+            pending.append(pool.submit(_read_all, [item.path for item in items[start:start + chunk]]))
+        yield from done
 
 
 SHARD_BYTES = 150 * 1024 * 1024  # TFRecord shards of ~150 MB: big enough to stream, small enough to interleave
@@ -174,27 +201,31 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
     out.mkdir(parents=True, exist_ok=True)
     ids = {n: i + 1 for i, n in enumerate(ann.names)}
     source_id = 0
-    for split, items in splits.items():
-        partial: list[Path] = []
-        fh, size = None, 0
-        for item, name in zip(items, _unique_names(items, shard), strict=False):
-            if fh is None or size >= shard_bytes:
+    with ThreadPoolExecutor(1, thread_name_prefix="tfrecord-read") as pool:
+        for split, items in splits.items():
+            partial: list[Path] = []
+            fh, size = None, 0
+            try:
+                for item, name, data in zip(items, _unique_names(items, shard), _read_ahead(pool, items),
+                                            strict=False):
+                    if fh is None or size >= shard_bytes:
+                        if fh is not None:
+                            fh.close()
+                        partial.append(out / f"{split}-{len(partial):05d}.tfrecord.partial")
+                        fh, size = open(partial[-1], "wb", buffering=1 << 20), 0  # noqa: SIM115 - closed when full
+                    source_id += 1
+                    record = tf_example(item, ids, str(source_id), name, data)
+                    write_records(fh, [record])
+                    size += record[1] + 16
+                    progress(1)
+            finally:
                 if fh is not None:
                     fh.close()
+            if fh is None:  # an empty split still gets its (empty) shard: a reader's pattern must match something
                 partial.append(out / f"{split}-{len(partial):05d}.tfrecord.partial")
-                fh, size = open(partial[-1], "wb", buffering=1 << 20), 0  # noqa: SIM115 - closed when full
-            source_id += 1
-            record = tf_example(item, ids, str(source_id), name)
-            write_records(fh, [record])
-            size += record[1] + 16
-            progress(1)
-        if fh is None:  # an empty split still gets its (empty) shard: a reader's pattern must match something
-            partial.append(out / f"{split}-{len(partial):05d}.tfrecord.partial")
-            partial[-1].write_bytes(b"")
-        else:
-            fh.close()
-        for path, final in zip(partial, shard_names(split, len(partial), shard), strict=False):
-            path.replace(out / final)
+                partial[-1].write_bytes(b"")
+            for path, final in zip(partial, shard_names(split, len(partial), shard), strict=False):
+                path.replace(out / final)
     write_label_map(ann.names, out)
     return out
 
