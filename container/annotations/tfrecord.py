@@ -128,6 +128,9 @@ _OD_KEYS = {k: _key_head(k) for k in (
     "image/object/class/label", "image/object/class/text", "image/object/area", "image/object/is_crowd")}
 
 
+_SAME: dict[tuple[bytes, int, int], tuple[bytes, bytes]] = {}
+
+
 def _od_entry(key_head: bytes, tag: bytes, content: bytes) -> bytes:
     varint = _varint
     feature_len = len(content)
@@ -157,12 +160,19 @@ def od_example_parts(*, encoded: bytes, fmt: bytes, filename: bytes, source_id: 
         packed = b"".join([varint(v) for v in values])
         return b"\n" + varint(len(packed)) + packed
 
+    same = _SAME.get((fmt, height, width))  # a dataset has few formats and sizes: their entries made once each
+    if same is None:
+        if len(_SAME) > 4096:
+            _SAME.clear()
+        same = _SAME[(fmt, height, width)] = (
+            _od_entry(keys["image/format"], b"\n", strings([fmt])),
+            _od_entry(keys["image/height"], b"\x1a", ints([height])) + _od_entry(keys["image/width"], b"\x1a",
+                                                                                ints([width])))
     small = [
-        _od_entry(keys["image/format"], b"\n", strings([fmt])),
+        same[0],
         _od_entry(keys["image/filename"], b"\n", strings([filename])),
         _od_entry(keys["image/source_id"], b"\n", strings([source_id])),
-        _od_entry(keys["image/height"], b"\x1a", ints([height])),
-        _od_entry(keys["image/width"], b"\x1a", ints([width])),
+        same[1],
         _od_entry(keys["image/object/bbox/xmin"], b"\x12", floats(xmin)),
         _od_entry(keys["image/object/bbox/xmax"], b"\x12", floats(xmax)),
         _od_entry(keys["image/object/bbox/ymin"], b"\x12", floats(ymin)),

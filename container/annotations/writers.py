@@ -146,7 +146,7 @@ def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str
     boxes = item.boxes
 
     def clip(v: float) -> float:
-        return min(1.0, max(0.0, v))
+        return v if 0.0 <= v <= 1.0 else 1.0 if v > 1.0 else 0.0  # NaN: 0, as min(1, max(0, v)) gave
 
     return od_example_parts(
         encoded=item.path.read_bytes() if data is None else data,
