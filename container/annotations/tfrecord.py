@@ -50,94 +50,69 @@ def _varint(value: int) -> bytes:
     return _slow_varint(value)
 
 
-_KEYS: dict[str, bytes] = {}
-
-
 def _field(number: int, payload: bytes) -> bytes:
     return _varint((number << 3) | 2) + _varint(len(payload)) + payload
 
 
-_TAG = {1: b"\n", 2: b"\x12", 3: b"\x1a"}  # Feature.bytes_list, float_list, int64_list
+_BYTES, _FLOATS, _INTS = b"\n", b"\x12", b"\x1a"  # the tags of Feature.bytes_list, float_list, int64_list
+_TAG = {"bytes": _BYTES, "float": _FLOATS, "int64": _INTS}
+_KEY_HEADS: dict[str, bytes] = {}
 
 
-def _entry(encoded_key: bytes, kind: int, list_len: int) -> bytes:
-    """One ``features`` map entry up to the content of its list (``list_len`` bytes, which follow)."""
-    feature_head = _TAG[kind] + _varint(list_len)
-    value_len = len(feature_head) + list_len
-    body_len = len(encoded_key) + 1 + len(_varint(value_len)) + value_len
-    return b"\n" + _varint(body_len) + encoded_key + b"\x12" + _varint(value_len) + feature_head
+def _key_head(key: str) -> bytes:
+    """A ``features`` map entry's key field and the tag of its value field (what precedes the value's length)."""
+    head = _KEY_HEADS.get(key)
+    if head is None:
+        head = _KEY_HEADS[key] = _field(1, key.encode()) + b"\x12"
+    return head
 
 
-_EMPTY: dict[tuple[str, int], bytes] = {}
-_NUMBER = {"bytes": 1, "float": 2, "int64": 3}  # a feature with no values (an image without boxes): always the same
+def _entry(key_head: bytes, tag: bytes, list_len: int) -> bytes:
+    """One ``features`` map entry up to the content of its list (``list_len`` bytes, which follow): the one
+    place the entry's framing is written, for both encoders below."""
+    varint = _varint
+    value_len = 1 + len(varint(list_len)) + list_len
+    value_head = varint(value_len)
+    return b"".join((b"\n", varint(len(key_head) + len(value_head) + value_len), key_head, value_head, tag,
+                     varint(list_len)))
 
 
 def example_parts(features: dict[str, tuple[str, Iterable]]) -> tuple[list[bytes], int]:
     """A serialized ``tf.train.Example`` as a few byte strings, and its length.
 
     ``features`` maps a key to ``("bytes"|"int64"|"float", values)``. A big bytes value (the image)
-    is never copied into a bigger buffer: it stays its own part, written and checksummed as is.
-    This runs once per image of a million-image conversion: plain loops, cached keys, no helpers per value.
+    is never copied into a bigger buffer: it stays its own part, written and checksummed as is. The
+    general encoder; a conversion's hot path is :func:`od_example_parts`, which writes the same bytes.
     """
     small: list[bytes] = []
     big: list[bytes] = []
-    varint, tags, pack = _varint, _TAG, struct.pack
+    varint, pack = _varint, struct.pack
     for key, (kind, values) in features.items():
-        encoded_key = _KEYS.get(key)
-        if encoded_key is None:
-            encoded_key = _KEYS.setdefault(key, _field(1, key.encode()))
+        key_head = _key_head(key)
         values = values if isinstance(values, list) else list(values)
-        number = _NUMBER.get(kind)
-        if number is None:
+        tag = _TAG.get(kind)
+        if tag is None:
             raise ValueError(f"unknown feature kind {kind!r}")
-        if not values:
-            empty = _EMPTY.get((key, number))
-            if empty is None:
-                empty = _EMPTY.setdefault((key, number), _entry(encoded_key, number, 0))
-            small.append(empty)
+        if not values:  # a feature with no values (an image without boxes)
+            small.append(_entry(key_head, tag, 0))
             continue
-        if number == 1:
+        if tag is _BYTES:
             if len(values) == 1 and len(values[0]) >= 4096:
                 head = b"\n" + varint(len(values[0]))
-                big += [_entry(encoded_key, 1, len(head) + len(values[0])) + head, values[0]]
+                big += [_entry(key_head, tag, len(head) + len(values[0])) + head, values[0]]
                 continue
             content = b"".join([b"\n" + varint(len(v)) + v for v in values])
         else:
-            packed = b"".join([varint(int(v)) for v in values]) if number == 3 else pack(f"<{len(values)}f", *values)
+            packed = b"".join([varint(int(v)) for v in values]) if tag is _INTS else pack(f"<{len(values)}f", *values)
             content = b"\n" + varint(len(packed)) + packed
-        # _entry inlined: this loop runs 14 times per image
-        feature_head = tags[number] + varint(len(content))
-        value_len = len(feature_head) + len(content)
-        value_head = varint(value_len)
-        small.append(b"".join((b"\n", varint(len(encoded_key) + 1 + len(value_head) + value_len), encoded_key,
-                               b"\x12", value_head, feature_head, content)))
+        small.append(_entry(key_head, tag, len(content)) + content)
     body = b"".join(small)
     size = len(body) + sum(map(len, big))
     head = b"\n" + varint(size)
     return [head + body, *big], len(head) + size
 
 
-def _key_head(key: str) -> bytes:
-    """A ``features`` map entry's key field and the tag of its value field (what precedes the value's length)."""
-    return _field(1, key.encode()) + b"\x12"
-
-
-_OD_KEYS = {k: _key_head(k) for k in (
-    "image/encoded", "image/format", "image/filename", "image/source_id", "image/height", "image/width",
-    "image/object/bbox/xmin", "image/object/bbox/xmax", "image/object/bbox/ymin", "image/object/bbox/ymax",
-    "image/object/class/label", "image/object/class/text", "image/object/area", "image/object/is_crowd")}
-
-
 _SAME: dict[tuple[bytes, int, int], tuple[bytes, bytes]] = {}
-
-
-def _od_entry(key_head: bytes, tag: bytes, content: bytes) -> bytes:
-    varint = _varint
-    feature_len = len(content)
-    value_len = 1 + len(varint(feature_len)) + feature_len
-    value_head = varint(value_len)
-    return b"".join((b"\n", varint(len(key_head) + len(value_head) + value_len), key_head, value_head, tag,
-                     varint(feature_len), content))
 
 
 def od_example_parts(*, encoded: bytes, fmt: bytes, filename: bytes, source_id: bytes, height: int, width: int,
@@ -146,7 +121,10 @@ def od_example_parts(*, encoded: bytes, fmt: bytes, filename: bytes, source_id: 
     """:func:`example_parts` of a TF Object Detection example, the same bytes in the same order, without the
     generic loop: a conversion of a million images runs it once each, and it must keep up with copying the
     JPEGs (``benchmarks/bench_convert.py``). ``tests/unit/test_annotations.py`` holds the two equal."""
-    keys, varint, pack = _OD_KEYS, _varint, struct.pack
+    varint, pack = _varint, struct.pack
+
+    def entry(key: str, tag: bytes, content: bytes) -> bytes:
+        return _entry(_key_head(key), tag, len(content)) + content
 
     def strings(values: list[bytes]) -> bytes:
         return b"".join([b"\n" + varint(len(v)) + v for v in values])
@@ -165,33 +143,26 @@ def od_example_parts(*, encoded: bytes, fmt: bytes, filename: bytes, source_id: 
         if len(_SAME) > 4096:
             _SAME.clear()
         same = _SAME[(fmt, height, width)] = (
-            _od_entry(keys["image/format"], b"\n", strings([fmt])),
-            _od_entry(keys["image/height"], b"\x1a", ints([height])) + _od_entry(keys["image/width"], b"\x1a",
-                                                                                ints([width])))
-    small = [
+            entry("image/format", _BYTES, strings([fmt])),
+            entry("image/height", _INTS, ints([height])) + entry("image/width", _INTS, ints([width])))
+    body = b"".join((
         same[0],
-        _od_entry(keys["image/filename"], b"\n", strings([filename])),
-        _od_entry(keys["image/source_id"], b"\n", strings([source_id])),
+        entry("image/filename", _BYTES, strings([filename])),
+        entry("image/source_id", _BYTES, strings([source_id])),
         same[1],
-        _od_entry(keys["image/object/bbox/xmin"], b"\x12", floats(xmin)),
-        _od_entry(keys["image/object/bbox/xmax"], b"\x12", floats(xmax)),
-        _od_entry(keys["image/object/bbox/ymin"], b"\x12", floats(ymin)),
-        _od_entry(keys["image/object/bbox/ymax"], b"\x12", floats(ymax)),
-        _od_entry(keys["image/object/class/label"], b"\x1a", ints(labels)),
-        _od_entry(keys["image/object/class/text"], b"\n", strings(texts)),
-        _od_entry(keys["image/object/area"], b"\x12", floats(areas)),
-        _od_entry(keys["image/object/is_crowd"], b"\x1a", ints(crowd)),
-    ]
+        entry("image/object/bbox/xmin", _FLOATS, floats(xmin)),
+        entry("image/object/bbox/xmax", _FLOATS, floats(xmax)),
+        entry("image/object/bbox/ymin", _FLOATS, floats(ymin)),
+        entry("image/object/bbox/ymax", _FLOATS, floats(ymax)),
+        entry("image/object/class/label", _INTS, ints(labels)),
+        entry("image/object/class/text", _BYTES, strings(texts)),
+        entry("image/object/area", _FLOATS, floats(areas)),
+        entry("image/object/is_crowd", _INTS, ints(crowd)),
+    ))
     # the image: its bytes stay their own part (never copied into a bigger buffer)
     list_head = b"\n" + varint(len(encoded))
-    feature_len = len(list_head) + len(encoded)
-    value_len = 1 + len(varint(feature_len)) + feature_len
-    value_head = varint(value_len)
-    key_head = keys["image/encoded"]
-    image_head = b"".join((b"\n", varint(len(key_head) + len(value_head) + value_len), key_head, value_head,
-                           b"\n", varint(feature_len), list_head))
-    body = b"".join(small)
-    size = len(image_head) + len(encoded) + len(body)
+    image_head = _entry(_key_head("image/encoded"), _BYTES, len(list_head) + len(encoded)) + list_head
+    size = len(body) + len(image_head) + len(encoded)
     head = b"\n" + varint(size)
     return [head + body + image_head, encoded], len(head) + size
 

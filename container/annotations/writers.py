@@ -140,8 +140,8 @@ def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
 
 
 def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str,
-               data: bytes | None = None) -> tuple[list[bytes], int]:
-    """The record of ``item``; ``data``: its image's bytes when already read (:func:`_read_ahead`)."""
+               data: bytes) -> tuple[list[bytes], int]:
+    """The record of ``item``; ``data``: its image's bytes (read ahead: :func:`_read_ahead`)."""
     width, height = _size(item)
     boxes = item.boxes
 
@@ -149,7 +149,7 @@ def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str
         return v if 0.0 <= v <= 1.0 else 1.0 if v > 1.0 else 0.0  # NaN: 0, as min(1, max(0, v)) gave
 
     return od_example_parts(
-        encoded=item.path.read_bytes() if data is None else data,
+        encoded=data,
         fmt=b"png" if item.path.suffix.lower() == ".png" else b"jpeg",
         filename=filename.encode(), source_id=source_id.encode(), height=height, width=width,
         xmin=[clip(b.xmin / width) for b in boxes], xmax=[clip(b.xmax / width) for b in boxes],
