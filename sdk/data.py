@@ -37,7 +37,6 @@ from sdk._s3 import _bar
 __all__ = ["Annotations", "Report", "check", "convert", "convert_on_sagemaker", "detect", "read", "split"]
 
 
-
 def processing_request(*, source: str, to: str, out: str, image: str, role: str, instance_count: int = 1,
                        instance_type: str = "ml.m5.xlarge", volume_size_gb: int = 100, fmt: str = "auto",
                        ratios: Sequence[float] | None = None, seed: int = 0, names: Sequence[str] | None = None,
