@@ -112,7 +112,69 @@ def example_parts(features: dict[str, tuple[str, Iterable]]) -> tuple[list[bytes
     return [head + body, *big], len(head) + size
 
 
-_SAME: dict[tuple[bytes, int, int], tuple[bytes, bytes]] = {}
+_STRINGS: dict[bytes, bytes] = {}  # a class name -> its element of a bytes list
+_LAYOUTS: dict[tuple, tuple[struct.Struct, tuple[bytes, ...]]] = {}  # see _layout
+_LIMIT = 4096  # entries per cache; a dataset needs a few dozen (its box counts, label lengths, name lengths)
+_IMAGE_HEAD = _key_head("image/encoded")
+
+
+def _frame(key: str, tag: bytes, list_len: int) -> bytes:
+    return _entry(_key_head(key), tag, list_len)
+
+
+def _packed_frame(key: str, tag: bytes, packed_len: int) -> bytes:
+    """The framing of a packed numeric list of ``packed_len`` bytes, up to the packed bytes (nothing for no value)."""
+    if not packed_len:
+        return _frame(key, tag, 0)
+    head = b"\n" + _varint(packed_len)
+    return _frame(key, tag, len(head) + packed_len) + head
+
+
+def _layout(fmt: bytes, height: int, width: int, filename: int, source_id: int, boxes: int, label: int, text: int,
+            crowd: int) -> tuple[struct.Struct, tuple[bytes, ...]]:
+    """Everything of an object detection example but the image that is not a value: the entries' framings,
+    which depend on lengths alone (a filename's, a box count, ...), with the format, height and width (few
+    per dataset), as one packer and its constant parts. The packer takes the constants and the values
+    interleaved: ``c0, filename, c1, source_id, c2, *xmin, c3, *xmax, c4, *ymin, c5, *ymax, c6, label, c7,
+    text, c8, *areas, c9, crowd``; one C call writes the whole body."""
+    string = b"\n" + _varint(len(fmt)) + fmt
+    h, w = _varint(height), _varint(width)
+    nf = 4 * boxes
+    consts = (
+        _frame("image/format", _BYTES, len(string)) + string
+        + _frame("image/filename", _BYTES, len(_varint(filename)) + 1 + filename) + b"\n" + _varint(filename),
+        _frame("image/source_id", _BYTES, len(_varint(source_id)) + 1 + source_id) + b"\n" + _varint(source_id),
+        _packed_frame("image/height", _INTS, len(h)) + h + _packed_frame("image/width", _INTS, len(w)) + w
+        + _packed_frame("image/object/bbox/xmin", _FLOATS, nf),
+        _packed_frame("image/object/bbox/xmax", _FLOATS, nf),
+        _packed_frame("image/object/bbox/ymin", _FLOATS, nf),
+        _packed_frame("image/object/bbox/ymax", _FLOATS, nf),
+        _packed_frame("image/object/class/label", _INTS, label),
+        _frame("image/object/class/text", _BYTES, text),
+        _packed_frame("image/object/area", _FLOATS, nf),
+        _packed_frame("image/object/is_crowd", _INTS, crowd),
+    )
+    c = [f"{len(k)}s" for k in consts]
+    floats = f"{boxes}f"
+    packer = struct.Struct("<" + "".join((c[0], f"{filename}s", c[1], f"{source_id}s", c[2], floats, c[3], floats,
+                                          c[4], floats, c[5], floats, c[6], f"{label}s", c[7], f"{text}s", c[8],
+                                          floats, c[9], f"{crowd}s")))
+    return packer, consts
+
+
+def _string(value: bytes) -> bytes:
+    element = _STRINGS.get(value)
+    if element is None:
+        element = b"\n" + _varint(len(value)) + value
+        if len(_STRINGS) < _LIMIT:
+            _STRINGS[value] = element
+    return element
+
+
+def _packed_ints(values: list[int]) -> bytes:
+    if values and min(values) >= 0 and max(values) < 128:  # labels and crowd flags: one byte each, their own varint
+        return bytes(values)
+    return b"".join([_varint(int(v)) for v in values])
 
 
 def od_example_parts(*, encoded: bytes, fmt: bytes, filename: bytes, source_id: bytes, height: int, width: int,
@@ -120,50 +182,27 @@ def od_example_parts(*, encoded: bytes, fmt: bytes, filename: bytes, source_id: 
                      texts: list[bytes], areas: list[float], crowd: list[int]) -> tuple[list[bytes], int]:
     """:func:`example_parts` of a TF Object Detection example, the same bytes in the same order, without the
     generic loop: a conversion of a million images runs it once each, and it must keep up with copying the
-    JPEGs (``benchmarks/bench_convert.py``). ``tests/unit/test_annotations.py`` holds the two equal."""
-    varint, pack = _varint, struct.pack
-
-    def entry(key: str, tag: bytes, content: bytes) -> bytes:
-        return _entry(_key_head(key), tag, len(content)) + content
-
-    def strings(values: list[bytes]) -> bytes:
-        return b"".join([b"\n" + varint(len(v)) + v for v in values])
-
-    def floats(values: list[float]) -> bytes:  # packed, as example_parts writes them; nothing for no value
-        return b"\n" + varint(4 * len(values)) + pack(f"<{len(values)}f", *values) if values else b""
-
-    def ints(values: list[int]) -> bytes:
-        if not values:
-            return b""
-        packed = b"".join([varint(v) for v in values])
-        return b"\n" + varint(len(packed)) + packed
-
-    same = _SAME.get((fmt, height, width))  # a dataset has few formats and sizes: their entries made once each
-    if same is None:
-        if len(_SAME) > 4096:
-            _SAME.clear()
-        same = _SAME[(fmt, height, width)] = (
-            entry("image/format", _BYTES, strings([fmt])),
-            entry("image/height", _INTS, ints([height])) + entry("image/width", _INTS, ints([width])))
-    body = b"".join((
-        same[0],
-        entry("image/filename", _BYTES, strings([filename])),
-        entry("image/source_id", _BYTES, strings([source_id])),
-        same[1],
-        entry("image/object/bbox/xmin", _FLOATS, floats(xmin)),
-        entry("image/object/bbox/xmax", _FLOATS, floats(xmax)),
-        entry("image/object/bbox/ymin", _FLOATS, floats(ymin)),
-        entry("image/object/bbox/ymax", _FLOATS, floats(ymax)),
-        entry("image/object/class/label", _INTS, ints(labels)),
-        entry("image/object/class/text", _BYTES, strings(texts)),
-        entry("image/object/area", _FLOATS, floats(areas)),
-        entry("image/object/is_crowd", _INTS, ints(crowd)),
-    ))
+    JPEGs (``benchmarks/bench_convert.py``). The framing comes from a cached :func:`_layout` and the body is
+    one ``struct`` call. ``tests/unit/test_annotations.py`` holds the two encoders equal."""
+    n = len(xmin)
+    if not len(xmax) == len(ymin) == len(ymax) == len(areas) == n:
+        raise ValueError("xmin, xmax, ymin, ymax and areas must have one value per box")
+    text, label, is_crowd = b"".join(map(_string, texts)), _packed_ints(labels), _packed_ints(crowd)
+    key = (fmt, height, width, len(filename), len(source_id), n, len(label), len(text), len(is_crowd))
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _layout(*key)
+        if len(_LAYOUTS) >= _LIMIT:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = layout
+    packer, (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9) = layout
+    body = packer.pack(c0, filename, c1, source_id, c2, *xmin, c3, *xmax, c4, *ymin, c5, *ymax, c6, label, c7, text,
+                       c8, *areas, c9, is_crowd)
     # the image: its bytes stay their own part (never copied into a bigger buffer)
-    list_head = b"\n" + varint(len(encoded))
-    image_head = _entry(_key_head("image/encoded"), _BYTES, len(list_head) + len(encoded)) + list_head
+    list_head = b"\n" + _varint(len(encoded))
+    image_head = _entry(_IMAGE_HEAD, _BYTES, len(list_head) + len(encoded)) + list_head
     size = len(body) + len(image_head) + len(encoded)
-    head = b"\n" + varint(size)
+    head = b"\n" + _varint(size)
     return [head + body + image_head, encoded], len(head) + size
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import as_completed
 from pathlib import Path
 
 import yaml
@@ -139,46 +140,78 @@ def write_coco(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
     return out
 
 
+def _unit(values: list[float]) -> list[float]:
+    """``values`` clipped to [0, 1] (NaN: 0, as ``min(1, max(0, v))`` gave); as they are when already inside,
+    which the readers' checks make the rule: then three C calls, no Python per value."""
+    total = sum(values)
+    if total == total and (not values or (min(values) >= 0.0 and max(values) <= 1.0)):
+        return values
+    return [v if 0.0 <= v <= 1.0 else 1.0 if v > 1.0 else 0.0 for v in values]
+
+
 def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str,
                data: bytes) -> tuple[list[bytes], int]:
-    """The record of ``item``; ``data``: its image's bytes (read ahead: :func:`_read_ahead`)."""
+    """The record of ``item``; ``data``: its image's bytes."""
     width, height = _size(item)
     boxes = item.boxes
-
-    def clip(v: float) -> float:
-        return v if 0.0 <= v <= 1.0 else 1.0 if v > 1.0 else 0.0  # NaN: 0, as min(1, max(0, v)) gave
-
     return od_example_parts(
         encoded=data,
         fmt=b"png" if item.path.suffix.lower() == ".png" else b"jpeg",
         filename=filename.encode(), source_id=source_id.encode(), height=height, width=width,
-        xmin=[clip(b.xmin / width) for b in boxes], xmax=[clip(b.xmax / width) for b in boxes],
-        ymin=[clip(b.ymin / height) for b in boxes], ymax=[clip(b.ymax / height) for b in boxes],
+        xmin=_unit([b.xmin / width for b in boxes]), xmax=_unit([b.xmax / width for b in boxes]),
+        ymin=_unit([b.ymin / height for b in boxes]), ymax=_unit([b.ymax / height for b in boxes]),
         labels=[ids[b.label] for b in boxes], texts=[b.label.encode() for b in boxes], areas=[b.area for b in boxes],
         crowd=[int(b.crowd) for b in boxes])
 
 
-def _read_all(paths: list[Path]) -> list[bytes]:
-    return [p.read_bytes() for p in paths]
+def _read_fd(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    data = os.read(fd, size) if size else b""
+    while size and (more := os.read(fd, 1 << 20)):  # a file that grew since: all of it
+        data += more
+    return data
 
 
-def _read_ahead(pool: ThreadPoolExecutor, items: list[Item], chunk: int = 32, window: int = 4) -> Iterator[bytes]:
-    """The images' bytes, in order, read by ``pool`` up to ``window`` chunks ahead: reading a file is a system
-    call that releases the GIL, so it runs on another core while this thread encodes and checksums records
-    (``benchmarks/bench_convert.py``: TFRecords against a raw copy of the JPEGs). Memory: ``chunk * window``
-    images at most."""
-    pending: deque[Future[list[bytes]]] = deque()
-    starts = iter(range(0, len(items), chunk))
-    for start in starts:
-        pending.append(pool.submit(_read_all, [item.path for item in items[start:start + chunk]]))
-        if len(pending) >= window:
-            break
-    while pending:
-        done = pending.popleft().result()
-        start = next(starts, None)
-        if start is not None:
-            pending.append(pool.submit(_read_all, [item.path for item in items[start:start + chunk]]))
-        yield from done
+def _image_bytes(paths: list[Path], ahead: int = 16) -> Iterator[bytes]:
+    """The files' bytes, in order, one image in memory at a time. The next ``ahead`` files are opened early
+    and the kernel is asked to read them (``posix_fadvise(WILLNEED)``), so a cold disk or a network mount
+    reads ahead while this process encodes; no thread (bytes read on one thread and freed on another
+    never reuse memory: every image then costs fresh pages, measured at 4x the read itself)."""
+    fds: deque[int] = deque()
+    pending = iter(paths)
+    willneed = getattr(os, "POSIX_FADV_WILLNEED", None)
+
+    names: deque[Path] = deque()
+
+    def open_next() -> None:
+        path = next(pending, None)
+        if path is not None:
+            try:
+                fds.append(os.open(path, os.O_RDONLY))
+            except OSError as e:
+                raise UserError(f"cannot read image {path}: {e.strerror}; it was there when the conversion "
+                                "started: is another program changing the dataset?") from e
+            names.append(path)
+            if willneed is not None:
+                os.posix_fadvise(fds[-1], 0, 0, willneed)
+
+    try:
+        for _ in range(ahead):
+            open_next()
+        while fds:
+            fd, path = fds.popleft(), names.popleft()
+            try:
+                data = _read_fd(fd)
+            except OSError as e:
+                raise UserError(f"cannot read image {path}: {e.strerror}; replace it with an image file, or "
+                                "remove it and its annotation") from e
+            finally:
+                os.close(fd)
+            open_next()
+            yield data
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 SHARD_BYTES = 150 * 1024 * 1024  # TFRecord shards of ~150 MB: big enough to stream, small enough to interleave
@@ -191,43 +224,131 @@ def shard_names(split: str, count: int, shard: tuple[int, int] | None = None) ->
     return [f"{split}-{host}{i:05d}-of-{count:05d}.tfrecord" for i in range(count)]
 
 
+def _shard_plan(items: list[Item], shard_bytes: int) -> list[tuple[int, int]]:
+    """``[start, end)`` of each shard: consecutive images, a shard closed once its images' bytes reach
+    ``shard_bytes`` (so a shard holds ``shard_bytes`` plus at most one image, and a few hundred bytes of
+    keys per image). Planned from the files' sizes before anything is written, so every shard's name, and
+    its first ``source_id``, is known up front and shards can be written side by side."""
+    plan, start, size = [], 0, 0
+    for i, item in enumerate(items):
+        size += os.stat(item.path).st_size
+        if size >= shard_bytes:
+            plan.append((start, i + 1))
+            start, size = i + 1, 0
+    if start < len(items) or not plan:
+        plan.append((start, len(items)))
+    return plan
+
+
+_Task = tuple[Path, list[Item], list[str], dict[str, int], int]  # _write_shard's arguments
+
+
+def _write_shard(path: Path, items: list[Item], names: list[str], ids: Mapping[str, int], first_id: int,
+                 progress: Progress = _noop) -> int:
+    """One shard: ``path`` + ``.partial`` while written, renamed when whole; ``progress(1)`` per image. A
+    top-level function: it runs in a worker process too (there the parent counts whole shards)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "wb", buffering=1 << 20) as fh:
+            for source_id, (item, name, data) in enumerate(
+                    zip(items, names, _image_bytes([item.path for item in items]), strict=False), first_id):
+                write_records(fh, [tf_example(item, ids, str(source_id), name, data)])
+                progress(1)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(items)
+
+
+def _workers(tasks: int, workers: int | None) -> int:
+    """How many processes write shards: ``workers`` (default: the CPUs this process may use), at most one per
+    shard, and one where processes cannot be forked (macOS, Windows: see :func:`_write_in_processes`)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods() or sys.platform != "linux":
+        return 1
+    if workers is None:
+        workers = len(os.sched_getaffinity(0))
+    return max(1, min(workers, tasks))
+
+
 def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,
                    images: bool = True, shard: tuple[int, int] | None = None,
-                   shard_bytes: int = SHARD_BYTES) -> Path:
-    """``out/<split>-NNNNN-of-MMMMM.tfrecord`` shards of ``shard_bytes`` (plus at most one image) each, and
-    the label maps. One pass: a shard is closed when it is full, and the names get their count at the end."""
+                   shard_bytes: int = SHARD_BYTES, workers: int | None = None) -> Path:
+    """``out/<split>-NNNNN-of-MMMMM.tfrecord`` shards of about ``shard_bytes`` each, and the label maps.
+
+    Shards are planned from the images' sizes first (:func:`_shard_plan`), then written by ``workers``
+    processes (default: one per CPU, at most one per shard) side by side: encoding and checksumming are
+    Python and C under one interpreter lock, so processes, not threads, are what keeps up with a raw copy
+    of the JPEGs (``benchmarks/bench_convert.py``). The bytes do not depend on the number of workers."""
     if not images:
         raise UserError("TFRecords hold the image bytes: convert --to tfrecord needs the images")
     out.mkdir(parents=True, exist_ok=True)
     ids = {n: i + 1 for i, n in enumerate(ann.names)}
-    source_id = 0
-    with ThreadPoolExecutor(1, thread_name_prefix="tfrecord-read") as pool:
-        for split, items in splits.items():
-            partial: list[Path] = []
-            fh, size = None, 0
-            try:
-                for item, name, data in zip(items, _unique_names(items, shard), _read_ahead(pool, items),
-                                            strict=False):
-                    if fh is None or size >= shard_bytes:
-                        if fh is not None:
-                            fh.close()
-                        partial.append(out / f"{split}-{len(partial):05d}.tfrecord.partial")
-                        fh, size = open(partial[-1], "wb", buffering=1 << 20), 0  # noqa: SIM115 - closed when full
-                    source_id += 1
-                    record = tf_example(item, ids, str(source_id), name, data)
-                    write_records(fh, [record])
-                    size += record[1] + 16
-                    progress(1)
-            finally:
-                if fh is not None:
-                    fh.close()
-            if fh is None:  # an empty split still gets its (empty) shard: a reader's pattern must match something
-                partial.append(out / f"{split}-{len(partial):05d}.tfrecord.partial")
-                partial[-1].write_bytes(b"")
-            for path, final in zip(partial, shard_names(split, len(partial), shard), strict=False):
-                path.replace(out / final)
+    tasks: list[_Task] = []
+    first_id = 1
+    for split, items in splits.items():
+        names = _unique_names(items, shard)
+        plan = _shard_plan(items, shard_bytes)
+        for (start, end), final in zip(plan, shard_names(split, len(plan), shard), strict=True):
+            tasks.append((out / final, items[start:end], names[start:end], ids, first_id + start))
+        first_id += len(items)
+    written: list[Path] = []
+    try:
+        if _workers(len(tasks), workers) == 1:
+            for task in tasks:
+                _write_shard(*task, progress=progress)
+                written.append(task[0])
+        else:
+            _write_in_processes(tasks, _workers(len(tasks), workers), progress, written)
+    except BaseException:
+        for path in written:  # a failed conversion leaves no shard of its own behind: none looks like a dataset
+            path.unlink(missing_ok=True)
+        raise
     write_label_map(ann.names, out)
     return out
+
+
+_INHERITED: list[_Task] = []  # a forked worker's tasks, received at the fork: never pickled
+
+
+def _inherit(tasks: list[_Task]) -> None:
+    _INHERITED[:] = tasks
+
+
+def _write_inherited(index: int) -> int:
+    return _write_shard(*_INHERITED[index])
+
+
+def _write_in_processes(tasks: list[_Task], count: int, progress: Progress, written: list[Path]) -> None:
+    """Each shard written by one of ``count`` worker processes; ``written`` gets each shard once whole. The
+    first failure cancels the shards not started and waits for the running ones, then is raised.
+
+    Workers are forked, not spawned: a spawned worker first re-runs the caller's ``__main__`` script, and a
+    notebook's or a script's top-level code (launching a job, say) must never run twice. A forked worker
+    runs :func:`_write_shard` alone (files, ``struct``, CRC32C): none of the locks a parent's other threads
+    may hold at the fork (a notebook kernel's, a progress bar's). The tasks reach the workers with the fork
+    (pickling a million ``Item`` objects cost more than writing their records), the pipe carries indexes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"), initializer=_inherit,
+                             initargs=(tasks,)) as pool:
+        futures = {pool.submit(_write_inherited, i): task[0] for i, task in enumerate(tasks)}
+        try:
+            for future in as_completed(futures):
+                progress(future.result())
+                written.append(futures[future])
+        except BrokenProcessPool as e:
+            raise RuntimeError(f"a process writing TFRecord shards into {tasks[0][0].parent} died (killed for "
+                               "memory?); nothing of this conversion is kept: run it again, or with workers=1 to "
+                               "write in this process") from e
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            written.extend(path for future, path in futures.items()
+                           if path not in written and future.done() and not future.cancelled()
+                           and future.exception() is None)
 
 
 def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,

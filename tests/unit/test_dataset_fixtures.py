@@ -384,6 +384,55 @@ def test_tfrecord_shards_are_bounded(tmp_path):
     assert not list((tmp_path / "out").glob("*.partial"))
 
 
+def _many_images(root: Path, count: int) -> list:
+    from container.annotations.types import Box, Item
+
+    items = []
+    for i in range(count):
+        path = image(root / f"{i:02d}.jpg", 64, 48, color=(i * 20 % 256, 90, 200))
+        items.append(Item(path.name, path, 64, 48, [Box("x", 1, 2, 30 + i, 40)] * (i % 3), "train"))
+    return items
+
+
+def test_tfrecord_shards_are_the_same_bytes_from_one_process_or_several(tmp_path):
+    """Shards written side by side by worker processes are byte for byte the shards one process writes:
+    the same names, the same images in the same order, the same source ids across splits."""
+    from container.annotations.types import Annotations
+    from container.annotations.writers import write_tfrecord
+
+    items = _many_images(tmp_path / "src", 12)
+    ann = Annotations(items, ["x"], "yolo", tmp_path / "src")
+    splits = {"train": items[:9], "val": items[9:]}
+    limit = sum(p.path.stat().st_size for p in items) // 5
+    seen: list[int] = []
+    write_tfrecord(ann, tmp_path / "one", splits, shard_bytes=limit, workers=1)
+    write_tfrecord(ann, tmp_path / "two", splits, shard_bytes=limit, workers=2, progress=seen.append)
+    one = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert one == sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert len([n for n in one if n.startswith("train-")]) >= 3
+    for name in one:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    assert sum(seen) == 12  # progress: every image counted once, shard by shard
+
+
+def test_a_failed_tfrecord_shard_leaves_no_shard_behind(tmp_path):
+    """One unreadable image in one shard of several: the conversion fails with the file named, and none of
+    its shards, whole or partial, is left to look like a dataset."""
+    from container.annotations.types import Annotations, Item
+    from container.annotations.writers import write_tfrecord
+
+    items = _many_images(tmp_path / "src", 12)
+    (tmp_path / "src" / "broken.jpg").mkdir()  # a folder where an image should be: stat works, reading fails
+    items.insert(7, Item("broken.jpg", tmp_path / "src" / "broken.jpg", 64, 48, [], "train"))
+    ann = Annotations(items, ["x"], "yolo", tmp_path / "src")
+    limit = sum(p.path.stat().st_size for p in items[:7]) // 3
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        with pytest.raises(UserError, match="cannot read image .*broken.jpg: Is a directory"):
+            write_tfrecord(ann, out, {"train": items}, shard_bytes=limit, workers=workers)
+        assert list(out.iterdir()) == []
+
+
 # -- conversion on several machines (SageMaker Processing) ----------------------------------------------
 def test_two_processing_machines_convert_each_image_once(tmp_path):
     """`python -m container convert` on two machines of one Processing job (the same COCO file, each its
