@@ -295,12 +295,11 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
         first_id += len(items)
     written: list[Path] = []
     try:
-        if _workers(len(tasks), workers) == 1:
+        count = _workers(len(tasks), workers)
+        if count == 1 or not _write_in_processes(tasks, count, progress, written):
             for task in tasks:
                 _write_shard(*task, progress=progress)
                 written.append(task[0])
-        else:
-            _write_in_processes(tasks, _workers(len(tasks), workers), progress, written)
     except BaseException:
         for path in written:  # a failed conversion leaves no shard of its own behind: none looks like a dataset
             path.unlink(missing_ok=True)
@@ -320,9 +319,10 @@ def _write_inherited(index: int) -> int:
     return _write_shard(*_INHERITED[index])
 
 
-def _write_in_processes(tasks: list[_Task], count: int, progress: Progress, written: list[Path]) -> None:
+def _write_in_processes(tasks: list[_Task], count: int, progress: Progress, written: list[Path]) -> bool:
     """Each shard written by one of ``count`` worker processes; ``written`` gets each shard once whole. The
-    first failure cancels the shards not started and waits for the running ones, then is raised.
+    first failure cancels the shards not started and waits for the running ones, then is raised. False,
+    having written nothing, where no process pool can be made (no ``/dev/shm`` for its locks, say).
 
     Workers are forked, not spawned: a spawned worker first re-runs the caller's ``__main__`` script, and a
     notebook's or a script's top-level code (launching a job, say) must never run twice. A forked worker
@@ -333,8 +333,12 @@ def _write_in_processes(tasks: list[_Task], count: int, progress: Progress, writ
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"), initializer=_inherit,
-                             initargs=(tasks,)) as pool:
+    try:
+        pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"), initializer=_inherit,
+                                   initargs=(tasks,))
+    except (OSError, ImportError, NotImplementedError):
+        return False
+    with pool:
         futures = {pool.submit(_write_inherited, i): task[0] for i, task in enumerate(tasks)}
         try:
             for future in as_completed(futures):
@@ -349,6 +353,7 @@ def _write_in_processes(tasks: list[_Task], count: int, progress: Progress, writ
             written.extend(path for future, path in futures.items()
                            if path not in written and future.done() and not future.cancelled()
                            and future.exception() is None)
+    return True
 
 
 def write_voc(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *, progress: Progress = _noop,

@@ -155,3 +155,24 @@ def test_two_hosts(engine, shapes, tmp_path):
     assert metric_values(logs[1]) == {}, "only the leader prints metric lines"
     assert (bases[0] / "model" / "metrics.json").is_file()
     assert not any((bases[1] / "model").iterdir())
+
+
+def test_processing_convert_to_tfrecords(engine, shapes, tmp_path):
+    """`IMAGE convert` as SageMaker Processing starts it (input mounted read-only, no network): the
+    TFRecords it writes are the records this checkout writes from the same source."""
+    from container.annotations import convert
+    from container.annotations.tfrecord import read_records
+
+    out = tmp_path / "out"
+    out.mkdir()
+    result = engine.run("run", "--rm", "--network", "none", "-v", f"{shapes}:/opt/ml/processing/input/data:ro",
+                        "-v", f"{out}:/opt/ml/processing/output/data", TAG, "convert", "--to", "tfrecord",
+                        check=False, capture_output=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    convert(shapes, "tfrecord", tmp_path / "here", log=lambda _: None)
+    shards = sorted(p.name for p in out.glob("*.tfrecord"))
+    assert shards == sorted(p.name for p in (tmp_path / "here").glob("*.tfrecord")) == [
+        "train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord"]
+    for name in shards:
+        records = list(read_records(out / name))
+        assert records == list(read_records(tmp_path / "here" / name)) and records, name
