@@ -8,14 +8,18 @@ TFRecord, which holds the image bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import as_completed
 from pathlib import Path
+from signal import SIG_DFL
 
 import yaml
 
@@ -231,7 +235,11 @@ def _shard_plan(items: list[Item], shard_bytes: int) -> list[tuple[int, int]]:
     its first ``source_id``, is known up front and shards can be written side by side."""
     plan, start, size = [], 0, 0
     for i, item in enumerate(items):
-        size += os.stat(item.path).st_size
+        try:
+            size += os.stat(item.path).st_size
+        except OSError as e:  # gone since the check
+            raise UserError(f"cannot read image {item.path}: {e.strerror}; it was there when the conversion "
+                            "started: is another program changing the dataset?") from e
         if size >= shard_bytes:
             plan.append((start, i + 1))
             start, size = i + 1, 0
@@ -243,20 +251,25 @@ def _shard_plan(items: list[Item], shard_bytes: int) -> list[tuple[int, int]]:
 _Task = tuple[Path, list[Item], list[str], dict[str, int], int]  # _write_shard's arguments
 
 
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
 def _write_shard(path: Path, items: list[Item], names: list[str], ids: Mapping[str, int], first_id: int,
                  progress: Progress = _noop) -> int:
-    """One shard: ``path`` + ``.partial`` while written, renamed when whole; ``progress(1)`` per image. A
-    top-level function: it runs in a worker process too (there the parent counts whole shards)."""
-    partial = path.with_name(path.name + ".partial")
+    """One shard, written as ``path`` + ``.partial`` (:func:`write_tfrecord` renames it once every shard is
+    whole); ``progress(1)`` per image. A top-level function: it runs in a worker process too (there the
+    parent counts whole shards)."""
+    partial = _partial(path)
     try:
         with open(partial, "wb", buffering=1 << 20) as fh:
             for source_id, (item, name, data) in enumerate(
                     zip(items, names, _image_bytes([item.path for item in items]), strict=False), first_id):
                 write_records(fh, [tf_example(item, ids, str(source_id), name, data)])
                 progress(1)
-        partial.replace(path)
-    finally:
+    except BaseException:
         partial.unlink(missing_ok=True)
+        raise
     return len(items)
 
 
@@ -280,7 +293,11 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
     Shards are planned from the images' sizes first (:func:`_shard_plan`), then written by ``workers``
     processes (default: one per CPU, at most one per shard) side by side: encoding and checksumming are
     Python and C under one interpreter lock, so processes, not threads, are what keeps up with a raw copy
-    of the JPEGs (``benchmarks/bench_convert.py``). The bytes do not depend on the number of workers."""
+    of the JPEGs (``benchmarks/bench_convert.py``). The bytes do not depend on the number of workers.
+
+    All or nothing: the shards are renamed into place only once every one is whole, so a failed or stopped
+    conversion leaves none of its files, and the shards of an earlier conversion into ``out`` as they were
+    (never a mix of the two for a reader's ``train-*``)."""
     if not images:
         raise UserError("TFRecords hold the image bytes: convert --to tfrecord needs the images")
     out.mkdir(parents=True, exist_ok=True)
@@ -293,66 +310,95 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
         for (start, end), final in zip(plan, shard_names(split, len(plan), shard), strict=True):
             tasks.append((out / final, items[start:end], names[start:end], ids, first_id + start))
         first_id += len(items)
-    written: list[Path] = []
     try:
-        count = _workers(len(tasks), workers)
-        if count == 1 or not _write_in_processes(tasks, count, progress, written):
-            for task in tasks:
-                _write_shard(*task, progress=progress)
-                written.append(task[0])
+        with _sigterm_exits():
+            count = _workers(len(tasks), workers)
+            if count == 1 or not _write_in_processes(tasks, count, progress):
+                for task in tasks:
+                    _write_shard(*task, progress=progress)
     except BaseException:
-        for path in written:  # a failed conversion leaves no shard of its own behind: none looks like a dataset
-            path.unlink(missing_ok=True)
+        for task in tasks:  # every worker has ended: nothing writes these any more
+            _partial(task[0]).unlink(missing_ok=True)
         raise
+    for task in tasks:
+        _partial(task[0]).replace(task[0])
     write_label_map(ann.names, out)
     return out
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """While shards are written, a SIGTERM whose default action would end this process at once (``kill PID``;
+    no handler of the caller's) ends it through :func:`write_tfrecord`'s clean-up instead: ``SystemExit(143)``,
+    the status a shell reports for SIGTERM. A caller's own handler (the training image's) is left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != SIG_DFL:
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, SIG_DFL)
 
 
 _INHERITED: list[_Task] = []  # a forked worker's tasks, received at the fork: never pickled
 
 
-def _inherit(tasks: list[_Task]) -> None:
+def _inherit(tasks: list[_Task], parent: int) -> None:
+    """A worker's start: its tasks, which came with the fork. SIGTERM gets its default action back: the pool
+    ends the other workers with it when one died, and a handler inherited from the caller (the training
+    image's raises an exception) would keep them taking shards instead. And the worker ends with its parent
+    (``PR_SET_PDEATHSIG``): killed, the parent can no longer clean up, and a worker must not write on alone."""
     _INHERITED[:] = tasks
+    signal.signal(signal.SIGTERM, SIG_DFL)
+    with contextlib.suppress(OSError, AttributeError):  # Linux's prctl: the only place workers are forked
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent was gone before prctl
+        os._exit(1)
 
 
 def _write_inherited(index: int) -> int:
     return _write_shard(*_INHERITED[index])
 
 
-def _write_in_processes(tasks: list[_Task], count: int, progress: Progress, written: list[Path]) -> bool:
-    """Each shard written by one of ``count`` worker processes; ``written`` gets each shard once whole. The
-    first failure cancels the shards not started and waits for the running ones, then is raised. False,
-    having written nothing, where no process pool can be made (no ``/dev/shm`` for its locks, say).
+def _write_in_processes(tasks: list[_Task], count: int, progress: Progress) -> bool:
+    """Each shard written by one of ``count`` worker processes. The first failure cancels the shards not
+    started and waits for the running ones (every worker has ended when this returns or raises), then is
+    raised. False, having written nothing, where no process pool can be made (no ``/dev/shm`` for its
+    locks, say).
 
     Workers are forked, not spawned: a spawned worker first re-runs the caller's ``__main__`` script, and a
     notebook's or a script's top-level code (launching a job, say) must never run twice. A forked worker
     runs :func:`_write_shard` alone (files, ``struct``, CRC32C): none of the locks a parent's other threads
     may hold at the fork (a notebook kernel's, a progress bar's). The tasks reach the workers with the fork
     (pickling a million ``Item`` objects cost more than writing their records), the pipe carries indexes."""
+    import ctypes  # noqa: F401 - for _inherit: imported here, a forked worker imports nothing
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     try:
         pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("fork"), initializer=_inherit,
-                                   initargs=(tasks,))
+                                   initargs=(tasks, os.getpid()))
     except (OSError, ImportError, NotImplementedError):
         return False
     with pool:
-        futures = {pool.submit(_write_inherited, i): task[0] for i, task in enumerate(tasks)}
+        futures = [pool.submit(_write_inherited, i) for i in range(len(tasks))]
         try:
             for future in as_completed(futures):
                 progress(future.result())
-                written.append(futures[future])
         except BrokenProcessPool as e:
             raise RuntimeError(f"a process writing TFRecord shards into {tasks[0][0].parent} died (killed for "
                                "memory?); nothing of this conversion is kept: run it again, or with workers=1 to "
                                "write in this process") from e
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            written.extend(path for future, path in futures.items()
-                           if path not in written and future.done() and not future.cancelled()
-                           and future.exception() is None)
     return True
 
 

@@ -440,6 +440,135 @@ def test_a_failed_tfrecord_shard_leaves_no_shard_behind(tmp_path):
         assert list(out.iterdir()) == []
 
 
+def test_a_failed_tfrecord_conversion_leaves_an_earlier_ones_shards_as_they_were(tmp_path):
+    """Converting again into the same folder and failing halfway: the earlier conversion's shards of the same
+    names are all still there, unchanged (no mix of old and new shards, none lost), and nothing else is."""
+    from container.annotations.types import Annotations, Item
+    from container.annotations.writers import write_tfrecord
+
+    items = _many_images(tmp_path / "src", 12)
+    ann = Annotations(items, ["x"], "yolo", tmp_path / "src")
+    limit = sum(p.path.stat().st_size for p in items) // 4
+    out = tmp_path / "out"
+    write_tfrecord(ann, out, {"train": items}, shard_bytes=limit, workers=1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len([n for n in before if n.endswith(".tfrecord")]) >= 3
+    (tmp_path / "src" / "broken.jpg").mkdir()  # the last shard's image: the shards before it are written first
+    broken = [*items[:-1], Item("broken.jpg", tmp_path / "src" / "broken.jpg", 64, 48, [], "train")]
+    for workers in (1, 2):
+        with pytest.raises(UserError, match="cannot read image .*broken.jpg"):
+            write_tfrecord(ann, out, {"train": broken}, shard_bytes=limit, workers=workers)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("callers_handler", [False, True])
+def test_a_killed_tfrecord_worker_leaves_no_shard_or_partial_behind(tmp_path, monkeypatch, callers_handler):
+    """A worker process killed mid-shard (SIGKILL: out of memory): a clear error, and no shard or ``.partial``
+    file of the conversion left, also where the caller has its own SIGTERM handler (as the training image
+    has: the pool ends the other workers with SIGTERM, and a handler they inherited must not keep them
+    writing)."""
+    import os
+    import signal
+
+    from container.annotations import writers
+    from container.annotations.types import Annotations
+
+    items = _many_images(tmp_path / "src", 12)
+    ann = Annotations(items, ["x"], "yolo", tmp_path / "src")
+    limit = sum(p.path.stat().st_size for p in items) // 4
+    parent, encode = os.getpid(), writers.tf_example
+
+    def dies_at_the_eighth_image(item, *args):  # forked workers inherit this patch
+        if item is items[7] and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return encode(item, *args)
+
+    def stop(signum, frame):
+        raise RuntimeError("stop requested")
+
+    monkeypatch.setattr(writers, "tf_example", dies_at_the_eighth_image)
+    previous = signal.signal(signal.SIGTERM, stop) if callers_handler else None
+    try:
+        with pytest.raises(RuntimeError, match="died"):
+            writers.write_tfrecord(ann, tmp_path / "out", {"train": items}, shard_bytes=limit, workers=2)
+    finally:
+        if callers_handler:
+            signal.signal(signal.SIGTERM, previous)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+_SIGTERMED = """
+import sys, time
+from pathlib import Path
+from container.annotations import writers
+from container.annotations.types import Annotations, Box, Item
+
+paths = sorted(Path(sys.argv[1]).glob("*.jpg"))
+items = [Item(p.name, p, 64, 48, [Box("x", 1, 2, 30, 40)], "train") for p in paths]
+write = writers.write_records
+
+def slow(fh, records):  # slow enough to be stopped halfway
+    time.sleep(0.05)
+    return write(fh, records)
+
+writers.write_records = slow
+writers.write_tfrecord(Annotations(items, ["x"], "yolo", Path(sys.argv[1])), Path(sys.argv[2]), {"train": items},
+                       shard_bytes=sum(p.stat().st_size for p in paths) // 4, workers=2)
+"""
+
+
+def test_sigterm_to_a_tfrecord_conversion_leaves_no_shard_and_no_worker(tmp_path):
+    """``kill PID`` (SIGTERM, its default action) while worker processes write shards: the conversion ends
+    (exit status 143, as for a process SIGTERM ended), no shard or ``.partial`` file is left, and no worker
+    lives on writing alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from container.signals import child_pids
+
+    _many_images(tmp_path / "src", 24)
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", _SIGTERMED, str(tmp_path / "src"), str(out)], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not list(out.glob("*.partial")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        workers = child_pids(proc.pid)
+        assert list(out.glob("*.partial")) and len(workers) == 2
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.returncode == 143, err[-2000:]
+    assert not [pid for pid in workers if alive(pid)]
+    assert not list(out.glob("*.tfrecord*"))
+
+
+def test_an_image_gone_before_the_shards_are_planned_is_named(tmp_path):
+    from container.annotations.types import Annotations, Item
+    from container.annotations.writers import write_tfrecord
+
+    items = _many_images(tmp_path / "src", 3)
+    items.append(Item("gone.jpg", tmp_path / "src" / "gone.jpg", 64, 48, [], "train"))
+    with pytest.raises(UserError, match="cannot read image .*gone.jpg: No such file"):
+        write_tfrecord(Annotations(items, ["x"], "yolo", tmp_path / "src"), tmp_path / "out", {"train": items})
+
+
 # -- conversion on several machines (SageMaker Processing) ----------------------------------------------
 def test_two_processing_machines_convert_each_image_once(tmp_path):
     """`python -m container convert` on two machines of one Processing job (the same COCO file, each its
