@@ -310,6 +310,7 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
         for (start, end), final in zip(plan, shard_names(split, len(plan), shard), strict=True):
             tasks.append((out / final, items[start:end], names[start:end], ids, first_id + start))
         first_id += len(items)
+    _refuse_other_shards(out, splits, shard, {task[0].name for task in tasks})
     try:
         with _sigterm_exits():
             count = _workers(len(tasks), workers)
@@ -324,6 +325,19 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
         _partial(task[0]).replace(task[0])
     write_label_map(ann.names, out)
     return out
+
+
+def _refuse_other_shards(out: Path, splits: Mapping[str, list[Item]], shard: tuple[int, int] | None,
+                         ours: set[str]) -> None:
+    """A UserError naming the shards (and ``.partial`` files) of an earlier conversion in ``out`` that this one
+    would not replace (another shard count): a reader of ``train-*`` would take them with the new ones."""
+    patterns = [shard_names(split, 1, shard)[0].replace("00000-of-00001", "?????-of-?????") for split in splits]
+    others = sorted(p.name for pattern in patterns for suffix in ("", ".partial") for p in out.glob(pattern + suffix)
+                    if p.name.removesuffix(".partial") not in ours)  # our own .partial: replaced
+    if others:
+        raise UserError(f"{out} holds TFRecord shards of an earlier conversion ({', '.join(others[:4])}"
+                        f"{', ...' if len(others) > 4 else ''}) that a reader would take together with this one's "
+                        "(another shard count): remove them, or convert into an empty folder")
 
 
 @contextlib.contextmanager

@@ -461,6 +461,29 @@ def test_a_failed_tfrecord_conversion_leaves_an_earlier_ones_shards_as_they_were
         assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_tfrecord_shards_of_an_earlier_conversion_with_another_count_are_named_not_mixed_in(tmp_path):
+    """The folder holds ``train-0000k-of-00002.tfrecord`` from an earlier conversion, this one writes 4 shards:
+    a reader of ``train-*`` would take both, the old images twice. Refused with the files named, nothing
+    written or removed; shards of the same names (a conversion run again) are replaced."""
+    from container.annotations.types import Annotations
+    from container.annotations.writers import write_tfrecord
+
+    items = _many_images(tmp_path / "src", 12)
+    ann = Annotations(items, ["x"], "yolo", tmp_path / "src")
+    total = sum(p.path.stat().st_size for p in items)
+    out = tmp_path / "out"
+    write_tfrecord(ann, out, {"train": items, "val": items[:2]}, shard_bytes=total // 2)
+    write_tfrecord(ann, out, {"train": items, "val": items[:2]}, shard_bytes=total // 2)  # the same names
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "train-00001-of-00002.tfrecord" in before
+    with pytest.raises(UserError, match=r"train-00000-of-00002.tfrecord, train-00001-of-00002.tfrecord.*"
+                                        r"remove them, or convert into an empty folder"):
+        write_tfrecord(ann, out, {"train": items}, shard_bytes=total // 4)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    write_tfrecord(ann, out, {"test": items}, shard_bytes=total // 4)  # another split's shards: no mix
+    assert len(list(out.glob("test-*-of-00004.tfrecord"))) == 4
+
+
 @pytest.mark.parametrize("callers_handler", [False, True])
 def test_a_killed_tfrecord_worker_leaves_no_shard_or_partial_behind(tmp_path, monkeypatch, callers_handler):
     """A worker process killed mid-shard (SIGKILL: out of memory): a clear error, and no shard or ``.partial``
