@@ -392,7 +392,7 @@ def _write_in_processes(tasks: list[_Task], count: int, progress: Progress) -> b
     runs :func:`_write_shard` alone (files, ``struct``, CRC32C): none of the locks a parent's other threads
     may hold at the fork (a notebook kernel's, a progress bar's). The tasks reach the workers with the fork
     (pickling a million ``Item`` objects cost more than writing their records), the pipe carries indexes."""
-    import ctypes  # noqa: F401 - for _inherit: imported here, a forked worker imports nothing
+    import ctypes  # noqa: F401 - for _inherit, imported before the fork: a worker must not wait on an import lock
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
