@@ -211,6 +211,9 @@ def _image_bytes(paths: list[Path], ahead: int = 16) -> Iterator[bytes]:
                                 "remove it and its annotation") from e
             finally:
                 os.close(fd)
+            if not data:  # emptied since the check (or never checked: verify_images=False)
+                raise UserError(f"image {path} is empty (0 bytes): replace it with the image, or remove it and its "
+                                "annotation")
             open_next()
             yield data
     finally:
@@ -248,24 +251,36 @@ def _shard_plan(items: list[Item], shard_bytes: int) -> list[tuple[int, int]]:
     return plan
 
 
-_Task = tuple[Path, list[Item], list[str], dict[str, int], int]  # _write_shard's arguments
+_Task = tuple[Path, list[Item], list[str], dict[str, int], int, int]  # _write_shard's arguments
+
+
+PARTIAL = ".partial"  # a shard being written: never a dataset's file (readers of *.tfrecord* skip it)
 
 
 def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
+    return path.with_name(path.name + PARTIAL)
+
+
+def _source_ids(first: int, shard: tuple[int, int] | None) -> tuple[int, int]:
+    """The first ``image/source_id`` of a shard whose first image is this conversion's ``first``-th, and the
+    step between ids. Model Garden's COCO evaluation takes the (numeric) source id as the image id, so ids
+    must be unique across everything a job reads: machine ``i`` of ``n`` in a Processing job numbers its
+    images ``i + 1, i + 1 + n, i + 1 + 2n, ...``; one machine ``1, 2, 3, ...``."""
+    index, count = shard or (0, 1)
+    return (first - 1) * count + index + 1, count
 
 
 def _write_shard(path: Path, items: list[Item], names: list[str], ids: Mapping[str, int], first_id: int,
-                 progress: Progress = _noop) -> int:
+                 step: int = 1, progress: Progress = _noop) -> int:
     """One shard, written as ``path`` + ``.partial`` (:func:`write_tfrecord` renames it once every shard is
     whole); ``progress(1)`` per image. A top-level function: it runs in a worker process too (there the
     parent counts whole shards)."""
     partial = _partial(path)
     try:
         with open(partial, "wb", buffering=1 << 20) as fh:
-            for source_id, (item, name, data) in enumerate(
-                    zip(items, names, _image_bytes([item.path for item in items]), strict=False), first_id):
-                write_records(fh, [tf_example(item, ids, str(source_id), name, data)])
+            for k, (item, name, data) in enumerate(
+                    zip(items, names, _image_bytes([item.path for item in items]), strict=False)):
+                write_records(fh, [tf_example(item, ids, str(first_id + k * step), name, data)])
                 progress(1)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -308,7 +323,7 @@ def write_tfrecord(ann: Annotations, out: Path, splits: Mapping[str, list[Item]]
         names = _unique_names(items, shard)
         plan = _shard_plan(items, shard_bytes)
         for (start, end), final in zip(plan, shard_names(split, len(plan), shard), strict=True):
-            tasks.append((out / final, items[start:end], names[start:end], ids, first_id + start))
+            tasks.append((out / final, items[start:end], names[start:end], ids, *_source_ids(first_id + start, shard)))
         first_id += len(items)
     _refuse_other_shards(out, splits, shard, {task[0].name for task in tasks})
     try:
@@ -332,8 +347,8 @@ def _refuse_other_shards(out: Path, splits: Mapping[str, list[Item]], shard: tup
     """A UserError naming the shards (and ``.partial`` files) of an earlier conversion in ``out`` that this one
     would not replace (another shard count): a reader of ``train-*`` would take them with the new ones."""
     patterns = [shard_names(split, 1, shard)[0].replace("00000-of-00001", "?????-of-?????") for split in splits]
-    others = sorted(p.name for pattern in patterns for suffix in ("", ".partial") for p in out.glob(pattern + suffix)
-                    if p.name.removesuffix(".partial") not in ours)  # our own .partial: replaced
+    others = sorted(p.name for pattern in patterns for suffix in ("", PARTIAL) for p in out.glob(pattern + suffix)
+                    if p.name.removesuffix(PARTIAL) not in ours)  # our own .partial: replaced
     if others:
         raise UserError(f"{out} holds TFRecord shards of an earlier conversion ({', '.join(others[:4])}"
                         f"{', ...' if len(others) > 4 else ''}) that a reader would take together with this one's "

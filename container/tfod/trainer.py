@@ -76,7 +76,7 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
         if not maps:
             raise UserError("channel 'labels' holds no label map (label_map.pbtxt, an id,name CSV, or a YAML)")
         names = read_label_map(maps[0])
-    records = sorted(train.rglob("*.tfrecord*"))
+    records = _records(train)
     fmt = hps.get("data_format") or "auto"
     if records and fmt in ("auto", "tfrecord"):
         if names is None:
@@ -85,7 +85,7 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
                 raise UserError("TFRecords need a label map: a 'labels' channel, or label_map.pbtxt/.csv beside them")
             names = read_label_map(found[0])
         val_ch = env.channel("val")
-        val_records = sorted(val_ch.rglob("*.tfrecord*")) if val_ch else [p for p in records if "val" in p.name]
+        val_records = _records(val_ch) if val_ch else [p for p in records if "val" in p.name]
         train_records = [p for p in records if p not in val_records] or records
         if not val_records:
             raise UserError("no validation TFRecords: give a 'val' channel or a val*.tfrecord beside the train ones")
@@ -114,6 +114,14 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
     else:
         val = out / "val-*.tfrecord"
     return out / "train-*.tfrecord", val, list(ann.names)  # shards: Model Garden's input reader globs them
+
+
+def _records(folder: Path) -> list[Path]:
+    """TFRecord files under ``folder`` (``train.tfrecord``, ``train-00000-of-00004.tfrecord``,
+    ``train.tfrecord-00000-of-00010``), not a conversion's unfinished ``.partial`` shards."""
+    from container.annotations.writers import PARTIAL
+
+    return sorted(p for p in folder.rglob("*.tfrecord*") if not p.name.endswith(PARTIAL))
 
 
 def check_record_classes(paths: list[Path], names: list[str], channel: str) -> None:

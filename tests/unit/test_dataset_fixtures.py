@@ -422,6 +422,20 @@ def test_tfrecord_shards_are_the_same_bytes_from_one_process_or_several(tmp_path
     assert sum(seen) == 12  # progress: every image counted once, shard by shard
 
 
+def test_an_empty_image_is_named_not_written(tmp_path):
+    """An image emptied after the check (or never checked) is refused by name, not written as a record whose
+    image no decoder can read."""
+    from container.annotations.types import Annotations, Item
+    from container.annotations.writers import write_tfrecord
+
+    items = _many_images(tmp_path / "src", 3)
+    (tmp_path / "src" / "empty.jpg").write_bytes(b"")
+    items.append(Item("empty.jpg", tmp_path / "src" / "empty.jpg", 64, 48, [], "train"))
+    with pytest.raises(UserError, match=r"image .*empty.jpg is empty \(0 bytes\)"):
+        write_tfrecord(Annotations(items, ["x"], "yolo", tmp_path / "src"), tmp_path / "out", {"train": items})
+    assert not list((tmp_path / "out").glob("*.tfrecord*"))
+
+
 def test_a_failed_tfrecord_shard_leaves_no_shard_behind(tmp_path):
     """One unreadable image in one shard of several: the conversion fails with the file named, and none of
     its shards, whole or partial, is left to look like a dataset."""
@@ -612,11 +626,15 @@ def test_two_processing_machines_convert_each_image_once(tmp_path):
     (source / "instances.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": [
         {"id": 1, "name": "car"}, {"id": 2, "name": "bus"}]}))
 
+    source_ids: list[int] = []
+
     def records(folder: Path) -> dict[str, tuple]:
         out = {}
+        source_ids.clear()
         for shard in sorted(folder.glob("*.tfrecord")):
             for raw in read_records(shard):
                 ex = decode_example(raw)
+                source_ids.append(int(ex["image/source_id"][0]))  # Model Garden's COCO eval: the image id
                 key = _hashlib.sha1(ex["image/encoded"][0]).hexdigest()
                 assert key not in out, "an image converted twice"
                 out[key] = (tuple(ex["image/object/class/text"]),
@@ -630,6 +648,7 @@ def test_two_processing_machines_convert_each_image_once(tmp_path):
         assert convert_entry(["--to", "tfrecord", "--split", "0.7,0.3", "--input", str(source),
                               "--output", str(tmp_path / "out"), "--resource-config", str(config)]) == 0
     union = records(tmp_path / "out")
+    assert sorted(source_ids) == sorted(set(source_ids)), "two machines gave images the same source id"
     names = sorted(p.name for p in (tmp_path / "out").glob("*.tfrecord"))
     assert {n.split("-")[1] for n in names} == {"host0of2", "host1of2"}
     convert(source, "tfrecord", tmp_path / "local", log=quiet)

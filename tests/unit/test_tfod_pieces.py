@@ -203,3 +203,19 @@ def test_experiment_config_in_its_own_environment():
                             env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=600,
                             check=False)
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:] + result.stderr[-2000:]
+
+
+def test_a_conversions_unfinished_shard_is_no_training_data(tmp_path):
+    """A `.partial` shard (a conversion killed mid-write, uploaded with the folder) is not read as records."""
+    from container.annotations import convert
+    from container.synthetic import NAMES, make_shapes
+    from container.tfod.trainer import resolve_data
+
+    records = tmp_path / "records"
+    convert(make_shapes(tmp_path / "shapes", train=4, val=2, size=32), "tfrecord", records, log=lambda _: None)
+    (records / "train-00001-of-00002.tfrecord.partial").write_bytes(b"\x00" * 40)  # not a whole record
+    base = build_tree(tmp_path / "opt_ml", {"train": records}, {})
+    train, val, names = resolve_data(Environment.from_base_dir(base, environ={}, num_gpus=0, num_cpus=1), {},
+                                     tmp_path / "work")
+    assert (train.name, val.name) == ("train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord")
+    assert names == list(NAMES)
