@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from container.annotations.paths import IMG_SUFFIXES, walk_files
 from container.annotations.types import Annotations, Box, Item
+from container.annotations.upright import orientation, upright_size
 
 EXAMPLES = 3
 MIN_SIDE = 10  # ultralytics refuses images under 10 px a side (verify_image_label: "image size <10 pixels")
@@ -106,11 +107,10 @@ def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images
                     from PIL import Image
 
                     with Image.open(item.path) as im:
-                        size = im.size
+                        size, stored, turn = upright_size(im), im.size, orientation(im)
                         im.verify()
                     if item.width and item.height and (item.width, item.height) != size:
-                        report.add("size differs from the annotation",
-                                   f"{item.name}: annotated {item.width}x{item.height}, image {size[0]}x{size[1]}",
+                        report.add("size differs from the annotation", _size_differs(item, size, stored, turn),
                                    item)
                     item.width, item.height = size
                 except Exception as err:
@@ -150,6 +150,15 @@ def check(ann: Annotations, *, names: Sequence[str] | None = None, verify_images
                 report.add("image no annotation mentions", p.relative_to(ann.source).as_posix(), warning=True)
     report.without_labels = report.warnings[NO_LABELS].count if NO_LABELS in report.warnings else 0
     return report
+
+
+def _size_differs(item: Item, size: tuple[int, int], stored: tuple[int, int], turn: int) -> str:
+    text = f"{item.name}: annotated {item.width}x{item.height}, image {size[0]}x{size[1]}"
+    if (item.width, item.height) == stored:  # the tool drew on the stored pixels, every trainer turns them
+        text += (f" once turned by its EXIF orientation {turn} (stored {stored[0]}x{stored[1]}: the labelling tool "
+                 "ignored the tag, so its boxes would land beside the objects; remove the tag, e.g. "
+                 "exiftool -Orientation=1 -n, or label it again in a tool that applies it)")
+    return text
 
 
 def _where(item: Item, b: Box) -> str:

@@ -20,6 +20,7 @@ from container.annotations.detect import CSV_HEADER, FORMATS, detect, json_kind
 from container.annotations.paths import ImageIndex, dataset_root, folder_of, split_of, split_word, walk_files
 from container.annotations.tools import read_cvat, read_labelme
 from container.annotations.types import Annotations, Box, Item
+from container.annotations.upright import upright_size
 from container.annotations.yolo_tree import discover, label_box, label_path, search_names
 from container.failure import UserError
 
@@ -50,7 +51,7 @@ def read_yolo(root: Path, names: list[str] | None = None) -> Annotations:
             rel = image.relative_to(root).as_posix()
             try:
                 with Image.open(image) as im:
-                    width, height = im.size
+                    width, height = upright_size(im)  # labels are fractions of the image ultralytics sees
             except OSError:
                 ann.items.append(Item(rel, image, None, None, [], split))
                 continue

@@ -26,6 +26,7 @@ import yaml
 from container.annotations.labelmap import write_label_map
 from container.annotations.tfrecord import od_example_parts, write_records
 from container.annotations.types import Annotations, Item
+from container.annotations.upright import upright_bytes, upright_size
 from container.failure import UserError
 
 Progress = Callable[[int], None]
@@ -41,7 +42,7 @@ def _size(item: Item) -> tuple[int, int]:
     from PIL import Image
 
     with Image.open(item.path) as im:
-        item.width, item.height = im.size
+        item.width, item.height = upright_size(im)
     return item.width, item.height
 
 
@@ -155,9 +156,11 @@ def _unit(values: list[float]) -> list[float]:
 
 def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str,
                data: bytes) -> tuple[list[bytes], int]:
-    """The record of ``item``; ``data``: its image's bytes."""
+    """The record of ``item``; ``data``: its image's bytes (re-encoded upright when its EXIF orientation turns
+    it: TensorFlow decodes the stored pixels, and the boxes are on the upright image)."""
     width, height = _size(item)
     boxes = item.boxes
+    data, _ = upright_bytes(data)
     return od_example_parts(
         encoded=data,
         fmt=b"png" if item.path.suffix.lower() == ".png" else b"jpeg",
