@@ -42,8 +42,9 @@ def json_kind(path: Path) -> str | None:
     return None
 
 
-def _kind(path: Path, rel: Path) -> str | None:
-    """The format one file belongs to; "xml?"/"json?" for an XML or JSON file none of ours."""
+def _kind(path: Path, rel: Path, image_stems: set[Path]) -> str | None:
+    """The format one file belongs to; "xml?"/"json?" for an XML or JSON file none of ours. ``image_stems``:
+    every image's path without its suffix (a darknet label is beside an image of any suffix, ``.JPG`` too)."""
     suffix = path.suffix.lower()
     if suffix == ".xml":
         tag = xml_root_tag(path)
@@ -55,7 +56,7 @@ def _kind(path: Path, rel: Path) -> str | None:
             header = fh.readline().strip().lower().replace(" ", "").split(",")
         return "csv" if header[:8] == CSV_HEADER else None
     if suffix == ".txt" and path.name not in ("classes.txt", "names.txt") and (
-            "labels" in rel.parts[:-1] or any(path.with_suffix(x).exists() for x in (".jpg", ".png", ".jpeg"))):
+            "labels" in rel.parts[:-1] or path.with_suffix("") in image_stems):
         return "yolo"  # ultralytics' labels/ tree, or darknet's label beside its image (CVAT "YOLO 1.1")
     return None
 
@@ -64,14 +65,15 @@ def detect(root: Path) -> str:
     """The annotation format of a folder (or file), or a UserError naming what was found."""
     root = Path(root)
     if root.is_file():
-        candidates = [(root, Path(root.name))]
+        candidates, image_stems = [(root, Path(root.name))], set()
     else:
-        candidates = [(p, p.relative_to(root)) for p in sorted(root.rglob("*"))
-                      if p.suffix.lower() in SUFFIXES and p.is_file()
-                      and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+        files = [p for p in sorted(root.rglob("*"))
+                 if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+        candidates = [(p, p.relative_to(root)) for p in files if p.suffix.lower() in SUFFIXES and p.is_file()]
+        image_stems = {p.with_suffix("") for p in files if p.suffix.lower() in IMG_SUFFIXES}
     found: dict[str, list[Path]] = {}
     for path, rel in candidates:
-        kind = _kind(path, rel)
+        kind = _kind(path, rel, image_stems)
         if kind:
             found.setdefault(kind, []).append(rel)
     unknown = {k: found.pop(k) for k in ("xml?", "json?") if k in found}

@@ -16,7 +16,11 @@ SWAPS = frozenset({5, 6, 7, 8})  # orientations that turn by 90 degrees: width a
 
 
 def orientation(im: Any) -> int:
-    """The EXIF orientation of an open PIL image, 1 (as stored) when it has none or it cannot be read."""
+    """The EXIF orientation of an open PIL image, 1 (as stored) when it has none or it cannot be read. Reads
+    the headers only: a PNG's EXIF after its pixels is not looked for (getting it would decode the image, and
+    ``verify()`` refuses an image already decoded)."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
     try:
         value = im.getexif().get(ORIENTATION, 1)
     except Exception:  # a broken EXIF block: the image is still an image, shown as stored
