@@ -25,6 +25,8 @@ def read_coco(root: Path, names: list[str] | None = None, *, index: ImageIndex |
     index = index if index is not None else ImageIndex(base)
     ann = Annotations([], [], "coco", root)
     categories: dict[int, str] = {}
+    parents: set[str] = set()  # supercategory names
+    used: set[Any] = set()  # category ids some box has
     for path in files:
         split = split_of(path, base) if root.is_dir() else None
         near = folder_of(path, base)
@@ -62,11 +64,15 @@ def read_coco(root: Path, names: list[str] | None = None, *, index: ImageIndex |
                 ann.note("annotation of a missing image id",
                          f"{where}: annotation {a.get('id')} names image_id {a.get('image_id')!r}, no such image")
         cats = {c["id"]: str(c["name"]) for c in rest.get("categories") or []}
+        parents.update(str(c.get("supercategory")) for c in rest.get("categories") or [])
         for cid, name in cats.items():
             if categories.get(cid, name) != name:
                 raise UserError(f"{where}: category id {cid} is {name!r} here but {categories[cid]!r} elsewhere")
             categories[cid] = name
         for box, cid in boxes_with_ids:
             box.label = cats.get(cid) or str(cid)
+            used.add(cid)
+    for cid in [c for c in categories if categories[c] in parents and c not in used]:
+        del categories[cid]  # Roboflow's project: category 0, the supercategory of the classes, on no box
     ann.names = names or [categories[c] for c in sorted(categories)]
     return ann

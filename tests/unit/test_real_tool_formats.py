@@ -104,3 +104,95 @@ def test_a_box_drawn_on_the_stored_orientation_is_named(tmp_path):
                                                 "shapes": [{"label": "cat", "points": [[5, 60], [20, 90]],
                                                             "shape_type": "rectangle", "flags": {}}]}))
     assert check(read(labelme)).ok
+
+
+# -- darknet (CVAT "YOLO 1.1"): obj.names, obj.data, train.txt, any image suffix ---------------------
+def test_darknet_tree_with_uppercase_and_other_image_suffixes(tmp_path):
+    root = tmp_path / "darknet"
+    lines = {"a.JPG": "0 0.5 0.5 0.2 0.2\n", "b.bmp": "1 0.25 0.25 0.1 0.1\n", "c.webp": "0 0.7 0.6 0.2 0.4\n",
+             "d.PNG": ""}
+    for name, text in lines.items():
+        fmt = {"bmp": "BMP", "webp": "WEBP", "PNG": "PNG"}.get(name.rsplit(".", 1)[1])
+        image(root / "obj_train_data" / name, 100, 50, fmt=fmt)
+        (root / "obj_train_data" / name).with_suffix(".txt").write_text(text)
+    (root / "obj.names").write_text("cat\ndog\n")
+    (root / "obj.data").write_text("classes = 2\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n")
+    (root / "train.txt").write_text("".join(f"data/obj_train_data/{n}\n" for n in lines))
+    assert detect(root) == "yolo"
+    names = ["cat", "dog"]
+    theirs = {}  # darknet's arithmetic: centre and size in fractions of the image
+    for name, text in lines.items():
+        theirs[f"obj_train_data/{name}"] = [
+            (names[int(c)], *(round(v, 3) for v in (float(x) * 100 - float(w) * 50, float(y) * 50 - float(h) * 25,
+                                                  float(x) * 100 + float(w) * 50, float(y) * 50 + float(h) * 25)))
+            for c, x, y, w, h in (line.split() for line in text.splitlines())]
+    ann = read(root)
+    assert boxes_of(ann) == theirs and {i.split for i in ann.items} == {"train"}
+    report = check(ann)
+    assert report.ok and report.without_labels == 1 and not report.warnings.keys() - {"image without labels"}
+
+
+# -- Roboflow COCO: category 0 is the project, not a class --------------------------------------------
+def roboflow_coco(root: Path) -> None:
+    """Roboflow's "COCO JSON" export: train/valid/test folders, each an ``_annotations.coco.json`` beside its
+    images; category 0 is the project (the supercategory of the real classes) and no box uses it."""
+    for split in ("train", "valid", "test"):
+        names = [f"img{i}_jpg.rf.{split}{i}.jpg" for i in range(2)]
+        for name in names:
+            image(root / split / name, 100, 50)
+        (root / split / "_annotations.coco.json").write_text(json.dumps({
+            "info": {"year": "2023", "version": "2", "description": "Exported from roboflow.com", "contributor": "",
+                     "url": "https://public.roboflow.com/object-detection/bccd", "date_created": "2023-01-01T00:00:00"},
+            "licenses": [{"id": 1, "url": "https://creativecommons.org/licenses/by/4.0/", "name": "CC BY 4.0"}],
+            "categories": [{"id": 0, "name": "cells-Ab1c", "supercategory": "none"},
+                           {"id": 1, "name": "Platelets", "supercategory": "cells-Ab1c"},
+                           {"id": 2, "name": "RBC", "supercategory": "cells-Ab1c"}],
+            "images": [{"id": i, "license": 1, "file_name": n, "height": 50, "width": 100,
+                        "date_captured": "2023-01-01T00:00:00"} for i, n in enumerate(names)],
+            "annotations": [
+                {"id": 0, "image_id": 0, "category_id": 2, "bbox": [10, 5, 20.5, 10], "area": 205, "segmentation": [],
+                 "iscrowd": 0},
+                {"id": 1, "image_id": 0, "category_id": 1, "bbox": [50, 20, 10, 10], "area": 100,
+                 "segmentation": [[50, 20, 60, 20, 60, 30, 50, 30]], "iscrowd": 0},
+                {"id": 2, "image_id": 1, "category_id": 2, "bbox": [60, 10, 30, 30], "area": 900,
+                 "segmentation": [], "iscrowd": 0}]}))
+
+
+def test_roboflow_coco_project_category_is_not_a_class(tmp_path):
+    """Roboflow's own YOLO export of such a project names [Platelets, RBC]; ultralytics' convert_coco numbers
+    them category_id - 1. Ours agrees with both, box by box."""
+    from ultralytics.data.converter import convert_coco
+
+    root = tmp_path / "rf"
+    roboflow_coco(root)
+    ann = read(root)
+    assert ann.names == ["Platelets", "RBC"]
+    convert(root, "yolo", tmp_path / "ours", log=quiet)
+    data = (tmp_path / "ours" / "data.yaml").read_text()
+    assert "nc: 2" in data and "cells-Ab1c" not in data
+    for split, folder in (("train", "train"), ("val", "valid")):
+        their_json = tmp_path / f"theirs-{split}" / "json"
+        their_json.mkdir(parents=True)
+        shutil.copy(root / folder / "_annotations.coco.json", their_json / "instances.json")
+        convert_coco(labels_dir=str(their_json), save_dir=str(tmp_path / f"theirs-{split}" / "out"), cls91to80=False)
+        theirs = sorted((tmp_path / f"theirs-{split}" / "out" / "labels" / "instances").glob("*.txt"))
+        assert len(theirs) == 2
+        for label in theirs:
+            assert yolo_lines(tmp_path / "ours" / "labels" / split / label.name) == yolo_lines(label)
+    _, report = convert(root, "coco", tmp_path / "coco", log=quiet)
+    assert report.ok
+    coco = json.loads((tmp_path / "coco" / "val.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["Platelets", "RBC"]
+
+
+def test_a_used_category_zero_stays_a_class(tmp_path):
+    """Only Roboflow's project category goes: a category 0 some box uses, or one no other names as its
+    supercategory, is a class like any other (ids must not shift between runs)."""
+    root = tmp_path / "zero"
+    image(root / "a.jpg")
+    (root / "train.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
+        "categories": [{"id": 0, "name": "thing", "supercategory": "none"}, {"id": 1, "name": "cat"},
+                       {"id": 2, "name": "unused", "supercategory": "animal"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "iscrowd": 0}]}))
+    assert read(root).names == ["thing", "cat", "unused"]
