@@ -1,9 +1,11 @@
 """What annotation tools export besides VOC and YOLO: CVAT for images 1.1 XML, LabelMe JSON.
 
 CVAT for images 1.1 (CVAT's own format, ``<annotations><version>1.1</version><meta>..<image ..>``): one
-XML for the whole task, read with ``iterparse`` so a big task streams; ``<box>`` elements, and the
-bounding box of ``<polygon>``, ``<polyline>``, ``<points>`` and ``<ellipse>`` shapes; labels from
-``<meta>`` (in CVAT's order); an image's ``subset`` (Train/Validation/Test) is its split.
+XML for the whole task, read with ``iterparse`` so a big task streams; ``<box>`` elements (a ``rotation``
+gives the box around the turned rectangle), and the bounding box of ``<polygon>``, ``<polyline>``,
+``<points>``, ``<ellipse>``, ``<cuboid>`` and ``<mask>`` (its ``left top width height``) shapes; labels from
+``<meta>`` (in CVAT's order; a skeleton's points are not labels of their own); an image's ``subset``
+(Train/Validation/Test) is its split. A skeleton, or a single point, is no object's extent: warned, not read.
 
 LabelMe: one JSON per image (``shapes`` with ``points``, ``imagePath``, ``imageWidth``/``imageHeight``);
 rectangles, polygons and the rest give their bounding box, a circle its centre plus radius.
@@ -20,19 +22,41 @@ from container.annotations.detect import json_kind, xml_root_tag
 from container.annotations.paths import ImageIndex, dataset_root, folder_of, split_of, split_word, walk_files
 from container.annotations.types import Annotations, Box, Item
 
-SHAPES = ("box", "polygon", "polyline", "points", "ellipse")
+SHAPES = ("box", "polygon", "polyline", "points", "ellipse", "cuboid", "mask")
+NOT_BOXES = ("skeleton",)  # keypoints: no object's extent (CVAT's detection exports leave them out too)
+LINES = ("points", "polyline", "point", "line", "linestrip")  # CVAT's and LabelMe's: a box only with an area
+NO_BOX = "shape that is no box not read"
 
 
 def _cvat_box(el: ET.Element) -> tuple[float, float, float, float]:
     a = el.attrib
+    turn = math.radians(float(a.get("rotation") or 0))  # degrees about the centre (CVAT 2.x)
+    cos, sin = abs(math.cos(turn)), abs(math.sin(turn))
     if el.tag == "box":
-        return float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
+        x1, y1, x2, y2 = float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
+        if not sin:
+            return x1, y1, x2, y2
+        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2
+        return _around(cx, cy, hw * cos + hh * sin, hw * sin + hh * cos)
     if el.tag == "ellipse":
         cx, cy, rx, ry = (float(a[k]) for k in ("cx", "cy", "rx", "ry"))
-        return cx - rx, cy - ry, cx + rx, cy + ry
+        return _around(cx, cy, math.hypot(rx * cos, ry * sin), math.hypot(rx * sin, ry * cos))
+    if el.tag == "mask":  # the mask's pixel rectangle: width = right - left + 1 pixels (CVAT's exporter)
+        left, top = float(a["left"]), float(a["top"])
+        return left, top, left + float(a["width"]), top + float(a["height"])
+    if el.tag == "cuboid":  # xtl1 ytl1 ... xbr2 ybr2: the eight corners of the two faces
+        xs = [float(v) for k, v in a.items() if len(k) == 4 and k[0] == "x" and k[3] in "12"]
+        ys = [float(v) for k, v in a.items() if len(k) == 4 and k[0] == "y" and k[3] in "12"]
+        if len(xs) != 8 or len(ys) != 8:
+            raise ValueError(f"a cuboid has 8 corners, found {len(xs)} x and {len(ys)} y")
+        return min(xs), min(ys), max(xs), max(ys)
     points = [tuple(map(float, p.split(","))) for p in a["points"].split(";") if p.strip()]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def _around(cx: float, cy: float, half_width: float, half_height: float) -> tuple[float, float, float, float]:
+    return cx - half_width, cy - half_height, cx + half_width, cy + half_height
 
 
 def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
@@ -52,13 +76,16 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                     stack.append(el.tag)
                     continue
                 stack.pop()
-                if el.tag == "label" and "meta" in stack and el.findtext("name"):
+                if el.tag == "label" and "meta" in stack and el.findtext("name") and el.find("parent") is None:
                     labels.setdefault(el.findtext("name").strip())
                 elif el.tag == "image" and stack == ["annotations"]:
                     a = el.attrib
                     key, found = index.locate(a.get("name", ""), near)
                     boxes = []
                     for shape in el:
+                        label = shape.get("label", "")
+                        if shape.tag in NOT_BOXES:
+                            ann.note(NO_BOX, f"{where}: image {a.get('name')}: <{shape.tag}> {label!r}", warning=True)
                         if shape.tag not in SHAPES:
                             continue
                         try:
@@ -66,7 +93,10 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                         except (KeyError, ValueError, IndexError) as err:
                             ann.note("unreadable annotation", f"{where}: image {a.get('name')}: <{shape.tag}> {err}")
                             continue
-                        label = shape.get("label", "")
+                        if shape.tag in LINES and (x2 <= x1 or y2 <= y1):
+                            ann.note(NO_BOX, f"{where}: image {a.get('name')}: <{shape.tag}> {label!r} has no area "
+                                     f"({shape.get('points')})", warning=True)
+                            continue
                         boxes.append(Box(label, x1, y1, x2, y2))
                         labels.setdefault(label)
                     split = split_word(a.get("subset", "")) or file_split

@@ -196,3 +196,86 @@ def test_a_used_category_zero_stays_a_class(tmp_path):
                        {"id": 2, "name": "unused", "supercategory": "animal"}],
         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "iscrowd": 0}]}))
     assert read(root).names == ["thing", "cat", "unused"]
+
+
+# -- CVAT for images 1.1: rotated boxes, masks, cuboids, skeletons, single points -------------------
+CVAT_PROJECT = """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta>
+    <project><id>3</id><name>street</name>
+      <labels>
+        <label><name>car</name><color>#fa3253</color><type>any</type><attributes><attribute><name>color</name>
+          <mutable>False</mutable><input_type>select</input_type><default_value>red</default_value>
+          <values>red
+blue</values></attribute></attributes></label>
+        <label><name>person</name><color>#33ddff</color><type>skeleton</type><attributes/><svg>&lt;line/&gt;</svg></label>
+        <label><name>nose</name><color>#aaaaaa</color><type>points</type><attributes/><parent>person</parent></label>
+        <label><name>puddle</name><color>#bbbbbb</color><type>mask</type><attributes/></label>
+      </labels>
+      <subsets>Train
+Validation</subsets>
+    </project>
+    <dumped>2024-05-01 10:00:00.000000+00:00</dumped>
+  </meta>
+  <image id="0" name="sub/a.jpg" subset="Train" task_id="7" width="200" height="100">
+    <box label="car" source="manual" occluded="1" xtl="10.00" ytl="20.00" xbr="50.00" ybr="40.00" z_order="0">
+      <attribute name="color">red</attribute>
+    </box>
+    <box label="car" source="manual" occluded="0" xtl="100.00" ytl="40.00" xbr="140.00" ybr="60.00" rotation="30.00" z_order="1">
+    </box>
+    <ellipse label="car" source="manual" occluded="0" cx="60.00" cy="70.00" rx="20.00" ry="10.00" rotation="90.00" z_order="0">
+    </ellipse>
+    <mask label="puddle" source="manual" occluded="0" rle="3, 4, 5, 2, 50" left="20" top="30" width="11" height="6" z_order="0">
+    </mask>
+    <cuboid label="car" source="manual" occluded="0" xtl1="10.00" ytl1="10.00" xbl1="10.00" ybl1="30.00" xtr1="30.00" ytr1="10.00" xbr1="30.00" ybr1="30.00" xtl2="40.00" ytl2="5.00" xbl2="40.00" ybl2="25.00" xtr2="60.00" ytr2="5.00" xbr2="60.00" ybr2="25.00" z_order="0">
+    </cuboid>
+    <skeleton label="person" source="manual" z_order="0">
+      <points label="nose" source="manual" outside="0" occluded="0" points="150.00,50.00">
+      </points>
+    </skeleton>
+    <tag label="car" source="manual">
+    </tag>
+  </image>
+  <image id="1" name="b.PNG" subset="Validation" task_id="7" width="200" height="100">
+    <points label="car" source="manual" occluded="0" points="30.00,30.00" z_order="0">
+    </points>
+    <polygon label="car" source="manual" occluded="0" points="10.00,10.00;40.00,15.00;20.00,60.00" z_order="0">
+    </polygon>
+  </image>
+</annotations>
+"""
+
+
+def rotated_box(x1: float, y1: float, x2: float, y2: float, degrees: float) -> tuple[float, ...]:
+    """The axis-aligned box around a rectangle turned about its centre (the corners, turned one by one)."""
+    cx, cy, a = (x1 + x2) / 2, (y1 + y2) / 2, math.radians(degrees)
+    xs, ys = [], []
+    for x, y in ((x1, y1), (x2, y1), (x2, y2), (x1, y2)):
+        xs.append(cx + (x - cx) * math.cos(a) - (y - cy) * math.sin(a))
+        ys.append(cy + (x - cx) * math.sin(a) + (y - cy) * math.cos(a))
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def test_cvat_rotated_boxes_masks_cuboids_and_keypoints(tmp_path):
+    """CVAT 2.x writes ``rotation`` on boxes and ellipses, ``<mask>`` with its pixel rectangle (left, top,
+    width, height), ``<cuboid>`` corners, ``<skeleton>`` keypoints and single ``<points>``. A rotated box is
+    the box around its turned corners; a mask its rectangle; a cuboid the box around its eight corners; a
+    keypoint is no object's extent: warned, not a zero-area box that would leave the image out."""
+    root = tmp_path / "cvat"
+    image(root / "images" / "sub" / "a.jpg", 200, 100)
+    image(root / "images" / "b.PNG", 200, 100, fmt="PNG")
+    (root / "annotations.xml").write_text(CVAT_PROJECT)
+    ann = read(root)
+    assert ann.names == ["car", "person", "puddle"]  # "nose" is a point of the person skeleton, not a class
+    r = [round(v, 3) for v in rotated_box(100, 40, 140, 60, 30)]
+    e = [round(v, 3) for v in rotated_box(40, 60, 80, 80, 90)]  # an ellipse's box turned a quarter: exact
+    assert boxes_of(ann) == {
+        "images/sub/a.jpg": [("car", 10, 20, 50, 40), ("car", *r), ("car", *e), ("puddle", 20, 30, 31, 36),
+                             ("car", 10, 5, 60, 30)],
+        "images/b.PNG": [("car", 10, 10, 40, 60)]}
+    report = check(ann)
+    assert report.ok and not report.left_out
+    assert set(report.warnings) == {"shape that is no box not read"}
+    assert report.warnings["shape that is no box not read"].count == 2
+    assert "skeleton" in " ".join(report.warnings["shape that is no box not read"].examples)
