@@ -37,6 +37,8 @@ def json_kind(path: Path) -> str | None:
         return None
     if b'"shapes"' in head and (b'"imagePath"' in head or b'"imageWidth"' in head or b'"flags"' in head):
         return "labelme"
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n{").startswith(b'"imageData"'):  # LabelMe 3 (Python 2's key order): the
+        return "labelme"  # image's base64 first, "shapes" maybe megabytes later
     if b'"images"' in head or b'"annotations"' in head or b'"categories"' in head:
         return "coco"
     return None

@@ -8,7 +8,8 @@ gives the box around the turned rectangle), and the bounding box of ``<polygon>`
 (Train/Validation/Test) is its split. A skeleton, or a single point, is no object's extent: warned, not read.
 
 LabelMe: one JSON per image (``shapes`` with ``points``, ``imagePath``, ``imageWidth``/``imageHeight``);
-rectangles, polygons and the rest give their bounding box, a circle its centre plus radius.
+rectangles, polygons and the rest give their bounding box, a circle its centre plus radius; a point, or a
+straight line without area, is no box: warned, not read.
 """
 
 from __future__ import annotations
@@ -140,12 +141,16 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
         key, found = index.locate(image_path, folder_of(path, base))
         boxes = []
         for number, shape in enumerate(data.get("shapes") or [], 1):
+            label = str(shape.get("label", ""))
             try:
                 x1, y1, x2, y2 = _labelme_box(shape)
             except (KeyError, ValueError, TypeError) as err:
                 ann.note("unreadable annotation", f"{where}: shape {number}: {type(err).__name__} {err}")
                 continue
-            label = str(shape.get("label", ""))
+            if shape.get("shape_type") in LINES and (x2 <= x1 or y2 <= y1):
+                ann.note(NO_BOX, f"{where}: shape {number} ({shape.get('shape_type')} {label!r}) has no area",
+                         warning=True)
+                continue
             boxes.append(Box(label, x1, y1, x2, y2))
             if names is None:
                 seen.setdefault(label)

@@ -279,3 +279,58 @@ def test_cvat_rotated_boxes_masks_cuboids_and_keypoints(tmp_path):
     assert set(report.warnings) == {"shape that is no box not read"}
     assert report.warnings["shape that is no box not read"].count == 2
     assert "skeleton" in " ".join(report.warnings["shape that is no box not read"].examples)
+
+
+# -- LabelMe: points and lines, Windows paths, files written by LabelMe 3 -----------------------------
+def jpeg_base64(width: int = 100, height: int = 50) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (9, 99, 199)).save(buf, "JPEG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_labelme_points_lines_and_windows_paths(tmp_path):
+    """LabelMe 5 beside a folder of images (``imagePath`` ``..\\\\images\\\\a.jpg``, written on Windows, the image
+    embedded too): a rectangle's two corners in any order, a polygon's box, a circle's centre and rim; a point,
+    or a line, is no box: warned and not read, never a zero-area box that leaves the image out."""
+    root = tmp_path / "labelme"
+    image(root / "images" / "a.jpg", 100, 50)
+    (root / "annotations").mkdir(parents=True)
+    shapes = [{"label": "cat", "points": [[30, 20], [10, 5]], "group_id": None, "description": "",
+               "shape_type": "rectangle", "flags": {}},
+              {"label": "eye", "points": [[15, 10]], "group_id": None, "shape_type": "point", "flags": {}},
+              {"label": "dog", "points": [[50, 10], [70, 15], [60, 40]], "shape_type": "polygon", "flags": {}},
+              {"label": "tail", "points": [[80, 10], [90, 10]], "shape_type": "line", "flags": {}},
+              {"label": "ball", "points": [[80, 30], [83, 34]], "shape_type": "circle", "flags": {}}]
+    (root / "annotations" / "a.json").write_text(json.dumps({
+        "version": "5.2.1", "flags": {}, "shapes": shapes, "imagePath": "..\\images\\a.jpg",
+        "imageData": jpeg_base64(), "imageHeight": 50, "imageWidth": 100}, indent=2))
+    ann = read(root)
+    assert ann.names == ["ball", "cat", "dog"]
+    theirs = []  # labelme's own geometry: a rectangle is its two corners, a circle centre + |rim - centre|
+    for s in shapes:
+        (x1, y1), *rest = s["points"]
+        if s["shape_type"] == "circle":
+            r = math.dist(s["points"][0], s["points"][1])
+            theirs.append((s["label"], x1 - r, y1 - r, x1 + r, y1 + r))
+        elif s["shape_type"] in ("rectangle", "polygon"):
+            xs, ys = [p[0] for p in s["points"]], [p[1] for p in s["points"]]
+            theirs.append((s["label"], min(xs), min(ys), max(xs), max(ys)))
+    assert boxes_of(ann) == {"images/a.jpg": [(n, *(round(v, 3) for v in b)) for n, *b in theirs]}
+    report = check(ann)
+    assert report.ok and not report.left_out
+    assert report.warnings["shape that is no box not read"].count == 2
+
+
+def test_labelme_3_files_with_the_image_first_are_labelme(tmp_path):
+    """LabelMe 3 ran on Python 2, whose dicts had no order: many of its files begin with ``imageData``, a few
+    hundred kB of base64 before ``shapes``. They are LabelMe files all the same, not a JSON of no format."""
+    root = tmp_path / "old"
+    image(root / "b.jpg", 100, 50)
+    (root / "b.json").write_text(json.dumps({
+        "imageData": jpeg_base64(800, 600) * 20, "imagePath": "b.jpg", "lineColor": [0, 255, 0, 128],
+        "fillColor": [255, 0, 0, 128], "flags": {},
+        "shapes": [{"label": "cat", "line_color": None, "fill_color": None,
+                    "points": [[10, 10], [20, 10], [20, 20], [10, 20]]}]}))
+    assert (root / "b.json").stat().st_size > 1 << 17
+    assert detect(root) == "labelme"
+    assert boxes_of(read(root)) == {"b.jpg": [("cat", 10, 10, 20, 20)]}
