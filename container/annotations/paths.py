@@ -75,6 +75,7 @@ class ImageIndex:
         self.root = Path(root)
         self.by_rel: set[str] = set()  # relative paths as strings: a million Path objects would cost ~0.5 GB
         self._tails: dict[str, str] = {}  # a shorter trailing part -> the one relative path, or ""
+        self._stems: dict[str, str] | None = None  # relative path without suffix -> the image, or "": on demand
         base = str(self.root)
         for dirpath, dirnames, files in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -127,6 +128,15 @@ class ImageIndex:
             if found is not None:
                 return found or None  # "" = more than one image ends this way
         return None
+
+    def by_stem(self, stem: str) -> str | None:
+        """The one image whose relative path without its suffix is ``stem`` (``train/a`` -> ``train/a.JPG``)."""
+        if self._stems is None:
+            self._stems = {}
+            for rel in self.by_rel:
+                key = os.path.splitext(rel)[0]
+                self._stems[key] = rel if key not in self._stems else self._AMBIGUOUS
+        return self._stems.get(stem) or None
 
     def locate(self, name: str, near: str = "") -> tuple[str, Path | None]:
         """An item's key and path: the image's relative path when found, else the name as given."""

@@ -119,6 +119,9 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
             if names is None:
                 seen.setdefault(label)
         key, path = index.locate(filename, folder_of(xml, base))
+        if path is None and (beside := index.by_stem(xml.relative_to(base).with_suffix("").as_posix())):
+            key, path = beside, index.path(beside)  # labelImg names the XML after the image; <filename> may be
+            # the name it had when labelled (IMG_0001.JPG, renamed since) or lack its suffix
         if xml.parent not in splits_of:
             splits_of[xml.parent] = split_of(xml.parent / "x", root) if root.is_dir() else None
         split = split_word(xml.stem) or splits_of[xml.parent]

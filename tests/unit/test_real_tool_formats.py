@@ -334,3 +334,65 @@ def test_labelme_3_files_with_the_image_first_are_labelme(tmp_path):
     assert (root / "b.json").stat().st_size > 1 << 17
     assert detect(root) == "labelme"
     assert boxes_of(read(root)) == {"b.jpg": [("cat", 10, 10, 20, 20)]}
+
+
+# -- Pascal VOC as labelImg and Roboflow write it ------------------------------------------------------
+VOC_LABELIMG = """<annotation>
+	<folder>train</folder>
+	<filename>{filename}</filename>
+	<path>C:\\Users\\me\\Pictures\\train\\{filename}</path>
+	<source>
+		<database>Unknown</database>
+	</source>
+	{size}
+	<segmented>0</segmented>
+	<object>
+		<name>person</name>
+		<pose>Unspecified</pose>
+		<truncated>1</truncated>
+		<occluded>0</occluded>
+		<difficult>0</difficult>
+		<bndbox>
+			<xmin>10.5</xmin>
+			<ymin>5.25</ymin>
+			<xmax>40.7</xmax>
+			<ymax>45.1</ymax>
+		</bndbox>
+		<part>
+			<name>head</name>
+			<bndbox><xmin>20</xmin><ymin>6</ymin><xmax>30</xmax><ymax>15</ymax></bndbox>
+		</part>
+	</object>
+	<object>
+		<name>dog</name>
+		<difficult>0</difficult>
+		<bndbox><xmin>50</xmin><xmax>90</xmax><ymin>20</ymin><ymax>48</ymax></bndbox>
+	</object>
+</annotation>
+"""
+
+
+def test_voc_image_named_by_the_xml_when_filename_does_not_find_it(tmp_path):
+    """labelImg names the XML after the image; <filename> is what the image was called when it was labelled (a
+    camera's IMG_0001.JPG renamed since), or lacks its suffix. The image beside the XML with the XML's name is
+    the one; parts (<part>, a person's head) are no objects of their own; float coordinates stay floats."""
+    import xml.etree.ElementTree as ET
+
+    root = tmp_path / "voc"
+    size = "<size><width>100</width><height>50</height><depth>3</depth></size>"
+    cases = {"a.jpg": ("a.jpg", size), "b.webp": ("IMG_0001.JPG", size), "c.bmp": ("c", ""),
+             "d.jpeg": ("d.jpeg", "<size><width>100</width><height>50</height></size>")}
+    for name, (filename, sz) in cases.items():
+        image(root / "train" / name, 100, 50, fmt={"webp": "WEBP", "bmp": "BMP"}.get(name.rsplit(".", 1)[1]))
+        (root / "train" / name).with_suffix(".xml").write_text(VOC_LABELIMG.format(filename=filename, size=sz))
+    ann = read(root)
+    theirs = {}  # the objects read with ElementTree: each <object>'s own <bndbox>
+    for name in cases:
+        tree = ET.parse((root / "train" / name).with_suffix(".xml"))
+        theirs[f"train/{name}"] = [(o.findtext("name"), *(round(float(o.find("bndbox").findtext(k)), 3)
+                                                          for k in ("xmin", "ymin", "xmax", "ymax")))
+                                   for o in tree.findall("object")]
+    assert boxes_of(ann) == theirs
+    assert ann.names == ["dog", "person"]
+    report = check(ann)
+    assert report.ok and not report.warnings and not report.left_out
