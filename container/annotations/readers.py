@@ -131,6 +131,14 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
 
 
 # -- SageMaker Ground Truth -------------------------------------------------------------------------
+def _latest_label(record: dict) -> str | None:
+    """The line's bounding-box label attribute; of several (an adjustment job chained to the labelling job
+    writes its own beside the original's), the one whose metadata is the latest, else the last."""
+    keys = [k for k, v in record.items() if isinstance(v, dict) and "annotations" in v]
+    dates = [str((record.get(f"{k}-metadata") or {}).get("creation-date", "")) for k in keys]
+    return max(zip(dates, range(len(keys)), keys))[2] if keys else None
+
+
 def read_groundtruth(root: Path, names: list[str] | None = None) -> Annotations:
     """An output manifest of a bounding-box labeling job: one JSON object per line. A line whose labelling
     failed (``failure-reason`` in its metadata, no label) is kept as an image without labels, marked
@@ -155,7 +163,7 @@ def read_groundtruth(root: Path, names: list[str] | None = None) -> Annotations:
                     continue
                 ref = record.get("source-ref", "")
                 key, image = index.locate(ref)
-                label_key = next((k for k, v in record.items() if isinstance(v, dict) and "annotations" in v), None)
+                label_key = _latest_label(record)
                 if label_key is None:
                     failure = next((v["failure-reason"] for k, v in record.items() if k.endswith("-metadata")
                                     and isinstance(v, dict) and v.get("failure-reason")), None)

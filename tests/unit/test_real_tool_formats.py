@@ -396,3 +396,39 @@ def test_voc_image_named_by_the_xml_when_filename_does_not_find_it(tmp_path):
     assert ann.names == ["dog", "person"]
     report = check(ann)
     assert report.ok and not report.warnings and not report.left_out
+
+
+# -- SageMaker Ground Truth: a chained adjustment job --------------------------------------------------
+def gt_label(boxes: list[tuple[int, int, int, int, int]]) -> dict:
+    return {"image_size": [{"width": 100, "height": 50, "depth": 3}],
+            "annotations": [{"class_id": c, "left": x, "top": y, "width": w, "height": h} for c, x, y, w, h in boxes]}
+
+
+def gt_meta(class_map: dict[str, str], date: str, job: str, **more: str) -> dict:
+    return {"objects": [{"confidence": 0.9}] * len(class_map), "class-map": class_map,
+            "type": "groundtruth/object-detection", "human-annotated": "yes", "creation-date": date,
+            "job-name": f"labeling-job/{job}", **more}
+
+
+def test_ground_truth_chained_adjustment_job_wins(tmp_path):
+    """An adjustment job chained to a labelling job writes its boxes under a new label attribute beside the
+    original's (AWS: "you must use a different LabelAttributeName"): the adjusted boxes, the job's latest, are
+    the ones; a line only the first job labelled keeps its boxes."""
+    root = tmp_path / "gt"
+    for name in ("cam1/0001.jpg", "cam2/0001.jpg"):
+        image(root / name, 100, 50)
+    lines = [
+        {"source-ref": "s3://bucket/data/cam1/0001.jpg",
+         "bounding-box": gt_label([(0, 10, 5, 20, 10)]),
+         "bounding-box-metadata": gt_meta({"0": "dog"}, "2024-01-01T00:00:00.000000", "bb"),
+         "bounding-box-adjusted": gt_label([(0, 12, 6, 20, 10), (1, 50, 20, 10, 10)]),
+         "bounding-box-adjusted-metadata": gt_meta({"0": "dog", "1": "cat"}, "2024-01-05T10:00:00.000000",
+                                                   "bb-adjust", **{"adjustment-status": "adjusted"})},
+        {"source-ref": "s3://bucket/data/cam2/0001.jpg",
+         "bounding-box": gt_label([(0, 1, 2, 3, 4)]),
+         "bounding-box-metadata": gt_meta({"0": "dog"}, "2024-01-01T00:00:00.000000", "bb")}]
+    (root / "output.manifest").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    ann = read(root)
+    assert ann.names == ["dog", "cat"]
+    assert boxes_of(ann) == {"cam1/0001.jpg": [("dog", 12, 6, 32, 16), ("cat", 50, 20, 60, 30)],
+                             "cam2/0001.jpg": [("dog", 1, 2, 4, 6)]}
