@@ -49,8 +49,14 @@ def read_coco(root: Path, names: list[str] | None = None, *, index: ImageIndex |
                 return
             bbox = a.get("bbox")
             if not bbox or len(bbox) != 4:
-                ann.note("annotation without a bbox", f"{where}: annotation {a.get('id')} of image {item.name}")
-                return
+                polygons = a.get("segmentation")
+                points = [p for poly in polygons for p in poly] if isinstance(polygons, list) else []
+                if len(points) < 6 or len(points) % 2:  # an RLE mask alone: no box without decoding it
+                    ann.note("annotation without a bbox", f"{where}: annotation {a.get('id')} of image {item.name}"
+                             " has neither a bbox nor a polygon: add its bbox [x, y, width, height]", item=item)
+                    return
+                xs, ys = points[0::2], points[1::2]  # the polygons' bounding box, as for YOLO polygon lines
+                bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
             x, y, w, h = bbox
             box = Box("", x, y, x + w, y + h, bool(a.get("iscrowd", 0)))
             item.boxes.append(box)

@@ -432,3 +432,42 @@ def test_ground_truth_chained_adjustment_job_wins(tmp_path):
     assert ann.names == ["dog", "cat"]
     assert boxes_of(ann) == {"cam1/0001.jpg": [("dog", 12, 6, 32, 16), ("cat", 50, 20, 60, 30)],
                              "cam2/0001.jpg": [("dog", 1, 2, 4, 6)]}
+
+
+# -- COCO: subfolders in file_name, polygons without a bbox, RLE crowds --------------------------------
+def test_coco_variants_file_name_paths_and_polygons_without_bbox(tmp_path):
+    """CVAT's COCO export (file_name with the task's subfolders, ``attributes``), Label Studio's
+    (``/data/upload/1/...`` and Windows ``..\\\\`` paths), an RLE crowd, and an annotation that has only its
+    polygon (hand-made files): its box is the polygon's bounding box, as for YOLO polygon lines; one with
+    neither (an RLE mask alone) is a problem that leaves its image out, never an image trained as background."""
+    root = tmp_path / "coco"
+    for name in ("images/a/x.jpg", "images/b/x.jpg", "images/c.JPEG", "images/d.jpg", "images/e.jpg"):
+        image(root / name, 100, 50)
+    (root / "annotations").mkdir()
+    polygon = [40.5, 10, 60, 12, 58, 30, 45, 28]
+    (root / "annotations" / "instances_default.json").write_text(json.dumps({
+        "licenses": [{"name": "", "id": 0, "url": ""}], "info": {"contributor": "", "year": ""},
+        "categories": [{"id": 1, "name": "car", "supercategory": ""}, {"id": 2, "name": "person", "supercategory": ""}],
+        "images": [{"id": 1, "width": 100, "height": 50, "file_name": "a/x.jpg", "license": 0, "date_captured": 0},
+                   {"id": 2, "width": 100, "height": 50, "file_name": "b/x.jpg", "license": 0, "date_captured": 0},
+                   {"id": 3, "width": 100, "height": 50, "file_name": "/data/upload/1/c.JPEG"},
+                   {"id": 4, "width": 100, "height": 50, "file_name": "..\\..\\media\\upload\\d.jpg"},
+                   {"id": 5, "width": 100, "height": 50, "file_name": "e.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[10.0, 5.0, 30.0, 5.0, 30.0, 15.0, 10.0, 15.0]],
+             "area": 200.0, "bbox": [10.0, 5.0, 20.0, 10.0], "iscrowd": 0, "attributes": {"occluded": False}},
+            {"id": 2, "image_id": 2, "category_id": 2, "segmentation": {"size": [50, 100], "counts": [0, 10, 40]},
+             "area": 10.0, "bbox": [0.0, 0.0, 1.0, 10.0], "iscrowd": 1, "attributes": {"occluded": False}},
+            {"id": 3, "image_id": 3, "category_id": 2, "segmentation": [polygon], "area": 300.0, "iscrowd": 0},
+            {"id": 4, "image_id": 4, "category_id": 1, "bbox": [1, 2, 3, 4], "ignore": 0, "iscrowd": 0, "area": 12},
+            {"id": 5, "image_id": 5, "category_id": 1, "segmentation": {"size": [50, 100], "counts": "PP0"},
+             "area": 3, "iscrowd": 0}]}))
+    ann = read(root)
+    xs, ys = polygon[0::2], polygon[1::2]
+    assert boxes_of(ann) == {"images/a/x.jpg": [("car", 10, 5, 30, 15)], "images/b/x.jpg": [("person", 0, 0, 1, 10)],
+                             "images/c.JPEG": [("person", min(xs), min(ys), max(xs), max(ys))],
+                             "images/d.jpg": [("car", 1, 2, 4, 6)], "images/e.jpg": []}
+    report = check(ann)
+    assert list(report.problems) == ["annotation without a bbox"] and len(report.left_out) == 1
+    assert "images/e.jpg" in report.problems["annotation without a bbox"].examples[0]
+    assert report.without_labels == 1  # b: its one box is a crowd; e is left out, not counted as background
