@@ -70,7 +70,8 @@ def read_coco(root: Path, names: list[str] | None = None, *, index: ImageIndex |
                 ann.note("annotation of a missing image id",
                          f"{where}: annotation {a.get('id')} names image_id {a.get('image_id')!r}, no such image")
         cats = {c["id"]: str(c["name"]) for c in rest.get("categories") or []}
-        parents.update(str(c.get("supercategory")) for c in rest.get("categories") or [])
+        parents.update(str(c.get("supercategory")) for c in rest.get("categories") or []
+                       if c.get("supercategory") != c["name"])  # COCO's own "person" is its own supercategory
         for cid, name in cats.items():
             if categories.get(cid, name) != name:
                 raise UserError(f"{where}: category id {cid} is {name!r} here but {categories[cid]!r} elsewhere")
@@ -78,7 +79,7 @@ def read_coco(root: Path, names: list[str] | None = None, *, index: ImageIndex |
         for box, cid in boxes_with_ids:
             box.label = cats.get(cid) or str(cid)
             used.add(cid)
-    for cid in [c for c in categories if categories[c] in parents and c not in used]:
-        del categories[cid]  # Roboflow's project: category 0, the supercategory of the classes, on no box
+    if 0 in categories and categories[0] in parents and 0 not in used:
+        del categories[0]  # Roboflow's project: category 0, the supercategory of the other classes, on no box
     ann.names = names or [categories[c] for c in sorted(categories)]
     return ann

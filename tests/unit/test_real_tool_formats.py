@@ -187,15 +187,20 @@ def test_roboflow_coco_project_category_is_not_a_class(tmp_path):
 
 def test_a_used_category_zero_stays_a_class(tmp_path):
     """Only Roboflow's project category goes: a category 0 some box uses, or one no other names as its
-    supercategory, is a class like any other (ids must not shift between runs)."""
+    supercategory, is a class like any other (ids must not shift between runs); so is COCO's "person",
+    its own supercategory, on no box."""
     root = tmp_path / "zero"
     image(root / "a.jpg")
     (root / "train.json").write_text(json.dumps({
         "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
         "categories": [{"id": 0, "name": "thing", "supercategory": "none"}, {"id": 1, "name": "cat"},
-                       {"id": 2, "name": "unused", "supercategory": "animal"}],
+                       {"id": 2, "name": "unused", "supercategory": "animal"},
+                       {"id": 3, "name": "person", "supercategory": "person"}],
         "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "iscrowd": 0}]}))
-    assert read(root).names == ["thing", "cat", "unused"]
+    assert read(root).names == ["thing", "cat", "unused", "person"]
+    (root / "train.json").write_text((root / "train.json").read_text().replace('"id": 0, "name": "thing"',
+                                                                               '"id": 0, "name": "animal"'))
+    assert read(root).names == ["cat", "unused", "person"]  # 0 is now the supercategory of another: a project
 
 
 # -- CVAT for images 1.1: rotated boxes, masks, cuboids, skeletons, single points -------------------
