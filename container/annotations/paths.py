@@ -33,6 +33,15 @@ def split_word(word: str) -> str | None:
     return SPLIT_ALIASES.get(word.strip().lower())
 
 
+_YEAR = re.compile(r"(?<=[a-z])(19|20)\d\d$", re.IGNORECASE)  # COCO's train2017/, instances_val2014.json
+
+
+def split_name(name: str) -> str | None:
+    """:func:`split_word` of a folder or file-name part, also with a year after the word (``train2017``,
+    ``val2014``: COCO's folders, and ultralytics' ``images/train2017``)."""
+    return split_word(name) or split_word(_YEAR.sub("", name))
+
+
 def split_of(path: Path, root: Path) -> str | None:
     """train/val/test from the folders or the file name (``val/``, ``valid_labels.csv``, ``test.json``),
     looking only below ``root``: a folder named ``train`` above the dataset says nothing about it."""
@@ -42,7 +51,7 @@ def split_of(path: Path, root: Path) -> str | None:
         return None
     for part in (*rel.parts[:-1], path.stem):
         for token in [part, *re.split(r"[_\-.]", part)]:
-            split = split_word(token)
+            split = split_name(token)
             if split:
                 return split
     return None

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from container.annotations.paths import SPLIT_ALIASES, is_image
+from container.annotations.paths import is_image, split_name
 from container.failure import UserError
 
 NAME_FILES = ("classes.txt", "names.txt", "obj.names")
@@ -55,8 +55,7 @@ def images_under(folder: Path) -> list[Path]:
 
 def splits_of_images_dir(images_dir: Path) -> dict[str, list[Path]]:
     """``images/{train,val}`` subfolders if there are any, else everything as one pool."""
-    subdirs = {SPLIT_ALIASES[p.name.lower()]: p for p in images_dir.iterdir()
-               if p.is_dir() and p.name.lower() in SPLIT_ALIASES}
+    subdirs = {split: p for p in sorted(images_dir.iterdir()) if p.is_dir() and (split := split_name(p.name))}
     if subdirs:
         return {split: images_under(folder) for split, folder in subdirs.items()}
     return {"pool": images_under(images_dir)}
@@ -67,8 +66,8 @@ def discover(root: Path, channel: str) -> tuple[dict[str, list[Path]], str]:
     if (root / "images").is_dir():
         splits = splits_of_images_dir(root / "images")
         return splits, f"{channel}: " + ("images/" if "pool" in splits else "images/{" + ",".join(sorted(splits)) + "}")
-    roboflow = {SPLIT_ALIASES[p.name.lower()]: p / "images" for p in root.iterdir()
-                if p.is_dir() and p.name.lower() in SPLIT_ALIASES and (p / "images").is_dir()}
+    roboflow = {split: p / "images" for p in sorted(root.iterdir())
+                if p.is_dir() and (split := split_name(p.name)) and (p / "images").is_dir()}
     if roboflow:
         return {s: images_under(d) for s, d in roboflow.items()}, f"{channel}: {{{','.join(sorted(roboflow))}}}/images"
     loose = images_under(root)

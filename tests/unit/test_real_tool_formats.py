@@ -476,3 +476,37 @@ def test_coco_variants_file_name_paths_and_polygons_without_bbox(tmp_path):
     assert list(report.problems) == ["annotation without a bbox"] and len(report.left_out) == 1
     assert "images/e.jpg" in report.problems["annotation without a bbox"].examples[0]
     assert report.without_labels == 1  # b: its one box is a crowd; e is left out, not counted as background
+
+
+def test_coco_2017_layout_keeps_its_splits(tmp_path):
+    """COCO's own layout: annotations/instances_train2017.json and instances_val2017.json, images in train2017/
+    and val2017/. Those are the train and val splits (a year after the word), not one unsplit pool."""
+    root = tmp_path / "coco2017"
+    (root / "annotations").mkdir(parents=True)
+    for folder, ids in (("train2017", [9, 25]), ("val2017", [139])):
+        for i in ids:
+            image(root / folder / f"{i:012d}.jpg", 100, 50)
+        (root / "annotations" / f"instances_{folder}.json").write_text(json.dumps({
+            "info": {}, "licenses": [], "categories": [{"supercategory": "animal", "id": 18, "name": "dog"}],
+            "images": [{"file_name": f"{i:012d}.jpg", "height": 50, "width": 100, "id": i} for i in ids],
+            "annotations": [{"segmentation": [[1, 2, 30, 2, 30, 20]], "area": 261.0, "iscrowd": 0, "image_id": i,
+                             "bbox": [1, 2, 29, 18], "category_id": 18, "id": i} for i in ids]}))
+    ann = read(root)
+    assert {i.name: i.split for i in ann.items} == {"train2017/000000000009.jpg": "train",
+                                                    "train2017/000000000025.jpg": "train",
+                                                    "val2017/000000000139.jpg": "val"}
+    convert(root, "yolo", tmp_path / "yolo", log=quiet)
+    assert sorted(p.name for p in (tmp_path / "yolo" / "labels" / "val").iterdir()) == ["000000000139.txt"]
+
+
+def test_ultralytics_coco_tree_with_years_keeps_its_splits(tmp_path):
+    """ultralytics' own COCO tree (coco.yaml): images/train2017, images/val2017 and their labels/."""
+    root = tmp_path / "coco"
+    for folder in ("train2017", "val2017"):
+        image(root / "images" / folder / f"{folder}.jpg", 100, 50)
+        (root / "labels" / folder).mkdir(parents=True)
+        (root / "labels" / folder / f"{folder}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "coco.yaml").write_text("path: ../datasets/coco\ntrain: train2017.txt\nval: val2017.txt\nnames:\n  0: person\n")
+    ann = read(root)
+    assert {i.name: i.split for i in ann.items} == {"images/train2017/train2017.jpg": "train",
+                                                    "images/val2017/val2017.jpg": "val"}
