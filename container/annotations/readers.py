@@ -136,7 +136,7 @@ def _latest_label(record: dict) -> str | None:
     writes its own beside the original's), the one whose metadata is the latest, else the last."""
     keys = [k for k, v in record.items() if isinstance(v, dict) and "annotations" in v]
     dates = [str((record.get(f"{k}-metadata") or {}).get("creation-date", "")) for k in keys]
-    return max(zip(dates, range(len(keys)), keys))[2] if keys else None
+    return max(zip(dates, range(len(keys)), keys, strict=True))[2] if keys else None
 
 
 def read_groundtruth(root: Path, names: list[str] | None = None) -> Annotations:

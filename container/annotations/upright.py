@@ -38,7 +38,7 @@ def upright_bytes(data: bytes) -> tuple[bytes, bool]:
     """The image file ``data`` re-encoded upright when its EXIF orientation turns it, else ``data`` itself;
     and whether it was re-encoded. Only files with an EXIF block are opened (a search of their head, in C):
     most images cost nothing here. Re-encoded as JPEG at quality 95 (PNG stays PNG, lossless)."""
-    if data.find(b"Exif\x00\x00", 0, 1 << 16) < 0 and data.find(b"eXIf", 0, 1 << 16) < 0:
+    if data.find(b"Exif\x00\x00", 0, 1 << 16) < 0 and not (data.startswith(b"\x89PNG") and b"eXIf" in data):
         return data, False
     from PIL import Image, ImageOps
 

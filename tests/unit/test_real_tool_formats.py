@@ -227,13 +227,18 @@ Validation</subsets>
     <box label="car" source="manual" occluded="1" xtl="10.00" ytl="20.00" xbr="50.00" ybr="40.00" z_order="0">
       <attribute name="color">red</attribute>
     </box>
-    <box label="car" source="manual" occluded="0" xtl="100.00" ytl="40.00" xbr="140.00" ybr="60.00" rotation="30.00" z_order="1">
+    <box label="car" source="manual" occluded="0" xtl="100.00" ytl="40.00" xbr="140.00" ybr="60.00"
+         rotation="30.00" z_order="1">
     </box>
-    <ellipse label="car" source="manual" occluded="0" cx="60.00" cy="70.00" rx="20.00" ry="10.00" rotation="90.00" z_order="0">
+    <ellipse label="car" source="manual" occluded="0" cx="60.00" cy="70.00" rx="20.00" ry="10.00"
+             rotation="90.00" z_order="0">
     </ellipse>
-    <mask label="puddle" source="manual" occluded="0" rle="3, 4, 5, 2, 50" left="20" top="30" width="11" height="6" z_order="0">
+    <mask label="puddle" source="manual" occluded="0" rle="3, 4, 5, 2, 50" left="20" top="30" width="11"
+          height="6" z_order="0">
     </mask>
-    <cuboid label="car" source="manual" occluded="0" xtl1="10.00" ytl1="10.00" xbl1="10.00" ybl1="30.00" xtr1="30.00" ytr1="10.00" xbr1="30.00" ybr1="30.00" xtl2="40.00" ytl2="5.00" xbl2="40.00" ybl2="25.00" xtr2="60.00" ytr2="5.00" xbr2="60.00" ybr2="25.00" z_order="0">
+    <cuboid label="car" source="manual" occluded="0" xtl1="10.00" ytl1="10.00" xbl1="10.00" ybl1="30.00"
+            xtr1="30.00" ytr1="10.00" xbr1="30.00" ybr1="30.00" xtl2="40.00" ytl2="5.00" xbl2="40.00"
+            ybl2="25.00" xtr2="60.00" ytr2="5.00" xbr2="60.00" ybr2="25.00" z_order="0">
     </cuboid>
     <skeleton label="person" source="manual" z_order="0">
       <points label="nose" source="manual" outside="0" occluded="0" points="150.00,50.00">
@@ -313,7 +318,7 @@ def test_labelme_points_lines_and_windows_paths(tmp_path):
     assert ann.names == ["ball", "cat", "dog"]
     theirs = []  # labelme's own geometry: a rectangle is its two corners, a circle centre + |rim - centre|
     for s in shapes:
-        (x1, y1), *rest = s["points"]
+        x1, y1 = s["points"][0]
         if s["shape_type"] == "circle":
             r = math.dist(s["points"][0], s["points"][1])
             theirs.append((s["label"], x1 - r, y1 - r, x1 + r, y1 + r))
@@ -506,7 +511,8 @@ def test_ultralytics_coco_tree_with_years_keeps_its_splits(tmp_path):
         image(root / "images" / folder / f"{folder}.jpg", 100, 50)
         (root / "labels" / folder).mkdir(parents=True)
         (root / "labels" / folder / f"{folder}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    (root / "coco.yaml").write_text("path: ../datasets/coco\ntrain: train2017.txt\nval: val2017.txt\nnames:\n  0: person\n")
+    (root / "coco.yaml").write_text("path: ../datasets/coco\ntrain: train2017.txt\nval: val2017.txt\n"
+                                    "names:\n  0: person\n")
     ann = read(root)
     assert {i.name: i.split for i in ann.items} == {"images/train2017/train2017.jpg": "train",
                                                     "images/val2017/val2017.jpg": "val"}
