@@ -151,7 +151,7 @@ def read_groundtruth(root: Path, names: list[str] | None = None) -> Annotations:
     class_map: dict[int, str] = {}
     for path in files:
         split = split_of(path, root) if root.is_dir() else None
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:  # a byte-order mark: a manifest written on Windows
             for number, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -180,10 +180,17 @@ def read_groundtruth(root: Path, names: list[str] | None = None) -> Annotations:
                 boxes = [Box(str(a["class_id"]), a["left"], a["top"], a["left"] + a["width"], a["top"] + a["height"])
                          for a in label.get("annotations", [])]
                 ann.items.append(Item(key, image, size.get("width"), size.get("height"), boxes, split))
+    # class_id is the index of the job's label: YOLO and label-map ids keep it (a gap in the class map stays
+    # a class), named by the class map, else by ``names``, else by the id itself (a hand-written manifest)
+    ids = {int(box.label) for item in ann.items for box in item.boxes} | set(class_map)
+
+    def name_of(cid: int) -> str:
+        return class_map.get(cid) or (names[cid] if names and 0 <= cid < len(names) else str(cid))
+
     for item in ann.items:
         for box in item.boxes:
-            box.label = class_map.get(int(box.label), box.label)
-    ann.names = names or [class_map[c] for c in sorted(class_map)]
+            box.label = name_of(int(box.label))
+    ann.names = (names or [name_of(c) for c in range(max(ids) + 1)]) if ids else list(names or [])
     return ann
 
 

@@ -516,3 +516,33 @@ def test_ultralytics_coco_tree_with_years_keeps_its_splits(tmp_path):
     ann = read(root)
     assert {i.name: i.split for i in ann.items} == {"images/train2017/train2017.jpg": "train",
                                                     "images/val2017/val2017.jpg": "val"}
+
+
+def test_hand_written_ground_truth_manifest(tmp_path):
+    """A manifest written by hand or by a script on Windows: a byte-order mark, CRLF line ends, a blank line,
+    no ``-metadata`` (no class map), a class id as a string, no image_size. Class ids are the job's label
+    indexes: YOLO ids are the same numbers (a class map with a gap keeps it), names from ``--names``."""
+    root = tmp_path / "gt"
+    image(root / "a.jpg", 100, 50)
+    image(root / "b.jpg", 100, 50)
+    lines = [{"source-ref": "s3://b/x/a.jpg", "bbox": {"annotations": [
+                 {"class_id": 2, "left": 10, "top": 5, "width": 20, "height": 10}]}},
+             {"source-ref": "s3://b/x/b.jpg", "bbox": {"image_size": [{"width": 100, "height": 50}], "annotations": [
+                 {"class_id": "0", "left": 1.5, "top": 2, "width": 20, "height": 10}]}}]
+    (root / "hand.manifest").write_bytes(b"\xef\xbb\xbf" + b"\r\n\r\n".join(json.dumps(x).encode() for x in lines)
+                                         + b"\r\n")
+    theirs = {f"{line['source-ref'].rsplit('/', 1)[1]}": [
+        (int(a["class_id"]), a["left"], a["top"], a["left"] + a["width"], a["top"] + a["height"])
+        for a in line["bbox"]["annotations"]] for line in lines}
+    names = ["dog", "cat", "bird"]
+    ann = read(root, names=names)
+    assert boxes_of(ann) == {k: [(names[c], *b) for c, *b in v] for k, v in theirs.items()}
+    assert check(ann, names=names).ok
+    ann = read(root)  # no names anywhere: the ids are the names, in id order
+    assert ann.names == ["0", "1", "2"]
+    convert(root, "yolo", tmp_path / "yolo", log=quiet)
+    for name, boxes in theirs.items():
+        (cls, x1, y1, x2, y2), = boxes
+        expected = [cls, (x1 + x2) / 200, (y1 + y2) / 100, (x2 - x1) / 100, (y2 - y1) / 50]
+        assert yolo_lines(tmp_path / "yolo" / "labels" / "train" / name.replace(".jpg", ".txt")) == [
+            [round(v, 4) for v in expected]]
