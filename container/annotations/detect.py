@@ -54,7 +54,7 @@ def _kind(path: Path, rel: Path, image_stems: set[Path]) -> str | None:
     if suffix in (".json", ".manifest", ".jsonl"):
         return json_kind(path) or ("json?" if suffix == ".json" else None)
     if suffix == ".csv":
-        with path.open(encoding="utf-8", errors="replace") as fh:
+        with path.open(encoding="utf-8-sig", errors="replace") as fh:
             header = fh.readline().strip().lower().replace(" ", "").split(",")
         return "csv" if header[:8] == CSV_HEADER else None
     if suffix == ".txt" and path.name not in ("classes.txt", "names.txt") and (

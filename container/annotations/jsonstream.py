@@ -117,7 +117,7 @@ def top_level(path: Path, arrays: dict[str, Callable[[Any], None]]) -> dict[str,
     """Walk a JSON object file: each element of the arrays named in ``arrays`` goes to its callback as it is
     decoded; every other top-level value is returned, whole, in a dict (keep those small)."""
     rest: dict[str, Any] = {}
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         buf = _Buffer(fh)
         buf.expect("{")
         if buf.skip_space() == "}":

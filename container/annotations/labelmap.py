@@ -88,7 +88,7 @@ def _pbtxt_items(text: str, source: str) -> dict[int, str]:
 
 def read_label_map(path: Path) -> list[str]:
     """Class names in id order (id 1 first) from a pbtxt, an ``id,name`` CSV or a YAML with ``names``."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = Path(path).read_text(encoding="utf-8-sig")
     pairs: dict[int, str] = {}
     if path.suffix == ".pbtxt":
         pairs = _pbtxt_items(text, path.name)

@@ -59,7 +59,7 @@ def read_yolo(root: Path, names: list[str] | None = None) -> Annotations:
             item = Item(rel, image, width, height, boxes, None if split == "pool" else split)
             label = label_of(image)
             if label.exists():
-                for number, line in enumerate(label.read_text(encoding="utf-8").splitlines(), 1):
+                for number, line in enumerate(label.read_text(encoding="utf-8-sig").splitlines(), 1):
                     fields = line.split()
                     if not fields:
                         continue
@@ -204,7 +204,7 @@ def read_csv(root: Path, names: list[str] | None = None) -> Annotations:
     for path in files:
         split = split_of(path, root) if root.is_dir() else None
         near = folder_of(path, base)
-        with path.open(encoding="utf-8", newline="") as fh:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
             if [f.strip().lower() for f in reader.fieldnames or []][:8] != CSV_HEADER:
                 continue

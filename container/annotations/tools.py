@@ -133,7 +133,7 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
     for path in files:
         where = path.relative_to(base).as_posix()
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             ann.note("unreadable annotation", f"{where}: not JSON ({err})")
             continue

@@ -78,7 +78,7 @@ def discover(root: Path, channel: str) -> tuple[dict[str, list[Path]], str]:
 
 def read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as err:
         raise UserError(f"{path.parent.name}/{path.name} is not UTF-8 text ({err.reason} at byte {err.start}): "
                         "save it as UTF-8") from err
@@ -117,6 +117,6 @@ def search_names(search: list[Path]) -> tuple[list[str], str] | None:
         for sub in (folder, folder / "labels"):
             for fname in NAME_FILES:
                 if (sub / fname).is_file():
-                    lines = (sub / fname).read_text(encoding="utf-8").splitlines()
+                    lines = (sub / fname).read_text(encoding="utf-8-sig").splitlines()
                     return [ln.strip() for ln in lines if ln.strip()], f"{folder.name}/{fname}"
     return None

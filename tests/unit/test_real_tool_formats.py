@@ -546,3 +546,35 @@ def test_hand_written_ground_truth_manifest(tmp_path):
         expected = [cls, (x1 + x2) / 200, (y1 + y2) / 100, (x2 - x1) / 100, (y2 - y1) / 50]
         assert yolo_lines(tmp_path / "yolo" / "labels" / "train" / name.replace(".jpg", ".txt")) == [
             [round(v, 4) for v in expected]]
+
+
+# -- files saved on Windows: a UTF-8 byte-order mark -----------------------------------------------------
+def test_files_with_a_byte_order_mark(tmp_path):
+    """Excel's "CSV UTF-8", PowerShell's Out-File and Notepad++ put a byte-order mark before the first byte;
+    Python's json and csv modules then see a stray character. Every reader takes it off."""
+    bom = "\ufeff"
+    csv_root = tmp_path / "csv"
+    image(csv_root / "a.jpg")
+    (csv_root / "train_labels.csv").write_text(bom + "filename,width,height,class,xmin,ymin,xmax,ymax\r\n"
+                                               "a.jpg,100,50,cat,10,5,30,20\r\n", encoding="utf-8")
+    labelme = tmp_path / "labelme"
+    image(labelme / "a.jpg")
+    (labelme / "a.json").write_text(bom + json.dumps({
+        "version": "5.4.1", "flags": {}, "imagePath": "a.jpg", "imageData": None, "imageHeight": 50,
+        "imageWidth": 100, "shapes": [{"label": "cat", "points": [[10, 5], [30, 20]], "shape_type": "rectangle"}]}))
+    coco = tmp_path / "coco"
+    image(coco / "a.jpg")
+    (coco / "train.json").write_text(bom + json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 5, 20, 15], "iscrowd": 0}]}))
+    yolo = tmp_path / "yolo"
+    image(yolo / "images" / "a.jpg")
+    (yolo / "labels").mkdir()
+    (yolo / "labels" / "a.txt").write_text(bom + "0 0.2 0.25 0.2 0.3\r\n")
+    (yolo / "classes.txt").write_text(bom + "cat\r\n")
+    for root in (csv_root, labelme, coco, yolo):
+        ann = read(root)
+        assert ann.names == ["cat"], root.name
+        assert boxes_of(ann) == {next(iter(boxes_of(ann))): [("cat", 10, 5, 30, 20)]}, root.name
+        assert check(ann).ok, root.name
