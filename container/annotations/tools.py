@@ -27,6 +27,7 @@ SHAPES = ("box", "polygon", "polyline", "points", "ellipse", "cuboid", "mask")
 NOT_BOXES = ("skeleton",)  # keypoints: no object's extent (CVAT's detection exports leave them out too)
 LINES = ("points", "polyline", "point", "line", "linestrip")  # CVAT's and LabelMe's: a box only with an area
 NO_BOX = "shape that is no box not read"
+EMBEDDED = "image only inside its LabelMe file"  # a missing image: the problem says so, this says where it is
 
 
 def _cvat_box(el: ET.Element) -> tuple[float, float, float, float]:
@@ -139,6 +140,9 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
             continue
         image_path = data.get("imagePath") or path.with_suffix(".jpg").name
         key, found = index.locate(image_path, folder_of(path, base))
+        if found is None and data.get("imageData") and len(index):
+            ann.note(EMBEDDED, f"{where}: {image_path} is not there, only inside the JSON (imageData): write it "
+                     "beside the JSON (labelme_export_json, formerly labelme_json_to_dataset, writes it as img.png)", warning=True)
         boxes = []
         for number, shape in enumerate(data.get("shapes") or [], 1):
             label = str(shape.get("label", ""))

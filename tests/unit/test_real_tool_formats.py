@@ -329,6 +329,13 @@ def test_labelme_points_lines_and_windows_paths(tmp_path):
     report = check(ann)
     assert report.ok and not report.left_out
     assert report.warnings["shape that is no box not read"].count == 2
+    (root / "annotations" / "b.json").write_text(json.dumps({  # the image only inside the JSON: missing, and why
+        "version": "5.2.1", "flags": {}, "shapes": shapes[:1], "imagePath": "b.jpg", "imageData": jpeg_base64(),
+        "imageHeight": 50, "imageWidth": 100}))
+    report = check(read(root))
+    assert report.problems["missing image"].examples == ["b.jpg"] and len(report.left_out) == 1
+    (hint,) = report.warnings["image only inside its LabelMe file"].examples
+    assert "annotations/b.json" in hint and "labelme_export_json" in hint
 
 
 def test_labelme_3_files_with_the_image_first_are_labelme(tmp_path):
