@@ -142,7 +142,8 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
         key, found = index.locate(image_path, folder_of(path, base))
         if found is None and data.get("imageData") and len(index):
             ann.note(EMBEDDED, f"{where}: {image_path} is not there, only inside the JSON (imageData): write it "
-                     "beside the JSON (labelme_export_json, formerly labelme_json_to_dataset, writes it as img.png)", warning=True)
+                     "beside the JSON (labelme_export_json, formerly labelme_json_to_dataset, writes it as img.png)",
+                     warning=True)
         boxes = []
         for number, shape in enumerate(data.get("shapes") or [], 1):
             label = str(shape.get("label", ""))
