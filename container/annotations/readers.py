@@ -82,6 +82,21 @@ def _num(el: Any, tag: str) -> float:
     return float(text)
 
 
+def _imagesets(devkits: set[Path]) -> dict[tuple[Path, str], str]:
+    """The VOC devkit's splits, ``{(devkit folder, image stem): split}`` from ``<devkit>/ImageSets/Main/<split>.txt``
+    (``train``, ``val``, ``test``; ``trainval`` and the per-class ``dog_train.txt`` name no split of their own).
+    ``devkits``: the folders above the XMLs' folders (``VOC2012`` above ``Annotations``): a few, not a walk."""
+    found: dict[tuple[Path, str], str] = {}
+    for devkit in devkits:
+        main = devkit / "ImageSets" / "Main"
+        for lst in sorted(main.glob("*.txt")) if main.is_dir() else []:
+            if split := split_word(lst.stem):
+                for line in lst.read_text(encoding="utf-8-sig").splitlines():
+                    if line.strip():
+                        found[(devkit, line.split()[0])] = split
+    return found
+
+
 def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
     """labelImg's and CVAT's "Pascal VOC" export: one ``<annotation>`` XML per image. ``<difficult>1``
     objects are marked (left out of training unless asked)."""
@@ -91,6 +106,7 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
     ann = Annotations([], [], "voc", root)
     seen: dict[str, None] = dict.fromkeys(names or [])
     splits_of: dict[Path, str | None] = {}
+    imagesets = _imagesets({xml.parent.parent for xml in files})
     for xml in files:
         where = xml.relative_to(base).as_posix()
         try:
@@ -124,7 +140,7 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
             # the name it had when labelled (IMG_0001.JPG, renamed since) or lack its suffix
         if xml.parent not in splits_of:
             splits_of[xml.parent] = split_of(xml.parent / "x", root) if root.is_dir() else None
-        split = split_word(xml.stem) or splits_of[xml.parent]
+        split = imagesets.get((xml.parent.parent, xml.stem)) or split_word(xml.stem) or splits_of[xml.parent]
         ann.items.append(Item(key, path, width or None, height or None, boxes, split))
     ann.names = list(seen)
     return ann

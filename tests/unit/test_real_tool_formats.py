@@ -585,3 +585,26 @@ def test_files_with_a_byte_order_mark(tmp_path):
         assert ann.names == ["cat"], root.name
         assert boxes_of(ann) == {next(iter(boxes_of(ann))): [("cat", 10, 5, 30, 20)]}, root.name
         assert check(ann).ok, root.name
+
+
+def test_voc_devkit_layout_splits_from_imagesets(tmp_path):
+    """The Pascal VOC devkit's layout, which CVAT's "PASCAL VOC 1.1" export keeps: Annotations/, JPEGImages/,
+    and the splits as lists of names in ImageSets/Main/{train,val}.txt (per-class lists beside them, such as
+    dog_train.txt, and trainval.txt, name no split of their own)."""
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    for stem in ("2008_000001", "2008_000002", "2008_000003"):
+        image(root / "JPEGImages" / f"{stem}.jpg", 100, 50)
+        (root / "Annotations").mkdir(parents=True, exist_ok=True)
+        (root / "Annotations" / f"{stem}.xml").write_text(VOC_LABELIMG.format(
+            filename=f"{stem}.jpg", size="<size><width>100</width><height>50</height><depth>3</depth></size>"))
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("2008_000001\n2008_000003\n")
+    (root / "ImageSets" / "Main" / "val.txt").write_text("2008_000002\n")
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("2008_000001\n2008_000002\n2008_000003\n")
+    (root / "ImageSets" / "Main" / "dog_train.txt").write_text("2008_000001  1\n2008_000003 -1\n")
+    (root / "labelmap.txt").write_text("# label:color_rgb:parts:actions\nbackground:0,0,0::\ndog:1,2,3::\n")
+    assert detect(tmp_path / "VOCdevkit") == "voc"
+    ann = read(tmp_path / "VOCdevkit")
+    assert {i.name: i.split for i in ann.items} == {"VOC2012/JPEGImages/2008_000001.jpg": "train",
+                                                    "VOC2012/JPEGImages/2008_000002.jpg": "val",
+                                                    "VOC2012/JPEGImages/2008_000003.jpg": "train"}
