@@ -39,8 +39,10 @@ def json_kind(path: Path) -> str | None:
         return "labelme"
     if head.lstrip(b"\xef\xbb\xbf \t\r\n{").startswith(b'"imageData"'):  # LabelMe 3 (Python 2's key order): the
         return "labelme"  # image's base64 first, "shapes" maybe megabytes later
-    if b'"images"' in head or b'"annotations"' in head or b'"categories"' in head:
+    if b'"images"' in head or b'"annotations"' in head:
         return "coco"
+    if b'"categories"' in head and len(head) == HEAD:  # a big file: its images may come after the head
+        return "coco"  # (a small one with categories alone is Label Studio's notes.json beside a YOLO tree)
     return None
 
 
