@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,22 @@ def _num(el: Any, tag: str) -> float:
     return float(text)
 
 
+def _voc_box(obj: Any) -> tuple[float, float, float, float]:
+    """An ``<object>``'s box: its ``<bndbox>``, or the box around roLabelImg's rotated ``<robndbox>`` (centre,
+    size, ``angle`` in radians). ValueError naming what is missing."""
+    bb = obj.find("bndbox")
+    if bb is not None:
+        return _num(bb, "xmin"), _num(bb, "ymin"), _num(bb, "xmax"), _num(bb, "ymax")
+    ro = obj.find("robndbox")
+    if ro is None:
+        raise ValueError(f"no <bndbox> (found {', '.join(f'<{c.tag}>' for c in obj) or 'nothing'}): "
+                         "add <bndbox><xmin>..<ymin>..<xmax>..<ymax>, or leave the object out")
+    cx, cy, w, h, angle = (_num(ro, k) for k in ("cx", "cy", "w", "h", "angle"))
+    cos, sin = abs(math.cos(angle)), abs(math.sin(angle))
+    half_w, half_h = (w * cos + h * sin) / 2, (w * sin + h * cos) / 2
+    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+
+
 def _imagesets(devkits: set[Path]) -> dict[tuple[Path, str], str]:
     """The VOC devkit's splits, ``{(devkit folder, image stem): split}`` from ``<devkit>/ImageSets/Main/<split>.txt``
     (``train``, ``val``, ``test``; ``trainval`` and the per-class ``dog_train.txt`` name no split of their own).
@@ -120,18 +137,16 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
         size = tree.find("size")
         width = int(float(size.findtext("width") or 0)) if size is not None else 0
         height = int(float(size.findtext("height") or 0)) if size is not None else 0
-        boxes = []
+        boxes, unread = [], []
         for obj in tree.iter("object"):
             label = (obj.findtext("name") or "").strip()
-            bb = obj.find("bndbox")
-            if bb is None:
-                continue
             try:
-                boxes.append(Box(label, _num(bb, "xmin"), _num(bb, "ymin"), _num(bb, "xmax"), _num(bb, "ymax"),
-                                 difficult=(obj.findtext("difficult") or "0").strip() in ("1", "true")))
-            except ValueError as err:
-                ann.note("unreadable annotation", f"{where}: object {label!r}: {err}")
+                x1, y1, x2, y2 = _voc_box(obj)
+            except ValueError as err:  # the image is left out: trained without this object, it would be background
+                unread.append(f"{where}: object {label!r}: {err}")
                 continue
+            boxes.append(Box(label, x1, y1, x2, y2,
+                             difficult=(obj.findtext("difficult") or "0").strip() in ("1", "true")))
             if names is None:
                 seen.setdefault(label)
         key, path = index.locate(filename, folder_of(xml, base))
@@ -141,7 +156,9 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
         if xml.parent not in splits_of:
             splits_of[xml.parent] = split_of(xml.parent / "x", root) if root.is_dir() else None
         split = imagesets.get((xml.parent.parent, xml.stem)) or split_word(xml.stem) or splits_of[xml.parent]
-        ann.items.append(Item(key, path, width or None, height or None, boxes, split))
+        ann.items.append(item := Item(key, path, width or None, height or None, boxes, split))
+        for example in unread:
+            ann.note("unreadable annotation", example, item=item)
     ann.names = list(seen)
     return ann
 

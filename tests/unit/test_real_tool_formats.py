@@ -608,3 +608,43 @@ def test_voc_devkit_layout_splits_from_imagesets(tmp_path):
     assert {i.name: i.split for i in ann.items} == {"VOC2012/JPEGImages/2008_000001.jpg": "train",
                                                     "VOC2012/JPEGImages/2008_000002.jpg": "val",
                                                     "VOC2012/JPEGImages/2008_000003.jpg": "train"}
+
+
+def test_label_studio_yolo_export_with_notes_json(tmp_path):
+    """Label Studio's YOLO export: images/, labels/, classes.txt and a notes.json holding the categories (no
+    images, no annotations). It is a YOLO tree; the notes are no second format."""
+    root = tmp_path / "ls"
+    image(root / "images" / "1a2b3c-a.jpg", 100, 50)
+    (root / "labels").mkdir()
+    (root / "labels" / "1a2b3c-a.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    (root / "classes.txt").write_text("Airplane\nCar\n")
+    (root / "notes.json").write_text(json.dumps({
+        "categories": [{"id": 0, "name": "Airplane"}, {"id": 1, "name": "Car"}],
+        "info": {"year": 2024, "version": "1.0", "contributor": "Label Studio"}}, indent=2))
+    assert detect(root) == "yolo"
+    ann = read(root)
+    assert ann.names == ["Airplane", "Car"] and boxes_of(ann) == {"images/1a2b3c-a.jpg": [("Car", 40, 20, 60, 30)]}
+
+
+def test_voc_rotated_boxes_of_rolabelimg(tmp_path):
+    """roLabelImg writes rotated boxes as <robndbox> (centre, size, angle in radians) beside plain <bndbox>
+    objects: the box around the turned rectangle, not an object dropped in silence; an object with no box
+    at all is a problem that leaves its image out (trained, it would teach the object is background)."""
+    root = tmp_path / "ro"
+    image(root / "a.jpg", 200, 100)
+    (root / "a.xml").write_text("""<annotation><folder>ro</folder><filename>a.jpg</filename>
+  <size><width>200</width><height>100</height><depth>3</depth></size>
+  <object><type>bndbox</type><name>text</name><difficult>0</difficult>
+    <bndbox><xmin>10</xmin><ymin>10</ymin><xmax>50</xmax><ymax>30</ymax></bndbox></object>
+  <object><type>robndbox</type><name>text</name><pose>Unspecified</pose><truncated>0</truncated>
+    <difficult>0</difficult>
+    <robndbox><cx>100.5</cx><cy>50.25</cy><w>60</w><h>20</h><angle>0.5235988</angle></robndbox></object>
+</annotation>""")
+    ann = read(root)
+    r = [round(v, 3) for v in rotated_box(70.5, 40.25, 130.5, 60.25, 30)]
+    assert boxes_of(ann) == {"a.jpg": [("text", 10, 10, 50, 30), ("text", *r)]}
+    assert check(ann).ok
+    (root / "a.xml").write_text((root / "a.xml").read_text().replace("robndbox", "polygon"))
+    report = check(read(root))
+    assert "unreadable annotation" in report.problems and len(report.left_out) == 1
+    assert "no <bndbox>" in report.problems["unreadable annotation"].examples[0]
