@@ -3,7 +3,7 @@
 A phone stores a portrait photo as landscape pixels plus an ``Orientation`` tag. ultralytics sizes it with the
 tag applied (``exif_size``) and OpenCV decodes it turned, and LabelMe, CVAT and Roboflow show it turned while
 boxes are drawn: so the size of an image, everywhere in this library, is its upright size. TensorFlow's
-decoders ignore the tag, so a TFRecord stores such an image re-encoded upright (:func:`upright_bytes`).
+decoders ignore the tag, so a TFRecord stores such an image re-encoded upright (:func:`record_image`).
 """
 
 from __future__ import annotations
@@ -34,22 +34,33 @@ def upright_size(im: Any) -> tuple[int, int]:
     return (height, width) if orientation(im) in SWAPS else (width, height)
 
 
-def upright_bytes(data: bytes) -> tuple[bytes, bool]:
-    """The image file ``data`` re-encoded upright when its EXIF orientation turns it, else ``data`` itself;
-    and whether it was re-encoded. Only files with an EXIF block are opened (a search of their head, in C):
-    most images cost nothing here. Re-encoded as JPEG at quality 95 (PNG stays PNG, lossless)."""
-    if data.find(b"Exif\x00\x00", 0, 1 << 16) < 0 and not (data.startswith(b"\x89PNG") and b"eXIf" in data):
-        return data, False
+def record_image(data: bytes) -> tuple[bytes, bytes]:
+    """An image file's bytes as a TFRecord holds them, and their ``image/format`` (``b"jpeg"`` or ``b"png"``).
+
+    A JPEG or PNG stays as it is, unless its EXIF orientation turns it: then it is re-encoded upright (JPEG at
+    quality 95, PNG lossless), without the tag. Any other image (WebP, BMP, TIFF, ...) becomes a lossless PNG
+    of its upright pixels: Model Garden decodes with ``tf.io.decode_image``, which refuses TIFF and returns
+    WebP as a stack of frames its ``set_shape([None, None, 3])`` rejects. Only a JPEG with an EXIF block (a
+    search of its head, in C) or a PNG with an ``eXIf`` chunk is opened to see whether it is turned."""
+    if data.startswith(b"\xff\xd8\xff"):
+        kind, tagged = b"jpeg", data.find(b"Exif\x00\x00", 0, 1 << 16) >= 0
+    elif data.startswith(b"\x89PNG"):
+        kind, tagged = b"png", b"eXIf" in data
+    else:
+        kind, tagged = b"", True
+    if not tagged:
+        return data, kind
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(data)) as im:
-        if orientation(im) == 1:
-            return data, False
-        fmt = "PNG" if im.format == "PNG" else "JPEG"
+        if kind and orientation(im) == 1:
+            return data, kind
+        kind = kind or b"png"
         turned = ImageOps.exif_transpose(im)
-        if fmt == "JPEG" and turned.mode not in ("RGB", "L"):
-            turned = turned.convert("RGB")
+        if turned.mode not in (("RGB", "L") if kind == b"jpeg" else ("RGB", "RGBA", "L", "LA", "P")):
+            turned = turned.convert("RGBA" if "A" in turned.mode else "RGB")
         out = io.BytesIO()
         # exif_transpose drops the tag from the copy's EXIF: a reader that applies EXIF does not turn it twice
-        turned.save(out, fmt, **({"quality": 95} if fmt == "JPEG" else {}), exif=turned.getexif())
-    return out.getvalue(), True
+        turned.save(out, "JPEG" if kind == b"jpeg" else "PNG", **({"quality": 95} if kind == b"jpeg" else {}),
+                    exif=turned.getexif())
+    return out.getvalue(), kind

@@ -26,7 +26,7 @@ import yaml
 from container.annotations.labelmap import write_label_map
 from container.annotations.tfrecord import od_example_parts, write_records
 from container.annotations.types import Annotations, Item
-from container.annotations.upright import upright_bytes, upright_size
+from container.annotations.upright import record_image, upright_size
 from container.failure import UserError
 
 Progress = Callable[[int], None]
@@ -156,14 +156,14 @@ def _unit(values: list[float]) -> list[float]:
 
 def tf_example(item: Item, ids: Mapping[str, int], source_id: str, filename: str,
                data: bytes) -> tuple[list[bytes], int]:
-    """The record of ``item``; ``data``: its image's bytes (re-encoded upright when its EXIF orientation turns
-    it: TensorFlow decodes the stored pixels, and the boxes are on the upright image)."""
+    """The record of ``item``; ``data``: its image's bytes (re-encoded where TensorFlow would not see what the
+    boxes are drawn on, :func:`upright.record_image`)."""
     width, height = _size(item)
     boxes = item.boxes
-    data, _ = upright_bytes(data)
+    data, fmt = record_image(data)
     return od_example_parts(
         encoded=data,
-        fmt=b"png" if item.path.suffix.lower() == ".png" else b"jpeg",
+        fmt=fmt,
         filename=filename.encode(), source_id=source_id.encode(), height=height, width=width,
         xmin=_unit([b.xmin / width for b in boxes]), xmax=_unit([b.xmax / width for b in boxes]),
         ymin=_unit([b.ymin / height for b in boxes]), ymax=_unit([b.ymax / height for b in boxes]),

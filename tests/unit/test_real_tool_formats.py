@@ -648,3 +648,31 @@ def test_voc_rotated_boxes_of_rolabelimg(tmp_path):
     report = check(read(root))
     assert "unreadable annotation" in report.problems and len(report.left_out) == 1
     assert "no <bndbox>" in report.problems["unreadable annotation"].examples[0]
+
+
+def test_tfrecords_hold_images_tensorflow_decodes_as_one_frame(tmp_path):
+    """ultralytics trains on .webp, .bmp, .tif ...; Model Garden decodes with tf.io.decode_image, which refuses
+    TIFF and returns WebP (and GIF) as a stack of frames that its set_shape([None, None, 3]) then rejects. A
+    record holds a JPEG as it is and any other image as a lossless PNG of the same pixels, with image/format
+    saying which."""
+    root = tmp_path / "mixed"
+    names = {"a.jpg": None, "b.webp": "WEBP", "c.bmp": "BMP", "d.tif": "TIFF", "e.PNG": "PNG"}
+    for name, fmt in names.items():
+        image(root / "images" / name, 100, 50, fmt=fmt)
+        (root / "labels").mkdir(exist_ok=True)
+        (root / "labels" / name).with_suffix(".txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "classes.txt").write_text("cat\n")
+    convert(root, "tfrecord", tmp_path / "records", log=quiet)
+    records = {r["image/filename"][0].decode(): r for p in (tmp_path / "records").glob("train-*")
+               for r in map(decode_example, read_records(p))}
+    assert set(records) == set(names)
+    for name, r in records.items():
+        data = r["image/encoded"][0]
+        kind = {b"\xff\xd8\xff": b"jpeg", b"\x89PN": b"png"}.get(data[:3])
+        assert kind == r["image/format"][0], name
+        assert kind == (b"jpeg" if name == "a.jpg" else b"png"), name
+        with Image.open(io.BytesIO(data)) as stored, Image.open(root / "images" / name) as original:
+            assert stored.size == original.size == (r["image/width"][0], r["image/height"][0])
+            if name != "a.jpg":  # lossless: the same pixels
+                assert stored.convert("RGB").tobytes() == original.convert("RGB").tobytes(), name
+    assert (root / "images" / "a.jpg").read_bytes() == records["a.jpg"]["image/encoded"][0]
