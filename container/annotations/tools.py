@@ -140,6 +140,8 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
             continue
         image_path = data.get("imagePath") or path.with_suffix(".jpg").name
         key, found = index.locate(image_path, folder_of(path, base))
+        if found is None and (beside := index.by_stem(path.relative_to(base).with_suffix("").as_posix())):
+            key, found = beside, index.path(beside)  # LabelMe names the JSON after the image: renamed, converted
         if found is None and data.get("imageData") and len(index):
             ann.note(EMBEDDED, f"{where}: {image_path} is not there, only inside the JSON (imageData): write it "
                      "beside the JSON (labelme_export_json, formerly labelme_json_to_dataset, writes it as img.png)",

@@ -336,6 +336,9 @@ def test_labelme_points_lines_and_windows_paths(tmp_path):
     assert report.problems["missing image"].examples == ["b.jpg"] and len(report.left_out) == 1
     (hint,) = report.warnings["image only inside its LabelMe file"].examples
     assert "annotations/b.json" in hint and "labelme_export_json" in hint
+    image(root / "annotations" / "b.webp", 100, 50, fmt="WEBP")  # converted since: the image beside, named alike
+    ann = read(root)
+    assert boxes_of(ann)["annotations/b.webp"] == [("cat", 10, 5, 30, 20)] and check(ann).ok
 
 
 def test_labelme_3_files_with_the_image_first_are_labelme(tmp_path):
