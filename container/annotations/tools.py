@@ -83,6 +83,7 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                 elif el.tag == "image" and stack == ["annotations"]:
                     a = el.attrib
                     key, found = index.locate(a.get("name", ""), near)
+                    width, height = float(a.get("width") or "inf"), float(a.get("height") or "inf")
                     boxes = []
                     for shape in el:
                         label = shape.get("label", "")
@@ -99,6 +100,8 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                             ann.note(NO_BOX, f"{where}: image {a.get('name')}: <{shape.tag}> {label!r} has no area "
                                      f"({shape.get('points')})", warning=True)
                             continue
+                        if shape.get("rotation"):  # a turned shape's box may reach past the image: the object
+                            x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)  # does not
                         boxes.append(Box(label, x1, y1, x2, y2))
                         labels.setdefault(label)
                     split = split_word(a.get("subset", "")) or file_split

@@ -230,6 +230,9 @@ Validation</subsets>
     <box label="car" source="manual" occluded="0" xtl="100.00" ytl="40.00" xbr="140.00" ybr="60.00"
          rotation="30.00" z_order="1">
     </box>
+    <box label="car" source="manual" occluded="0" xtl="180.00" ytl="80.00" xbr="200.00" ybr="100.00"
+         rotation="45.00" z_order="1">
+    </box>
     <ellipse label="car" source="manual" occluded="0" cx="60.00" cy="70.00" rx="20.00" ry="10.00"
              rotation="90.00" z_order="0">
     </ellipse>
@@ -271,7 +274,8 @@ def test_cvat_rotated_boxes_masks_cuboids_and_keypoints(tmp_path):
     """CVAT 2.x writes ``rotation`` on boxes and ellipses, ``<mask>`` with its pixel rectangle (left, top,
     width, height), ``<cuboid>`` corners, ``<skeleton>`` keypoints and single ``<points>``. A rotated box is
     the box around its turned corners; a mask its rectangle; a cuboid the box around its eight corners; a
-    keypoint is no object's extent: warned, not a zero-area box that would leave the image out."""
+    keypoint is no object's extent: warned, not a zero-area box that would leave the image out. A turned box in
+    a corner reaches past the image: its box is cut at the image's edges (the object is in the image)."""
     root = tmp_path / "cvat"
     image(root / "images" / "sub" / "a.jpg", 200, 100)
     image(root / "images" / "b.PNG", 200, 100, fmt="PNG")
@@ -280,8 +284,11 @@ def test_cvat_rotated_boxes_masks_cuboids_and_keypoints(tmp_path):
     assert ann.names == ["car", "person", "puddle"]  # "nose" is a point of the person skeleton, not a class
     r = [round(v, 3) for v in rotated_box(100, 40, 140, 60, 30)]
     e = [round(v, 3) for v in rotated_box(40, 60, 80, 80, 90)]  # an ellipse's box turned a quarter: exact
+    x1, y1, _, _ = rotated_box(180, 80, 200, 100, 45)
+    corner = (round(x1, 3), round(y1, 3), 200, 100)
     assert boxes_of(ann) == {
-        "images/sub/a.jpg": [("car", 10, 20, 50, 40), ("car", *r), ("car", *e), ("puddle", 20, 30, 31, 36),
+        "images/sub/a.jpg": [("car", 10, 20, 50, 40), ("car", *r), ("car", *corner), ("car", *e),
+                             ("puddle", 20, 30, 31, 36),
                              ("car", 10, 5, 60, 30)],
         "images/b.PNG": [("car", 10, 10, 40, 60)]}
     report = check(ann)
