@@ -145,6 +145,8 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
             except ValueError as err:  # the image is left out: trained without this object, it would be background
                 unread.append(f"{where}: object {label!r}: {err}")
                 continue
+            if obj.find("bndbox") is None and width and height:  # a turned box may reach past the image
+                x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
             boxes.append(Box(label, x1, y1, x2, y2,
                              difficult=(obj.findtext("difficult") or "0").strip() in ("1", "true")))
             if names is None:

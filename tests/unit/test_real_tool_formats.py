@@ -649,10 +649,14 @@ def test_voc_rotated_boxes_of_rolabelimg(tmp_path):
   <object><type>robndbox</type><name>text</name><pose>Unspecified</pose><truncated>0</truncated>
     <difficult>0</difficult>
     <robndbox><cx>100.5</cx><cy>50.25</cy><w>60</w><h>20</h><angle>0.5235988</angle></robndbox></object>
+  <object><type>robndbox</type><name>text</name>
+    <robndbox><cx>190</cx><cy>90</cy><w>20</w><h>20</h><angle>0.7853982</angle></robndbox></object>
 </annotation>""")
     ann = read(root)
     r = [round(v, 3) for v in rotated_box(70.5, 40.25, 130.5, 60.25, 30)]
-    assert boxes_of(ann) == {"a.jpg": [("text", 10, 10, 50, 30), ("text", *r)]}
+    x1, y1, _, _ = rotated_box(180, 80, 200, 100, 45)  # in the corner: cut at the image's edges
+    assert boxes_of(ann) == {"a.jpg": [("text", 10, 10, 50, 30), ("text", *r),
+                                       ("text", round(x1, 3), round(y1, 3), 200, 100)]}
     assert check(ann).ok
     (root / "a.xml").write_text((root / "a.xml").read_text().replace("robndbox", "polygon"))
     report = check(read(root))
