@@ -122,6 +122,11 @@ def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, 
         text = label.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         return [("unreadable label file", f"{label.name}: {err}")], boxes, False
+    if text.startswith("\ufeff"):  # ultralytics reads the first line's class as not a number: the image dropped
+        return [("label file starts with a byte-order mark",
+                 f"{label.name}: save it as UTF-8 without a BOM (Notepad, PowerShell and Excel add one), or "
+                 "rewrite the tree with `python -m sdk.data convert DIR --to yolo --out NEW`, which reads it")], \
+            boxes, False
     for lineno, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:

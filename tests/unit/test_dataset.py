@@ -88,11 +88,13 @@ def _broken(tmp_path, shapes, how):
         label.write_text("cat 0.5 0.5 0.2 0.2\n")
     elif how == "label line with wrong field count":
         label.write_text("0 0.5 0.5 0.2\n")
+    elif how == "label file starts with a byte-order mark":  # Notepad's, PowerShell's "UTF-8"
+        label.write_text("0 0.5 0.5 0.2 0.2\n", encoding="utf-8-sig")
     return root
 
 
 PROBLEMS = ["corrupt image", "class id out of range", "box outside the image", "box with zero area",
-            "label line not numeric", "label line with wrong field count"]
+            "label line not numeric", "label line with wrong field count", "label file starts with a byte-order mark"]
 
 
 @pytest.mark.parametrize("how", PROBLEMS)
