@@ -147,9 +147,12 @@ class ImageIndex:
                 self._stems[key] = rel if key not in self._stems else self._AMBIGUOUS
         return self._stems.get(stem) or None
 
-    def locate(self, name: str, near: str = "") -> tuple[str, Path | None]:
-        """An item's key and path: the image's relative path when found, else the name as given."""
-        rel = self.find(name, near=near)
+    def locate(self, name: str, near: str = "", *, stem: str | None = None) -> tuple[str, Path | None]:
+        """An item's key and path: the image's relative path when found, else the name as given. ``stem``: the
+        annotation file's relative path without its suffix, for tools that name it after its image (labelImg,
+        LabelMe): when ``name`` finds nothing (the image renamed or converted since, a name without its
+        suffix), the one image at that path with any suffix is the one."""
+        rel = self.find(name, near=near) or (self.by_stem(stem) if stem is not None else None)
         return (rel, self.root / rel) if rel else (name.replace("\\", "/"), None)
 
 

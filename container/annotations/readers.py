@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from container.annotations.coco import read_coco
 from container.annotations.detect import CSV_HEADER, FORMATS, detect, json_kind
 from container.annotations.paths import ImageIndex, dataset_root, folder_of, split_of, split_word, walk_files
-from container.annotations.tools import read_cvat, read_labelme
+from container.annotations.tools import inside, read_cvat, read_labelme, turned_box
 from container.annotations.types import Annotations, Box, Item
 from container.annotations.upright import upright_size
 from container.annotations.yolo_tree import discover, label_box, label_path, search_names
@@ -94,9 +93,7 @@ def _voc_box(obj: Any) -> tuple[float, float, float, float]:
         raise ValueError(f"no <bndbox> (found {', '.join(f'<{c.tag}>' for c in obj) or 'nothing'}): "
                          "add <bndbox><xmin>..<ymin>..<xmax>..<ymax>, or leave the object out")
     cx, cy, w, h, angle = (_num(ro, k) for k in ("cx", "cy", "w", "h", "angle"))
-    cos, sin = abs(math.cos(angle)), abs(math.sin(angle))
-    half_w, half_h = (w * cos + h * sin) / 2, (w * sin + h * cos) / 2
-    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+    return turned_box(cx, cy, w / 2, h / 2, angle)
 
 
 def _imagesets(devkits: set[Path]) -> dict[tuple[Path, str], str]:
@@ -145,16 +142,14 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
             except ValueError as err:  # the image is left out: trained without this object, it would be background
                 unread.append(f"{where}: object {label!r}: {err}")
                 continue
-            if obj.find("bndbox") is None and width and height:  # a turned box may reach past the image
-                x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+            if obj.find("bndbox") is None and width and height:
+                x1, y1, x2, y2 = inside((x1, y1, x2, y2), width, height)
             boxes.append(Box(label, x1, y1, x2, y2,
                              difficult=(obj.findtext("difficult") or "0").strip() in ("1", "true")))
             if names is None:
                 seen.setdefault(label)
-        key, path = index.locate(filename, folder_of(xml, base))
-        if path is None and (beside := index.by_stem(xml.relative_to(base).with_suffix("").as_posix())):
-            key, path = beside, index.path(beside)  # labelImg names the XML after the image; <filename> may be
-            # the name it had when labelled (IMG_0001.JPG, renamed since) or lack its suffix
+        stem = xml.relative_to(base).with_suffix("").as_posix()  # labelImg names the XML after its image
+        key, path = index.locate(filename, folder_of(xml, base), stem=stem)
         if xml.parent not in splits_of:
             splits_of[xml.parent] = split_of(xml.parent / "x", root) if root.is_dir() else None
         split = imagesets.get((xml.parent.parent, xml.stem)) or split_word(xml.stem) or splits_of[xml.parent]

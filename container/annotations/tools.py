@@ -38,8 +38,7 @@ def _cvat_box(el: ET.Element) -> tuple[float, float, float, float]:
         x1, y1, x2, y2 = float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
         if not sin:
             return x1, y1, x2, y2
-        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2
-        return _around(cx, cy, hw * cos + hh * sin, hw * sin + hh * cos)
+        return turned_box((x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2, turn)
     if el.tag == "ellipse":
         cx, cy, rx, ry = (float(a[k]) for k in ("cx", "cy", "rx", "ry"))
         return _around(cx, cy, math.hypot(rx * cos, ry * sin), math.hypot(rx * sin, ry * cos))
@@ -59,6 +58,21 @@ def _cvat_box(el: ET.Element) -> tuple[float, float, float, float]:
 
 def _around(cx: float, cy: float, half_width: float, half_height: float) -> tuple[float, float, float, float]:
     return cx - half_width, cy - half_height, cx + half_width, cy + half_height
+
+
+def turned_box(cx: float, cy: float, half_width: float, half_height: float,
+               radians: float) -> tuple[float, float, float, float]:
+    """The upright box around a rectangle turned by ``radians`` about its centre (CVAT's rotated boxes,
+    roLabelImg's ``<robndbox>``)."""
+    cos, sin = abs(math.cos(radians)), abs(math.sin(radians))
+    return _around(cx, cy, half_width * cos + half_height * sin, half_width * sin + half_height * cos)
+
+
+def inside(box: tuple[float, float, float, float], width: float, height: float) -> tuple[float, float, float, float]:
+    """``box`` cut at the edges of a ``width`` x ``height`` image: the box around a turned shape may reach past
+    them, the object does not."""
+    x1, y1, x2, y2 = box
+    return max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
 
 
 def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
@@ -100,8 +114,8 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                             ann.note(NO_BOX, f"{where}: image {a.get('name')}: <{shape.tag}> {label!r} has no area "
                                      f"({shape.get('points')})", warning=True)
                             continue
-                        if shape.get("rotation"):  # a turned shape's box may reach past the image: the object
-                            x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)  # does not
+                        if shape.get("rotation"):
+                            x1, y1, x2, y2 = inside((x1, y1, x2, y2), width, height)
                         boxes.append(Box(label, x1, y1, x2, y2))
                         labels.setdefault(label)
                     split = split_word(a.get("subset", "")) or file_split
@@ -142,9 +156,8 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
             ann.note("unreadable annotation", f"{where}: not JSON ({err})")
             continue
         image_path = data.get("imagePath") or path.with_suffix(".jpg").name
-        key, found = index.locate(image_path, folder_of(path, base))
-        if found is None and (beside := index.by_stem(path.relative_to(base).with_suffix("").as_posix())):
-            key, found = beside, index.path(beside)  # LabelMe names the JSON after the image: renamed, converted
+        stem = path.relative_to(base).with_suffix("").as_posix()  # LabelMe names the JSON after its image
+        key, found = index.locate(image_path, folder_of(path, base), stem=stem)
         if found is None and data.get("imageData") and len(index):
             ann.note(EMBEDDED, f"{where}: {image_path} is not there, only inside the JSON (imageData): write it "
                      "beside the JSON (labelme_export_json, formerly labelme_json_to_dataset, writes it as img.png)",
