@@ -184,29 +184,26 @@ def _image_bytes(paths: list[Path], ahead: int = 16) -> Iterator[bytes]:
     and the kernel is asked to read them (``posix_fadvise(WILLNEED)``), so a cold disk or a network mount
     reads ahead while this process encodes; no thread (bytes read on one thread and freed on another
     never reuse memory: every image then costs fresh pages, measured at 4x the read itself)."""
-    fds: deque[int] = deque()
+    opened: deque[tuple[int, Path]] = deque()
     pending = iter(paths)
     willneed = getattr(os, "POSIX_FADV_WILLNEED", None)
-
-    names: deque[Path] = deque()
 
     def open_next() -> None:
         path = next(pending, None)
         if path is not None:
             try:
-                fds.append(os.open(path, os.O_RDONLY))
+                fd = os.open(path, os.O_RDONLY)
             except OSError as e:
-                raise UserError(f"cannot read image {path}: {e.strerror}; it was there when the conversion "
-                                "started: is another program changing the dataset?") from e
-            names.append(path)
+                raise _vanished(path, e) from e
+            opened.append((fd, path))
             if willneed is not None:
-                os.posix_fadvise(fds[-1], 0, 0, willneed)
+                os.posix_fadvise(fd, 0, 0, willneed)
 
     try:
         for _ in range(ahead):
             open_next()
-        while fds:
-            fd, path = fds.popleft(), names.popleft()
+        while opened:
+            fd, path = opened.popleft()
             try:
                 data = _read_fd(fd)
             except OSError as e:
@@ -220,8 +217,13 @@ def _image_bytes(paths: list[Path], ahead: int = 16) -> Iterator[bytes]:
             open_next()
             yield data
     finally:
-        for fd in fds:
+        for fd, _ in opened:
             os.close(fd)
+
+
+def _vanished(path: Path, error: OSError) -> UserError:
+    return UserError(f"cannot read image {path}: {error.strerror}; it was there when the conversion started: is "
+                     "another program changing the dataset?")
 
 
 SHARD_BYTES = 150 * 1024 * 1024  # TFRecord shards of ~150 MB: big enough to stream, small enough to interleave
@@ -244,8 +246,7 @@ def _shard_plan(items: list[Item], shard_bytes: int) -> list[tuple[int, int]]:
         try:
             size += os.stat(item.path).st_size
         except OSError as e:  # gone since the check
-            raise UserError(f"cannot read image {item.path}: {e.strerror}; it was there when the conversion "
-                            "started: is another program changing the dataset?") from e
+            raise _vanished(item.path, e) from e
         if size >= shard_bytes:
             plan.append((start, i + 1))
             start, size = i + 1, 0
