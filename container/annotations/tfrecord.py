@@ -137,13 +137,15 @@ def _layout(fmt: bytes, height: int, width: int, filename: int, source_id: int, 
     per dataset), as one packer and its constant parts. The packer takes the constants and the values
     interleaved: ``c0, filename, c1, source_id, c2, *xmin, c3, *xmax, c4, *ymin, c5, *ymax, c6, label, c7,
     text, c8, *areas, c9, crowd``; one C call writes the whole body."""
-    string = b"\n" + _varint(len(fmt)) + fmt
+    def one_string(key: str, length: int) -> bytes:  # a bytes list of one value: framing up to the value
+        head = b"\n" + _varint(length)
+        return _frame(key, _BYTES, len(head) + length) + head
+
     h, w = _varint(height), _varint(width)
     nf = 4 * boxes
     consts = (
-        _frame("image/format", _BYTES, len(string)) + string
-        + _frame("image/filename", _BYTES, len(_varint(filename)) + 1 + filename) + b"\n" + _varint(filename),
-        _frame("image/source_id", _BYTES, len(_varint(source_id)) + 1 + source_id) + b"\n" + _varint(source_id),
+        one_string("image/format", len(fmt)) + fmt + one_string("image/filename", filename),
+        one_string("image/source_id", source_id),
         _packed_frame("image/height", _INTS, len(h)) + h + _packed_frame("image/width", _INTS, len(w)) + w
         + _packed_frame("image/object/bbox/xmin", _FLOATS, nf),
         _packed_frame("image/object/bbox/xmax", _FLOATS, nf),
