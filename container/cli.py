@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from container import tracking
 from container.contract import Environment
 from container.failure import (
     EXIT_ERROR,
@@ -45,18 +46,24 @@ def train(argv: list[str] | None = None) -> int:
         trainer = getattr(importlib.import_module(module_name), func)
         print(f"{schema.title}: job {env.job_name or '(local)'}, host {env.current_host}, base {env.base_dir}, "
               f"channels {', '.join(env.channels) or 'none'}", flush=True)
+        tracking.start(env, image_name())  # MLflow, when MLFLOW_TRACKING_URI is set (docs/mlflow.md)
         trainer(env, schema, stop)
+        tracking.log_model_folder(env.model_dir, env.hyperparameters)
     except TrainingStopped as err:
+        tracking.stop("KILLED")  # a restart with the same checkpoint location sets it running again
         print(f"\n{err}. A new job with the same checkpoint location resumes from it.", file=sys.stderr, flush=True)
         return EXIT_STOPPED
     except UserError as err:
+        tracking.stop("FAILED")
         write_failure(_failure_path(env), err)
         return EXIT_USER_ERROR
     except Exception as err:
+        tracking.stop("FAILED")
         write_failure(_failure_path(env), err)
         return EXIT_ERROR
     finally:
         stop.uninstall()
+    tracking.stop("FINISHED")
     print("training finished", flush=True)
     return 0
 
@@ -147,7 +154,11 @@ def _dispatch() -> None:
     if called_as in commands:  # the images link `train`, `serve`, ... to this entry: SageMaker runs `IMAGE train`
         commands[called_as]()
         return
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+    if len(sys.argv) < 2:  # the images' CMD: SageMaker SDK v3's local mode starts them with no command (docs/sdk-v3.md)
+        holds_job = Environment.from_base_dir(num_gpus=0, num_cpus=1).holds_training_job
+        (train_main if holds_job else describe_main)()
+        return
+    if sys.argv[1] not in commands:
         print("usage: sm-detectors train|serve|describe|convert [options]  (or python -m container ...)",
               file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

@@ -54,6 +54,9 @@ SAGEMAKER_HYPERPARAMETERS = (
 )
 
 
+# Any of these in <base>/input/config/ means a training job was set up (SageMaker writes all three).
+TRAINING_JOB_FILES = ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")
+
 TUNING_OBJECTIVE_KEY = "_tuning_objective_metric"  # SageMaker adds it to every training job of a tuning job
 
 
@@ -226,6 +229,16 @@ class Environment:
         if TUNING_OBJECTIVE_KEY in self.hyperparameters_raw and self.job_name:
             return self.checkpoint_dir / self.job_name / self.current_host
         return self.checkpoint_dir / self.current_host
+
+    @property
+    def holds_training_job(self) -> bool:
+        """A training job's files are in ``input/config/`` (what SageMaker, and SDK v3's local mode, write there)."""
+        return any((self.input_config_dir / name).is_file() for name in TRAINING_JOB_FILES)
+
+    @property
+    def tracking_run_file(self) -> Path:
+        """The MLflow run this job logs to (container/tracking.py), where a restarted job finds it again."""
+        return self.host_checkpoint_dir / "mlflow-run.json"
 
     @property
     def scratch_dir(self) -> Path:

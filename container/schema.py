@@ -394,6 +394,23 @@ class Schema:
             raise ValueError(f"metric line [{line}] is not declared in the {self.image} schema")
         return format_metric_line(line, {k: v for k, v in values.items() if k in keys}, prefix=prefix)
 
+    def metric_values(self, line: str, values: Mapping[str, Any], *, class_name: str | None = None
+                      ) -> dict[str, float]:
+        """A metric line's numbers under their metric definitions' names (``val:mAP50-95``): what MLflow records
+        (container/tracking.py), so the console, the log and MLflow say the same names."""
+        out: dict[str, float] = {}
+        for m in self.per_class_metrics if class_name is not None else self.metrics:
+            value = values.get(m.key) if m.line == line else None
+            if value is None or isinstance(value, bool):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if number == number and abs(number) != float("inf"):
+                out[m.name.format(name=class_name) if class_name is not None else m.name] = number
+        return out
+
     def metric_regexes(self) -> dict[str, str]:
         return {m.name: m.regex for m in self.metrics}
 

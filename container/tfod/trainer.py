@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from container import tracking
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError
 from container.schema import Schema
@@ -271,6 +272,18 @@ def eval_metric_line(values: dict[str, Any]) -> str:
     return Schema.load("tfod").metric_line("eval", _numbers(values))
 
 
+def report_train(step: int, output: dict[str, Any]) -> None:
+    """The train metric line, printed and (with a tracking server) logged to MLflow at ``step``."""
+    log(train_metric_line(step, output))
+    tracking.log_metric_line(Schema.load("tfod"), "train", {"step": step, **_numbers(output)}, step)
+
+
+def report_eval(values: dict[str, Any]) -> None:
+    """An evaluation's metric line (``values`` holds its ``step``), printed and logged to MLflow."""
+    log(eval_metric_line(values))
+    tracking.log_metric_line(Schema.load("tfod"), "eval", _numbers(values), int(values.get("step") or 0))
+
+
 def _numbers(output: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in output.items():
@@ -408,7 +421,7 @@ def fit(env: Environment, exp: Any, strategy: Any, model_dir: Path, init: str | 
 
     def on_train(output: dict[str, Any]) -> None:
         step = int(holder["controller"].global_step.numpy())
-        log(train_metric_line(step, output))
+        report_train(step, output)
         sync_tensorboard(model_dir, env.tensorboard_dir)
         if stop.requested:
             holder["controller"].save_checkpoint()
@@ -417,7 +430,7 @@ def fit(env: Environment, exp: Any, strategy: Any, model_dir: Path, init: str | 
     def on_eval(output: dict[str, Any]) -> None:
         step = int(holder["controller"].global_step.numpy())
         holder["eval"] = {"step": step, **_numbers(output)}
-        log(eval_metric_line(holder["eval"]))
+        report_eval(holder["eval"])
         sync_tensorboard(model_dir, env.tensorboard_dir)
         write_atomically(model_dir / FINAL_EVAL, json.dumps(holder["eval"]))
 
@@ -540,6 +553,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         log(f"WARNING model_dir={echo(hps['model_dir'])} is ignored: the model directory is "
             "/opt/ml/checkpoints/<host>/model, so a restarted job resumes; the model is exported to /opt/ml/model")
     check_inputs(env, hps)
+    tracking.log_params(hps, env)  # MLflow, when the job names a server (container/tracking.py)
     export_list(hps.get("export"))
     if hps.get("inference_type") == "int8" and not hps.get("quantize"):
         raise UserError("inference_type int8 needs quantize true (the int8 model is calibrated on training images)")

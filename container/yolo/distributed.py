@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from container import tracking
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError, shorten
 from container.signals import GracefulStop
@@ -273,6 +274,7 @@ def train(env: Environment, schema: Any, stop: GracefulStop, hps: dict[str, Any]
                         "host trains on all its GPUs (or its CPU where it has none). Leave device out")
     check_batch(float(framework_args.get("batch") or 16), cluster.world_size)
     log("hyperparameters: " + json.dumps({k: hps[k] for k in sorted(hps)}, default=str))
+    tracking.log_params(hps, env)  # the leader's run (container/tracking.py); other hosts have none
     log("set by: " + json.dumps({k: v for k, v in sorted(sources.items()) if v != "default"}))
     single.configure_offline()
     host_dir = env.host_checkpoint_dir
@@ -283,12 +285,13 @@ def train(env: Environment, schema: Any, stop: GracefulStop, hps: dict[str, Any]
     stop.check()
 
     import ultralytics
-    from ultralytics.utils import USER_CONFIG_DIR
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
     from container.yolo.ddp_trainer import check_version
 
     check_version()
     single.install_fonts(Path(USER_CONFIG_DIR))
+    SETTINGS.update({"mlflow": False})  # one job, one MLflow run: ours; the workers read the saved settings
     quiet_progress_bars()
     validate.check_framework_args(framework_args)
     log(f"ultralytics {ultralytics.__version__}; {env.num_gpus} GPU(s), {env.num_cpus} CPU(s); run folder {run_dir}")

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from container import tracking
 from container.schema import Schema
 from container.yolo import checkpoints
 
@@ -81,6 +82,7 @@ class Reporter:
             if getattr(trainer, "best_fitness", None) is not None:
                 values["best_mAP50-95"] = float(trainer.best_fitness)
             print(_metric_line("metrics", values), flush=True)
+            tracking.log_metric_line(Schema.load("yolo"), "metrics", values, step=self.epochs_done)
             return
         # ultralytics' final evaluation of best.pt
         self.report_final({k: float(v) for k, v in metrics.items() if not k.startswith("val_")},
@@ -90,21 +92,26 @@ class Reporter:
         """Print the final line (and per-class lines), and keep them in the run folder for a restart."""
         self.final = final
         print(_metric_line("final", self.final), flush=True)
+        tracking.log_metric_line(Schema.load("yolo"), "final", self.final, step=self.epochs_done)
         box = getattr(getattr(validator, "metrics", None), "box", None)
         if box is not None and len(getattr(box, "ap_class_index", [])):
             names = validator.names
             for i, cls in enumerate(box.ap_class_index):
                 name = str(names[int(cls)])
                 self.per_class_ap[name] = {"mAP50": float(box.ap50[i]), "mAP50-95": float(box.ap[i])}
-        self.print_per_class()
+        self.print_per_class(track=True)
         self.final_file.parent.mkdir(parents=True, exist_ok=True)
         checkpoints.write_atomic(self.final_file, json.dumps(
             {"final": self.final, "per_class": self.per_class_ap}).encode("utf-8"))
 
-    def print_per_class(self) -> None:
+    def print_per_class(self, *, track: bool = False) -> None:
+        """The per-class lines; ``track``: to MLflow too (not when a restart prints them again)."""
         if self.per_class:
             for name, values in self.per_class_ap.items():
                 print(_metric_line("class", values, prefix=[f"class={name}"]), flush=True)
+                if track:
+                    tracking.log_metric_line(Schema.load("yolo"), "class", values, step=self.epochs_done,
+                                             class_name=name)
 
     def restore_final(self) -> bool:
         """The final evaluation of an earlier attempt, printed again; False when it never finished."""

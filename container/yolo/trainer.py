@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from container import tracking
 from container.archive import sha256
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError, shorten
@@ -84,6 +85,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
 
         return distributed.train(env, schema, stop, hps, sources)
     log("hyperparameters: " + json.dumps({k: hps[k] for k in sorted(hps)}, default=str))
+    tracking.log_params(hps, env)  # MLflow, when the job names a server (container/tracking.py)
     log("set by: " + json.dumps({k: v for k, v in sorted(sources.items()) if v != "default"}))
 
     configure_offline()
@@ -120,7 +122,7 @@ def set_up_framework(env: Environment, hps: dict[str, Any], schema: Schema, run_
 
     framework_args = {k: v for k, v in hps.items() if schema.params[k].source == "ultralytics"}
     install_fonts(Path(USER_CONFIG_DIR))
-    SETTINGS.update({"sync": False})
+    SETTINGS.update({"sync": False, "mlflow": False})  # one job, one MLflow run: ours (container/tracking.py)
     quiet_progress_bars()
     validate.check_framework_args(framework_args)
     log(f"ultralytics {ultralytics.__version__}; {env.num_gpus} GPU(s), {env.num_cpus} CPU(s); run folder {run_dir}")
