@@ -53,3 +53,23 @@ def image_bytes(width: int = 100, height: int = 70, fmt: str = "JPEG", seed: int
     buffer = io.BytesIO()
     image.save(buffer, fmt)
     return buffer.getvalue()
+
+
+def video_bytes(frames: int = 6, width: int = 96, height: int = 64, suffix: str = ".mp4") -> bytes:
+    """A short video (OpenCV's mp4v, or MJPG for .avi): a red rectangle moving right over a grey field."""
+    import tempfile
+
+    import cv2
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"clip{suffix}"
+        fourcc = cv2.VideoWriter.fourcc(*("MJPG" if suffix == ".avi" else "mp4v"))
+        writer = cv2.VideoWriter(str(path), fourcc, 10.0, (width, height))
+        for i in range(frames):
+            frame = np.full((height, width, 3), 90, np.uint8)
+            x = 4 + i * 3
+            cv2.rectangle(frame, (x, height // 4), (x + width // 3, 3 * height // 4), (30, 30, 250), -1)
+            writer.write(frame)
+        writer.release()
+        return path.read_bytes()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from container.serving import video
 from container.serving.protocol import (
     JSON,
     Limits,
@@ -99,7 +100,7 @@ class App:
             status, body, ctype = 500, error_body(500, f"{type(err).__name__}: {err}"), JSON
         headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
         start_response(f"{status} {_REASONS.get(status, '')}".rstrip(), headers)
-        return [body]
+        return [body] if isinstance(body, bytes) else body  # a video's answer: a spooled file, streamed
 
     def ping(self) -> tuple[int, bytes, str]:
         if self.predictor is not None:
@@ -132,7 +133,9 @@ class App:
             raise ServingError(413, f"body is over the limit of {limit} bytes (SERVING_MAX_BODY_MB)")
         return body
 
-    def invoke(self, environ: dict[str, Any]) -> tuple[int, bytes, str]:
+    def invoke(self, environ: dict[str, Any]) -> tuple[int, Any, str]:
+        if video.is_video(environ.get("CONTENT_TYPE")):  # streamed to disk, frames a batch at a time
+            return video.invoke(self, environ)
         body = self._read_body(environ)
         if self.predictor is None:
             self.wait_loaded(timeout=50)  # an early request waits for the model rather than failing at once

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from container.failure import UserError
-from container.serving.protocol import Detection, Thresholds
+from container.serving.protocol import Detection, ModelLoadError, Thresholds
 from container.serving.resources import WEIGHTS_ENV, intra_op_threads
 
 ULTRALYTICS_DEFAULT_CONF = 0.25  # ultralytics' predict default; training's conf (null) is for validation
@@ -92,6 +92,7 @@ class TorchPredictor:
         from ultralytics import YOLO
 
         torch.set_num_threads(intra_op_threads())
+        self.weights = weights
         self.model = YOLO(str(weights), task="detect")
         self.imgsz = info.imgsz
         self.name, self.defaults = info.name, info.defaults
@@ -107,6 +108,33 @@ class TorchPredictor:
             boxes = result.boxes
             out.append([Detection(int(c), float(s), tuple(float(v) for v in b)) for b, s, c in
                         zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=False)])
+        return out
+
+
+    def tracking(self, tracker: str) -> Tracking:
+        """Tracks over one video (container/serving/video.py): a fresh copy of the model, so that its trackers
+        start empty and the shared model's predictions are untouched."""
+        from ultralytics import YOLO
+
+        return Tracking(YOLO(str(self.weights), task="detect"), tracker, self.imgsz)
+
+
+class Tracking:
+    """ultralytics' ``track`` frame by frame (persisting its tracker), as ``python -m sdk predict --track``."""
+
+    def __init__(self, model: Any, tracker: str, imgsz: int) -> None:
+        self.model, self.tracker, self.imgsz = model, tracker, imgsz
+
+    def track(self, images: list[Any], thresholds: Thresholds) -> list[list[tuple[Detection, int | None]]]:
+        out = []
+        for image in images:
+            (result,) = self.model.track(image[..., ::-1], persist=True, tracker=self.tracker, imgsz=self.imgsz,
+                                         conf=thresholds.conf, iou=thresholds.iou, max_det=thresholds.max_det,
+                                         verbose=False)
+            boxes = result.boxes
+            ids = boxes.id.int().tolist() if boxes.id is not None else [None] * len(boxes)
+            out.append([(Detection(int(c), float(s), tuple(float(v) for v in b)), t) for b, s, c, t in
+                        zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), ids, strict=True)])
         return out
 
 
@@ -220,8 +248,15 @@ class OnnxPredictor:
 
 
 def load(model_dir: Path) -> Any:
-    """The predictor for the weights ``SERVING_WEIGHTS`` names (``best.pt`` by default)."""
-    return load_weights(model_dir, check(model_dir))
+    """The predictor for the weights ``SERVING_WEIGHTS`` names (``best.pt`` by default); a file that cannot be
+    loaded is a ModelLoadError naming it."""
+    weights = check(model_dir)
+    try:
+        return load_weights(model_dir, weights)
+    except (UserError, ModelLoadError):
+        raise
+    except Exception as err:
+        raise ModelLoadError(weights, err) from err
 
 
 def load_weights(model_dir: Path, weights: Path) -> Any:
