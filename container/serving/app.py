@@ -22,19 +22,25 @@ from container.serving import video
 from container.serving.protocol import (
     JSON,
     Limits,
+    ModelLoadError,
     Predictor,
     ServingError,
+    check_accept,
     decode_image,
     error_body,
     image_result,
+    image_size,
     parse_custom_attributes,
     parse_request,
+    pixel_groups,
     render,
 )
 
 Loader = Callable[[Path], Predictor]
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-            415: "Unsupported Media Type", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+            408: "Request Timeout", 413: "Payload Too Large", 415: "Unsupported Media Type",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+BODY_CHUNK = 1024 * 1024
 
 
 def log(msg: str) -> None:
@@ -53,8 +59,9 @@ class App:
         self.predictor: Predictor | None = None
         self.load_error: str | None = None
         self._loaded = threading.Event()
-        # One prediction at a time per worker: the frameworks already use every core given to the worker
-        # (intra-op threads), and models are not all thread-safe. Concurrency comes from workers.
+        # One request's decoding and prediction at a time per worker: the frameworks already use every core
+        # given to the worker (intra-op threads), models are not all thread-safe, and the pixels decoded at
+        # once (Limits.max_pixels) hold per worker, not per thread. Concurrency comes from workers.
         self._predict_lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------------------
@@ -64,8 +71,11 @@ class App:
             self.predictor = self.loader(self.model_dir)
             log(f"model {self.predictor.name} loaded from {self.model_dir} in {time.monotonic() - started:.1f}s; "
                 f"classes {self.predictor.names}; defaults {self.predictor.defaults}")
+        except ModelLoadError as err:
+            self.load_error = str(err)
+            log(f"ERROR loading the model from {self.model_dir}: {self.load_error}\n{traceback.format_exc()}")
         except Exception as err:
-            self.load_error = f"{type(err).__name__}: {err}"
+            self.load_error = f"{self.model_dir}: {type(err).__name__}: {err}"
             log(f"ERROR loading the model from {self.model_dir}: {self.load_error}\n{traceback.format_exc()}")
         finally:
             self._loaded.set()
@@ -88,6 +98,7 @@ class App:
             elif path == "/invocations":
                 if method != "POST":
                     raise ServingError(405, "/invocations takes POST")
+                check_accept(environ.get("HTTP_ACCEPT"))
                 status, body, ctype = self.invoke(environ)
             elif path == "/execution-parameters":
                 status, body, ctype = 200, json.dumps(self.execution_parameters()).encode(), JSON
@@ -119,6 +130,7 @@ class App:
         limit = self.limits.max_body_bytes
         length = environ.get("CONTENT_LENGTH") or ""
         stream = environ["wsgi.input"]
+        size = limit + 1  # chunked: read one byte past the limit to know it was passed
         if length.strip():
             try:
                 size = int(length)
@@ -127,11 +139,20 @@ class App:
             if size > limit:
                 raise ServingError(413, f"body of {size} bytes is over the limit of {limit} bytes "
                                    "(SERVING_MAX_BODY_MB): send fewer or smaller images per request")
-            return stream.read(size)
-        body = stream.read(limit + 1)  # chunked: read one byte past the limit to know it was passed
-        if len(body) > limit:
+        parts, got = [], 0
+        try:
+            while got < size:
+                part = stream.read(min(BODY_CHUNK, size - got))
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        except TimeoutError:  # the server's read deadline (SERVING_BODY_TIMEOUT) passed
+            raise ServingError(408, f"the body did not arrive within {self.limits.body_timeout:g} s "
+                               f"(SERVING_BODY_TIMEOUT; {got} bytes came): send it without pausing") from None
+        if got > limit:
             raise ServingError(413, f"body is over the limit of {limit} bytes (SERVING_MAX_BODY_MB)")
-        return body
+        return b"".join(parts)
 
     def invoke(self, environ: dict[str, Any]) -> tuple[int, Any, str]:
         if video.is_video(environ.get("CONTENT_TYPE")):  # streamed to disk, frames a batch at a time
@@ -141,15 +162,26 @@ class App:
             self.wait_loaded(timeout=50)  # an early request waits for the model rather than failing at once
         predictor = self.predictor
         if predictor is None:
-            why = self.load_error or "the model is still loading"
-            return 503, error_body(503, f"not ready: {why}"), JSON
+            if self.load_error:
+                return 500, error_body(500, f"the model could not be loaded: {self.load_error}"), JSON
+            return 503, error_body(503, "not ready: the model is still loading; retry"), JSON
         thresholds = parse_custom_attributes(environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"),
                                              predictor.defaults)
         request = parse_request(body, environ.get("CONTENT_TYPE"), thresholds, self.limits)
-        images = [decode_image(data, "body" if request.shape == "one" and len(request.images) == 1
-                               else f"image {i}") for i, data in enumerate(request.images)]
-        with self._predict_lock:
-            detections = predictor.predict(images, request.thresholds)
-        body, ctype = render(request, [image_result(predictor, image, found)
-                                       for image, found in zip(images, detections, strict=False)])
+        del body
+        names = ["body"] if request.shape == "one" and len(request.images) == 1 else \
+            [f"image {i}" for i in range(len(request.images))]
+        max_pixels = self.limits.max_pixels
+        # Every image's size from its header first (nothing decoded): a request that cannot fit is refused
+        # before any work. Then decode and predict a group of images at a time, at most max_pixels in all.
+        sizes = [image_size(data, name, max_pixels) for data, name in zip(request.images, names, strict=True)]
+        results: list[dict[str, Any]] = []
+        for group in pixel_groups(sizes, max_pixels):
+            with self._predict_lock:
+                images = [decode_image(request.images[i], names[i], max_pixels) for i in group]
+                detections = predictor.predict(images, request.thresholds)
+                results += [image_result(predictor, image, found)
+                            for image, found in zip(images, detections, strict=False)]
+                del images, detections
+        body, ctype = render(request, results)
         return 200, body, ctype

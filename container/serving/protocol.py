@@ -22,8 +22,11 @@ import base64
 import binascii
 import io
 import json
+import math
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -33,11 +36,21 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")  # the document
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 MAX_BODY_MB_ENV = "SERVING_MAX_BODY_MB"
 MAX_IMAGES_ENV = "SERVING_MAX_IMAGES"
+MAX_MEGAPIXELS_ENV = "SERVING_MAX_MEGAPIXELS"
+HEADER_TIMEOUT_ENV = "SERVING_HEADER_TIMEOUT"
+BODY_TIMEOUT_ENV = "SERVING_BODY_TIMEOUT"
 # SageMaker caps a real-time request at 6 MB and a batch transform one at MaxPayloadInMB (<= 100); 20 MB leaves
 # room for base64 batches without letting one request hold gigabytes in a worker.
 DEFAULT_MAX_BODY_MB = 20.0
 DEFAULT_MAX_IMAGES = 64
-MAX_PIXELS = 50_000_000  # one image decoded: ~150 MB of RGB; larger is refused (decompression bombs)
+# Pixels a worker holds decoded at once, whatever the request: images are decoded and predicted in groups
+# that fit (one image over it is refused). 50 MP is ~150 MB as RGB, ~500 MB at the peak of decoding one.
+DEFAULT_MAX_MEGAPIXELS = 50.0
+MAX_PIXELS = int(DEFAULT_MAX_MEGAPIXELS * 1_000_000)
+# A client has this long to send its headers, then this long (in all) for the rest of the request: SageMaker's
+# own invocation timeout is 60 s, and a connection that dawdles holds a file descriptor and buffers meanwhile.
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 60.0
 
 
 class ServingError(Exception):
@@ -76,18 +89,39 @@ class Predictor(Protocol):
 
 @dataclass(frozen=True)
 class Limits:
+    """What one request may ask of a worker; ``from_env`` reads the ``SERVING_*`` variables."""
+
     max_body_bytes: int
     max_images: int
+    max_pixels: int = MAX_PIXELS  # decoded at once in a worker
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Any = os.environ) -> Limits:
-        try:
-            mb = float(environ.get(MAX_BODY_MB_ENV) or DEFAULT_MAX_BODY_MB)
-            images = int(environ.get(MAX_IMAGES_ENV) or DEFAULT_MAX_IMAGES)
-        except ValueError as err:
-            raise ValueError(f"{MAX_BODY_MB_ENV} must be a number of MB and {MAX_IMAGES_ENV} an integer: "
-                             f"{err}") from err
-        return cls(max_body_bytes=int(mb * 1024 * 1024), max_images=images)
+        """ValueError naming the variable, its value and what it takes, for any value that is not usable."""
+        mb = _positive(environ, MAX_BODY_MB_ENV, DEFAULT_MAX_BODY_MB, "a number of MB, above 0")
+        images = _positive(environ, MAX_IMAGES_ENV, DEFAULT_MAX_IMAGES, "a whole number of images, 1 or more",
+                           integer=True)
+        megapixels = _positive(environ, MAX_MEGAPIXELS_ENV, DEFAULT_MAX_MEGAPIXELS, "a number of megapixels, above 0")
+        header = _positive(environ, HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT, "a number of seconds, above 0")
+        body = _positive(environ, BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT, "a number of seconds, above 0")
+        return cls(max_body_bytes=max(1, int(mb * 1024 * 1024)), max_images=int(images),
+                   max_pixels=max(1, int(megapixels * 1_000_000)), header_timeout=header, body_timeout=body)
+
+
+def _positive(environ: Any, name: str, default: float, takes: str, *, integer: bool = False) -> float:
+    raw = environ.get(name)
+    if raw is None or not str(raw).strip():
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={raw!r} is not usable: it takes {takes} (default {default:g}); "
+                         f"set it to such a value or unset it")
+    return value
 
 
 # -- thresholds ------------------------------------------------------------------------------------------
@@ -98,16 +132,33 @@ def _set(thresholds: Thresholds, key: str, value: Any, where: str) -> Thresholds
     field = _KEYS.get(key.strip().lower())
     if field is None:
         raise ServingError(400, f"unknown key {key!r} in {where}; known: conf, iou, max_det")
-    try:
-        number = int(value) if field == "max_det" else float(value)
-    except (TypeError, ValueError):
-        kind = "an integer" if field == "max_det" else "a number"
+    number = _number(value, integer=field == "max_det")
+    if number is None:
+        kind = "a whole number" if field == "max_det" else "a number"
         raise ServingError(400, f"{where}: {field} must be {kind}, got {value!r}") from None
     if field == "max_det" and not 1 <= number <= 10_000:
         raise ServingError(400, f"{where}: max_det must be 1..10000, got {number}")
     if field != "max_det" and not 0.0 <= number <= 1.0:
         raise ServingError(400, f"{where}: {field} must be between 0 and 1, got {number}")
     return replace(thresholds, **{field: number})
+
+
+def _number(value: Any, *, integer: bool) -> float | None:
+    """A threshold's value from a header (text) or a JSON body (number); None for anything else. ``true`` is
+    not 1.0 and ``1.9`` is not a max_det of 1: a value that is not what it names is refused, not coerced."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an integer over 1e308 in a JSON body
+        return None
+    if not math.isfinite(number):
+        return number if not integer else None  # the range check names nan and inf
+    if integer:
+        if not number.is_integer():
+            return None
+        return int(number)
+    return number
 
 
 def parse_custom_attributes(header: str | None, defaults: Thresholds) -> Thresholds:
@@ -140,27 +191,71 @@ def _pil_open() -> Any:
     return opener
 
 
-def decode_image(data: bytes, where: str = "body") -> Any:
-    """RGB uint8 array (H, W, 3) from encoded image bytes; 400 naming the cause otherwise."""
-    import numpy as np
+def _too_large(where: str, width: int, height: int, max_pixels: int) -> ServingError:
+    return ServingError(413, f"{where}: image of {width}x{height} pixels is over the limit of {max_pixels} pixels "
+                        f"a worker decodes at once ({MAX_MEGAPIXELS_ENV}={max_pixels / 1e6:g}); resize it first")
+
+
+@contextmanager
+def _opened(data: bytes, where: str, max_pixels: int) -> Iterator[Any]:
+    """The image Pillow reads from ``data``, opened (its header read, nothing decoded); 400 if it is not one,
+    413 if it is over ``max_pixels``."""
     from PIL import Image
 
     if not data:
         raise ServingError(400, f"{where} is empty: send the bytes of a JPEG or PNG image")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    Image.MAX_IMAGE_PIXELS = max(max_pixels, MAX_PIXELS)  # Pillow's own bomb check, a second line
     try:
-        with _pil_open()(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise ServingError(413, f"{where}: image of {image.width}x{image.height} pixels is over the limit "
-                                   f"of {MAX_PIXELS} pixels; resize it first")
-            return np.asarray(image.convert("RGB"))
-    except ServingError:
-        raise
+        image = _pil_open()(io.BytesIO(data))
     except Image.DecompressionBombError as err:
         raise ServingError(413, f"{where}: {err}") from None
     except Exception as err:
         raise ServingError(400, f"{where} is not an image Pillow can read ({type(err).__name__}: {err}); "
                            "send JPEG or PNG bytes") from None
+    with image:
+        if image.width * image.height > max_pixels:
+            raise _too_large(where, image.width, image.height, max_pixels)
+        yield image
+
+
+def image_size(data: bytes, where: str = "body", max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the image's header, without decoding it; 400/413 as :func:`decode_image`."""
+    with _opened(data, where, max_pixels) as image:
+        return int(image.width), int(image.height)
+
+
+def decode_image(data: bytes, where: str = "body", max_pixels: int = MAX_PIXELS) -> Any:
+    """RGB uint8 array (H, W, 3) from encoded image bytes; 400 naming the cause otherwise, 413 over
+    ``max_pixels``."""
+    import numpy as np
+
+    with _opened(data, where, max_pixels) as image:
+        try:
+            image.load()
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            return np.asarray(rgb)
+        except ServingError:
+            raise
+        except Exception as err:
+            raise ServingError(400, f"{where} is not an image Pillow can read ({type(err).__name__}: {err}); "
+                               "send JPEG or PNG bytes") from None
+
+
+def pixel_groups(sizes: list[tuple[int, int]], max_pixels: int) -> list[list[int]]:
+    """Indices of ``sizes`` ((width, height) each) in order, cut into runs whose pixels add up to at most
+    ``max_pixels``: the images a worker decodes and predicts together. Each size must fit alone."""
+    groups: list[list[int]] = []
+    total = max_pixels + 1
+    for i, (width, height) in enumerate(sizes):
+        pixels = width * height
+        if pixels > max_pixels:
+            raise _too_large(f"image {i}", width, height, max_pixels)
+        if total + pixels > max_pixels:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += pixels
+    return groups
 
 
 def _b64(value: Any, where: str) -> bytes:
@@ -204,6 +299,9 @@ def _parse_json(data: bytes, where: str) -> Any:
         return json.loads(data)
     except (UnicodeDecodeError, ValueError) as err:
         raise ServingError(400, f"{where} is not valid JSON ({err})") from None
+    except RecursionError:  # json's decoder recurses per bracket; Python stops it near its recursion limit
+        raise ServingError(400, f"{where} nests lists or objects too deeply to be a request: send "
+                           '"<base64>", {"image": "<base64>"} or {"images": ["<base64>", ...]}') from None
 
 
 @dataclass
@@ -243,6 +341,34 @@ def parse_request(body: bytes, content_type: str | None, thresholds: Thresholds,
         raise ServingError(413, f"{len(request.images)} images in one request; at most {limits.max_images} "
                            f"({MAX_IMAGES_ENV}): split the batch")
     return request
+
+
+def check_accept(accept: str | None) -> None:
+    """406 unless the ``Accept`` header allows JSON. Every answer is JSON text (a jsonlines answer is JSON
+    lines): ``application/json`` and the jsonlines types are taken as the same, which the SDK's batch
+    transform (``Accept: application/json`` on jsonlines input) relies on."""
+    if not accept or not accept.strip():
+        return
+    served = {JSON, *JSONLINES, "application/*", "*/*"}
+    for item in accept.split(","):
+        kind, *params = (part.strip() for part in item.split(";"))
+        quality = next((p.split("=", 1)[1].strip() for p in params if p.lower().startswith("q=")), "1")
+        try:
+            weight = float(quality)
+        except ValueError:
+            weight = 1.0
+        if kind.lower() in served and weight > 0:
+            return
+    raise ServingError(406, f"Accept: {accept[:200]!r} allows no type this server answers with; its answers are "
+                       f"{JSON} (or {JSONLINES[0]} for {JSONLINES[0]} requests): accept one of them or */*")
+
+
+class ModelLoadError(Exception):
+    """The model's files were found but could not be loaded; the message names the file."""
+
+    def __init__(self, path: Any, err: BaseException) -> None:
+        super().__init__(f"{path}: {type(err).__name__}: {err}. Serve the model folder a training job wrote "
+                         "(its model.tar.gz unpacked, unchanged)")
 
 
 # -- responses -------------------------------------------------------------------------------------------

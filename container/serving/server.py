@@ -9,7 +9,9 @@ bring-your-own containers use gunicorn the same way.
 
 Settings: port ``SAGEMAKER_BIND_TO_PORT`` (default 8080); workers from :mod:`container.serving.resources`;
 ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (default 120 s) before a stuck worker is restarted; SIGTERM gives
-in-flight requests 25 s (SageMaker sends SIGKILL 30 s after SIGTERM).
+in-flight requests 25 s (SageMaker sends SIGKILL 30 s after SIGTERM). The worker class is gthread's, with
+header gathering in its event loop, /ping on its own threads and read deadlines: :mod:`container.serving.worker`.
+Every variable is checked here, before gunicorn starts (a bad one is a UserError naming it).
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ from typing import Any
 from container.contract import BASE_DIR_ENV, DEFAULT_BASE_DIR
 from container.failure import UserError
 from container.serving import resources
+from container.serving.protocol import Limits
 
 PORT_ENV = "SAGEMAKER_BIND_TO_PORT"
 DEFAULT_PORT = 8080
 TIMEOUT_ENV = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+DEFAULT_TIMEOUT = 120
+# gunicorn's gthread worker, gathering headers in its event loop and answering /ping on its own threads
+WORKER_CLASS = "container.serving.worker.ServingWorker"
 ADAPTERS = {"yolo": "container.yolo.serve", "tfod": "container.tfod.serve"}
 THREADS_PER_WORKER = 4  # HTTP threads: /ping and queued requests while one predicts
 
@@ -68,15 +74,37 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run_gunicorn(module: ModuleType, model_dir: Path, *, host: str, port: int, plan: resources.Plan) -> None:
+def worker_timeout(environ: Any = os.environ) -> int:
+    """Seconds before gunicorn restarts a worker that stopped answering its master; ValueError naming the
+    variable when it is not a whole number of seconds of at least 1."""
+    raw = (environ.get(TIMEOUT_ENV) or "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{TIMEOUT_ENV}={raw!r} is not usable: it takes a whole number of seconds, 1 or more "
+                         f"(default {DEFAULT_TIMEOUT}); set it to such a value or unset it")
+    return int(raw)
+
+
+def settings(environ: Any = os.environ) -> tuple[Limits, int]:
+    """Every serving variable read and checked before gunicorn starts: a bad value is a UserError naming the
+    variable (inside a worker it would stop gunicorn with exit 3 and a traceback per worker)."""
+    try:
+        return Limits.from_env(environ), worker_timeout(environ)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def run_gunicorn(module: ModuleType, model_dir: Path, *, host: str, port: int, plan: resources.Plan,
+                 limits: Limits, timeout: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     from container.serving.app import App
 
     class Server(BaseApplication):
         def load_config(self) -> None:
-            options = {"bind": f"{host}:{port}", "workers": plan.workers, "worker_class": "gthread",
-                       "threads": THREADS_PER_WORKER, "timeout": int(os.environ.get(TIMEOUT_ENV) or 120),
+            options = {"bind": f"{host}:{port}", "workers": plan.workers, "worker_class": WORKER_CLASS,
+                       "threads": THREADS_PER_WORKER, "timeout": timeout,
                        "graceful_timeout": 25, "keepalive": 60, "preload_app": False,
                        "errorlog": "-", "loglevel": "info", "accesslog": None, "proc_name": "serve",
                        "control_socket_disable": True}  # gunicorn 27's admin socket: unused, and one path per user
@@ -84,11 +112,19 @@ def run_gunicorn(module: ModuleType, model_dir: Path, *, host: str, port: int, p
                 self.cfg.set(key, value)
 
         def load(self) -> Any:  # in each worker, after the fork: one model per worker
-            app = App(module.load, model_dir, max_concurrent_transforms=plan.workers)
+            app = App(module.load, model_dir, limits=limits, max_concurrent_transforms=plan.workers)
             app.start_loading()
             return app
 
     Server().run()
+
+
+def _port(raw: str | None) -> int:
+    if not (raw or "").strip():
+        return DEFAULT_PORT
+    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+        raise UserError(f"{PORT_ENV}={raw!r} is not a port (1..65535); set it to one or unset it")
+    return int(raw)
 
 
 def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
@@ -96,8 +132,7 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
                                      "with the model in /opt/ml/model (as training wrote it).")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help=f"the unpacked model.tar.gz (default: ${BASE_DIR_ENV}/model, else /opt/ml/model)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get(PORT_ENV) or DEFAULT_PORT),
-                        help=f"default ${PORT_ENV}, else {DEFAULT_PORT}")
+    parser.add_argument("--port", type=int, default=None, help=f"default ${PORT_ENV}, else {DEFAULT_PORT}")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: fit the machine)")
     parser.add_argument("--weights", default=None,
@@ -106,6 +141,8 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
     parser.add_argument("--image", choices=sorted(ADAPTERS), default=image,
                         help="which adapter (default: this image's, else detected from the folder)")
     args = parser.parse_args(argv)
+    limits, timeout = settings()
+    port = args.port if args.port is not None else _port(os.environ.get(PORT_ENV))
     if args.weights:
         os.environ[resources.WEIGHTS_ENV] = args.weights
     if args.workers:
@@ -120,7 +157,10 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
     except ValueError as err:
         raise UserError(str(err)) from None
     os.environ[resources.THREADS_ENV] = str(plan.threads)
-    print(f"[serve] {module.__name__.split('.')[1]} model {weights} on port {args.port}; {plan.why}; "
-          f"{plan.threads} inference thread(s) per worker", file=sys.stderr, flush=True)
-    run_gunicorn(module, model_dir, host=args.host, port=args.port, plan=plan)
+    print(f"[serve] {module.__name__.split('.')[1]} model {weights} on port {port}; {plan.why}; "
+          f"{plan.threads} inference thread(s) per worker; per request at most {limits.max_body_bytes} bytes, "
+          f"{limits.max_images} images, {limits.max_pixels / 1e6:g} megapixels decoded at once; "
+          f"{limits.header_timeout:g} s for headers, {limits.body_timeout:g} s for the body",
+          file=sys.stderr, flush=True)
+    run_gunicorn(module, model_dir, host=args.host, port=port, plan=plan, limits=limits, timeout=timeout)
     return 0

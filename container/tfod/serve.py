@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from container.failure import UserError
-from container.serving.protocol import Detection, Thresholds
+from container.serving.protocol import Detection, ModelLoadError, Thresholds
 from container.serving.resources import intra_op_threads
 
 # Model Garden's RetinaNet detection generator defaults (nms_iou_threshold, max_num_detections); conf as YOLO's
@@ -131,4 +131,11 @@ class SavedModelPredictor:
 
 
 def load(model_dir: Path) -> SavedModelPredictor:
-    return SavedModelPredictor(model_dir)
+    """The SavedModel's predictor; a SavedModel that cannot be loaded is a ModelLoadError naming its folder."""
+    saved = check(model_dir)
+    try:
+        return SavedModelPredictor(model_dir)
+    except (UserError, ModelLoadError):
+        raise
+    except Exception as err:
+        raise ModelLoadError(saved, err) from err

@@ -158,3 +158,187 @@ def test_ultralytics_is_not_imported_by_the_contract():
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+# -- hostile and careless input (issue 22) ---------------------------------------------------------------------
+def test_thresholds_are_refused_not_coerced():
+    """max_det=1.9 was truncated to 1 and conf=true taken as 1.0: a value that is not what it names is a 400."""
+    encoded = base64.b64encode(png()).decode()
+    for extra, says in [({"max_det": 1.9}, "max_det must be a whole number, got 1.9"),
+                        ({"conf": True}, "conf must be a number, got True"),
+                        ({"iou": None}, "iou must be a number"), ({"max_det": "7.5"}, "max_det must be a whole"),
+                        ({"max_det": 10**400}, "max_det must be a whole"), ({"conf": "nan"}, "between 0 and 1"),
+                        ({"conf": 1e308 * 10}, "between 0 and 1")]:
+        body = json.dumps({"image": encoded, **extra}).encode()
+        with pytest.raises(ServingError, match=says) as err:
+            parse_request(body, "application/json", DEFAULTS, LIMITS)
+        assert err.value.status == 400
+    with pytest.raises(ServingError, match="max_det must be a whole number, got '1.9'"):
+        parse_custom_attributes("max_det=1.9", DEFAULTS)
+    assert parse_request(json.dumps({"image": encoded, "max_det": 5.0, "conf": 1}).encode(), "application/json",
+                         DEFAULTS, LIMITS).thresholds == Thresholds(1.0, 0.6, 5), "whole and numeric values pass"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/jsonlines"])
+def test_deeply_nested_json_is_a_400(content_type):
+    """100k '[' made json's decoder raise RecursionError: an HTTP 500 for a client's mistake."""
+    with pytest.raises(ServingError, match="nests lists or objects too deeply") as err:
+        parse_request(b"[" * 100_000, content_type, DEFAULTS, LIMITS)
+    assert err.value.status == 400
+
+
+@pytest.mark.parametrize("accept, ok", [
+    (None, True), ("", True), ("*/*", True), ("application/json", True), ("application/*", True),
+    ("application/jsonlines", True), ("text/html, application/json;q=0.5", True), ("text/csv", False),
+    ("text/csv, */*;q=0", False), ("application/json;q=0", False), ("image/png", False),
+])
+def test_accept_header(accept, ok):
+    from container.serving.protocol import check_accept
+
+    if ok:
+        check_accept(accept)
+        return
+    with pytest.raises(ServingError, match="allows no type this server answers with") as err:
+        check_accept(accept)
+    assert err.value.status == 406
+
+
+@pytest.mark.parametrize("name, value", [("SERVING_MAX_BODY_MB", "-1"), ("SERVING_MAX_BODY_MB", "abc"),
+                                         ("SERVING_MAX_BODY_MB", "inf"), ("SERVING_MAX_IMAGES", "0"),
+                                         ("SERVING_MAX_IMAGES", "2.5"), ("SERVING_MAX_MEGAPIXELS", "nan"),
+                                         ("SERVING_HEADER_TIMEOUT", "0"), ("SERVING_BODY_TIMEOUT", "-3"),
+                                         ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "abc")])
+def test_settings_name_a_bad_variable(name, value):
+    from container.serving.server import settings
+
+    with pytest.raises(UserError, match=f"{name}='{value}' is not usable"):
+        settings({name: value})
+    limits, timeout = settings({"SERVING_MAX_BODY_MB": "0.5", "SERVING_MAX_MEGAPIXELS": "2"})
+    assert (limits.max_body_bytes, limits.max_pixels, timeout) == (512 * 1024, 2_000_000, 120)
+
+
+def test_serve_refuses_a_bad_variable_before_gunicorn_starts(tmp_path):
+    """SERVING_MAX_BODY_MB=abc killed gunicorn with exit 3 (a traceback per worker): now exit 2 naming it."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    for value in ("abc", "-1"):
+        result = subprocess.run([sys.executable, "-m", "container", "serve", "--model-dir", str(tmp_path)],
+                                check=False, capture_output=True, text=True, timeout=60, cwd=root,
+                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "SERVING_MAX_BODY_MB": value})
+        assert result.returncode == 2, result.stderr
+        assert f"SERVING_MAX_BODY_MB='{value}' is not usable" in result.stderr and "Traceback" not in result.stderr
+
+
+class _CountingPredictor:
+    """A predictor that records, at each call, how many decoded images are still alive in the process."""
+
+    name, names, defaults = "fake", ["a"], Thresholds()
+
+    def __init__(self) -> None:
+        self.alive: list = []  # weak references to every array decode_image returned
+        self.calls: list[tuple[int, int]] = []  # (images in this call, decoded arrays alive)
+
+    def predict(self, images, thresholds):
+        import gc
+
+        gc.collect()
+        self.calls.append((len(images), sum(ref() is not None for ref in self.alive)))
+        return [[] for _ in images]
+
+
+def _invoke(app, body: bytes, content_type: str, **environ) -> tuple[int, dict]:
+    out = {}
+
+    def start_response(status, headers):
+        out["status"] = int(status.split()[0])
+
+    chunks = app({"PATH_INFO": "/invocations", "REQUEST_METHOD": "POST", "CONTENT_TYPE": content_type,
+                  "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), **environ}, start_response)
+    return out["status"], json.loads(b"".join(chunks))
+
+
+def test_pixel_budget_holds_for_the_whole_request(monkeypatch):
+    """24 large images in one request were all decoded before prediction (4.6 GB in a worker). Now at most
+    max_pixels are decoded at once: a group of images that fits is decoded, predicted, and let go."""
+    import weakref
+
+    from container.serving import app as app_module
+    from container.serving.app import App
+
+    predictor = _CountingPredictor()
+    real_decode = app_module.decode_image
+
+    def counted(*args, **kwargs):
+        array = real_decode(*args, **kwargs)
+        predictor.alive.append(weakref.ref(array))
+        return array
+
+    monkeypatch.setattr(app_module, "decode_image", counted)
+    limits = Limits(max_body_bytes=1024 * 1024, max_images=64, max_pixels=3 * 40 * 30)
+    app = App(lambda _: predictor, Path("."), limits=limits)
+    app.load()
+    encoded = base64.b64encode(png(40, 30)).decode()
+    status, body = _invoke(app, json.dumps([encoded] * 10).encode(), "application/json")
+    assert status == 200 and len(body) == 10 and all(r["width"] == 40 for r in body)
+    assert predictor.calls == [(3, 3), (3, 3), (3, 3), (1, 1)], "3 images' pixels at a time, earlier ones freed"
+
+    status, body = _invoke(app, json.dumps([encoded, base64.b64encode(png(200, 100)).decode()]).encode(),
+                           "application/json")
+    assert status == 413 and "image 1: image of 200x100 pixels is over the limit of 3600" in body["error"]
+    assert "SERVING_MAX_MEGAPIXELS" in body["error"] and len(predictor.calls) == 4, "refused before any work"
+
+
+def test_a_stalled_body_is_a_408_and_a_failed_load_a_500(tmp_path):
+    from container.serving.app import App
+
+    class Stalled(io.BytesIO):
+        def read(self, size=-1):
+            raise TimeoutError("timed out")
+
+    app = App(lambda _: _CountingPredictor(), tmp_path, limits=Limits(1024, 4, body_timeout=7))
+    app.load()
+    status, body = _invoke(app, b"", "image/png", CONTENT_LENGTH="100", **{"wsgi.input": Stalled()})
+    assert status == 408 and "within 7 s (SERVING_BODY_TIMEOUT" in body["error"]
+
+    def broken(model_dir):
+        raise ValueError("invalid load key, 'n'")
+
+    failed = App(broken, tmp_path)
+    failed.load()
+    status, body = _invoke(failed, png(), "image/png")
+    assert status == 500 and "could not be loaded" in body["error"] and str(tmp_path) in body["error"]
+    status, body = _invoke(app, png(), "image/png", HTTP_ACCEPT="text/csv")
+    assert status == 406
+
+
+def test_load_errors_name_the_file(tmp_path):
+    """A SavedModel that cannot be loaded (here: TensorFlow absent, or junk bytes) is named in the error."""
+    from container.serving.protocol import ModelLoadError
+
+    (tmp_path / "label_map.csv").write_text("1,cat\n")
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"junk")
+    with pytest.raises(ModelLoadError, match=str(tmp_path / "1")):
+        tfod_serve.load(tmp_path)
+
+
+def test_deadline_socket():
+    import socket
+    import time
+
+    from container.serving.worker import DeadlineSocket
+
+    left, right = socket.socketpair()
+    with left, right:
+        wrapped = DeadlineSocket(left)
+        right.sendall(b"abc")
+        wrapped.set_deadline(time.monotonic() + 50)
+        assert wrapped.recv(10) == b"abc" and 0 < left.gettimeout() <= 50, "each read waits at most what is left"
+        wrapped.set_deadline(time.monotonic() - 1)
+        right.sendall(b"more")
+        with pytest.raises(TimeoutError):
+            wrapped.recv(10)  # the total has passed: even bytes that are there do not extend it
+        wrapped.set_deadline(None)
+        assert left.gettimeout() is None and wrapped.recv(10) == b"more"
