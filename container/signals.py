@@ -15,6 +15,13 @@ Two more duties:
 * ``forwarding()``: on a multi-GPU instance ultralytics trains in worker processes it starts itself
   (``torch.distributed.run``). SIGTERM reaches only PID 1, so while such children run, the handler
   sends each direct child the same signal; the workers then save and stop as the single process does.
+
+A stop that is already pending when a step ends is acted on at the next safe point (after an epoch's
+checkpoint, before the final evaluation, before each export), never after more work.
+
+Tests stop a job at a named moment with :func:`pause_point` (``SM_DETECTORS_PAUSE_AT``): the job
+announces the point and waits there for the signal, so the stop lands at that point on a machine of
+any speed. Unset in real jobs, where a pause point returns at once.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from container.failure import TrainingStopped
+
+PAUSE_VARIABLE = "SM_DETECTORS_PAUSE_AT"  # test hook: comma-separated pause points (docs/testing.md)
+PAUSE_LIMIT_S = 600.0  # a pause the test never ends goes on after this, so no job hangs for ever
 
 
 class GracefulStop:
@@ -96,6 +106,23 @@ class GracefulStop:
         """Raise :class:`TrainingStopped` if a stop was requested (for use outside the loop)."""
         if self.requested is not None:
             raise TrainingStopped("SIGTERM received; stopped")
+
+
+def pause_point(name: str, stop: GracefulStop | None) -> None:
+    """Where ``$SM_DETECTORS_PAUSE_AT`` names ``name``: say so and wait until a stop is requested.
+
+    Within a training loop (``deferred()``) the signal is only recorded and the job goes on from here to
+    its next safe point; elsewhere the handler raises :class:`TrainingStopped` here. Points are named
+    ``epoch-start:N``, ``epoch-end:N``, ``final-eval``, ``export:FORMAT``, ``package`` (YOLO) and
+    ``step:N``, ``export`` (TF); ``:N`` counts from 1.
+    """
+    wanted = os.environ.get(PAUSE_VARIABLE)
+    if not wanted or name not in {w.strip() for w in wanted.split(",")}:
+        return
+    print(f"[pause] {name}: waiting for a signal ({PAUSE_VARIABLE}, a test hook)", flush=True)
+    deadline = time.monotonic() + PAUSE_LIMIT_S
+    while stop is not None and stop.requested is None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def child_pids(pid: int | None = None) -> list[int]:

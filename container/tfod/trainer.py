@@ -31,7 +31,7 @@ from container import tracking
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError
 from container.schema import Schema
-from container.signals import GracefulStop
+from container.signals import GracefulStop, pause_point
 from container.tfod.checkpoints import (
     FINAL_EVAL,
     channel_checkpoint,
@@ -423,6 +423,7 @@ def fit(env: Environment, exp: Any, strategy: Any, model_dir: Path, init: str | 
         step = int(holder["controller"].global_step.numpy())
         report_train(step, output)
         sync_tensorboard(model_dir, env.tensorboard_dir)
+        pause_point(f"step:{step}", stop)
         if stop.requested:
             holder["controller"].save_checkpoint()
             raise TrainingStopped(f"stopped at step {step}; checkpoint saved in {model_dir}")
@@ -489,7 +490,7 @@ def export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pat
     from container.tfod import export
 
     try:
-        staged = _export_model(env, hps, exp, model_dir, scratch, train_path, labels, names, final)
+        staged = _export_model(env, hps, exp, model_dir, scratch, train_path, labels, names, final, stop)
         stop.check()  # a stop during the last export step: nothing is published
     except TrainingStopped:
         if stop.requested is None:
@@ -504,7 +505,8 @@ def export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pat
 
 
 def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Path, scratch: Path,
-                  train_path: Path, labels: tuple[Path, Path], names: list[str], final: dict[str, Any]) -> Path:
+                  train_path: Path, labels: tuple[Path, Path], names: list[str], final: dict[str, Any],
+                  stop: GracefulStop) -> Path:
     import logging
 
     from container.tfod import export
@@ -516,6 +518,7 @@ def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pa
     out.mkdir(parents=True)
     log(f"export: {', '.join(exports_wanted) or 'label maps and metrics only'}, staged in {out}; moved into "
         f"{env.model_dir} once complete")
+    pause_point("export", stop)
     label_pbtxt, label_map = labels
     shutil.copyfile(label_map, out / "label_map.csv")
     shutil.copyfile(label_pbtxt, out / "label_map.pbtxt")

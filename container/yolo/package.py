@@ -20,7 +20,7 @@ import yaml
 from container.archive import sha256
 from container.contract import Environment
 from container.failure import TrainingStopped
-from container.signals import GracefulStop
+from container.signals import GracefulStop, pause_point
 from container.yolo import checkpoints
 from container.yolo import dataset as datasets
 from container.yolo.report import Reporter, _short_key, export_formats, log
@@ -35,7 +35,9 @@ def export_and_verify(best: Path, formats: list[str], imgsz: Any, sample: Path, 
     dest.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
         log(f"export: {fmt} ...")
+        stop.check()  # a stop pending since the last export: nothing more is started
         started = time.monotonic()
+        pause_point(f"export:{fmt}", stop)
         try:
             exported = Path(YOLO(str(best)).export(format=fmt, imgsz=imgsz))
             detections = YOLO(str(exported), task="detect").predict(str(sample), imgsz=imgsz, verbose=False)
@@ -95,6 +97,8 @@ def package(env: Environment, hps: dict[str, Any], ds: datasets.Dataset, run_dir
     for name in ("best.pt", "last.pt"):
         if (stage / name).exists() and checkpoints.scrub_checkpoint(stage / name):
             log(f"{name}: credentials removed from the git origin URL ultralytics recorded")
+        if (stage / name).exists() and checkpoints.inspect(stage / name).resumable:
+            strip_final(stage / name)
     for name in ("results.csv", "args.yaml"):
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, stage / name)
@@ -129,8 +133,18 @@ def package(env: Environment, hps: dict[str, Any], ds: datasets.Dataset, run_dir
     log(f"model folder: {', '.join(sorted(p.name for p in env.model_dir.iterdir()))}")
 
 
+def strip_final(path: Path) -> None:
+    """Optimizer state out, as ultralytics' final evaluation does: the training that ended before it (a stop
+    before the final evaluation, or the workers of a job on several instances) packages the same weights."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    strip_optimizer(str(path))
+    log(f"{path.name}: optimizer state removed (as after ultralytics' final evaluation)")
+
+
 def publish_model(stage: Path, model_dir: Path, stop: GracefulStop) -> None:
     """Move the complete folder's entries into /opt/ml/model, a signal held off until the last is in."""
+    pause_point("package", stop)
     stop.check()
     model_dir.mkdir(parents=True, exist_ok=True)
     with stop.shielded():

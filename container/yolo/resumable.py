@@ -11,6 +11,10 @@ Imported only after ``configure_offline()`` (it imports ultralytics). Three chan
   stop (one all-reduce per batch) so they leave the loop at the same batch, and rank 0 saves.
 * ``save_model``: ultralytics writes ``last.pt``/``best.pt`` in place; here they are written under a
   temporary name and renamed, with further signals held off until both are in place.
+* ``run_callbacks("on_fit_epoch_end")`` and ``final_eval``: a stop that arrived after the epoch's last
+  batch (during its validation) ends the job once the epoch's checkpoint is saved, the epoch counted
+  as done; in the last epoch that is before the final evaluation, which the restart runs (with the
+  packaging). A stop during the final evaluation ends it at the next batch: training is saved.
 * ``resume_training``: a checkpoint saved in the first epoch (``epoch`` = -1) resumes at epoch 1
   (ultralytics asserts a start epoch above 0), and ``results.csv`` loses rows after the
   checkpoint's epoch so that every epoch appears once.
@@ -28,7 +32,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import LOGGER, RANK
 
 from container.failure import TrainingStopped
-from container.signals import GracefulStop
+from container.signals import GracefulStop, pause_point
 from container.yolo import checkpoints
 
 
@@ -41,19 +45,48 @@ class ResumableTrainer(DetectionTrainer):
         if ResumableTrainer.graceful is None:  # a DDP worker: the stop is acted on between batches
             ResumableTrainer.graceful = GracefulStop(deferred=True).install()
         self._stop_save = False
+        self._in_final_eval = False
 
     # -- stopping ------------------------------------------------------------------------------------
     def run_callbacks(self, event: str) -> None:
+        if event == "on_train_epoch_start" and RANK in {-1, 0}:
+            pause_point(f"epoch-start:{self.epoch + 1}", ResumableTrainer.graceful)
         super().run_callbacks(event)
         if event == "on_train_batch_end":
             self._stop_if_asked()
+        elif event == "on_train_epoch_end" and RANK in {-1, 0}:
+            pause_point(f"epoch-end:{self.epoch + 1}", ResumableTrainer.graceful)
+        elif event == "on_fit_epoch_end" and not self._in_final_eval and self._asked():
+            # the epoch is validated and its checkpoint saved (epoch done): nothing is lost by stopping here
+            raise TrainingStopped(f"stopped by SIGTERM after epoch {self.epoch + 1}/{self.epochs}; checkpoint "
+                                  f"saved to {self.last} (epoch {self.epoch + 1} done"
+                                  + ("; the restart runs the final evaluation and packages)"
+                                     if self.epoch + 1 >= self.epochs else "; the restart goes on with the next)"))
+        elif event == "on_val_batch_end" and self._in_final_eval and self._asked():
+            raise TrainingStopped("stopped by SIGTERM during the final evaluation; training is finished and "
+                                  f"saved to {self.last} (the restart evaluates and packages)")
 
-    def _stop_if_asked(self) -> None:
+    def final_eval(self) -> None:
+        pause_point("final-eval", ResumableTrainer.graceful)
+        if self._asked():  # pending since the last epoch: the restart evaluates; SIGKILL comes 120 s after SIGTERM
+            raise TrainingStopped(f"stopped by SIGTERM before the final evaluation; training is finished and saved "
+                                  f"to {self.last} (the restart evaluates and packages)")
+        self._in_final_eval = True
+        try:
+            super().final_eval()
+        finally:
+            self._in_final_eval = False
+
+    def _asked(self) -> bool:
+        """A stop was requested (on any rank, when training on several)."""
         graceful = ResumableTrainer.graceful
         asked = graceful is not None and graceful.requested is not None
-        if self.world_size > 1:
+        if self.world_size > 1 and not self._in_final_eval:
             asked = _any_rank(asked, self.device)
-        if not asked:
+        return asked
+
+    def _stop_if_asked(self) -> None:
+        if not self._asked():
             return
         if RANK in {-1, 0}:
             epoch = self.epoch

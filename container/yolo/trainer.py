@@ -25,7 +25,7 @@ from container.archive import sha256
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError, shorten
 from container.schema import Schema
-from container.signals import GracefulStop
+from container.signals import GracefulStop, pause_point
 from container.yolo import checkpoints, image_cache, loader, validate
 from container.yolo import dataset as datasets
 from container.yolo.package import package
@@ -93,6 +93,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     run_dir = host_dir / "train"
     log_checkpoint_folder(host_dir, "at start")
     ds = datasets.resolve(env, hps, env.scratch_dir / "data", seed=int(hps.get("seed") or 0), log=log)
+    pause_point("data", stop)
     stop.check()
     framework_args = set_up_framework(env, hps, schema, run_dir)
     state = find_resume_point(env, run_dir)

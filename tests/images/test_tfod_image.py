@@ -15,6 +15,7 @@ import pytest
 
 from container.annotations import convert
 from container.schema import Schema
+from container.signals import PAUSE_VARIABLE
 from tests.conftest import metric_values
 from tests.images.conftest import TF_FAST, TF_TAG
 from tests.images.engine import ROOT, built_engine
@@ -180,12 +181,13 @@ def test_bad_input_writes_failure(engine, tfrecords, shapes, make_tree, tmp_path
 
 
 def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
-    base = make_tree({"train": tfrecords}, {**FAST, "num_steps": "40", "validation_interval": "40",
+    base = make_tree({"train": tfrecords}, {**FAST, "num_steps": "12", "validation_interval": "12",
                                             "export": "none"})
     name = f"sm-tfod-stop-{uuid.uuid4().hex[:8]}"
-    started = sagemaker_run(engine, base, "train", name=name, detach=True)
+    # the job waits after step 4's interval (a pause point) until the signal comes: the stop lands at step 4
+    started = sagemaker_run(engine, base, "train", name=name, detach=True, env={PAUSE_VARIABLE: "step:4"})
     assert started.returncode == 0, started.stderr
-    code, took, logs = engine.sigterm_after(name, "[train] step=4 ", wait_timeout=200)
+    code, took, logs = engine.sigterm_after(name, "[pause] step:4:", wait_timeout=200)
     assert code == 143, logs.stdout[-3000:] + logs.stderr[-3000:]
     assert took < 120, f"PID 1 must act on SIGTERM; took {took:.0f}s"
     saved = sorted((base / "checkpoints" / "algo-1" / "model").glob("ckpt-*.index"))
@@ -193,6 +195,7 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     said = re.search(r"stopped at step (\d+); checkpoint saved", logs.stderr)
     assert said, logs.stderr[-3000:]
     assert int(said.group(1)) == stopped_at, "SIGTERM saved a checkpoint of the step it stopped at"
+    assert stopped_at == 4, "the stop landed where the job paused"
     assert "resumes from it" in logs.stderr
     assert not (base / "output" / "failure").exists(), "a stop is not a failure"
 
@@ -201,7 +204,7 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     assert result.returncode == 0, log[-3000:]
     assert f"restored model from /opt/ml/checkpoints/algo-1/model/ckpt-{stopped_at}" in log
     steps = metric_values(log, image="tfod")["step"]
-    assert steps[0] > stopped_at and steps[-1] == 40, steps
+    assert steps[0] > stopped_at and steps[-1] == 12, steps
 
     # the finished model directory as the `checkpoint` channel of a new job: fine-tuning, as the seed did
     tuned = make_tree({"train": tfrecords, "checkpoint": base / "checkpoints" / "algo-1" / "model"},
@@ -210,8 +213,8 @@ def test_sigterm_checkpoint_then_resume(engine, tfrecords, make_tree):
     result = sagemaker_run(engine, tuned, "train", timeout=900)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
-    assert "fine-tuning from /opt/ml/input/data/checkpoint/ckpt-40 (modules: all)" in log
-    assert "tfod: initialized from /opt/ml/input/data/checkpoint/ckpt-40 (modules: all)" in log
+    assert "fine-tuning from /opt/ml/input/data/checkpoint/ckpt-12 (modules: all)" in log
+    assert "tfod: initialized from /opt/ml/input/data/checkpoint/ckpt-12 (modules: all)" in log
 
 
 def test_read_only_channels_and_a_stop_during_export(engine, shapes, tfrecords, make_tree, tmp_path):
@@ -225,9 +228,10 @@ def test_read_only_channels_and_a_stop_during_export(engine, shapes, tfrecords, 
                      {**FAST, "export": "saved_model"})  # one export: TFLite's are checked on the shared model
     before = {c: _digest(base / "input" / "data" / c) for c in ("train", "labels")}
     name = f"sm-tfod-export-stop-{uuid.uuid4().hex[:8]}"
-    started = sagemaker_run(engine, base, "train", name=name, detach=True, read_only=("train", "labels"))
+    started = sagemaker_run(engine, base, "train", name=name, detach=True, read_only=("train", "labels"),
+                            env={PAUSE_VARIABLE: "export"})  # waits in the export until the signal comes
     assert started.returncode == 0, started.stderr
-    code, took, logs = engine.sigterm_after(name, "export: saved_model, staged in", wait_timeout=200)
+    code, took, logs = engine.sigterm_after(name, "[pause] export:", wait_timeout=200)
     log = logs.stdout + logs.stderr
     assert code == 143 and took < 120, log[-3000:]
     assert "channel 'train' holds voc annotations: 20 images" in log

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from container.annotations import convert
+from container.signals import PAUSE_VARIABLE
 from tests.conftest import metric_values
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,10 +32,14 @@ FAST = {"num_steps": "12", "image_size": "128", "batch_size": "4", "log_interval
 MODEL_FILES = ["1", "label_map.csv", "label_map.pbtxt", "metrics.json"]
 
 
-def train(base: Path, scratch: Path, *, stop_after: str | None = None, timeout: float = 900) -> tuple[int, str]:
-    """Run ``train`` to its end, or SIGTERM it once it prints ``stop_after``; (exit code, log)."""
+def train(base: Path, scratch: Path, *, pause_at: str | None = None, timeout: float = 900) -> tuple[int, str]:
+    """Run ``train`` to its end, or SIGTERM it where it waits at the pause point ``pause_at`` (the stop lands
+    there whatever the machine's speed); (exit code, log)."""
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SM_DETECTORS_SCRATCH": str(scratch),
            "TRAINER_IMAGE": "tfod", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    if pause_at:
+        env[PAUSE_VARIABLE] = pause_at
+    stop_after = f"[pause] {pause_at}:" if pause_at else None
     proc = subprocess.Popen([str(TF_PYTHON), "-m", "container", "train"], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
@@ -75,9 +80,9 @@ def test_stops_and_a_damaged_checkpoint_end_in_the_complete_model(tfrecords, mak
     model_dir = base / "checkpoints" / "algo-1" / "model"
 
     # 1. stopped during training, after step 8: checkpoints 4 and 8, exit 143, no failure file, no model
-    code, log = train(base, scratch, stop_after="[train] step=8 ")
+    code, log = train(base, scratch, pause_at="step:8")
     assert code == 143, log[-3000:]
-    assert "stopped at step" in log and not (base / "output" / "failure").exists()
+    assert "stopped at step 8; checkpoint saved" in log and not (base / "output" / "failure").exists()
     assert {p.name for p in model_dir.glob("ckpt-*.index")} >= {"ckpt-4.index", "ckpt-8.index"}
     assert not list((base / "model").iterdir())
 
@@ -85,7 +90,7 @@ def test_stops_and_a_damaged_checkpoint_end_in_the_complete_model(tfrecords, mak
     stopped_at = max(int(re.search(r"ckpt-(\d+)", p.name).group(1)) for p in model_dir.glob("ckpt-*.index"))
     data = model_dir / f"ckpt-{stopped_at}.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[:1000])
-    code, log = train(base, scratch, stop_after="export: saved_model, staged in")
+    code, log = train(base, scratch, pause_at="export")
     assert code == 143, log[-3000:]
     assert f"ckpt-{stopped_at} in {model_dir} cannot be read" in log
     assert re.search(rf"resuming from the last good checkpoint, ckpt-(\d+) \(step \d+\); ckpt-{stopped_at} set aside",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from container import local
+from container import local, signals
 from tests.conftest import FAST, ROOT, metric_values
 
 pytestmark = pytest.mark.slow
@@ -29,19 +29,23 @@ def _env() -> dict[str, str]:
     return {"PYTHONPATH": str(ROOT)}
 
 
-def stop_at(base: Path, marker: str, delay: float = 0.3, timeout: float = 300) -> tuple[int, str]:
-    """Run the job, send SIGTERM ``delay`` s after a line containing ``marker``; (exit code, log)."""
-    proc = subprocess.Popen(list(local.TRAIN_COMMAND), env=local.train_environ(base, env=_env()),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def stop_at(base: Path, point: str, timeout: float = 600) -> tuple[int, str]:
+    """Run the job with a pause at ``point`` (``SM_DETECTORS_PAUSE_AT``), SIGTERM it there; (exit code, log).
+
+    The job waits at the point until the signal arrives, so the stop lands there however fast or loaded
+    the machine is (no delay after a log line)."""
+    env = local.train_environ(base, env={**_env(), signals.PAUSE_VARIABLE: point})
+    proc = subprocess.Popen(list(local.TRAIN_COMMAND), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     lines = []
     deadline = time.monotonic() + timeout
     for line in proc.stdout:
         lines.append(line)
-        if marker in line or time.monotonic() > deadline:
+        if line.startswith(f"[pause] {point}:") or time.monotonic() > deadline:
             break
-    time.sleep(delay)
+    assert any(line.startswith(f"[pause] {point}:") for line in lines), "".join(lines)[-4000:]
     proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=120)
+    rest, _ = proc.communicate(timeout=timeout)
     return proc.returncode, "".join(lines) + rest
 
 
@@ -66,21 +70,19 @@ def assert_stopped(base: Path, code: int, log: str) -> None:
     assert not any((base / "model").iterdir()), "a stopped job leaves no half model folder for SageMaker to upload"
 
 
-@pytest.mark.parametrize("where, marker, delay", [
-    ("data preparation", "dataset: checking", 0.0),
-    ("first epoch", "Starting training for", 0.3),
-    ("middle epoch", "[metrics] epoch=1 ", 0.3),
-    ("last epoch", "[metrics] epoch=2 ", 0.3),
+@pytest.mark.parametrize("where, point, said", [
+    ("data preparation", "data", "SIGTERM received; stopped"),
+    ("first epoch", "epoch-start:1", "stopped by SIGTERM in epoch 1/3"),
+    ("middle epoch", "epoch-start:2", "stopped by SIGTERM in epoch 2/3"),
+    ("last epoch", "epoch-start:3", "stopped by SIGTERM in epoch 3/3"),
+    ("after a middle epoch's last batch", "epoch-end:2", "stopped by SIGTERM after epoch 2/3"),
 ])
-def test_stop_then_restart_trains_every_epoch_once(where, marker, delay, shapes, make_tree):
+def test_stop_then_restart_trains_every_epoch_once(where, point, said, shapes, make_tree):
     base = make_tree({"train": shapes}, HP)
     channel = snapshot(base / "input" / "data")
-    code, log = stop_at(base, marker, delay)
+    code, log = stop_at(base, point)
     assert_stopped(base, code, log)
-    if where == "first epoch":
-        assert "stopped by SIGTERM in epoch 1/3" in log, log[-3000:]
-    if where == "last epoch":
-        assert "stopped by SIGTERM in epoch 3/3" in log, log[-3000:]
+    assert said in log, log[-3000:]
 
     result = restart(base)
     assert epochs_in(base / "model" / "results.csv") == [1, 2, 3], "every epoch once, the interrupted one redone"
@@ -97,16 +99,21 @@ def test_stop_then_restart_trains_every_epoch_once(where, marker, delay, shapes,
     assert "checkpoint folder" in result.stdout and "MiB" in result.stdout
 
 
-@pytest.mark.parametrize("where, marker, delay", [
-    ("final evaluation", "Validating ", 0.0),
-    ("export", "export: onnx ...", 0.5),
-    ("packaging", "after training:", 0.0),
+@pytest.mark.parametrize("where, point, said", [
+    # a stop that arrived after the last batch: the epoch is saved, the final evaluation never starts
+    ("after the last batch", "epoch-end:1", "stopped by SIGTERM after epoch 1/1"),
+    ("final evaluation", "final-eval", "stopped by SIGTERM before the final evaluation"),
+    ("export", "export:onnx", "SIGTERM received; stopped"),
+    ("packaging", "package", "SIGTERM received; stopped"),
 ])
-def test_stop_after_training_then_restart_packages(where, marker, delay, shapes, make_tree):
+def test_stop_after_training_then_restart_packages(where, point, said, shapes, make_tree):
     base = make_tree({"train": shapes}, {**HP, "epochs": "1", "export": "onnx"})
-    code, log = stop_at(base, marker, delay)
+    code, log = stop_at(base, point)
     assert_stopped(base, code, log)
+    assert said in log, log[-3000:]
     assert "RuntimeError" not in log
+    if point.startswith("epoch-end") or point == "final-eval":
+        assert "Validating " not in log and "[final]" not in log, "a pending stop starts no final evaluation"
 
     result = restart(base)
     assert "already finished" in result.stdout and "[metrics]" not in result.stdout

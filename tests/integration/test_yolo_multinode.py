@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from container import local
-from container.signals import child_pids
+from container.signals import PAUSE_VARIABLE, child_pids
 from tests.conftest import FAST, ROOT, metric_values
 
 pytestmark = pytest.mark.slow
@@ -38,8 +38,11 @@ def trees(root: Path, data: Path, hps: dict[str, str], hosts=HOSTS) -> dict[str,
             for h in hosts}
 
 
-def start(base: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(list(local.TRAIN_COMMAND), env=local.train_environ(base, env={"PYTHONPATH": str(ROOT)}),
+def start(base: Path, log: Path, pause_at: str | None = None) -> subprocess.Popen:
+    """The host's job; ``pause_at``: its rank 0 waits at that point for a signal (``SM_DETECTORS_PAUSE_AT``)."""
+    extra = {PAUSE_VARIABLE: pause_at} if pause_at else {}
+    return subprocess.Popen(list(local.TRAIN_COMMAND),
+                            env=local.train_environ(base, env={"PYTHONPATH": str(ROOT), **extra}),
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -82,9 +85,8 @@ def test_two_hosts_stop_together_then_resume_and_finish(shapes, tmp_path):
     bases = trees(tmp_path, shapes, hps)
     run_dir = bases[LEADER] / "checkpoints" / LEADER / "train"
     logs = {h: tmp_path / f"{h}.a.log" for h in HOSTS}
-    procs = {h: start(bases[h], logs[h]) for h in HOSTS}
-    wait_for(logs[LEADER], "[metrics] epoch=1 ", procs[LEADER])
-    time.sleep(1.0)  # inside epoch 2
+    procs = {h: start(bases[h], logs[h], pause_at="epoch-start:2") for h in HOSTS}
+    wait_for(logs[LEADER], "[pause] epoch-start:2:", procs[LEADER])  # the leader waits there: the stop is in epoch 2
     for proc in procs.values():
         proc.send_signal(signal.SIGTERM)
     codes = {h: p.wait(timeout=300) for h, p in procs.items()}
@@ -96,7 +98,8 @@ def test_two_hosts_stop_together_then_resume_and_finish(shapes, tmp_path):
         assert not (bases[h] / "output" / "failure").exists()
 
     done = epochs_in(run_dir / "results.csv")  # epochs finished before the stop
-    assert len(done) < 5, "stopped before the end"
+    assert done == [1], "stopped in epoch 2"
+    assert "stopped by SIGTERM in epoch 2/5" in texts[LEADER], texts[LEADER][-3000:]
 
     results = run_all(bases, "b")
     assert {h: code for h, (code, _) in results.items()} == {LEADER: 0, FOLLOWER: 0}, results
@@ -134,8 +137,8 @@ def test_losing_the_leader_ends_the_follower(shapes, tmp_path):
     hps = {**FAST, "epochs": "6", "batch": "4", "dist_timeout": "60", "dist_port": str(free_port())}
     bases = trees(tmp_path, shapes, hps)
     logs = {h: tmp_path / f"{h}.log" for h in HOSTS}
-    procs = {h: start(bases[h], logs[h]) for h in HOSTS}
-    wait_for(logs[LEADER], "[metrics] epoch=1 ", procs[LEADER])
+    procs = {h: start(bases[h], logs[h], pause_at="epoch-start:2") for h in HOSTS}
+    wait_for(logs[LEADER], "[pause] epoch-start:2:", procs[LEADER])  # mid-training, whatever the machine's speed
     kill_tree(procs[LEADER].pid)
     code = procs[FOLLOWER].wait(timeout=300)
     assert code == 1, logs[FOLLOWER].read_text()[-3000:]

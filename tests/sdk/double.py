@@ -49,6 +49,7 @@ from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
 from moto.sagemaker.responses import SageMakerResponse
 
+from container.signals import PAUSE_VARIABLE
 from sdk._local import LocalRun
 from sdk._request import resolve_image, split_s3
 
@@ -105,6 +106,10 @@ class SageMakerDouble:
         self.errors: list[BaseException] = []
         self.process_results: dict[str, dict[str, Any]] = {}  # processing job -> host -> CompletedProcess
         self.process_downloads: dict[str, dict[str, dict[str, list[str]]]] = {}  # job -> host -> input -> keys
+        # the next training job's process waits at this pause point until it is stopped (SM_DETECTORS_PAUSE_AT):
+        # a test that stops a job mid-training makes the moment happen instead of racing the job; one job only,
+        # so the restart (same request) trains on
+        self.pause_next: str | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="sm-double-")
         self.session = boto3.Session(region_name="us-east-1")
 
@@ -202,6 +207,10 @@ class SageMakerDouble:
 
             image = request["AlgorithmSpecification"]["TrainingImage"]
             kind = resolve_image(image).kind
+            if self.pause_next:
+                request = {**request, "Environment": {**request.get("Environment", {}),
+                                                      PAUSE_VARIABLE: self.pause_next}}
+                self.pause_next = None
             run = LocalRun(request, Path(self._tmp.name) / name, kind=kind, image=self.image_runner,
                            engine=self.engine, s3=s3, on_line=on_line)
             self.runs[name] = run

@@ -81,9 +81,10 @@ def test_failed_job_raises_with_name_and_reason(sagemaker, shapes, tmp_path):
 
 @pytest.mark.slow
 def test_stop_saves_a_checkpoint_and_restart_resumes_from_it(sagemaker, shapes):
-    job = launch(train=shapes, hyperparameters={**FAST, "epochs": "6"}, wait=False)
-    deadline = time.monotonic() + 180
-    while "[metrics] epoch=1" not in job.logs():
+    sagemaker.pause_next = "epoch-start:2"  # the job waits there for the stop: mid-training on any machine
+    job = launch(train=shapes, hyperparameters={**FAST, "epochs": "3"}, wait=False)
+    deadline = time.monotonic() + 600
+    while "[pause] epoch-start:2:" not in job.logs():
         assert time.monotonic() < deadline and job.status == "InProgress", job.logs()[-2000:]
         time.sleep(1)
     job.stop()
