@@ -10,9 +10,9 @@ import pytest
 
 from container.annotations import convert
 from container.local import build_tree
-from tests.images.engine import Engine, built_engine
+from tests.images.engine import IMAGES, Engine, built_engine
 
-TF_TAG = "localhost/sm-tfod:test"
+TF_TAG = IMAGES["Dockerfile.tfod"]
 # a RetinaNet on 128 px images: 8 steps, a checkpoint every 4, one COCO evaluation at the end
 TF_FAST = {"num_steps": "8", "image_size": "128", "batch_size": "4", "log_interval": "4", "checkpoint_interval": "4",
            "validation_interval": "8", "warmup_steps": "2"}

@@ -8,15 +8,26 @@ never written into the Dockerfiles.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import shutil
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_BASE = "python:3.11-slim-bookworm"
 LOCAL_BASE = "localhost/bookworm-python:latest"
+# the tags the image tests build and run, one build per Dockerfile for every test
+IMAGES = {"Dockerfile.yolo": "localhost/sm-yolo:test", "Dockerfile.tfod": "localhost/sm-tfod:test"}
+# one build of a tag at a time on this machine: .ci/run builds the images in the background while the tests that
+# need none run; an image test that gets there first waits for that build, then finds every layer cached
+LOCK_DIR = Path(os.environ.get("SM_DETECTORS_BUILD_LOCKS", "/tmp"))
 
 
 @dataclass(frozen=True)
@@ -90,8 +101,22 @@ class Engine:
 
     def build(self, dockerfile: str, tag: str, timeout: float = 3000) -> None:
         pairs = [f"--build-arg={k}={v}" for k, v in self.build_args(dockerfile).items()]
-        self.run("build", *self.build_flags(), "-f", str(ROOT / dockerfile), *pairs, "-t", tag, str(ROOT),
-                 timeout=timeout)
+        with build_lock(tag):
+            self.run("build", *self.build_flags(), "-f", str(ROOT / dockerfile), *pairs, "-t", tag, str(ROOT),
+                     timeout=timeout)
+
+
+@contextlib.contextmanager
+def build_lock(tag: str) -> Iterator[None]:
+    """Held while ``tag`` is built: a second build of it on this machine waits, then runs from the layer cache."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    path = LOCK_DIR / f"sm-detectors-build-{re.sub(r'[^A-Za-z0-9_.-]', '_', tag)}.lock"
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 NO_ENGINE_ENV = "SM_DETECTORS_NO_ENGINE"  # set to 1 on a machine that truly has no container engine
@@ -125,3 +150,27 @@ def built_engine(dockerfile: str, tag: str) -> Engine:
         raise AssertionError("unreachable: no_engine() fails or skips")
     found.build(dockerfile, tag)
     return found
+
+
+def build_all() -> int:
+    """``python3 tests/images/engine.py``: build every test image (what .ci/run starts in the background);
+    the exit status of the first failed build, else 0. Standard library only: runs before any venv exists."""
+    found = find_engine()
+    if found is None:
+        print("no container engine answers: nothing built", file=sys.stderr)
+        return 1
+    for dockerfile, tag in IMAGES.items():
+        started = time.monotonic()
+        print(f"building {dockerfile} as {tag}", flush=True)
+        try:
+            found.build(dockerfile, tag)
+        except subprocess.CalledProcessError as err:
+            print(f"{dockerfile}: build failed ({err.returncode}); the image tests build it again and say why",
+                  file=sys.stderr, flush=True)
+            return err.returncode
+        print(f"built {tag} in {time.monotonic() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(build_all())

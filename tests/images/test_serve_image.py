@@ -15,11 +15,11 @@ import requests
 
 from sdk._hosting import free_port
 from tests.images.conftest import TF_TAG
-from tests.images.engine import built_engine
+from tests.images.engine import IMAGES, built_engine
 from tests.serving_models import image_bytes, yolo_model_dir
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
-TAG = "localhost/sm-yolo:test"  # the tags test_yolo_image.py and test_tfod_image.py build: one build serves both
+TAG = IMAGES["Dockerfile.yolo"]  # the tags test_yolo_image.py and test_tfod_image.py build: one build serves both
 
 
 @pytest.fixture(scope="module")

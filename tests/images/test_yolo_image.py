@@ -13,10 +13,10 @@ import pytest
 from container.schema import Schema
 from container.signals import PAUSE_VARIABLE
 from tests.conftest import FAST, metric_values
-from tests.images.engine import built_engine
+from tests.images.engine import IMAGES, built_engine
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
-TAG = "localhost/sm-yolo:test"
+TAG = IMAGES["Dockerfile.yolo"]
 SCHEMA = Schema.load("yolo")
 
 

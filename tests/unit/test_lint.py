@@ -23,7 +23,7 @@ def test_hadolint(dockerfile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("script", ["build-and-push.sh", ".ci/run", ".ci/setup-podman"])
+@pytest.mark.parametrize("script", ["build-and-push.sh", ".ci/run", ".ci/setup-podman", ".ci/under-load"])
 def test_shellcheck(script):
     result = subprocess.run([_tool("shellcheck"), str(ROOT / script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
