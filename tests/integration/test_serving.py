@@ -12,7 +12,9 @@ import contextlib
 import io
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -117,8 +119,9 @@ def test_ping_reports_a_model_that_cannot_load(tmp_path):
     try:
         ping = requests.get(f"{base}/ping", timeout=5)
         assert ping.status_code == 500 and "could not be loaded" in ping.json()["error"]
-        answer = invoke(base, JPEG, "image/jpeg")
-        assert answer.status_code == 503 and "not ready" in answer.json()["error"]
+        answer = invoke(base, JPEG, "image/jpeg")  # the docs say 500 (it was 503, "retry", which never helps)
+        assert answer.status_code == 500 and "could not be loaded" in answer.json()["error"]
+        assert str(tmp_path / "best.pt") in answer.json()["error"], "the error names the file"
     finally:
         server.shutdown()
 
@@ -186,8 +189,14 @@ def test_thresholds(url, model_dir):
     ("", JPEG, {}, 415, "Content-Type"),
     ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "confidence=2"}, 400, "between 0 and 1"),
     ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "thresh=0.3"}, 400, "unknown key 'thresh'"),
-    ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "max_det=many"}, 400, "max_det must be an integer"),
+    ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "max_det=many"}, 400, "max_det must be a whole number"),
     ("image/jpeg", JPEG, {CUSTOM_ATTRIBUTES: "conf"}, 400, "not key=value"),
+    ("image/jpeg", JPEG, {"Accept": "text/csv"}, 406, "text/csv"),
+    ("application/json", b"[" * 100_000, {}, 400, "nests lists or objects too deeply"),
+    ("application/jsonlines", b'{"image": ' * 100_000, {}, 400, "nests lists or objects too deeply"),
+    ("application/json", json.dumps({"image": b64(JPEG), "max_det": 1.9}), {}, 400, "max_det must be a whole number"),
+    ("application/json", json.dumps({"image": b64(JPEG), "conf": True}), {}, 400, "conf must be a number, got True"),
+    ("image/jpeg", JPEG[:len(JPEG) // 2], {}, 400, "body"),
 ])
 def test_bad_input_is_a_4xx_naming_the_cause(url, content_type, body, headers, status, says):
     answer = invoke(url, body, content_type, headers)
@@ -330,3 +339,123 @@ def test_serve_refuses_a_folder_that_is_not_a_model(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "holds neither a YOLO model" in result.stderr and "notes.txt" in result.stderr
+
+
+# -- the server under slow, malformed and oversized requests (issue 22) ------------------------------------------
+@contextlib.contextmanager
+def gunicorn(model_dir: Path, log_path: Path, **env: str):
+    """`python -m container serve` with one worker on the ONNX export; yields its URL once /ping says 200."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_BIND_TO_PORT": str(port), "SERVING_WEIGHTS": "onnx",
+           **env}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "container", "serve", "--model-dir", str(model_dir),
+                                 "--host", "127.0.0.1", "--workers", "1"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=5).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(log_path.read_text()[-3000:])
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _connect(port: int, data: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    if data:
+        sock.sendall(data)
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict]:
+    """Status and JSON body of the one answer on ``sock`` (read until the server closes or Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < _length(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), data[:500]
+    return int(head.split()[1]), json.loads(body)
+
+
+def _length(data: bytes) -> int:
+    for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def test_slow_clients_do_not_starve_ping(model_dir, tmp_path):
+    """32 connections that never finished their headers held every thread of every worker, and /ping waited
+    until they closed (SageMaker would replace a healthy instance). Here: more dawdlers than the worker has
+    threads (half a request line, complete headers with half a body, nothing at all), all held open while
+    /ping is asked; it must answer, and they must still be open (their timeouts set far beyond the test)."""
+    from container.serving.server import THREADS_PER_WORKER
+
+    with gunicorn(model_dir, tmp_path / "serve.log", SERVING_HEADER_TIMEOUT="900", SERVING_BODY_TIMEOUT="900") as (
+            url, port):
+        n = THREADS_PER_WORKER + 4
+        slow = [_connect(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Ty") for _ in range(n)]
+        slow += [_connect(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                                b"Content-Length: 5000\r\n\r\n" + JPEG[:100]) for _ in range(n)]
+        slow += [_connect(port) for _ in range(n)]
+        try:
+            for _ in range(3):  # new connections each time, and one kept alive
+                assert requests.get(f"{url}/ping", timeout=60).status_code == 200
+            with requests.Session() as session:
+                assert [session.get(f"{url}/ping", timeout=60).status_code for _ in range(3)] == [200] * 3
+            readable, _, _ = select.select(slow, [], [], 0)
+            assert readable == [], "the slow connections were still open, unanswered, while /ping answered"
+        finally:
+            for sock in slow:
+                sock.close()
+
+
+def test_server_errors_timeouts_and_pixel_budget_are_json(model_dir, tmp_path):
+    """What gunicorn refuses itself (a negative Content-Length, a 9 KB header) was an HTML page; requests that
+    dawdle are cut off with a JSON 408; a request over the pixel budget is decoded a group at a time or
+    refused with 413 naming the variable; a pipelined request after a finished one is still answered."""
+    budget = {"SERVING_MAX_MEGAPIXELS": "0.02"}  # 20,000 pixels: a 100x70 JPEG is 7,000
+    with gunicorn(model_dir, tmp_path / "serve.log", SERVING_HEADER_TIMEOUT="3", SERVING_BODY_TIMEOUT="3",
+                  **budget) as (url, port):
+        with _connect(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n") as sock:
+            status, body = _answer(sock)
+            assert status == 400 and "CONTENT-LENGTH" in body["error"] and body["status"] == 400
+        with _connect(port, b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n") as sock:
+            status, body = _answer(sock)
+            assert status == 431 and "8190 bytes" in body["error"]
+        with _connect(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Ty") as sock:
+            status, body = _answer(sock)  # waits for the server's header deadline, however long it takes
+            assert status == 408 and "headers did not arrive within 3 s" in body["error"]
+        with _connect(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                            b"Content-Length: 5000\r\n\r\n" + JPEG[:100]) as sock:
+            status, body = _answer(sock)
+            assert status == 408 and "SERVING_BODY_TIMEOUT" in body["error"]
+        one = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % (
+            len(JPEG)) + JPEG
+        with _connect(port, one + b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") as sock:
+            sock.settimeout(60)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            assert data.count(b"HTTP/1.1 200 OK") == 2, data[-500:]
+
+        batch = invoke(url, json.dumps([b64(JPEG)] * 8), "application/json", LOW)
+        assert batch.status_code == 200 and [r["width"] for r in batch.json()] == [100] * 8, batch.text
+        big = invoke(url, json.dumps([b64(JPEG), b64(image_bytes(200, 200))]), "application/json")
+        assert big.status_code == 413 and "image 1: image of 200x200 pixels" in big.json()["error"]
+        assert "SERVING_MAX_MEGAPIXELS=0.02" in big.json()["error"]
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
