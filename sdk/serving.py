@@ -9,6 +9,9 @@
     endpoint.delete()                           # the endpoint, and the config and model deploy created
 
     deploy(job, serverless=ServerlessConfig(memory=4096, concurrency=5))
+    big = deploy(job, asynchronous=AsyncConfig(output="s3://bucket/answers/"),  # requests and answers in S3
+                 autoscaling=Autoscaling(min=0, max=4))                         # scales to zero on the backlog
+    big.predict_async("clip.mp4", track=True).result(timeout=3600)   # -> one result per frame, with track ids
     transform(job, "s3://bucket/images/", "s3://bucket/detections/")  # <key>.out per image
     local = deploy(job_or_folder, instance_type="local")                # serve on 127.0.0.1 (image= for a container)
 
@@ -28,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from container.serving.resources import WEIGHTS_ENV
+from container.serving.video import ASYNC_INVOCATION_SECONDS, INVOCATION_SECONDS_ENV
+from sdk._async import AsyncConfig, AsyncResult, invoke_async
+from sdk._autoscaling import Autoscaling
 from sdk._errors import ConfigurationError, DeployFailedError, NotFoundError, WaitTimeoutError, aws_errors
 from sdk._hosting import LocalServer, custom_attributes, decode_answer, encode_inputs, free_port
 
@@ -150,6 +156,7 @@ class Endpoint:
     def __init__(self, name: str, *, session: Any = None, poll: float | None = None) -> None:
         self.name = name
         self.poll = poll  # seconds between status checks while waiting
+        self.scaling: list[str] = []  # what deploy registered with Application Auto Scaling, kind:name
         self.session = _session(session)
         with aws_errors("connecting to SageMaker"):
             self.sagemaker = self.session.client("sagemaker")
@@ -196,6 +203,26 @@ class Endpoint:
                 raise
         return decode_answer(200, response["Body"].read(), response.get("ContentType", "application/json"))
 
+    def predict_async(self, source: Any, *, conf: float | None = None, iou: float | None = None,
+                      max_det: int | None = None, track: bool = False, tracker: str | None = None,
+                      content_type: str | None = None, input_prefix: str | None = None,
+                      inference_id: str | None = None, timeout: int | None = None) -> AsyncResult:
+        """An asynchronous endpoint's answer, later: ``source`` is an image or a video (path, bytes, PIL image,
+        RGB array, or an ``s3://`` URI used where it is). A local file is uploaded (streamed) under
+        ``input_prefix`` (default ``s3://<answers' bucket>/async-inputs/<endpoint>/``). ``track=True``: a video's
+        detections carry track ids. ``AsyncResult.result(timeout)`` waits for the answer."""
+        config = self._config().get("AsyncInferenceConfig")
+        if not config:
+            raise ConfigurationError(f"endpoint {self.name} is a real-time endpoint: predict() it, or deploy with "
+                                     "asynchronous=AsyncConfig(output='s3://...') for predict_async")
+        attributes = ",".join(filter(None, [custom_attributes(conf, iou, max_det), "track=true" if track else "",
+                                            f"tracker={tracker}" if track and tracker else ""]))
+        with aws_errors("connecting to S3"):
+            s3 = self.session.client("s3")
+        return invoke_async(self.runtime, s3, self.name, config, source, attributes=attributes,
+                            content_type=content_type, input_prefix=input_prefix, inference_id=inference_id,
+                            timeout=timeout)
+
     def _config(self) -> dict[str, Any]:
         name = self.describe()["EndpointConfigName"]
         with aws_errors(f"describing endpoint configuration {name}"):
@@ -237,10 +264,13 @@ class Endpoint:
         """Delete the endpoint, and its configuration and model where deploy created them (tagged). Returns
         what was deleted, ``kind:name``."""
         config = self._config()
+        from sdk._autoscaling import remove
+
+        scaling = remove(self.session, self.name, [v["VariantName"] for v in config["ProductionVariants"]])
         deleted = []
         with aws_errors(f"deleting endpoint {self.name}"):
             self.sagemaker.delete_endpoint(EndpointName=self.name)
-        deleted.append(f"endpoint:{self.name}")
+        deleted += [f"endpoint:{self.name}", *scaling]
         if self._ours(config["EndpointConfigArn"]):
             with aws_errors(f"deleting endpoint configuration {config['EndpointConfigName']}"):
                 self.sagemaker.delete_endpoint_config(EndpointConfigName=config["EndpointConfigName"])
@@ -332,17 +362,23 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
            serverless: ServerlessConfig | None = None, image: str | None = None, role: str | None = None,
            name: str | None = None, weights: str | None = None, environment: dict[str, str] | None = None,
            tags: dict[str, str] | None = None, wait: bool = True, session: Any = None, engine: str | None = None,
-           port: int | None = None, workers: int | None = None, poll: float | None = None) -> Endpoint | LocalEndpoint:
+           port: int | None = None, workers: int | None = None, poll: float | None = None,
+           asynchronous: AsyncConfig | None = None, autoscaling: Autoscaling | None = None,
+           ) -> Endpoint | LocalEndpoint:
     """Create a Model (training image + the job's model.tar.gz), an endpoint configuration and an endpoint.
 
     ``job_or_model``: a Job handle, a job name, ``"latest"``, or an ``s3://.../model.tar.gz`` (with ``image=``);
     for ``instance_type="local"`` also a model folder, a local ``model.tar.gz`` or a :class:`FetchedModel`.
     ``weights``: YOLO ``"best.pt"`` (default) or ``"onnx"`` (the export, run without torch).
+    ``asynchronous``: an asynchronous endpoint (requests and answers in S3, an hour per request: videos);
+    ``autoscaling``: Application Auto Scaling on the variant (``min=0`` for asynchronous endpoints).
     """
     env = _environment(environment, weights)
     if instance_type == LOCAL:
-        if serverless is not None:
-            raise ConfigurationError("serverless applies to SageMaker endpoints, not instance_type='local'")
+        for label, value in (("serverless", serverless), ("asynchronous", asynchronous),
+                             ("autoscaling", autoscaling)):
+            if value is not None:
+                raise ConfigurationError(f"{label} applies to SageMaker endpoints, not instance_type='local'")
         model_dir, base = _local_model_dir(job_or_model, None)
         server = LocalServer(model_dir, image=image, engine=engine, port=port or free_port(), workers=workers,
                              environment=env)
@@ -358,6 +394,9 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
     tag_list = [{"Key": CREATED_TAG, "Value": endpoint_name},
                 *({"Key": k, "Value": v} for k, v in (tags or {}).items())]
     variant = _variant(endpoint_name, instance_type, instance_count, serverless)
+    extra = _production(variant, asynchronous, autoscaling, wait)
+    if asynchronous is not None:  # the container's budget per request: an hour, not real-time's 60 s (videos)
+        env.setdefault(INVOCATION_SECONDS_ENV, str(ASYNC_INVOCATION_SECONDS))
     container: dict[str, Any] = {"Image": source.image, "ModelDataUrl": source.model_data}
     if env:
         container["Environment"] = env
@@ -367,14 +406,40 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
         sm.create_model(ModelName=endpoint_name, PrimaryContainer=container, ExecutionRoleArn=source.role,
                         Tags=tag_list)
     with aws_errors(f"creating endpoint configuration {endpoint_name}"):
-        sm.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[variant], Tags=tag_list)
+        sm.create_endpoint_config(EndpointConfigName=endpoint_name, ProductionVariants=[variant], Tags=tag_list,
+                                  **extra)
     with aws_errors(f"creating endpoint {endpoint_name}"):
         sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=endpoint_name, Tags=tag_list)
     remote = Endpoint(endpoint_name, session=session)
     remote.poll = poll
     if wait:
         remote.wait()
+    if autoscaling is not None:  # the variant must be InService to be registered
+        from sdk._autoscaling import register
+
+        remote.scaling = register(session, endpoint_name, variant["VariantName"], autoscaling,
+                                  asynchronous=asynchronous is not None, tags=tag_list)
     return remote
+
+
+def _production(variant: dict[str, Any], asynchronous: AsyncConfig | None, autoscaling: Autoscaling | None,
+                wait: bool) -> dict[str, Any]:
+    """CreateEndpointConfig's AsyncInferenceConfig, after checking what goes with what (before anything exists)."""
+    serverless = "ServerlessConfig" in variant
+    if serverless and asynchronous is not None:
+        raise ConfigurationError("an asynchronous endpoint runs on instances: give instance_type, not serverless")
+    if autoscaling is not None:
+        if serverless:
+            raise ConfigurationError("a serverless endpoint scales itself (up to its concurrency): no autoscaling=")
+        autoscaling.check(asynchronous=asynchronous is not None)
+        count = variant["InitialInstanceCount"]
+        if not max(autoscaling.min, 1) <= count <= autoscaling.max:
+            raise ConfigurationError(f"instance_count={count} is outside autoscaling's min..max "
+                                     f"({autoscaling.min}..{autoscaling.max})")
+        if not wait:
+            raise ConfigurationError("autoscaling needs wait=True: a variant is registered once the endpoint is "
+                                     "InService")
+    return {"AsyncInferenceConfig": asynchronous.to_request()} if asynchronous is not None else {}
 
 
 # -- batch transform -----------------------------------------------------------------------------------------

@@ -12,6 +12,13 @@ double hooks moto's handlers (the server runs in this process, spoken to over HT
 * ``InvokeEndpoint`` (sagemaker-runtime) goes to that server; a 4xx/5xx from it becomes SageMaker's
   ``ModelError`` (HTTP 424 with ``OriginalStatusCode`` and ``OriginalMessage``);
 * ``DeleteEndpoint`` stops the server (SIGTERM);
+* ``InvokeEndpointAsync`` (moto's writes a canned answer to a bucket of its own): answers ``202`` with the
+  output and failure locations SageMaker would give (``<S3OutputPath>/<id>.out``,
+  ``<S3FailurePath>/<id>-error.out``) and, on a worker thread, reads the input object, sends it to the
+  endpoint's server and writes the answer (with the server's Content-Type) or the failure message there.
+  ``async_gate`` holds that worker until a test sets it: "not answered yet" is a state the test makes, not a
+  race;
+* Application Auto Scaling requests are checked against botocore's model too (moto keeps targets and policies).
 * ``CreateTransformJob``: ``InProgress`` while a worker serves the model, sends each input object (split by
   line when asked) to ``/invocations`` and writes ``<key>.out`` under the output path, then ``Completed``.
 """
@@ -21,10 +28,12 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.core.responses import ActionResult, EmptyResult
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
@@ -33,6 +42,14 @@ from container.archive import safe_extract
 from sdk._hosting import LocalServer, transform_objects
 from sdk._request import split_s3
 from tests.sdk.double import check_against_service_model
+
+# InvokeEndpointAsync's members sent as headers (botocore's model: sagemaker-runtime)
+ASYNC_HEADERS = {"ContentType": "X-Amzn-SageMaker-Content-Type", "Accept": "X-Amzn-SageMaker-Accept",
+                 "CustomAttributes": "X-Amzn-SageMaker-Custom-Attributes",
+                 "InferenceId": "X-Amzn-SageMaker-Inference-Id", "InputLocation": "X-Amzn-SageMaker-InputLocation",
+                 "S3OutputPathExtension": "X-Amzn-SageMaker-S3OutputPathExtension",
+                 "Filename": "X-Amzn-SageMaker-Filename", "RequestTTLSeconds": "X-Amzn-SageMaker-RequestTTLSeconds",
+                 "InvocationTimeoutSeconds": "X-Amzn-SageMaker-InvocationTimeoutSeconds"}
 
 
 class HostingDouble:
@@ -44,6 +61,9 @@ class HostingDouble:
         self.threads: list[threading.Thread] = []
         self.errors: list[BaseException] = []
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.configs: dict[str, dict[str, Any]] = {}  # endpoint name -> the configuration it serves
+        self.async_gate = threading.Event()
+        self.async_gate.set()
         self._tmp = tempfile.TemporaryDirectory(prefix="sm-hosting-")
         self.session = boto3.Session(region_name="us-east-1")
 
@@ -55,6 +75,14 @@ class HostingDouble:
             def handler(response: SageMakerResponse) -> Any:
                 request = json.loads(response.body)
                 check_against_service_model(operation, request)
+                double.requests.append((operation, request))
+                return original(response)
+            return handler
+
+        def checked_scaling(operation: str, original: Any) -> Any:
+            def handler(response: ApplicationAutoScalingResponse) -> Any:
+                request = json.loads(response.body)
+                check_against_service_model(operation, request, service="application-autoscaling")
                 double.requests.append((operation, request))
                 return original(response)
             return handler
@@ -137,6 +165,36 @@ class HostingDouble:
                      "OriginalMessage": body.decode(errors="replace")})
             return 200, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": "AllTraffic"}, body
 
+        def invoke_endpoint_async(response: SageMakerRuntimeResponse) -> Any:
+            name = response.path.split("/")[2]
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            params: dict[str, Any] = {"EndpointName": name}
+            for member, header in ASYNC_HEADERS.items():
+                if header.lower() in headers:
+                    value = headers[header.lower()]
+                    params[member] = int(value) if member.endswith("Seconds") else value
+            check_against_service_model("InvokeEndpointAsync", params, service="sagemaker-runtime")
+            double.requests.append(("InvokeEndpointAsync", params))
+            config = double.configs.get(name, {}).get("AsyncInferenceConfig")
+            if name not in double.servers or not config:
+                why = "not found" if name not in double.servers else "not an asynchronous endpoint"
+                return 400, {"status": 400, "x-amzn-ErrorType": "ValidationError"}, json.dumps(
+                    {"message": f"Endpoint {name} of account 123456789012 {why}."})
+            inference_id = params.get("InferenceId") or str(uuid.uuid4())
+            out = config["OutputConfig"]
+            folder = "/".join(filter(None, [out["S3OutputPath"].rstrip("/"), params.get("S3OutputPathExtension")]))
+            output = f"{folder}/{params.get('Filename') or inference_id + '.out'}"
+            failure = f"{(out.get('S3FailurePath') or out['S3OutputPath']).rstrip('/')}/{inference_id}-error.out"
+            double._start(double._answer_async, double.servers[name], params, output, failure)
+            return 202, {"X-Amzn-SageMaker-OutputLocation": output, "X-Amzn-SageMaker-FailureLocation": failure}, \
+                json.dumps({"InferenceId": inference_id})
+
+        for operation in ("RegisterScalableTarget", "PutScalingPolicy", "DescribeScalingPolicies",
+                          "DeleteScalingPolicy", "DeregisterScalableTarget"):
+            method = "".join("_" + c.lower() if c.isupper() else c for c in operation).lstrip("_")
+            monkeypatch.setattr(ApplicationAutoScalingResponse, method,
+                                checked_scaling(operation, getattr(ApplicationAutoScalingResponse, method)))
+        monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint_async", invoke_endpoint_async)
         monkeypatch.setattr(SageMakerResponse, "create_endpoint", create_endpoint)
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
         monkeypatch.setattr(SageMakerResponse, "delete_endpoint", delete_endpoint)
@@ -167,6 +225,7 @@ class HostingDouble:
     def _serve_endpoint(self, backend: Any, endpoint: Any, config_name: str) -> None:
         try:
             config = backend.describe_endpoint_config(config_name)
+            self.configs[endpoint.endpoint_name] = config
             model_name = config["ProductionVariants"][0]["ModelName"]
             server = self._server_for(backend, model_name, Path(self._tmp.name) / config_name)
             old = self.servers.get(endpoint.endpoint_name)
@@ -178,6 +237,27 @@ class HostingDouble:
             self.errors.append(err)
             endpoint.failure_reason = f"the hosting double failed: {err}"[:1024]
             endpoint.endpoint_status = "Failed"
+
+    def _answer_async(self, server: LocalServer, params: dict[str, Any], output: str, failure: str) -> None:
+        """What an asynchronous endpoint's instance does with one queued request."""
+        self.async_gate.wait()
+        s3 = self.session.client("s3", endpoint_url=self.endpoint)
+        try:
+            bucket, key = split_s3(params["InputLocation"])
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            status, answer, content_type = server.invoke(
+                body, params.get("ContentType", "application/octet-stream"),
+                attributes=params.get("CustomAttributes", ""), accept=params.get("Accept") or "application/json",
+                timeout=params.get("InvocationTimeoutSeconds", 900))
+        except Exception as err:  # what SageMaker reports when it cannot read the input
+            status, answer, content_type = 400, f"cannot read {params['InputLocation']}: {err}".encode(), "text/plain"
+        if status < 400:
+            bucket, key = split_s3(output)
+            s3.put_object(Bucket=bucket, Key=key, Body=answer, ContentType=content_type)
+        else:
+            bucket, key = split_s3(failure)
+            s3.put_object(Bucket=bucket, Key=key, Body=f"Received client error ({status}) from primary with message "
+                          f"\"{answer.decode(errors='replace')}\"".encode())
 
     def _transform(self, backend: Any, job: Any, request: dict[str, Any]) -> None:
         server = None
@@ -218,6 +298,7 @@ class HostingDouble:
                 server.stop()
 
     def close(self) -> None:
+        self.async_gate.set()
         for server in list(self.servers.values()):
             server.stop()
         for thread in self.threads:
