@@ -535,7 +535,7 @@ def test_a_killed_tfrecord_worker_leaves_no_shard_or_partial_behind(tmp_path, mo
 
 
 _SIGTERMED = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from container.annotations import writers
 from container.annotations.types import Annotations, Box, Item
@@ -544,14 +544,29 @@ paths = sorted(Path(sys.argv[1]).glob("*.jpg"))
 items = [Item(p.name, p, 64, 48, [Box("x", 1, 2, 30, 40)], "train") for p in paths]
 write = writers.write_records
 
-def slow(fh, records):  # slow enough to be stopped halfway
-    time.sleep(0.05)
+def slow(fh, records):  # a worker says it is writing, then waits there until the test has sent its SIGTERM
+    (Path(sys.argv[3]) / f"writing-{os.getpid()}").touch()
+    deadline = time.monotonic() + 600
+    while not (Path(sys.argv[3]) / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     return write(fh, records)
 
 writers.write_records = slow
 writers.write_tfrecord(Annotations(items, ["x"], "yolo", Path(sys.argv[1])), Path(sys.argv[2]), {"train": items},
                        shard_bytes=sum(p.stat().st_size for p in paths) // 4, workers=2)
 """
+
+
+def _sigterm_pending(pid: int) -> bool:
+    """SIGTERM sent to ``pid`` and not yet delivered to it (/proc's SigPnd and ShdPnd masks)."""
+    import signal
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    bit = 1 << (signal.SIGTERM - 1)
+    return any(int(line.split()[1], 16) & bit for line in status.splitlines() if line.startswith(("SigPnd", "ShdPnd")))
 
 
 def test_sigterm_to_a_tfrecord_conversion_leaves_no_shard_and_no_worker(tmp_path):
@@ -569,16 +584,21 @@ def test_sigterm_to_a_tfrecord_conversion_leaves_no_shard_and_no_worker(tmp_path
     _many_images(tmp_path / "src", 24)
     out = tmp_path / "out"
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-c", _SIGTERMED, str(tmp_path / "src"), str(out)], cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not list(out.glob("*.partial")) and proc.poll() is None and time.monotonic() < deadline:
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _SIGTERMED, str(tmp_path / "src"), str(out), str(ready)],
+                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE, text=True)
+    try:  # both workers are inside a shard's write, and stay there: the stop lands mid-conversion on any machine
+        deadline = time.monotonic() + 300
+        while len(list(ready.iterdir())) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         workers = child_pids(proc.pid)
         assert list(out.glob("*.partial")) and len(workers) == 2
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        while _sigterm_pending(proc.pid):  # delivered (the kernel's part) before the workers may finish their shard
+            time.sleep(0.01)
+        (ready / "go").touch()
+        _, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
 
