@@ -268,13 +268,15 @@ def _b64(value: Any, where: str) -> bytes:
         raise ServingError(400, f"{where} is not valid base64 ({err})") from None
 
 
-def _json_images(doc: Any, where: str, thresholds: Thresholds) -> tuple[list[bytes], bool, Thresholds]:
-    """(encoded images, is_batch, thresholds) from a JSON document."""
+def _json_images(doc: Any, where: str, thresholds: Thresholds, max_images: int) -> tuple[list[bytes], bool,
+                                                                                        Thresholds]:
+    """(encoded images, is_batch, thresholds) from a JSON document; a list is counted before it is decoded."""
     if isinstance(doc, str):
         return [_b64(doc, where)], False, thresholds
     if isinstance(doc, list):
         if not doc:
             raise ServingError(400, f"{where} is an empty list: send at least one base64 image")
+        _count(len(doc), max_images)
         return [_b64(item, f"{where}[{i}]") for i, item in enumerate(doc)], True, thresholds
     if isinstance(doc, dict):
         images = [k for k in ("image", "images") if k in doc]
@@ -288,7 +290,7 @@ def _json_images(doc: Any, where: str, thresholds: Thresholds) -> tuple[list[byt
             return [_b64(doc["image"], f"{where}.image")], False, thresholds
         if not isinstance(doc["images"], list):
             raise ServingError(400, f"{where}.images must be a list of base64 strings")
-        found, _, _ = _json_images(doc["images"], f"{where}.images", thresholds)
+        found, _, _ = _json_images(doc["images"], f"{where}.images", thresholds, max_images)
         return found, True, thresholds
     raise ServingError(400, f"{where} must be a base64 string, a list of them, or an object with 'image' or "
                        f"'images'; got {type(doc).__name__}")
@@ -314,20 +316,28 @@ class Request:
     counts: list[int] | None = None  # per jsonlines record: how many images it holds
 
 
+def _count(images: int, max_images: int) -> None:
+    if images > max_images:
+        raise ServingError(413, f"{images} images in one request; at most {max_images} ({MAX_IMAGES_ENV}): "
+                           "split the batch")
+
+
 def parse_request(body: bytes, content_type: str | None, thresholds: Thresholds, limits: Limits) -> Request:
     kind = media_type(content_type)
     if kind in IMAGE_TYPES or kind.startswith("image/"):
         request = Request([body], "one", thresholds)
     elif kind == JSON or kind.endswith("+json"):
-        images, batch, thresholds = _json_images(_parse_json(body, "JSON body"), "JSON body", thresholds)
+        images, batch, thresholds = _json_images(_parse_json(body, "JSON body"), "JSON body", thresholds,
+                                                 limits.max_images)
         request = Request(images, "list" if batch else "one", thresholds)
     elif kind in JSONLINES:
         lines = [line for line in body.splitlines() if line.strip()]
         if not lines:
             raise ServingError(400, "jsonlines body holds no records: one JSON record (a base64 image) per line")
+        _count(len(lines), limits.max_images)
         images, counts = [], []
         for i, line in enumerate(lines, 1):
-            found, _, _ = _json_images(_parse_json(line, f"line {i}"), f"line {i}", thresholds)
+            found, _, _ = _json_images(_parse_json(line, f"line {i}"), f"line {i}", thresholds, limits.max_images)
             images += found
             counts.append(len(found))
         request = Request(images, "lines", thresholds, counts)
@@ -337,9 +347,7 @@ def parse_request(body: bytes, content_type: str | None, thresholds: Thresholds,
     else:
         raise ServingError(415, f"Content-Type {kind!r} is not served; send image/jpeg, image/png, "
                            "application/x-image, application/json (base64) or application/jsonlines")
-    if len(request.images) > limits.max_images:
-        raise ServingError(413, f"{len(request.images)} images in one request; at most {limits.max_images} "
-                           f"({MAX_IMAGES_ENV}): split the batch")
+    _count(len(request.images), limits.max_images)
     return request
 
 

@@ -119,12 +119,13 @@ def run_gunicorn(module: ModuleType, model_dir: Path, *, host: str, port: int, p
     Server().run()
 
 
-def _port(raw: str | None) -> int:
-    if not (raw or "").strip():
+def _port(raw: str | None, name: str) -> int:
+    text = (raw or "").strip()
+    if not text:
         return DEFAULT_PORT
-    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
-        raise UserError(f"{PORT_ENV}={raw!r} is not a port (1..65535); set it to one or unset it")
-    return int(raw)
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise UserError(f"{name}={raw!r} is not a port: it takes a whole number 1..65535")
+    return int(text)
 
 
 def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
@@ -142,7 +143,8 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
                         help="which adapter (default: this image's, else detected from the folder)")
     args = parser.parse_args(argv)
     limits, timeout = settings()
-    port = args.port if args.port is not None else _port(os.environ.get(PORT_ENV))
+    port_from = ("--port", str(args.port)) if args.port is not None else (PORT_ENV, os.environ.get(PORT_ENV))
+    port = _port(port_from[1], port_from[0])
     if args.weights:
         os.environ[resources.WEIGHTS_ENV] = args.weights
     if args.workers:

@@ -179,6 +179,16 @@ def test_thresholds_are_refused_not_coerced():
                          DEFAULTS, LIMITS).thresholds == Thresholds(1.0, 0.6, 5), "whole and numeric values pass"
 
 
+@pytest.mark.parametrize("body, content_type", [(json.dumps(["***"] * 100_000), "application/json"),
+                                                (json.dumps({"images": ["***"] * 100_000}), "application/json"),
+                                                ('"***"\n' * 100_000, "application/jsonlines")])
+def test_a_batch_is_counted_before_it_is_decoded(body, content_type):
+    """A 20 MB list of 100k items was base64-decoded item by item before the count was checked."""
+    with pytest.raises(ServingError, match="100000 images in one request; at most 4") as err:
+        parse_request(body.encode(), content_type, DEFAULTS, LIMITS)
+    assert err.value.status == 413
+
+
 @pytest.mark.parametrize("content_type", ["application/json", "application/jsonlines"])
 def test_deeply_nested_json_is_a_400(content_type):
     """100k '[' made json's decoder raise RecursionError: an HTTP 500 for a client's mistake."""
@@ -223,12 +233,15 @@ def test_serve_refuses_a_bad_variable_before_gunicorn_starts(tmp_path):
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    for value in ("abc", "-1"):
+    for name, value, says in [("SERVING_MAX_BODY_MB", "abc", "is not usable"),
+                              ("SERVING_MAX_BODY_MB", "-1", "is not usable"),
+                              ("SAGEMAKER_BIND_TO_PORT", "abc", "is not a port"),
+                              ("SAGEMAKER_BIND_TO_PORT", "70000", "is not a port")]:
         result = subprocess.run([sys.executable, "-m", "container", "serve", "--model-dir", str(tmp_path)],
                                 check=False, capture_output=True, text=True, timeout=60, cwd=root,
-                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "SERVING_MAX_BODY_MB": value})
+                                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), name: value})
         assert result.returncode == 2, result.stderr
-        assert f"SERVING_MAX_BODY_MB='{value}' is not usable" in result.stderr and "Traceback" not in result.stderr
+        assert f"{name}='{value}' {says}" in result.stderr and "Traceback" not in result.stderr
 
 
 class _CountingPredictor:
