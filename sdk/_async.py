@@ -26,6 +26,7 @@ from sdk._hosting import IMAGE_SUFFIXES, decode_answer, encode_inputs
 
 MAX_INPUT_BYTES = 1024**3  # SageMaker's cap on one asynchronous request
 MAX_INVOCATION_SECONDS = 3600  # InvokeEndpointAsync's InvocationTimeoutSeconds at most
+POLL_SECONDS = 5.0  # between looks in S3 while waiting for an answer
 INPUTS_FOLDER = "async-inputs"  # beside the answers: s3://<output bucket>/async-inputs/<endpoint>/
 VIDEO_SUFFIXES: dict[str, str] = {}
 for _kind, _suffix in VIDEO_TYPES.items():
@@ -108,7 +109,7 @@ class AsyncResult:
     def done(self) -> bool:
         return self._head(self.output) is not None or self._head(self.failure) is not None
 
-    def result(self, timeout: float = MAX_INVOCATION_SECONDS, *, poll: float = 5.0) -> Any:
+    def result(self, timeout: float = MAX_INVOCATION_SECONDS, *, poll: float | None = None) -> Any:
         """The detections (as ``predict`` returns them); InvocationError with SageMaker's failure message;
         WaitTimeoutError after ``timeout`` seconds (the request itself goes on)."""
         deadline = time.monotonic() + timeout
@@ -126,7 +127,7 @@ class AsyncResult:
             if time.monotonic() > deadline:
                 raise WaitTimeoutError(f"no answer to asynchronous request {self.inference_id} after {timeout:.0f} s "
                                        f"(it goes on: AsyncResult.result() again, or read {self.output})")
-            time.sleep(poll)
+            time.sleep(POLL_SECONDS if poll is None else poll)
 
     def __repr__(self) -> str:
         return f"AsyncResult({self.inference_id!r}, output={self.output!r})"

@@ -3,6 +3,8 @@
     python -m sdk deploy JOB|latest|s3://.../model.tar.gz [--instance-type ml.m5.large] [--serverless 4096:5]
     python -m sdk deploy FOLDER --instance-type local [--port 8080]      # serves until Ctrl-C
     python -m sdk invoke ENDPOINT IMAGE|FOLDER ... [--conf 0.4] [--iou 0.5] [--max-det 50] [--url http://...]
+    python -m sdk deploy JOB --async-output s3://bucket/answers/ [--autoscaling 0:4]   # asynchronous, scales to 0
+    python -m sdk invoke ENDPOINT VIDEO|IMAGE|s3://... --async [--track] [--timeout 3600] [--no-wait]
     python -m sdk undeploy ENDPOINT
     python -m sdk transform JOB s3://bucket/in/ s3://bucket/out/ [--content-type application/jsonlines]
 """
@@ -34,7 +36,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     endpoint = deploy(args.model, instance_type=args.instance_type, instance_count=args.instance_count,
                       serverless=_serverless(args.serverless), image=args.image, role=args.role, name=args.name,
-                      weights=args.weights, engine=args.engine, port=args.port)
+                      weights=args.weights, engine=args.engine, port=args.port, **_production(args))
     if isinstance(endpoint, LocalEndpoint):
         print(json.dumps({"endpoint": endpoint.name, "url": endpoint.url}), flush=True)
         try:
@@ -50,6 +52,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_invoke(args: argparse.Namespace) -> int:
     from sdk._hosting import CUSTOM_ATTRIBUTES, custom_attributes, decode_answer, encode_inputs, http
 
+    if args.asynchronous:
+        return _invoke_async(args)
     images = args.images[0] if len(args.images) == 1 else args.images
     if args.url:  # a local endpoint (deploy --instance-type local) or any server of this contract
         body, content_type, _ = encode_inputs(images)
@@ -64,6 +68,44 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         result = Endpoint(args.endpoint).predict(images, conf=args.conf, iou=args.iou, max_det=args.max_det)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _invoke_async(args: argparse.Namespace) -> int:
+    from sdk.serving import Endpoint
+
+    if len(args.images) != 1 or args.url:
+        raise ConfigurationError("--async takes one image or video (a file or an s3:// URI) and a SageMaker "
+                                 "endpoint, not --url")
+    pending = Endpoint(args.endpoint).predict_async(args.images[0], conf=args.conf, iou=args.iou,
+                                                    max_det=args.max_det, track=args.track, tracker=args.tracker)
+    if args.no_wait:
+        print(json.dumps({"inference_id": pending.inference_id, "input": pending.input, "output": pending.output,
+                          "failure": pending.failure}, indent=2))
+        return 0
+    print(f"waiting for {pending.output}", file=sys.stderr, flush=True)
+    print(json.dumps(pending.result(timeout=args.timeout), indent=2))
+    return 0
+
+
+def _production(args: argparse.Namespace) -> dict[str, Any]:
+    """deploy's asynchronous= and autoscaling= from --async-output, --async-failures and --autoscaling."""
+    from sdk.serving import AsyncConfig, Autoscaling
+
+    extra: dict[str, Any] = {}
+    if args.async_output:
+        extra["asynchronous"] = AsyncConfig(output=args.async_output, failures=args.async_failures)
+    elif args.async_failures:
+        raise ConfigurationError("--async-failures goes with --async-output (the answers' S3 prefix)")
+    if args.autoscaling:
+        parts = args.autoscaling.split(":")
+        try:
+            low, high = int(parts[0]), int(parts[1])
+            target = float(parts[2]) if len(parts) > 2 else None
+        except (ValueError, IndexError):
+            raise ConfigurationError(f"--autoscaling takes MIN:MAX[:TARGET], like 1:4:70; got {args.autoscaling!r}") \
+                from None
+        extra["autoscaling"] = Autoscaling(min=low, max=high, target=target)
+    return extra
 
 
 def cmd_undeploy(args: argparse.Namespace) -> int:
@@ -99,6 +141,12 @@ def add_commands(sub: Any) -> None:
     dep.add_argument("--serverless", metavar="MEMORY_MB[:CONCURRENCY]", help="a serverless endpoint, e.g. 4096:5")
     dep.add_argument("--engine", help="docker or podman, for --instance-type local with --image")
     dep.add_argument("--port", type=int, help="--instance-type local: the port (default: a free one)")
+    dep.add_argument("--async-output", metavar="S3_PREFIX",
+                     help="an asynchronous endpoint (requests and answers in S3, an hour each): where answers go")
+    dep.add_argument("--async-failures", metavar="S3_PREFIX", help="where failures go (default: <output>/failures/)")
+    dep.add_argument("--autoscaling", metavar="MIN:MAX[:TARGET]",
+                     help="Application Auto Scaling: instances, and invocations per instance a minute (70), or "
+                          "with --async-output queued requests per instance (5); MIN 0 only with --async-output")
     dep.set_defaults(func=cmd_deploy)
 
     inv = sub.add_parser("invoke", help="detections from an endpoint for images (JSON)")
@@ -108,6 +156,12 @@ def add_commands(sub: Any) -> None:
     inv.add_argument("--conf", type=float)
     inv.add_argument("--iou", type=float)
     inv.add_argument("--max-det", type=int)
+    inv.add_argument("--async", dest="asynchronous", action="store_true",
+                     help="an asynchronous endpoint: the input goes through S3 and the answer is waited for")
+    inv.add_argument("--track", action="store_true", help="--async with a video: track ids (ultralytics' trackers)")
+    inv.add_argument("--tracker", help="with --track: bytetrack (default), botsort, or a NAME.yaml in the model")
+    inv.add_argument("--timeout", type=float, default=3600, help="--async: seconds to wait (default %(default)s)")
+    inv.add_argument("--no-wait", action="store_true", help="--async: print where the answer will be, and return")
     inv.set_defaults(func=cmd_invoke)
 
     und = sub.add_parser("undeploy", help="delete an endpoint, and its config and model if deploy made them")

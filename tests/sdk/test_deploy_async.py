@@ -139,3 +139,32 @@ def test_bad_arguments_are_caught_before_anything_is_created(hosting, job, aws, 
     with pytest.raises(ConfigurationError, match=says):
         deploy(job, role=ROLE, **kwargs)
     assert not any(op.startswith(("Create", "Register", "Put")) for op, _ in hosting.requests)
+
+
+def test_cli_async_deploy_invoke_undeploy(hosting, job, aws, tmp_path, capsys, monkeypatch):  # noqa: F811
+    from sdk import cli
+
+    monkeypatch.setattr("sdk.serving.POLL_SECONDS", FAST_POLL)
+    monkeypatch.setattr("sdk._async.POLL_SECONDS", FAST_POLL)
+    assert cli.main(["deploy", job, "--name", "shapes-cli", "--weights", ONNX, "--autoscaling", "1"]) == 2
+    assert "--autoscaling takes MIN:MAX[:TARGET]" in capsys.readouterr().err
+    assert cli.main(["deploy", job, "--name", "shapes-cli", "--weights", ONNX, "--async-output",
+                     f"s3://{BUCKET}/cli-answers/", "--autoscaling", "0:2:3"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "InService"
+    policies = _scaling(aws)[1]
+    assert policies["sm-detectors-backlog-per-instance"]["TargetTrackingScalingPolicyConfiguration"][
+        "TargetValue"] == 3.0
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(video_bytes(4, suffix=".avi"))
+    assert cli.main(["invoke", "shapes-cli", str(clip), "--async", "--conf", "0.0001", "--max-det", "1"]) == 0
+    frames = json.loads(capsys.readouterr().out)
+    assert [(f["frame"], len(f["detections"])) for f in frames] == [(0, 1), (1, 1), (2, 1), (3, 1)]
+    assert hosting.requests[-1][1]["ContentType"] == "video/x-msvideo"
+    assert cli.main(["invoke", "shapes-cli", str(clip), "--async", "--no-wait"]) == 0
+    where = json.loads(capsys.readouterr().out)
+    assert where["output"] == f"s3://{BUCKET}/cli-answers/{where['inference_id']}.out"
+    assert cli.main(["invoke", "shapes-cli", str(clip), str(clip), "--async"]) == 2
+    assert "--async takes one image or video" in capsys.readouterr().err
+    assert cli.main(["undeploy", "shapes-cli"]) == 0
+    deleted = json.loads(capsys.readouterr().out)["deleted"]
+    assert "scalable-target:endpoint/shapes-cli/variant/AllTraffic" in deleted and len(deleted) == 7
