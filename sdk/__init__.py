@@ -12,6 +12,8 @@
                                           stop, restart (resume from checkpoints), fetch_model
 * :func:`fetch_model`                   - download and safely unpack ``model.tar.gz``
 * :func:`deploy` / :func:`transform`     - endpoints (instances, serverless, local) and batch transform (sdk.serving)
+* :class:`AsyncConfig` / :class:`Autoscaling` - ``deploy(asynchronous=..., autoscaling=...)``: requests and answers in
+  S3 (``Endpoint.predict_async``, videos), Application Auto Scaling (to zero for asynchronous endpoints)
 * errors: :class:`SDKError` and its tree (see ``sdk._errors``); botocore errors never leak raw
 * ``python -m sdk launch|resume|status|logs|plot|fetch|describe`` - the same calls from a shell
 
@@ -48,7 +50,17 @@ from sdk._errors import user_errors as _user_errors
 from sdk._fetch import FetchedModel, fetch_model
 from sdk._job import Job, LocalJob
 from sdk._launch import Plan, launch_job, plan_job
-from sdk.serving import Endpoint, LocalEndpoint, ServerlessConfig, TransformJob, deploy, transform
+from sdk.serving import (
+    AsyncConfig,
+    AsyncResult,
+    Autoscaling,
+    Endpoint,
+    LocalEndpoint,
+    ServerlessConfig,
+    TransformJob,
+    deploy,
+    transform,
+)
 
 
 def image_schema(image: str = "yolo") -> Schema:
@@ -75,6 +87,9 @@ def validate_hyperparameters(hyperparameters: dict, image: str = "yolo") -> dict
 __all__ = [
     "AWSError",
     "AccessDeniedError",
+    "AsyncConfig",
+    "AsyncResult",
+    "Autoscaling",
     "ConfigurationError",
     "CredentialsError",
     "DeployFailedError",
