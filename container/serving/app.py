@@ -150,6 +150,9 @@ class App:
         except TimeoutError:  # the server's read deadline (SERVING_BODY_TIMEOUT) passed
             raise ServingError(408, f"the body did not arrive within {self.limits.body_timeout:g} s "
                                f"(SERVING_BODY_TIMEOUT; {got} bytes came): send it without pausing") from None
+        except Exception as err:  # the server's HTTP parser on the body's framing (a bad chunk size, a cut body)
+            raise ServingError(400, f"the body could not be read after {got} bytes ({type(err).__name__}: {err}): "
+                               "send it with a Content-Length, or as valid chunked encoding") from None
         if got > limit:
             raise ServingError(413, f"body is over the limit of {limit} bytes (SERVING_MAX_BODY_MB)")
         return b"".join(parts)

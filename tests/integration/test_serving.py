@@ -434,6 +434,10 @@ def test_server_errors_timeouts_and_pixel_budget_are_json(model_dir, tmp_path):
         with _connect(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n") as sock:
             status, body = _answer(sock)
             assert status == 400 and "CONTENT-LENGTH" in body["error"] and body["status"] == 400
+        with _connect(port, b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n0123\r\n0\r\n\r\n") as sock:
+            status, body = _answer(sock)
+            assert status == 400 and "InvalidChunkSize" in body["error"]
         with _connect(port, b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n") as sock:
             status, body = _answer(sock)
             assert status == 431 and "8190 bytes" in body["error"]

@@ -315,6 +315,13 @@ def test_a_stalled_body_is_a_408_and_a_failed_load_a_500(tmp_path):
     status, body = _invoke(app, b"", "image/png", CONTENT_LENGTH="100", **{"wsgi.input": Stalled()})
     assert status == 408 and "within 7 s (SERVING_BODY_TIMEOUT" in body["error"]
 
+    class BadChunk(io.BytesIO):
+        def read(self, size=-1):
+            raise type("InvalidChunkSize", (Exception,), {})("Invalid chunk size: b'zz'")
+
+    status, body = _invoke(app, b"", "image/png", CONTENT_LENGTH="", **{"wsgi.input": BadChunk()})
+    assert status == 400 and "InvalidChunkSize" in body["error"], "the body's framing is the client's (was 500)"
+
     def broken(model_dir):
         raise ValueError("invalid load key, 'n'")
 
