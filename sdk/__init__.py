@@ -12,6 +12,8 @@
                                           stop, restart (resume from checkpoints), fetch_model
 * :func:`fetch_model`                   - download and safely unpack ``model.tar.gz``
 * :func:`deploy` / :func:`transform`     - endpoints (instances, serverless, local) and batch transform (sdk.serving)
+* :func:`register` / :func:`approve` / :func:`reject` / :func:`registered_models` - the Model Registry
+  (sdk.registry): versions of a group, approval, ``deploy(group=...)`` serves the latest Approved one
 * :class:`AsyncConfig` / :class:`Autoscaling` - ``deploy(asynchronous=..., autoscaling=...)``: requests and answers in
   S3 (``Endpoint.predict_async``, videos), Application Auto Scaling (to zero for asynchronous endpoints)
 * errors: :class:`SDKError` and its tree (see ``sdk._errors``); botocore errors never leak raw
@@ -40,6 +42,7 @@ from sdk._errors import (
     FetchError,
     InvocationError,
     JobFailedError,
+    NoApprovedModelError,
     NoJobError,
     NotFoundError,
     QuotaError,
@@ -50,6 +53,7 @@ from sdk._errors import user_errors as _user_errors
 from sdk._fetch import FetchedModel, fetch_model
 from sdk._job import Job, LocalJob
 from sdk._launch import Plan, launch_job, plan_job
+from sdk.registry import RegisteredModel, approve, register, registered_models, reject
 from sdk.serving import (
     AsyncConfig,
     AsyncResult,
@@ -101,20 +105,26 @@ __all__ = [
     "JobFailedError",
     "LocalEndpoint",
     "LocalJob",
+    "NoApprovedModelError",
     "NoJobError",
     "NotFoundError",
     "Plan",
     "QuotaError",
+    "RegisteredModel",
     "SDKError",
     "ServerlessConfig",
     "TransformJob",
     "WaitTimeoutError",
+    "approve",
     "deploy",
     "fetch_model",
     "image_schema",
     "launch_job",
     "metric_definitions",
     "plan_job",
+    "register",
+    "registered_models",
+    "reject",
     "transform",
     "validate_hyperparameters",
 ]

@@ -1,6 +1,7 @@
 """``python -m sdk deploy|invoke|undeploy|transform`` (registered by ``sdk.cli.parser``).
 
     python -m sdk deploy JOB|latest|s3://.../model.tar.gz [--instance-type ml.m5.large] [--serverless 4096:5]
+    python -m sdk deploy --group pcb-detectors [...]                      # its latest Approved version
     python -m sdk deploy FOLDER --instance-type local [--port 8080]      # serves until Ctrl-C
     python -m sdk invoke ENDPOINT IMAGE|FOLDER ... [--conf 0.4] [--iou 0.5] [--max-det 50] [--url http://...]
     python -m sdk deploy JOB --async-output s3://bucket/answers/ [--autoscaling 0:4]   # asynchronous, scales to 0
@@ -31,12 +32,19 @@ def _serverless(text: str | None) -> Any:
         raise ConfigurationError(f"--serverless takes MEMORY_MB[:CONCURRENCY], like 4096:5; got {text!r}") from None
 
 
+def _model_or_group(args: argparse.Namespace) -> Any:
+    if args.model is None and args.group is None:
+        raise ConfigurationError("deploy what? Give a training job name, 'latest', s3://.../model.tar.gz, or "
+                                 "--group G (its latest Approved version)")
+    return args.model if args.model is not None else "latest"
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from sdk.serving import LocalEndpoint, deploy
 
-    endpoint = deploy(args.model, instance_type=args.instance_type, instance_count=args.instance_count,
+    endpoint = deploy(_model_or_group(args), instance_type=args.instance_type, instance_count=args.instance_count,
                       serverless=_serverless(args.serverless), image=args.image, role=args.role, name=args.name,
-                      weights=args.weights, engine=args.engine, port=args.port, **_production(args))
+                      weights=args.weights, engine=args.engine, port=args.port, group=args.group, **_production(args))
     if isinstance(endpoint, LocalEndpoint):
         print(json.dumps({"endpoint": endpoint.name, "url": endpoint.url}), flush=True)
         try:
@@ -125,8 +133,9 @@ def cmd_transform(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_options(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("model", help="a training job name, 'latest', or s3://.../model.tar.gz (with --image)")
+def _model_options(cmd: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    cmd.add_argument("model", nargs="?" if optional else None,
+                     help="a training job name, 'latest', or s3://.../model.tar.gz (with --image)")
     cmd.add_argument("--instance-type", default="ml.m5.large", help="default %(default)s")
     cmd.add_argument("--instance-count", type=int, default=1)
     cmd.add_argument("--image", help="the image URI (default: the training job's)")
@@ -137,7 +146,8 @@ def _model_options(cmd: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: Any) -> None:
     dep = sub.add_parser("deploy", help="create an endpoint (or serverless, or --instance-type local) for a job")
-    _model_options(dep)
+    _model_options(dep, optional=True)
+    dep.add_argument("--group", help="instead of a model: the latest Approved version of this Model Registry group")
     dep.add_argument("--serverless", metavar="MEMORY_MB[:CONCURRENCY]", help="a serverless endpoint, e.g. 4096:5")
     dep.add_argument("--engine", help="docker or podman, for --instance-type local with --image")
     dep.add_argument("--port", type=int, help="--instance-type local: the port (default: a free one)")

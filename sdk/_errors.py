@@ -12,6 +12,7 @@
     ├── NoJobError                ``fetch_model("latest", ...)`` found no completed job matching
     ├── FetchError                a model archive refused (unsafe, unreadable, over a cap) or not written
     ├── DeployFailedError         an endpoint or a batch transform job ended Failed; ``.name``, ``.status``, ``.reason``
+    ├── NoApprovedModelError      ``deploy(group=...)`` found no Approved version; ``.group``, ``.pending`` (ARNs)
     └── InvocationError           the model server refused a request; ``.status`` (4xx: the input, 5xx: the server)
 
 Nothing here imports boto3: a notebook can catch these without paying for it.
@@ -88,6 +89,15 @@ class DeployFailedError(SDKError):
         self.name = name
         self.status = status
         self.reason = reason
+
+
+class NoApprovedModelError(SDKError):
+    """A model package group (or the version given) has no Approved version to deploy; nothing was created."""
+
+    def __init__(self, message: str, *, group: str, pending: list[str]) -> None:
+        super().__init__(message)
+        self.group = group
+        self.pending = pending
 
 
 class InvocationError(SDKError):

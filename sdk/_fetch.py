@@ -63,7 +63,8 @@ def fetch_model(job: Any = "latest", *, name_prefix: str | None = None, tags: Ma
                 dest: str | Path | None = None, local: bool = False, session: Any = None) -> FetchedModel:
     """Download and unpack a job's model; returns the paths of its weights, exports and metrics.
 
-    ``job`` is a handle from ``launch_job``, a job name, or ``"latest"``: the newest Completed job
+    ``job`` is a handle from ``launch_job``, a job name, a :class:`RegisteredModel` (its version's model, in
+    ``./models/<group>-v<version>`` by default), or ``"latest"``: the newest Completed job
     whose name starts with ``name_prefix`` and that carries every tag in ``tags``. ``local=True``
     looks among local-mode jobs. The model lands in ``dest`` (default ``./models/<job name>``),
     which must be new, empty, or an earlier fetch of the same model (its files identical): nothing
@@ -72,6 +73,16 @@ def fetch_model(job: Any = "latest", *, name_prefix: str | None = None, tags: Ma
     :class:`ConfigurationError` for a ``dest`` holding other files, :class:`FetchError` for an
     unsafe or unreadable archive, :class:`JobFailedError` for a job that did not complete.
     """
+    from sdk._registry import RegisteredModel
+
+    if isinstance(job, RegisteredModel):  # a version of the Model Registry: its model.tar.gz
+        if name_prefix or tags or local:
+            raise ConfigurationError("name_prefix, tags and local do not apply to a registered model")
+        from sdk._unpack import fetch_job_model
+
+        info = {"TrainingJobStatus": "Completed", "ModelArtifacts": {"S3ModelArtifacts": job.model_data}}
+        target = dest if dest is not None else Path("models") / job.name
+        return fetch_job_model(job.job_name or job.name, info, dest=target, session=session or job.session)
     if isinstance(job, str):
         if job == "latest":
             if local:

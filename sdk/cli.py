@@ -14,6 +14,8 @@
     python -m sdk deploy JOB [--instance-type ml.m5.large | local] [--serverless 4096:5]
     python -m sdk invoke ENDPOINT IMAGE... [--conf 0.4]     python -m sdk undeploy ENDPOINT
     python -m sdk transform JOB s3://bucket/in/ s3://bucket/out/
+    python -m sdk register JOB --group G     python -m sdk models G     python -m sdk approve|reject ARN [--note ...]
+    python -m sdk deploy --group G         (the latest Approved version of a Model Registry group)
 
 Add ``--local`` to status/logs/fetch/leaderboard for jobs run with ``--instance-type local``.
 """
@@ -376,6 +378,9 @@ def parser() -> argparse.ArgumentParser:
     from sdk._deploy_cli import add_commands
 
     add_commands(sub)  # deploy, invoke, undeploy, transform
+    from sdk._registry_cli import add_commands as add_registry_commands
+
+    add_registry_commands(sub)  # register, models, approve, reject
     return p
 
 

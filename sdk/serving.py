@@ -237,10 +237,19 @@ class Endpoint:
         return any(t["Key"] == CREATED_TAG and t["Value"] == self.name for t in tags)
 
     def update(self, *, instance_type: str | None = None, instance_count: int | None = None,
-               serverless: ServerlessConfig | None = None, wait: bool = True) -> Endpoint:
-        """Move the endpoint to a new configuration (same model); the old configuration goes if deploy made it."""
+               serverless: ServerlessConfig | None = None, wait: bool = True, model: Any = None,
+               group: str | None = None) -> Endpoint:
+        """Move the endpoint to a new configuration, same name; the old configuration goes if deploy made it.
+        ``model`` (a RegisteredModel) or ``group`` (its latest Approved version): serve that version instead
+        (a new Model; the old one goes too if deploy made it). Otherwise the same model."""
         old = self._config()
         variant = old["ProductionVariants"][0]
+        old_model = variant["ModelName"]
+        if model is not None or group is not None:
+            from sdk._registry import replace_model
+
+            variant = {**variant, "ModelName": replace_model(self.sagemaker, self.session, old_model, self.name,
+                                                             model=model, group=group, tag=CREATED_TAG)}
         if serverless is None and instance_type is None and "ServerlessConfig" in variant:
             serverless = ServerlessConfig(variant["ServerlessConfig"]["MemorySizeInMB"],
                                           variant["ServerlessConfig"]["MaxConcurrency"])
@@ -258,6 +267,12 @@ class Endpoint:
         if self._ours(old["EndpointConfigArn"]):
             with aws_errors(f"deleting endpoint configuration {old['EndpointConfigName']}"):
                 self.sagemaker.delete_endpoint_config(EndpointConfigName=old["EndpointConfigName"])
+        if variant["ModelName"] != old_model:
+            with aws_errors(f"describing model {old_model}"):
+                old_arn = self.sagemaker.describe_model(ModelName=old_model)["ModelArn"]
+            if self._ours(old_arn):
+                with aws_errors(f"deleting model {old_model}"):
+                    self.sagemaker.delete_model(ModelName=old_model)
         return self
 
     def delete(self) -> list[str]:
@@ -358,7 +373,8 @@ def _local_model_dir(job_or_model: Any, dest: Path | None) -> tuple[Path, str]:
     return fetched.directory, fetched.job_name
 
 
-def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", instance_count: int = 1,
+def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_type: str = "ml.m5.large",
+           instance_count: int = 1,
            serverless: ServerlessConfig | None = None, image: str | None = None, role: str | None = None,
            name: str | None = None, weights: str | None = None, environment: dict[str, str] | None = None,
            tags: dict[str, str] | None = None, wait: bool = True, session: Any = None, engine: str | None = None,
@@ -370,6 +386,9 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
     ``job_or_model``: a Job handle, a job name, ``"latest"``, or an ``s3://.../model.tar.gz`` (with ``image=``);
     for ``instance_type="local"`` also a model folder, a local ``model.tar.gz`` or a :class:`FetchedModel`.
     ``weights``: YOLO ``"best.pt"`` (default) or ``"onnx"`` (the export, run without torch).
+    ``group=``: the latest Approved version of that Model Registry group (sdk.registry), or a RegisteredModel as
+    ``job_or_model``: the Model is made from the version (NoApprovedModelError, before anything is created, if
+    it is not Approved).
     ``asynchronous``: an asynchronous endpoint (requests and answers in S3, an hour per request: videos);
     ``autoscaling``: Application Auto Scaling on the variant (``min=0`` for asynchronous endpoints).
     """
@@ -379,6 +398,11 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
                              ("autoscaling", autoscaling)):
             if value is not None:
                 raise ConfigurationError(f"{label} applies to SageMaker endpoints, not instance_type='local'")
+        if group is not None:
+            from sdk._registry import latest_approved
+
+            with aws_errors("connecting to SageMaker"):
+                job_or_model = latest_approved(_session(session).client("sagemaker"), group, session)
         model_dir, base = _local_model_dir(job_or_model, None)
         server = LocalServer(model_dir, image=image, engine=engine, port=port or free_port(), workers=workers,
                              environment=env)
@@ -386,10 +410,15 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
         endpoint = LocalEndpoint(server, name or base)
         print(f"serving {model_dir} at {endpoint.url} (POST /invocations)", file=sys.stderr)
         return endpoint
+    from sdk._registry import package_source
     from sdk._request import check_job_name, unique_job_name
 
     session = _session(session)
-    source = model_source(job_or_model, image=image, role=role, session=session)
+    package = package_source(job_or_model, group=group, role=role, session=session)
+    if package is None:
+        source = model_source(job_or_model, image=image, role=role, session=session)
+    else:
+        source = ModelSource(image="", model_data="", role=package.role, name=package.name)
     endpoint_name = check_job_name(name) if name else unique_job_name(source.name[:40])
     tag_list = [{"Key": CREATED_TAG, "Value": endpoint_name},
                 *({"Key": k, "Value": v} for k, v in (tags or {}).items())]
@@ -400,6 +429,8 @@ def deploy(job_or_model: Any = "latest", *, instance_type: str = "ml.m5.large", 
     container: dict[str, Any] = {"Image": source.image, "ModelDataUrl": source.model_data}
     if env:
         container["Environment"] = env
+    if package is not None:
+        container = package.container(env)
     with aws_errors("connecting to SageMaker"):
         sm = session.client("sagemaker")
     with aws_errors(f"creating model {endpoint_name}"):

@@ -6,7 +6,8 @@ double hooks moto's handlers (the server runs in this process, spoken to over HT
 
 * every hosting request is checked against botocore's service model first;
 * ``CreateEndpoint`` / ``UpdateEndpoint``: ``Creating``/``Updating`` while a worker thread plays the instance:
-  downloads the Model's ``ModelDataUrl`` from moto's S3, unpacks it, starts the real ``serve`` with the
+  downloads the Model's ``ModelDataUrl`` (a Model made from a registry version: the version's) from moto's S3,
+  unpacks it, starts the real ``serve`` with the
   Model's ``Environment`` (``sdk._hosting.LocalServer``: a process, or the image in podman) and sets
   ``InService`` once ``/ping`` answers 200, or ``Failed`` with the reason;
 * ``InvokeEndpoint`` (sagemaker-runtime) goes to that server; a 4xx/5xx from it becomes SageMaker's
@@ -211,6 +212,11 @@ class HostingDouble:
     def _server_for(self, backend: Any, model_name: str, workdir: Path) -> LocalServer:
         model = backend.describe_model(model_name)
         container = model.primary_container
+        if "ModelPackageName" in container:  # a Model Registry version: SageMaker serves the package's container
+            package = backend.describe_model_package(container["ModelPackageName"])
+            inner = package.inference_specification["Containers"][0]
+            container = {**inner, "Environment": {**(inner.get("Environment") or {}),
+                                                  **(container.get("Environment") or {})}}
         bucket, key = split_s3(container["ModelDataUrl"])
         s3 = self.session.client("s3", endpoint_url=self.endpoint)
         tarball = workdir / "model.tar.gz"
