@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from container.serving.protocol import BODY_TIMEOUT_ENV
 from container.serving.resources import WEIGHTS_ENV
-from container.serving.video import ASYNC_INVOCATION_SECONDS, INVOCATION_SECONDS_ENV
+from container.serving.video import ASYNC_BODY_SECONDS, ASYNC_INVOCATION_SECONDS, INVOCATION_SECONDS_ENV
 from sdk._async import AsyncConfig, AsyncResult, invoke_async
 from sdk._autoscaling import Autoscaling
 from sdk._errors import ConfigurationError, DeployFailedError, NotFoundError, WaitTimeoutError, aws_errors
@@ -425,7 +426,7 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
     variant = _variant(endpoint_name, instance_type, instance_count, serverless)
     extra = _production(variant, asynchronous, autoscaling, wait)
     if asynchronous is not None:  # the container's budget per request: an hour, not real-time's 60 s (videos)
-        env.setdefault(INVOCATION_SECONDS_ENV, str(ASYNC_INVOCATION_SECONDS))
+        env.update(_long_requests(env))
     container: dict[str, Any] = {"Image": source.image, "ModelDataUrl": source.model_data}
     if env:
         container["Environment"] = env
@@ -451,6 +452,12 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
         remote.scaling = register(session, endpoint_name, variant["VariantName"], autoscaling,
                                   asynchronous=asynchronous is not None, tags=tag_list)
     return remote
+
+
+def _long_requests(env: dict[str, str]) -> dict[str, str]:
+    """The container's time for one request where SageMaker gives an hour (asynchronous endpoints, batch
+    transform), not real-time's 60 s; the caller's own values stay."""
+    return {INVOCATION_SECONDS_ENV: str(ASYNC_INVOCATION_SECONDS), BODY_TIMEOUT_ENV: str(ASYNC_BODY_SECONDS), **env}
 
 
 def _production(variant: dict[str, Any], asynchronous: AsyncConfig | None, autoscaling: Autoscaling | None,
@@ -556,8 +563,8 @@ def transform(job_or_model: Any, input: str, output: str, *, instance_type: str 
     job_name = check_job_name(name) if name else unique_job_name(source.name[:40] + "-transform")
     container: dict[str, Any] = {"Image": source.image, "ModelDataUrl": source.model_data}
     env = _environment(environment, weights)
-    if env:
-        container["Environment"] = env
+    env.update(_long_requests(env))  # a video object may take minutes; batch transform gives up to an hour
+    container["Environment"] = env
     tags = [{"Key": CREATED_TAG, "Value": job_name}]
     request: dict[str, Any] = {
         "TransformJobName": job_name, "ModelName": job_name, "MaxPayloadInMB": max_payload_mb,
@@ -567,7 +574,7 @@ def transform(job_or_model: Any, input: str, output: str, *, instance_type: str 
         "TransformOutput": {"S3OutputPath": output, "Accept": "application/json",
                             "AssembleWith": "Line" if split_type == "Line" else "None"},
         "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},
-        "Tags": tags,
+        "Tags": tags, "ModelClientConfig": {"InvocationsTimeoutInSeconds": ASYNC_INVOCATION_SECONDS},
     }
     if concurrency:
         request["MaxConcurrentTransforms"] = concurrency

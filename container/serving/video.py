@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from container.serving.protocol import (
+    BODY_TIMEOUT_ENV,
     CUSTOM_ATTRIBUTES,
     JSONLINES,
     MAX_PIXELS,
@@ -43,6 +44,7 @@ MAX_VIDEO_MB_ENV = "SERVING_MAX_VIDEO_MB"
 BATCH_ENV = "SERVING_VIDEO_BATCH"
 DEFAULT_INVOCATION_SECONDS = 60.0  # SageMaker's real-time limit
 ASYNC_INVOCATION_SECONDS = 3600  # an asynchronous request's limit (and batch transform's longest)
+ASYNC_BODY_SECONDS = 600  # SERVING_BODY_TIMEOUT there: 1 GB from SageMaker's own agent on the instance
 DEFAULT_MAX_VIDEO_MB = 1024.0  # an asynchronous request is at most 1 GB
 DEFAULT_BATCH = 8  # frames decoded and predicted at once
 TRACKERS = {"bytetrack": "bytetrack.yaml", "botsort": "botsort.yaml"}
@@ -84,7 +86,14 @@ def spool_body(environ: dict[str, Any], suffix: str) -> Path:
     try:
         with os.fdopen(handle, "wb") as out:
             while expected is None or size < expected:
-                chunk = stream.read(CHUNK if expected is None else min(CHUNK, expected - size))
+                try:
+                    chunk = stream.read(CHUNK if expected is None else min(CHUNK, expected - size))
+                except TimeoutError:  # the server's read deadline (SERVING_BODY_TIMEOUT)
+                    raise ServingError(408, f"the video did not arrive within the server's time ({BODY_TIMEOUT_ENV}; "
+                                       f"{size} bytes came): send it without pausing") from None
+                except Exception as err:  # the HTTP parser on the body's framing (a bad chunk, a cut body)
+                    raise ServingError(400, f"the video could not be read after {size} bytes "
+                                       f"({type(err).__name__}: {err})") from None
                 if not chunk:
                     break
                 size += len(chunk)
@@ -128,7 +137,7 @@ def parse_attributes(header: str | None, defaults: Thresholds, model_dir: Path) 
 class Video:
     """An opened video: frame count, rate and size, and its frames as RGB arrays, a batch at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_pixels: int = MAX_PIXELS) -> None:
         import cv2
 
         self.capture = cv2.VideoCapture(str(path))
@@ -139,10 +148,12 @@ class Video:
         self.count = max(0, int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))  # 0: not known up front
         width = int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if width * height > MAX_PIXELS:
+        if width * height > max_pixels:
             self.close()
-            raise ServingError(413, f"video frames of {width}x{height} pixels are over the limit of {MAX_PIXELS} "
-                               "pixels; resize the video first")
+            raise ServingError(413, f"video frames of {width}x{height} pixels are over the limit of {max_pixels} "
+                               "pixels (SERVING_MAX_MEGAPIXELS); resize the video first")
+        # frames decoded at once: at most the batch, and at most the pixels a worker holds decoded at once
+        self.per_batch = max(1, max_pixels // max(1, width * height))
 
     def batches(self, size: int, *, first: int | None = None) -> Iterator[list[Any]]:
         """Lists of up to ``size`` RGB frames (the first of ``first`` frames), read as they are needed."""
@@ -232,9 +243,9 @@ def invoke(app: Any, environ: dict[str, Any]) -> tuple[int, Any, str]:
                 raise ServingError(400, f"track=true needs a model ultralytics' trackers can follow (YOLO best.pt); "
                                    f"this endpoint serves {predictor.name}")
             session = predictor.tracking(tracker)
-        video = Video(path)
+        video = Video(path, app.limits.max_pixels)
         index = 0
-        for frames in video.batches(batch, first=1):  # the first frame alone: it times the rest
+        for frames in video.batches(min(batch, video.per_batch), first=1):  # the first frame alone: it times the rest
             tick = time.monotonic()
             with app._predict_lock:
                 found = session.track(frames, thresholds) if session else predictor.predict(frames, thresholds)

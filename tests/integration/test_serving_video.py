@@ -84,6 +84,20 @@ def test_one_json_line_per_frame_a_bounded_batch_at_a_time(served, suffix, conte
     assert app.predictor.calls == [1, DEFAULT_BATCH, DEFAULT_BATCH, 20 - 1 - 2 * DEFAULT_BATCH]
 
 
+def test_frames_decoded_at_once_stay_within_the_worker_pixel_budget(served, monkeypatch):
+    from dataclasses import replace
+
+    url, app = served
+    monkeypatch.setattr(app, "limits", replace(app.limits, max_pixels=96 * 64 * 3))  # three frames' worth
+    app.predictor.calls.clear()
+    answer = post(url, video_bytes(8, 96, 64))
+    assert answer.status_code == 200 and len(answer.text.splitlines()) == 8
+    assert app.predictor.calls == [1, 3, 3, 1]
+    monkeypatch.setattr(app, "limits", replace(app.limits, max_pixels=96 * 64 - 1))
+    refused = post(url, video_bytes(2, 96, 64))
+    assert refused.status_code == 413 and "96x64" in refused.json()["error"]
+
+
 def test_frames_match_the_same_images_sent_one_by_one(served):
     import cv2
     import numpy as np

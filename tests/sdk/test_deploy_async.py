@@ -10,7 +10,7 @@ import json
 import pytest
 
 from sdk._errors import ConfigurationError, InvocationError
-from sdk.serving import AsyncConfig, Autoscaling, ServerlessConfig, deploy
+from sdk.serving import AsyncConfig, Autoscaling, ServerlessConfig, deploy, transform
 from tests.sdk.conftest import BUCKET, ROLE
 from tests.sdk.test_deploy import FAST_POLL, ONNX, hosting, job, tarball  # noqa: F401  (fixtures)
 from tests.serving_models import image_bytes, video_bytes
@@ -40,7 +40,8 @@ def test_async_endpoint_scaling_to_zero_created_used_and_deleted(hosting, job, a
     config = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName="shapes-async")
     assert config["AsyncInferenceConfig"]["OutputConfig"]["S3OutputPath"] == f"s3://{BUCKET}/answers/"
     # the container's budget per request is the hour an asynchronous request has, not real-time's 60 s
-    assert sent["CreateModel"]["PrimaryContainer"]["Environment"]["SERVING_INVOCATION_SECONDS"] == "3600"
+    assert sent["CreateModel"]["PrimaryContainer"]["Environment"] == {
+        "SERVING_WEIGHTS": "onnx", "SERVING_INVOCATION_SECONDS": "3600", "SERVING_BODY_TIMEOUT": "600"}
 
     targets, policies, alarms = _scaling(aws)
     assert [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [
@@ -168,3 +169,18 @@ def test_cli_async_deploy_invoke_undeploy(hosting, job, aws, tmp_path, capsys, m
     assert cli.main(["undeploy", "shapes-cli"]) == 0
     deleted = json.loads(capsys.readouterr().out)["deleted"]
     assert "scalable-target:endpoint/shapes-cli/variant/AllTraffic" in deleted and len(deleted) == 7
+
+
+def test_batch_transform_of_videos_one_line_per_frame(hosting, job, aws):  # noqa: F811
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="clips/a.mp4", Body=video_bytes(3))
+    s3.put_object(Bucket=BUCKET, Key="clips/b.mp4", Body=video_bytes(5, 64, 48))
+    done = transform(job, f"s3://{BUCKET}/clips/", f"s3://{BUCKET}/clips-out/", content_type="video/mp4",
+                     weights=ONNX, environment={"SERVING_VIDEO_BATCH": "2"}, poll=FAST_POLL)
+    request = dict(hosting.requests)["CreateTransformJob"]
+    assert request["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600}
+    assert dict(hosting.requests)["CreateModel"]["PrimaryContainer"]["Environment"]["SERVING_INVOCATION_SECONDS"] \
+        == "3600"
+    found = done.results()
+    assert [f["frame"] for f in found["a.mp4"]] == [0, 1, 2]
+    assert [(f["frame"], f["width"], f["height"]) for f in found["b.mp4"]] == [(i, 64, 48) for i in range(5)]
