@@ -375,8 +375,8 @@ class ModelLoadError(Exception):
     """The model's files were found but could not be loaded; the message names the file."""
 
     def __init__(self, path: Any, err: BaseException) -> None:
-        super().__init__(f"{path}: {type(err).__name__}: {err}. Serve the model folder a training job wrote "
-                         "(its model.tar.gz unpacked, unchanged)")
+        super().__init__(f"{path}: {type(err).__name__}: {str(err).rstrip('. ')}. Serve the model folder a training "
+                         "job wrote (its model.tar.gz unpacked, unchanged)")
 
 
 # -- responses -------------------------------------------------------------------------------------------

@@ -463,3 +463,89 @@ def test_server_errors_timeouts_and_pixel_budget_are_json(model_dir, tmp_path):
         assert big.status_code == 413 and "image 1: image of 200x200 pixels" in big.json()["error"]
         assert "SERVING_MAX_MEGAPIXELS=0.02" in big.json()["error"]
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+TF_PYTHON = ROOT / ".venv-tf" / "bin" / "python"
+_TF_SAVE = """
+import json, sys
+from pathlib import Path
+import tensorflow as tf
+
+class Detector(tf.Module):  # Model Garden's serving signature: image_tensor in, boxes in pixels of the input out
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="image_tensor")])
+    def detect(self, image_tensor):
+        size = tf.cast(tf.shape(image_tensor)[1], tf.float32)
+        return {"detection_boxes": tf.constant([[[0.1, 0.1, 0.5, 0.6], [0.2, 0.2, 0.9, 0.9]]]) * size,
+                "detection_scores": tf.constant([[0.9, 0.6]]), "detection_classes": tf.constant([[1.0, 2.0]]),
+                "num_detections": tf.constant([2.0])}
+
+root, module = Path(sys.argv[1]), Detector()
+tf.saved_model.save(module, str(root / "1"), signatures={"serving_default": module.detect})
+(root / "label_map.csv").write_text("1,cat\\n2,dog\\n")
+(root / "metrics.json").write_text(json.dumps({"hyperparameters": {"image_size": 64}, "job_name": "j"}))
+"""
+_TF_SERVE = """
+import base64, io, json, sys
+from pathlib import Path
+from PIL import Image
+from container.serving.app import App
+from container.serving.protocol import Limits
+from container.tfod import serve
+
+app = App(serve.load, Path(sys.argv[1]), limits=Limits(1 << 20, 8, max_pixels=20_000))
+app.load()
+
+def png(mode, size, fmt="PNG"):
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, fmt)
+    return buffer.getvalue()
+
+def call(body, ctype, **environ):
+    out = {}
+    chunks = app({"PATH_INFO": "/invocations", "REQUEST_METHOD": "POST", "CONTENT_TYPE": ctype,
+                  "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), **environ},
+                 lambda status, headers: out.update(status=int(status.split()[0])))
+    return [out["status"], json.loads(b"".join(chunks))]
+
+small = base64.b64encode(png("RGB", (100, 70))).decode()
+print(json.dumps({
+    "load": app.load_error,
+    "odd": [call(png(mode, size, fmt), "image/" + fmt.lower()) for mode, size, fmt in [
+        ("RGB", (4000, 1), "PNG"), ("RGB", (1, 4000), "PNG"), ("L", (50, 40), "PNG"), ("RGBA", (50, 40), "PNG"),
+        ("I;16", (50, 40), "PNG"), ("CMYK", (50, 40), "JPEG"), ("P", (50, 40), "GIF"), ("1", (50, 40), "PNG")]],
+    "truncated": call(png("RGB", (120, 100), "JPEG")[:300], "image/jpeg"),
+    "over": call(png("RGB", (200, 200)), "image/png"),
+    "groups": call(json.dumps([small] * 8).encode(), "application/json"),
+    "max_det": call(json.dumps({"image": small, "max_det": 1.9}).encode(), "application/json"),
+    "conf": call(json.dumps({"image": small, "conf": True}).encode(), "application/json"),
+    "nested": call(b"[" * 100_000, "application/json"),
+    "accept": call(png("RGB", (10, 10)), "image/png", HTTP_ACCEPT="text/csv"),
+    "one": call(png("RGB", (50, 40)), "image/png", HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES="max_det=1,conf=0.7"),
+}))
+"""
+
+
+@pytest.mark.skipif(not TF_PYTHON.exists(), reason="no .venv-tf (made by .ci/run from requirements/tf-test.txt)")
+def test_tf_adapter_under_the_same_input(tmp_path):
+    """The TF image's serve path (a SavedModel with Model Garden's serving signature, in .venv-tf) given the
+    same odd and hostile requests as YOLO's: odd modes and shapes are served, the rest refused as YOLO's are."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    saved = subprocess.run([str(TF_PYTHON), "-c", _TF_SAVE, str(tmp_path)], env=env, check=False,
+                           capture_output=True, text=True, timeout=300)
+    assert saved.returncode == 0, saved.stderr[-3000:]
+    served = subprocess.run([str(TF_PYTHON), "-c", _TF_SERVE, str(tmp_path)], env=env, check=False,
+                            capture_output=True, text=True, timeout=300)
+    assert served.returncode == 0, served.stderr[-3000:]
+    out = json.loads(served.stdout.strip().splitlines()[-1])
+    assert out["load"] is None
+    sizes = [(4000, 1), (1, 4000)] + [(50, 40)] * 6
+    for (status, answer), (width, height) in zip(out["odd"], sizes, strict=True):
+        assert status == 200 and (answer["width"], answer["height"]) == (width, height), answer
+        x1, y1, x2, y2 = answer["detections"][0]["box"]
+        assert 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height
+    assert out["truncated"][0] == 400 and "not an image" in out["truncated"][1]["error"]
+    assert out["over"][0] == 413 and "SERVING_MAX_MEGAPIXELS" in out["over"][1]["error"]
+    assert out["groups"][0] == 200 and len(out["groups"][1]) == 8, "8 images of 7,000 px in groups of 20,000"
+    assert out["max_det"][0] == out["conf"][0] == out["nested"][0] == 400
+    assert out["accept"][0] == 406
+    assert out["one"][0] == 200 and [d["label"] for d in out["one"][1]["detections"]] == ["cat"]
