@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from container.annotations.paths import IMG_SUFFIXES
+from container.serving.video import VIDEO_TYPES
 from sdk._errors import ConfigurationError
 
-VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm"}
+VIDEO = set(VIDEO_TYPES.values())  # the containers serving takes too (declared once, in container.serving.video)
 IMAGE = IMG_SUFFIXES  # declared once, in the annotation library
 TRACKERS = {"bytetrack": "bytetrack.yaml", "botsort": "botsort.yaml"}
 
