@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import json
 import math
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -196,7 +196,7 @@ def _too_large(where: str, width: int, height: int, max_pixels: int) -> ServingE
                         f"a worker decodes at once ({MAX_MEGAPIXELS_ENV}={max_pixels / 1e6:g}); resize it first")
 
 
-@contextmanager
+@contextlib.contextmanager
 def _opened(data: bytes, where: str, max_pixels: int) -> Iterator[Any]:
     """The image Pillow reads from ``data``, opened (its header read, nothing decoded); 400 if it is not one,
     413 if it is over ``max_pixels``."""
@@ -265,6 +265,10 @@ def _b64(value: Any, where: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as err:
+        joined = "".join(text.split())  # `base64 photo.jpg` wraps its output every 76 characters
+        if joined != text:
+            with contextlib.suppress(binascii.Error, ValueError):
+                return base64.b64decode(joined, validate=True)
         raise ServingError(400, f"{where} is not valid base64 ({err})") from None
 
 

@@ -189,6 +189,14 @@ def test_a_batch_is_counted_before_it_is_decoded(body, content_type):
     assert err.value.status == 413
 
 
+def test_base64_wrapped_by_the_base64_tool_is_read():
+    """`base64 photo.jpg` wraps at 76 characters: the line breaks are not part of the image."""
+    encoded = base64.encodebytes(png(30, 20)).decode()  # what the command-line tool prints
+    assert "\n" in encoded.strip()
+    request = parse_request(json.dumps({"image": encoded}).encode(), "application/json", DEFAULTS, LIMITS)
+    assert decode_image(request.images[0]).shape == (20, 30, 3)
+
+
 @pytest.mark.parametrize("content_type", ["application/json", "application/jsonlines"])
 def test_deeply_nested_json_is_a_400(content_type):
     """100k '[' made json's decoder raise RecursionError: an HTTP 500 for a client's mistake."""
