@@ -28,6 +28,7 @@ import ast
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,6 +93,17 @@ def decode_value(raw: Any) -> Any:
             return raw
         return list(value) if isinstance(value, tuple) else value
     return raw
+
+
+# A channel's name is a folder's name under <base>/input/data/. SageMaker's API allows [A-Za-z0-9.-_]{1,64};
+# "." and ".." match that pattern but name no folder of their own (they would be input/data or input/).
+CHANNEL_NAME_RULE = "letters, digits, '.', '-' and '_', at most 64 characters, not '.' or '..'"
+CHANNEL_NAME_RE = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9.\-_]{1,64}$")
+
+
+def is_channel_name(name: str) -> bool:
+    """True for a name SageMaker accepts for a channel that is also one folder under ``input/data``."""
+    return isinstance(name, str) and CHANNEL_NAME_RE.fullmatch(name) is not None
 
 
 def encode_value(value: Any) -> str:

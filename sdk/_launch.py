@@ -382,8 +382,24 @@ def _launch_local(plan: Plan, *, wait: bool, logs: bool, progress: bool, session
     job._start(timeout=request["StoppingCondition"]["MaxRuntimeInSeconds"])
     print(f"local job {job.name} started in {job_dir}", file=sys.stderr)
     if wait:
-        job.wait(logs=logs, progress=progress)
+        try:
+            job.wait(logs=logs, progress=progress)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM to the CLI: the job is this process's child, it ends too
+            _stop_local(job, run)
     return job
+
+
+def _stop_local(job: LocalJob, run: Any) -> None:
+    print(f"\nstopping local job {job.name}: the trainer saves a checkpoint (interrupt again to kill it at once)",
+          file=sys.stderr, flush=True)
+    try:
+        job.stop()
+        job._done.wait()
+    except KeyboardInterrupt:
+        run.kill()
+        job._done.wait()
+    raise KeyboardInterrupt(f"local job {job.name} stopped ({job.describe()['TrainingJobStatus']}); "
+                            f"`python -m sdk resume {job.name} --local` resumes it from its checkpoint")
 
 
 LAUNCHER[:] = [launch_job]  # job.restart() resumes through launch_job (sdk._job cannot import this module)

@@ -11,6 +11,7 @@ the test suite's SageMaker double behind moto.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -25,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from container.failure import UserError
+from container.contract import CHANNEL_NAME_RULE, is_channel_name
+from container.failure import UserError, plain
 from container.local import TRAIN_COMMAND, build_tree, pack, train_environ
 from sdk._errors import ConfigurationError
 
@@ -110,6 +112,9 @@ class LocalRun:
             raise ConfigurationError(f"local mode runs one instance, not {count}")
         staging = self.job_dir / "channels"
         channels: dict[str, Path] = {}
+        for channel in self.request.get("InputDataConfig", []):  # every name checked before a byte is written
+            if not is_channel_name(channel["ChannelName"]):
+                raise ConfigurationError(f"channel name {channel['ChannelName']!r} is not valid ({CHANNEL_NAME_RULE})")
         for channel in self.request.get("InputDataConfig", []):
             name = channel["ChannelName"]
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
@@ -140,15 +145,18 @@ class LocalRun:
             command = list(TRAIN_COMMAND)
             run_env = train_environ(self.base, image=self.kind, env=env)
         self.log_file = open(self.job_dir / "log.txt", "a", encoding="utf-8", opener=_private_open)  # noqa: SIM115 (closed by _read)
+        # a session of its own: a terminal's Ctrl-C reaches this process only, which stops the job with one
+        # SIGTERM as StopTrainingJob does (a second signal would cut the trainer's checkpoint short)
         self.process = subprocess.Popen(command, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, errors="replace", bufsize=1)
+                                        text=True, errors="replace", bufsize=1, start_new_session=True)
+        atexit.register(self._end_with_this_process)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.process and self.process.stdout
         for line in self.process.stdout:
-            line = line.rstrip("\n")
+            line = plain(line.rstrip("\n"))  # ultralytics colours its lines even into a pipe: log.txt is a file
             self.lines.append(line)
             self.log_file.write(line + "\n")
             self.log_file.flush()
@@ -165,6 +173,27 @@ class LocalRun:
             else:
                 self.process.send_signal(signal.SIGTERM)
 
+    def kill(self) -> None:
+        """SIGKILL to the trainer and every process it started (its group), or to the container."""
+        self._stopping = True
+        if self.process and self.process.poll() is None:
+            if self.image:
+                subprocess.run([str(self.engine), "kill", self.name], capture_output=True, check=False)
+            else:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+
+    def _end_with_this_process(self, grace: float = 120) -> None:
+        """At interpreter exit: a trainer still running is stopped (SIGTERM, then SIGKILL after ``grace``)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.stop()
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.process.wait()
+
     def finish(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait for ``train``, then pack and report as ``DescribeTrainingJob`` would."""
         assert self.process
@@ -173,6 +202,9 @@ class LocalRun:
         except subprocess.TimeoutExpired:
             self.stop()
             code = self.process.wait(timeout=120)
+        if not self.image:  # what the trainer left in its group (data loader workers) ends with it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         if self._reader:
             self._reader.join()
         self.log_file.close()

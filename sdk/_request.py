@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from container.contract import encode_value, is_reserved
+from container.contract import CHANNEL_NAME_RULE, encode_value, is_channel_name, is_reserved
 from container.failure import UserError
 from container.schema import Schema, known_images
 from sdk._errors import ConfigurationError
@@ -28,7 +28,6 @@ TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 INPUT_MODES = ("File", "FastFile", "Pipe")
 
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9.\-_]{1,64}$")
 ROLE_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 S3_RE = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?$")
 IMAGE_URI_RE = re.compile(r"^[a-z0-9.\-]+(:\d+)?/[a-z0-9._/\-]+([:@][\w.\-:]+)?$")
@@ -166,8 +165,8 @@ def check_channels(schema: Schema, names: Iterable[str], modes: Mapping[str, str
     if not 1 <= len(names) <= 20:
         problems.append(f"{len(names)} channels; a job has 1 to 20")
     for name in names:
-        if not CHANNEL_RE.match(name):
-            problems.append(f"channel name {name!r} is not valid ([A-Za-z0-9.-_], at most 64 characters)")
+        if not is_channel_name(name):
+            problems.append(f"channel name {name!r} is not valid ({CHANNEL_NAME_RULE})")
         elif name not in schema.channels:
             import difflib
 
