@@ -177,3 +177,15 @@ def test_tracking_needs_a_model_the_trackers_follow(model_dir, monkeypatch):
         assert answer.status_code == 400 and "track=true needs" in answer.json()["error"]
     finally:
         server.shutdown()
+
+
+def test_temporary_files_are_gone_after_answers_and_refusals(served, monkeypatch, tmp_path):
+    import tempfile
+
+    url, _ = served
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the server spools body and answer
+    assert post(url, video_bytes(4)).status_code == 200
+    assert post(url, b"not a video", "video/mp4").status_code == 400
+    monkeypatch.setenv(INVOCATION_SECONDS_ENV, "0.001")
+    assert post(url, video_bytes(4)).status_code == 413
+    assert list(tmp_path.iterdir()) == []
