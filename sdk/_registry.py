@@ -428,3 +428,49 @@ def replace_model(sm: Any, session: Any, old_model: str, endpoint: str, *, model
     with aws_errors(f"creating model {request['ModelName']} of {source.name} (sagemaker:CreateModel)"):
         sm.create_model(**request)
     return request["ModelName"]
+
+
+# -- the retrain pipeline's register step ---------------------------------------------------------------------
+def pipeline_steps(*, train: str, image: str, kind: str, group: str, min_map: float | None, approval: str,
+                   parameters: Mapping[str, str], description: str) -> list[dict[str, Any]]:
+    """Steps (pipeline definition schema 2020-12-01) after the training step ``train``: a register step
+    (``CreateModelPackage`` with the model the step wrote, its scores as CustomerMetadataProperties), behind a
+    condition (final mAP50-95 >= ``min_map``, else a Fail step saying so) when ``min_map`` is given.
+    ``parameters``: CustomerMetadataProperties entries taken from pipeline parameters (``{"epochs": "hp_epochs"}``).
+
+    No ModelMetrics here: the job's metrics.json is inside its model.tar.gz, and a pipeline step that copies it
+    beside the model would be a processing job per execution; ``register`` (the SDK) adds it."""
+    if min_map is not None and not (isinstance(min_map, (int, float)) and 0 <= min_map <= 1):
+        raise ConfigurationError(f"min_map is a mAP50-95 between 0 and 1 (0.5 is 50%), got {min_map!r}")
+
+    def final(score: str) -> dict[str, str]:
+        return {"Get": f"Steps.{train}.FinalMetricDataList['{metric_name(kind, score)}'].Value"}
+
+    properties: dict[str, Any] = {score: {"Std:Join": {"On": "", "Values": [final(score)]}} for score in SCORES[kind]}
+    properties.update({key: {"Get": f"Parameters.{name}"} for key, name in parameters.items()})
+    properties["image"] = image
+    properties["training_job"] = {"Get": f"Steps.{train}.TrainingJobName"}
+    request = package_request(group=check_group_name(group), image=image,
+                              model_data={"Get": f"Steps.{train}.ModelArtifacts.S3ModelArtifacts"},
+                              approval=check_approval(approval), description=description, properties=properties,
+                              generated_by={"Get": f"Steps.{train}.TrainingJobArn"})
+    request["SkipModelValidation"] = "None"
+    register = {"Name": "Register", "Type": "RegisterModel", "Arguments": request, "Description": description}
+    if min_map is None:
+        return [register]
+    score = final("mAP50-95")
+    fail = {"Name": "BelowMinMap", "Type": "Fail", "Arguments": {"ErrorMessage": {"Std:Join": {"On": " ", "Values": [
+        f"not registered: {metric_name(kind, 'mAP50-95')}", score, "is below min_map", min_map]}}}}
+    return [{"Name": "CheckMinMap", "Type": "Condition", "Arguments": {
+        "Conditions": [{"Type": "GreaterThanOrEqualTo", "LeftValue": score, "RightValue": min_map}],
+        "IfSteps": [register], "ElseSteps": [fail]}}]
+
+
+def ensure_group(sm: Any, group: str, description: str) -> bool:
+    """Create ``group`` (tagged as this SDK's) unless it exists; True when it was created."""
+    if group_exists(sm, check_group_name(group)):
+        return False
+    with aws_errors(f"creating model package group {group} (sagemaker:CreateModelPackageGroup)"):
+        sm.create_model_package_group(ModelPackageGroupName=group, ModelPackageGroupDescription=description,
+                                      Tags=[CREATED_BY])
+    return True

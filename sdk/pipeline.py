@@ -14,7 +14,9 @@ It creates (or updates):
 * an EventBridge rule matching ``Object Created`` under the prefix, or only the ``marker`` key when one
   is given (so an upload of 10,000 images starts one training, not 10,000);
 * the rule's target, the pipeline, and the IAM role EventBridge assumes to start it (allowed exactly
-  ``sagemaker:StartPipelineExecution`` on that pipeline).
+  ``sagemaker:StartPipelineExecution`` on that pipeline);
+* with ``register_to``: after training, a condition (final mAP50-95 >= ``min_map``) and a register step that
+  adds the model to that Model Registry group, pending approval (docs/registry.md).
 """
 
 from __future__ import annotations
@@ -135,11 +137,16 @@ def _events_role(iam: Any, name: str, pipeline_arn: str) -> str:
 
 
 def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events_role: str | None = None,
-                      session: Any = None, description: str = "", **job_kwargs: Any) -> RetrainTrigger:
+                      session: Any = None, description: str = "", register_to: str | None = None,
+                      min_map: float | None = None, auto_approve: bool = False, **job_kwargs: Any) -> RetrainTrigger:
     """Create or update the pipeline, the bucket's EventBridge notifications, the rule, its target and role.
 
     ``data`` is the S3 prefix uploads land under (the ``train`` channel); every other argument is
     :func:`sdk.plan_job`'s (image, role, hyperparameters, instance_type, val/channels, output_path, ...).
+
+    ``register_to``: a Model Registry group (created if new) that each trained model is registered in, pending
+    approval (``auto_approve=True``: Approved, so ``deploy(group=...)`` serves it with no human in between);
+    with ``min_map``, only when the job's final mAP50-95 is at least that (else the execution fails saying so).
     """
     import boto3
 
@@ -172,6 +179,18 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
                     "training writes would start another training (a runaway loop). Write outputs elsewhere "
                     "(output_path=...), or pass marker='_READY' so only that file starts a training")
     definition = pipeline_definition(plan.request, checkpoint_base=checkpoint_base)
+    if register_to is not None:
+        from sdk._registry import APPROVED, PENDING, pipeline_steps
+
+        hps = plan.request.get("HyperParameters", {})
+        definition["Steps"] += pipeline_steps(
+            train="Train", image=plan.request["AlgorithmSpecification"]["TrainingImage"], kind=plan.kind,
+            group=register_to, min_map=min_map, approval=APPROVED if auto_approve else PENDING,
+            parameters={"channel:train": "DataPrefix", **{k: hp_parameter(k) for k in ("epochs", "num_steps")
+                                                         if k in hps}},
+            description=f"trained by pipeline {name} on an upload to {data}")
+    elif min_map is not None or auto_approve:
+        raise ConfigurationError("min_map and auto_approve gate the registration: pass register_to='<group>' too")
     role = plan.request["RoleArn"]
     sm, events, iam, s3 = (session.client(s) for s in ("sagemaker", "events", "iam", "s3"))
 
@@ -211,4 +230,9 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
                        "Nothing would start the pipeline; check the events role and try again",
                        code=str(failed[0].get("ErrorCode", "FailedEntry")), operation="PutTargets")
     print(f"rule {rule}: {'s3://' + bucket + '/' + prefix + (marker or '*')} → pipeline {name}", file=sys.stderr)
+    if register_to is not None:  # last: a pipeline refused above leaves no group behind
+        from sdk._registry import ensure_group
+
+        if ensure_group(sm, register_to, f"{plan.kind} models registered by pipeline {name}"):
+            print(f"model package group {register_to} created", file=sys.stderr)
     return RetrainTrigger(name, arn, rule, rule_arn, role_arn, definition, pattern, session)

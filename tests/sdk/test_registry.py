@@ -308,3 +308,115 @@ def test_deploy_the_approved_version_then_update_to_a_newer_one(registry, aws, m
         assert not hosting.errors, hosting.errors
     finally:
         hosting.close()
+
+
+# -- the retrain pipeline registers, gated -----------------------------------------------------------------------
+DATA = f"s3://{BUCKET}/incoming/pcb/"
+
+
+def _resolve(value, values):
+    """A pipeline definition's references resolved as SageMaker would at execution time (``values``: by ref)."""
+    if isinstance(value, dict):
+        if set(value) == {"Get"}:
+            return values[value["Get"]]
+        if set(value) == {"Std:Join"}:
+            join = value["Std:Join"]
+            return join["On"].join(str(_resolve(v, values)) for v in join["Values"])
+        return {k: _resolve(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, values) for v in value]
+    return value
+
+
+def test_retrain_pipeline_registers_behind_the_min_map_condition(registry, aws, tmp_path):
+    from sdk.pipeline import retrain_on_upload
+
+    trigger = retrain_on_upload(name="pcb-retrain", data=DATA, image=IMAGE, role=ROLE, output_path=OUT,
+                                hyperparameters={"epochs": 30}, marker="_READY", register_to=GROUP, min_map=0.5,
+                                session=aws)
+    sm = aws.client("sagemaker")
+    definition = json.loads(sm.describe_pipeline(PipelineName="pcb-retrain")["PipelineDefinition"])
+    assert definition == trigger.definition
+    train, check = definition["Steps"]
+    assert (train["Name"], check["Name"], check["Type"]) == ("Train", "CheckMinMap", "Condition")
+    (condition,) = check["Arguments"]["Conditions"]
+    assert condition == {"Type": "GreaterThanOrEqualTo", "RightValue": 0.5,
+                         "LeftValue": {"Get": "Steps.Train.FinalMetricDataList['final:mAP50-95'].Value"}}
+    (register,), (fail,) = check["Arguments"]["IfSteps"], check["Arguments"]["ElseSteps"]
+    assert (register["Type"], fail["Type"]) == ("RegisterModel", "Fail")
+
+    # what the register step sends once the training step has run: a valid CreateModelPackage, pending approval
+    job_arn = "arn:aws:sagemaker:us-east-1:123456789012:training-job/pipelines-abc-train"
+    values = {"Steps.Train.ModelArtifacts.S3ModelArtifacts": f"{OUT}/pipelines-abc-train/output/model.tar.gz",
+              "Steps.Train.TrainingJobName": "pipelines-abc-train", "Steps.Train.TrainingJobArn": job_arn,
+              "Parameters.DataPrefix": DATA, "Parameters.hp_epochs": "30",
+              **{f"Steps.Train.FinalMetricDataList['final:{k}'].Value": v for k, v in FINAL.items()}}
+    sent = _resolve(register["Arguments"], values)
+    check_request = __import__("tests.sdk.double", fromlist=["x"]).check_against_service_model
+    check_request("CreateModelPackage", sent)
+    assert sent["ModelApprovalStatus"] == "PendingManualApproval" and sent["ModelPackageGroupName"] == GROUP
+    assert sent["CustomerMetadataProperties"] == {
+        "mAP50-95": "0.41234", "mAP50": "0.66", "precision": "0.81234", "recall": "0.7", "epochs": "30",
+        "channel:train": DATA, "image": IMAGE, "training_job": "pipelines-abc-train"}
+    assert sent["MetadataProperties"] == {"GeneratedBy": job_arn}
+    assert sent["InferenceSpecification"]["Containers"] == [
+        {"Image": IMAGE, "ModelDataUrl": f"{OUT}/pipelines-abc-train/output/model.tar.gz"}]
+    assert _resolve(fail["Arguments"]["ErrorMessage"], values) == \
+        "not registered: final:mAP50-95 0.41234 is below min_map 0.5"
+    # the group exists before the first execution, tagged as this SDK's
+    arn = sm.describe_model_package_group(ModelPackageGroupName=GROUP)["ModelPackageGroupArn"]
+    assert CREATED_BY in sm.list_tags(ResourceArn=arn)["Tags"]
+
+    # auto_approve without a threshold: the register step right after training, Approved
+    again = retrain_on_upload(name="pcb-retrain", data=DATA, image=IMAGE, role=ROLE, output_path=OUT,
+                              register_to=GROUP, auto_approve=True, marker="_READY", session=aws)
+    assert [s["Type"] for s in again.definition["Steps"]] == ["Training", "RegisterModel"]
+    assert again.definition["Steps"][1]["Arguments"]["ModelApprovalStatus"] == "Approved"
+    with pytest.raises(sdk.ConfigurationError, match="pass register_to"):
+        retrain_on_upload(name="other", data=DATA, image=IMAGE, role=ROLE, output_path=OUT, min_map=0.4,
+                          marker="_READY", session=aws)
+    with pytest.raises(sdk.ConfigurationError, match="min_map is a mAP50-95 between 0 and 1"):
+        retrain_on_upload(name="other", data=DATA, image=IMAGE, role=ROLE, output_path=OUT, min_map=50,
+                          register_to=GROUP, marker="_READY", session=aws)
+    assert [p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]] == ["pcb-retrain"]
+
+
+V2 = __import__("tests.conftest", fromlist=["x"]).ROOT / ".venv-sm2" / "bin" / "python"
+
+
+@pytest.mark.skipif(not V2.exists(), reason="no .venv-sm2 (made by .ci/run)")
+def test_retrain_pipeline_definition_is_the_one_the_sagemaker_sdk_builds(aws, tmp_path):
+    """The same pipeline built with SageMaker SDK v2's TrainingStep, ConditionStep, RegisterModel and FailStep:
+    the definitions are equal, training step included, but for v2's step-name suffix ('Register-RegisterModel')
+    and the ``"PipelineExperimentConfig": null`` it writes when told to have none."""
+    import os
+    import subprocess
+
+    from sdk.pipeline import retrain_on_upload
+    from tests.conftest import ROOT
+
+    trigger = retrain_on_upload(name="pcb-retrain", data=DATA, image=IMAGE, role=ROLE, output_path=OUT,
+                                hyperparameters={"epochs": 30, "imgsz": 640}, val=f"s3://{BUCKET}/val/",
+                                marker="_READY", register_to=GROUP, min_map=0.5, session=aws)
+    request = sdk.plan_job(image=IMAGE, role=ROLE, output_path=OUT, train=DATA, val=f"s3://{BUCKET}/val/",
+                           hyperparameters={"epochs": 30, "imgsz": 640}, checkpoints=False, session=aws,
+                           job_name="pcb-retrain-train").request
+    spec = {"request": request, "checkpoint_base": f"{OUT}/pipelines/pcb-retrain", "group": GROUP, "kind": "yolo",
+            "approval": "PendingManualApproval", "min_map": 0.5, "name": "pcb-retrain",
+            "description": f"trained by pipeline pcb-retrain on an upload to {DATA}"}
+    config = tmp_path / "sagemaker-config.yaml"  # v2 sends telemetry unless opted out
+    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
+           "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}
+    out = subprocess.run([str(V2), str(ROOT / "tests/sdk/v2_pipeline.py"), json.dumps(spec)], env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    (register,) = theirs["Steps"][1]["Arguments"]["IfSteps"]
+    assert register["Name"] == "Register-RegisterModel"
+    register["Name"] = "Register"
+    assert theirs.pop("PipelineExperimentConfig") is None  # v2 writes the null it was given; ours leaves it out
+    ours = json.loads(aws.client("sagemaker").describe_pipeline(PipelineName="pcb-retrain")["PipelineDefinition"])
+    assert ours == trigger.definition
+    assert [s["Name"] for s in ours["Steps"]] == ["Train", "CheckMinMap"]
+    assert theirs == ours
