@@ -32,6 +32,7 @@ from ultralytics.engine import trainer as engine_trainer
 from ultralytics.utils import LOCAL_RANK, RANK
 from ultralytics.utils.torch_utils import strip_optimizer
 
+from container.yolo.loader import FittedLoaders
 from container.yolo.resumable import ResumableTrainer
 
 CHECKED_VERSION = "8.4.190"  # engine/trainer.py read for the overrides below
@@ -47,7 +48,10 @@ def check_version() -> None:
                            "CHECKED_VERSION")
 
 
-class DistributedTrainer(ResumableTrainer):
+class DistributedTrainer(FittedLoaders, ResumableTrainer):
+    """Loaders fitted to this host's CPUs, memory and /dev/shm (loader.py), stops and resumes as
+    :class:`ResumableTrainer`, the overrides above for torchrun across machines."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         check_version()
         super().__init__(*args, **kwargs)

@@ -22,6 +22,7 @@ from typing import Any
 
 from container.failure import EXIT_ERROR, EXIT_STOPPED, TrainingStopped, plain, shorten
 from container.signals import GracefulStop
+from container.yolo.distributed import FAILURE_PREFIX, JOINED, STOPPED, WorkerSpec
 
 
 def _rank() -> int:
@@ -32,13 +33,13 @@ def _local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def join(spec: dict[str, Any]) -> None:
+def join(spec: WorkerSpec) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group(backend=spec["backend"], timeout=timedelta(seconds=float(spec["timeout"])))
+    dist.init_process_group(backend=spec.backend, timeout=timedelta(seconds=spec.timeout))
 
 
-def agree_start(spec: dict[str, Any]) -> dict[str, Any]:
+def agree_start(spec: WorkerSpec) -> dict[str, Any]:
     """The leader's start point on every rank; other hosts get its checkpoint files in their own folder."""
     import torch.distributed as dist
 
@@ -46,19 +47,19 @@ def agree_start(spec: dict[str, Any]) -> dict[str, Any]:
 
     payload: list[Any] = [None]
     if _rank() == 0:
-        state = spec.get("leader_state")
+        state = spec.leader_state
         files: dict[str, bytes] = {}
-        if state is not None and not state["finished"]:
-            last = Path(state["path"])
-            files["weights/last.pt"] = last.read_bytes()
-            results = Path(spec["run_dir"]) / "results.csv"
+        if state is not None and not state.finished:
+            files["weights/last.pt"] = Path(state.path).read_bytes()
+            results = Path(spec.run_dir) / "results.csv"
             if results.is_file():
                 files["results.csv"] = results.read_bytes()
-        payload = [{"state": state, "files": files, "host": spec["host"]}]
+        plain_state = None if state is None else {"finished": state.finished, "path": state.path}
+        payload = [{"state": plain_state, "files": files, "host": spec.host}]
     dist.broadcast_object_list(payload, src=0)
     start = payload[0]
-    if spec["host"] != start["host"] and _local_rank() == 0:  # another host: keep the leader's checkpoint here too
-        run_dir = Path(spec["run_dir"])
+    if spec.host != start["host"] and _local_rank() == 0:  # another host: keep the leader's checkpoint here too
+        run_dir = Path(spec.run_dir)
         for rel, data in start["files"].items():
             (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             checkpoints.write_atomic(run_dir / rel, data)
@@ -66,12 +67,12 @@ def agree_start(spec: dict[str, Any]) -> dict[str, Any]:
     return start
 
 
-def run(spec: dict[str, Any], stop: GracefulStop) -> None:
-    workdir = Path(spec["workdir"])
+def run(spec: WorkerSpec, stop: GracefulStop) -> None:
+    workdir = Path(spec.workdir)
     join(spec)
     start = agree_start(spec)
     if _local_rank() == 0:
-        (workdir / "joined").write_text(json.dumps({"leader_state": start["state"]}), encoding="utf-8")
+        (workdir / JOINED).write_text(json.dumps({"leader_state": start["state"]}), encoding="utf-8")
     state = start["state"]
     if state is not None and state["finished"]:
         print("distributed: training already finished on the leader; nothing to train", flush=True)
@@ -83,17 +84,19 @@ def run(spec: dict[str, Any], stop: GracefulStop) -> None:
     from container.yolo.report import Reporter
     from container.yolo.resumable import ResumableTrainer
 
-    run_dir = Path(spec["run_dir"])
-    kwargs = dict(spec["kwargs"])
-    kwargs["device"] = str(_local_rank()) if spec["backend"] == "nccl" else "cpu"
+    run_dir = Path(spec.run_dir)
+    kwargs = dict(spec.kwargs)
+    kwargs["device"] = str(_local_rank()) if spec.backend == "nccl" else "cpu"
     if state is not None:
         last = run_dir / "weights" / "last.pt"
         model = YOLO(str(last))
         kwargs["resume"] = str(last)
     else:
-        model = YOLO(spec["model"])
+        if spec.model is None:
+            raise RuntimeError("the leader sent no start point and the spec names no model")
+        model = YOLO(spec.model)
     if _rank() == 0:
-        Reporter(spec["progress_interval"], spec["per_class"], run_dir / "final.json").attach(model)
+        Reporter(spec.progress_interval, spec.per_class, run_dir / "final.json").attach(model)
     ResumableTrainer.graceful = stop  # the trainer's stop check reads it there (resumable.py)
     with stop.deferred():
         model.train(trainer=DistributedTrainer, **kwargs)
@@ -101,22 +104,22 @@ def run(spec: dict[str, Any], stop: GracefulStop) -> None:
 
 def main(argv: list[str]) -> int:
     stop = GracefulStop().install()
-    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    workdir = Path(spec["workdir"])
+    spec = WorkerSpec.read(Path(argv[0]))
+    workdir = Path(spec.workdir)
     try:
         run(spec, stop)
     except TrainingStopped as err:
-        (workdir / "stopped").write_text(str(err), encoding="utf-8")
+        (workdir / STOPPED).write_text(str(err), encoding="utf-8")
         said = err if _rank() == 0 else "stopped by SIGTERM at the same batch as every rank; rank 0 saved"
         print(f"rank {_rank()}: {said}", file=sys.stderr, flush=True)
         return EXIT_STOPPED
     except Exception as err:  # the host's launcher reports what broke
         if stop.requested is not None:
-            (workdir / "stopped").write_text(f"{type(err).__name__} on the way out", encoding="utf-8")
+            (workdir / STOPPED).write_text(f"{type(err).__name__} on the way out", encoding="utf-8")
             return EXIT_STOPPED
         traceback.print_exc()
         reason = _reason(err, spec)
-        (workdir / f"failure-rank{_rank()}").write_text(reason, encoding="utf-8")
+        (workdir / f"{FAILURE_PREFIX}{_rank()}").write_text(reason, encoding="utf-8")
         return EXIT_ERROR
     finally:
         stop.uninstall()
@@ -124,11 +127,11 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _reason(err: BaseException, spec: dict[str, Any]) -> str:
+def _reason(err: BaseException, spec: WorkerSpec) -> str:
     text = shorten(plain(f"{type(err).__name__}: {err}").strip().replace("\n", " "), 500)
     if _is_network(err):
-        return (f"rank {_rank()} lost contact with the other hosts (leader {spec['leader']}; waited up to "
-                f"dist_timeout {float(spec['timeout']):g}s): {text}. A peer host stopped or cannot be reached; "
+        return (f"rank {_rank()} lost contact with the other hosts (leader {spec.leader}; waited up to "
+                f"dist_timeout {spec.timeout:g}s): {text}. A peer host stopped or cannot be reached; "
                 "see the first failure in the hosts' logs")
     return f"rank {_rank()} failed: {text}"
 

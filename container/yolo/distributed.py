@@ -23,6 +23,7 @@ before any worker joined the group could not reach the leader, and the failure n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -34,12 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from container import tracking
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError, shorten
 from container.signals import GracefulStop
 
-DEFAULT_PORT = 7777  # SageMaker's PyTorch launcher uses it too
 # Instance families with EFA (SageMaker's toolkit list); RDMA ones also get FI_EFA_USE_DEVICE_RDMA.
 EFA_FAMILIES = ("ml.g5.48xlarge", "ml.g6.48xlarge", "ml.g6e.48xlarge", "ml.p3dn.", "ml.p4d.", "ml.p4de.",
                 "ml.p5.", "ml.p5e.", "ml.p5en.", "ml.p6-", "ml.trn1.", "ml.trn1n.", "ml.trn2.")
@@ -47,7 +46,42 @@ RDMA_FAMILIES = ("ml.p4d.", "ml.p4de.", "ml.p5.", "ml.p5e.", "ml.p5en.", "ml.p6-
 SHARDED = "ShardedByS3Key"
 JOINED = "joined"  # marker a worker writes once the process group is up and the start point agreed
 STOPPED = "stopped"  # marker a worker writes when it left training on SIGTERM
-FAILURE_PREFIX = "failure-rank"
+FAILURE_PREFIX = "failure-rank"  # + the rank: a worker's failure reason
+SPEC = "spec.json"  # the WorkerSpec, beside the markers
+
+
+@dataclass(frozen=True)
+class LeaderState:
+    finished: bool  # training over: nothing to train, the leader packages
+    path: str  # the leader's checkpoint
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What the launcher tells its torchrun workers (``spec.json``): written by :func:`launch`, read by
+    ddp_worker.py. Frozen and typed: the two sides read the same fields."""
+
+    model: str | None  # a YAML or .pt to build; None: resume from the leader's checkpoint
+    kwargs: dict[str, Any]  # ultralytics' train() arguments
+    run_dir: str
+    leader_state: LeaderState | None  # read on the leader's rank 0; the others are sent what it finds
+    progress_interval: float
+    per_class: bool
+    # filled in by launch()
+    workdir: str = ""
+    leader: str = ""
+    host: str = ""
+    timeout: float = 0.0
+    backend: str = "gloo"
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), default=str), encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: Path) -> WorkerSpec:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        state = data.pop("leader_state")
+        return cls(**data, leader_state=None if state is None else LeaderState(**state))
 
 
 class DistributedError(RuntimeError):
@@ -103,10 +137,10 @@ def cluster_from(env: Environment, hps: dict[str, Any]) -> Cluster:
                         f"({shorten(', '.join(hosts), 200)})")
     if len(set(hosts)) != len(hosts):
         raise UserError(f"resourceconfig.json: hosts has duplicates ({shorten(', '.join(hosts), 200)})")
-    port = int(hps.get("dist_port") or DEFAULT_PORT)
+    port = int(hps["dist_port"])  # defaults: schema.yaml (7777, as SageMaker's PyTorch launcher)
     if not 1024 <= port <= 65535:
-        raise UserError(f"dist_port={port} is outside 1024-65535: pick a free unprivileged port (default 7777)")
-    timeout = float(hps.get("dist_timeout") or 0)
+        raise UserError(f"dist_port={port} is outside 1024-65535: pick a free unprivileged port")
+    timeout = float(hps["dist_timeout"])
     if timeout < 10:
         raise UserError(f"dist_timeout={timeout:g} seconds is too short for hosts to start together: use at least "
                         "10 (default 600)")
@@ -187,7 +221,7 @@ def torchrun_command(cluster: Cluster, leader_addr: str, spec: Path) -> list[str
 
 
 # -- running ---------------------------------------------------------------------------------------
-def launch(cluster: Cluster, spec: dict[str, Any], workdir: Path, stop: GracefulStop,
+def launch(cluster: Cluster, spec: WorkerSpec, workdir: Path, stop: GracefulStop,
            log: Callable[[str], None] = print) -> None:
     """Run this host's share of the training; returns when every worker on it finished training."""
     leader_addr = resolve(cluster.leader, cluster.timeout, log=log)
@@ -195,10 +229,9 @@ def launch(cluster: Cluster, spec: dict[str, Any], workdir: Path, stop: Graceful
     for old in workdir.iterdir():  # markers of an earlier attempt
         if old.name in (JOINED, STOPPED) or old.name.startswith(FAILURE_PREFIX):
             old.unlink()
-    spec_file = workdir / "spec.json"
-    spec_file.write_text(json.dumps({**spec, "workdir": str(workdir), "leader": cluster.leader,
-                                     "host": cluster.current_host, "timeout": cluster.timeout,
-                                     "backend": cluster.backend}, default=str), encoding="utf-8")
+    spec_file = workdir / SPEC
+    dataclasses.replace(spec, workdir=str(workdir), leader=cluster.leader, host=cluster.current_host,
+                        timeout=cluster.timeout, backend=cluster.backend).write(spec_file)
     cmd = torchrun_command(cluster, leader_addr, spec_file)
     log(f"distributed: {' '.join(cmd[1:])}")
     started = time.monotonic()
@@ -256,76 +289,26 @@ def failure_reason(cluster: Cluster, workdir: Path, code: int, seconds: float, *
             f"{cluster.leader}); see the log of each host for the first failure")
 
 
-# -- the job on each host ----------------------------------------------------------------------------
-def train(env: Environment, schema: Any, stop: GracefulStop, hps: dict[str, Any], sources: dict[str, str]) -> None:
-    """trainer.train for a job on several instances: the same preparation, torchrun, then the leader packages."""
-    from container.archive import sha256
-    from container.yolo import checkpoints, validate
-    from container.yolo import dataset as datasets
-    from container.yolo import prepare as single
-    from container.yolo.package import package
-    from container.yolo.report import Reporter, log, quiet_progress_bars
-
-    cluster = cluster_from(env, hps)
-    log(cluster.describe())
-    framework_args = {k: v for k, v in hps.items() if schema.params[k].source == "ultralytics"}
+# -- the job on each host (its steps are trainer.train's; these are the parts only several hosts have) ---
+def check_framework_args(framework_args: dict[str, Any], cluster: Cluster) -> None:
+    """What a job on several instances cannot take: a device choice, a batch that does not split over ranks."""
     if framework_args.get("device") not in (None, ""):
         raise UserError(f"device={framework_args['device']!r} cannot be set on a job with several instances: each "
                         "host trains on all its GPUs (or its CPU where it has none). Leave device out")
     check_batch(float(framework_args.get("batch") or 16), cluster.world_size)
-    log("hyperparameters: " + json.dumps({k: hps[k] for k in sorted(hps)}, default=str))
-    tracking.log_params(hps, env)  # the leader's run (container/tracking.py); other hosts have none
-    log("set by: " + json.dumps({k: v for k, v in sorted(sources.items()) if v != "default"}))
-    single.configure_offline()
-    host_dir = env.host_checkpoint_dir
-    run_dir = host_dir / "train"
-    scratch = env.scratch_dir
-    single.log_checkpoint_folder(host_dir, "at start")
-    ds = datasets.resolve(env, hps, scratch / "data", seed=int(hps.get("seed") or 0), log=log)
-    stop.check()
 
-    import ultralytics
-    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
-    from container.yolo.ddp_trainer import check_version
+def worker_spec(model: str | None, kwargs: dict[str, Any], run_dir: Path, state: Any,
+                hps: dict[str, Any]) -> WorkerSpec:
+    """What this host's torchrun workers train: ``model`` (None: the leader's checkpoint), ultralytics' arguments
+    (without ``resume``: a worker resumes from the start point the ranks agree on), the leader's start point."""
+    return WorkerSpec(model=model, kwargs={k: v for k, v in kwargs.items() if k != "resume"}, run_dir=str(run_dir),
+                      leader_state=None if state is None else LeaderState(finished=state.finished,
+                                                                          path=str(state.path)),
+                      progress_interval=float(hps.get("progress_interval") or 0),
+                      per_class=bool(hps.get("per_class_metrics")))
 
-    check_version()
-    single.install_fonts(Path(USER_CONFIG_DIR))
-    SETTINGS.update({"mlflow": False})  # one job, one MLflow run: ours; the workers read the saved settings
-    quiet_progress_bars()
-    validate.check_framework_args(framework_args)
-    log(f"ultralytics {ultralytics.__version__}; {env.num_gpus} GPU(s), {env.num_cpus} CPU(s); run folder {run_dir}")
 
-    weights_dir = run_dir / "weights"
-    state = checkpoints.resume_point(weights_dir, log)
-    if state is None and cluster.is_leader and (channel := env.channel("checkpoint")) is not None:
-        checkpoints.from_channel(channel, run_dir, log)
-        state = checkpoints.resume_point(weights_dir, log)
-    weights_used: dict[str, str] = {}
-    model_name = None
-    if state is None or not cluster.is_leader:  # a follower is told by the leader whether to resume
-        explicit = sources.get("model", "default") != "default"
-        model_name, pretrained = single.choose_model(hps, explicit, single.find_weights(env, scratch / "weights-in"))
-        for path in filter(None, (model_name if model_name.endswith(".pt") else None, pretrained)):
-            weights_used[Path(path).name] = sha256(Path(path))
-        if pretrained:
-            framework_args["pretrained"] = pretrained
-    if state is not None and cluster.is_leader:
-        log(f"found {state.path} ({state.epochs_done} of {state.epochs} epoch(s) done"
-            + (", training finished)" if state.finished else ", resumable): every host resumes from it"))
-        weights_used[state.path.name] = sha256(state.path)
-    spec = {"model": model_name, "kwargs": {**framework_args, "data": str(ds.data_yaml), "save_dir": str(run_dir),
-                                            "exist_ok": True},
-            "run_dir": str(run_dir),
-            "leader_state": None if state is None else {"finished": state.finished, "path": str(state.path)},
-            "progress_interval": float(hps.get("progress_interval") or 0),
-            "per_class": bool(hps.get("per_class_metrics"))}
+def fit(cluster: Cluster, spec: WorkerSpec, scratch: Path, stop: GracefulStop, log: Callable[[str], None]) -> None:
+    """trainer.fit on several instances: torchrun with :mod:`container.yolo.ddp_worker` on this host."""
     launch(cluster, spec, scratch / "distributed", stop, log)
-    stop.check()
-    if not cluster.is_leader:
-        log(f"distributed: host {cluster.current_host} done; the leader {cluster.leader} writes the model folder")
-        return
-    single.log_checkpoint_folder(host_dir, "after training")
-    reporter = Reporter(float(hps.get("progress_interval") or 0), bool(hps.get("per_class_metrics")),
-                        run_dir / "final.json")
-    package(env, hps, ds, run_dir, reporter, weights_used, sources, stop)

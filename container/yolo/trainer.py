@@ -26,7 +26,7 @@ from container.contract import Environment
 from container.failure import TrainingStopped, UserError, shorten
 from container.schema import Schema
 from container.signals import GracefulStop, pause_point
-from container.yolo import checkpoints, image_cache, loader, validate
+from container.yolo import checkpoints, distributed, image_cache, loader, validate
 from container.yolo import dataset as datasets
 from container.yolo.package import package
 from container.yolo.prepare import (  # re-exported: the Dockerfile bakes fonts in with install_fonts
@@ -75,17 +75,20 @@ def resolve_hyperparameters(env: Environment, schema: Schema) -> tuple[dict[str,
 
 
 def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
-    """The job, as named steps: inputs checked, data prepared, framework set up, resume point found,
-    model built, trained (stoppable at any batch), packaged."""
+    """The job, as named steps: inputs checked, data prepared, framework set up, resume point found, model
+    built, input pipeline, fit (stoppable at any batch), packaged. One instance and several differ only in
+    how ``fit`` runs: in this process, or torchrun on every host (distributed.py) with a typed worker spec;
+    on several, only the leader packages."""
     validate.check_environment(env)
     hps, sources = resolve_hyperparameters(env, schema)
     validate.check_values(hps, sources)
-    if len(env.hosts) > 1:  # -- several instances (issue 15): torchrun on every host, see distributed.py --
-        from container.yolo import distributed
-
-        return distributed.train(env, schema, stop, hps, sources)
+    framework_args = {k: v for k, v in hps.items() if schema.params[k].source == "ultralytics"}
+    cluster = distributed.cluster_from(env, hps) if len(env.hosts) > 1 else None
+    if cluster is not None:
+        log(cluster.describe())
+        distributed.check_framework_args(framework_args, cluster)
     log("hyperparameters: " + json.dumps({k: hps[k] for k in sorted(hps)}, default=str))
-    tracking.log_params(hps, env)  # MLflow, when the job names a server (container/tracking.py)
+    tracking.log_params(hps, env)  # MLflow, when the job names a server (container/tracking.py); the leader only
     log("set by: " + json.dumps({k: v for k, v in sorted(sources.items()) if v != "default"}))
 
     configure_offline()
@@ -95,33 +98,54 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     ds = datasets.resolve(env, hps, env.scratch_dir / "data", seed=int(hps.get("seed") or 0), log=log)
     pause_point("data", stop)
     stop.check()
-    framework_args = set_up_framework(env, hps, schema, run_dir)
-    state = find_resume_point(env, run_dir)
+    set_up_framework(env, framework_args, run_dir, several=cluster is not None)
+    leads = cluster is None or cluster.is_leader
+    state = find_resume_point(env, run_dir, from_channel=leads)
     reporter = Reporter(float(hps.get("progress_interval") or 0), bool(hps.get("per_class_metrics")),
                         run_dir / "final.json")
     weights_used: dict[str, str] = {}
-    if state is not None and state.finished:
+    if state is not None and state.finished and cluster is None:
         log("training already finished in an earlier attempt; packaging its results")
+    elif state is not None and state.finished and cluster is not None and leads:  # the others learn it from it
+        weights_used[state.path.name] = sha256(state.path)
+        distributed.fit(cluster, distributed.worker_spec(None, {**framework_args, **_common(ds.data_yaml, run_dir)},
+                                                         run_dir, state, hps), env.scratch_dir, stop, log)
     else:
-        model, kwargs = build_model(env, hps, sources, framework_args, ds.data_yaml, run_dir, state, weights_used)
+        # a follower is told by the leader whether to resume (ddp_worker.py), so it builds from the job's model
+        model, kwargs, name = build_model(env, hps, sources, framework_args, ds.data_yaml, run_dir,
+                                          state if leads else None, weights_used)
+        if cluster is not None and state is not None:
+            log("every host resumes from the leader's checkpoint")
         # input pipeline (docs/input-pipeline.md): large images decoded once, at the size training uses
         image_cache.apply(ds.data_yaml, imgsz=image_cache.training_imgsz(model, kwargs), threads=env.num_cpus,
                           cache_dir=env.scratch_dir / "image-cache", log=log,
                           enabled=bool(hps.get("image_cache", True)))
         stop.check()
-        reporter.attach(model)
-        fit(model, kwargs, stop)
+        if cluster is None:
+            reporter.attach(model)
+            fit(model, kwargs, stop)
+        else:
+            del model  # each worker builds its own
+            distributed.fit(cluster, distributed.worker_spec(None if state is not None and leads else name,
+                                                             kwargs, run_dir, state if leads else None, hps),
+                            env.scratch_dir, stop, log)
     stop.check()
+    if cluster is not None and not cluster.is_leader:
+        log(f"distributed: host {cluster.current_host} done; the leader {cluster.leader} writes the model folder")
+        return
     log_checkpoint_folder(host_dir, "after training")
     package(env, hps, ds, run_dir, reporter, weights_used, sources, stop)
 
 
-def set_up_framework(env: Environment, hps: dict[str, Any], schema: Schema, run_dir: Path) -> dict[str, Any]:
+def set_up_framework(env: Environment, framework_args: dict[str, Any], run_dir: Path, *, several: bool) -> None:
     """ultralytics offline and quiet, its arguments checked, workers and devices fitted to the instance."""
     import ultralytics
     from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
-    framework_args = {k: v for k, v in hps.items() if schema.params[k].source == "ultralytics"}
+    if several:
+        from container.yolo.ddp_trainer import check_version
+
+        check_version()  # the workers' trainer overrides private methods of one ultralytics version
     install_fonts(Path(USER_CONFIG_DIR))
     SETTINGS.update({"sync": False, "mlflow": False})  # one job, one MLflow run: ours (container/tracking.py)
     quiet_progress_bars()
@@ -131,17 +155,22 @@ def set_up_framework(env: Environment, hps: dict[str, Any], schema: Schema, run_
     if (workers := loader.plan(cpus=env.num_cpus, gpus=env.num_gpus, user_workers=framework_args.get("workers"),
                                log=log)) is not None:
         framework_args["workers"] = workers
-    if "device" not in framework_args and env.num_gpus > 1:
+    if not several and "device" not in framework_args and env.num_gpus > 1:
         framework_args["device"] = ",".join(str(i) for i in range(env.num_gpus))  # ultralytics' DDP on one host
         log(f"training on {env.num_gpus} GPUs with DDP (device={framework_args['device']})")
-    return framework_args
 
 
-def find_resume_point(env: Environment, run_dir: Path) -> checkpoints.State | None:
-    """This host's checkpoint, else the checkpoint channel's (checked before anything is copied)."""
+def _common(data_yaml: Path, run_dir: Path) -> dict[str, Any]:
+    """train() arguments every run gets: the data, and the run folder in the checkpoint folder."""
+    return {"data": str(data_yaml), "save_dir": str(run_dir), "exist_ok": True}
+
+
+def find_resume_point(env: Environment, run_dir: Path, *, from_channel: bool = True) -> checkpoints.State | None:
+    """This host's checkpoint, else the checkpoint channel's (checked before anything is copied; on several
+    instances only the leader reads the channel and sends the others its start point)."""
     weights_dir = run_dir / "weights"
     state = checkpoints.resume_point(weights_dir, log)
-    if state is None and (channel := env.channel("checkpoint")) is not None:
+    if state is None and from_channel and (channel := env.channel("checkpoint")) is not None:
         checkpoints.from_channel(channel, run_dir, log)
         state = checkpoints.resume_point(weights_dir, log)
     if state is not None:
@@ -152,16 +181,17 @@ def find_resume_point(env: Environment, run_dir: Path) -> checkpoints.State | No
 
 def build_model(env: Environment, hps: dict[str, Any], sources: dict[str, str], framework_args: dict[str, Any],
                 data_yaml: Path, run_dir: Path, state: checkpoints.State | None,
-                weights_used: dict[str, str]) -> tuple[Any, dict[str, Any]]:
-    """(the YOLO model, its train() arguments): resumed from last.pt, or built from a YAML or the weights channel."""
+                weights_used: dict[str, str]) -> tuple[Any, dict[str, Any], str]:
+    """(the YOLO model, its train() arguments, what it was built from): resumed from last.pt, or built from a
+    YAML or the weights channel."""
     from ultralytics import YOLO
 
-    common = {"data": str(data_yaml), "save_dir": str(run_dir), "exist_ok": True}
+    common = _common(data_yaml, run_dir)
     last = run_dir / "weights" / "last.pt"
     if state is not None:
         weights_used[last.name] = sha256(last)
         log(f"resuming from {last} (sha256 {weights_used[last.name]})")
-        return YOLO(str(last)), {**framework_args, **common, "resume": str(last)}
+        return YOLO(str(last)), {**framework_args, **common, "resume": str(last)}, str(last)
     explicit = sources.get("model", "default") != "default"
     model_name, pretrained = choose_model(hps, explicit, find_weights(env, env.scratch_dir / "weights-in"))
     for path in filter(None, (model_name if model_name.endswith(".pt") else None, pretrained)):
@@ -174,7 +204,7 @@ def build_model(env: Environment, hps: dict[str, Any], sources: dict[str, str], 
                         "ultralytics ships (yolo11n.yaml, yolov8s.yaml, ...) or a .pt in the weights "
                         "channel") from err
     extra = {"pretrained": pretrained} if pretrained else {}
-    return model, {**framework_args, **extra, **common}
+    return model, {**framework_args, **extra, **common}, model_name
 
 
 def fit(model: Any, kwargs: dict[str, Any], stop: GracefulStop) -> None:

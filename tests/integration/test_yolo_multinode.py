@@ -105,6 +105,8 @@ def test_two_hosts_stop_together_then_resume_and_finish(shapes, tmp_path):
     assert {h: code for h, (code, _) in results.items()} == {LEADER: 0, FOLLOWER: 0}, results
     leader_log, follower_log = results[LEADER][1], results[FOLLOWER][1]
     assert distributed_line(LEADER, 0) in leader_log and distributed_line(FOLLOWER, 1) in follower_log
+    for host_log in (leader_log, follower_log):  # the one job sequence: the input pipeline as on one instance
+        assert "image cache: " in host_log and "data loading: " in host_log and "shared memory: " in host_log
     assert f"from epoch {len(done) + 1} to 5" in leader_log, "the restart goes on with the interrupted epoch"
     # the follower resumed from the leader's checkpoint, kept in its own checkpoint folder
     assert (bases[FOLLOWER] / "checkpoints" / FOLLOWER / "train" / "weights" / "last.pt").is_file()
