@@ -45,6 +45,8 @@ MAX_MEMBERS = 10_000  # a model folder holds tens of files; a SavedModel with sh
 MAX_BYTES = 20 * 1024**3  # 20 GiB: the largest TF Model Garden export with checkpoints fits easily
 MAX_RATIO = 100.0  # weights compress ~1.1x, logs and CSVs ~10x; a bomb of zeros ~1000x
 RATIO_FLOOR = 64 * 1024**2  # below 64 MiB expanded, the ratio is not checked
+MAX_DEPTH = 64  # folders a member may lie in: a SavedModel's deepest file is 3 down; Linux's PATH_MAX allows ~2,000
+MAX_NAME_PART = 255  # bytes in one file or folder name: NAME_MAX of ext4, xfs, overlayfs (ENAMETOOLONG beyond)
 _SHOWN = 10  # conflicts listed in a message
 _MAX_HEADER = 1024**2  # a long-name or pax header: a few hundred bytes in any real archive
 _HEADER_BYTES = 4 * 512  # tar stream allowed per member beyond its data: header, padding, a long name or pax block
@@ -66,11 +68,23 @@ def _mib(n: float) -> str:
     return f"{n / 1024**2:,.1f} MiB"
 
 
+def _shorten(name: str, keep: int = 80) -> str:
+    return name if len(name) <= keep else f"{name[:keep // 2]}...{name[-keep // 2:]}"
+
+
 def _member_path(archive: Path, m: tarfile.TarInfo) -> PurePosixPath:
     """The member's name, normalised (``./a//b`` is ``a/b``); refused when absolute or with ``..``."""
     name = PurePosixPath(m.name)
     if name.is_absolute() or ".." in name.parts:
         raise UserError(f"unsafe archive {archive.name}: member {m.name!r} points outside the archive")
+    long = max(name.parts, key=lambda part: len(part.encode("utf-8", "surrogateescape")), default="")
+    if len(name.parts) > MAX_DEPTH or len(long.encode("utf-8", "surrogateescape")) > MAX_NAME_PART:
+        what = (f"lies {len(name.parts)} folders deep (at most {MAX_DEPTH})" if len(name.parts) > MAX_DEPTH else
+                f"has a name part of {len(long.encode('utf-8', 'surrogateescape'))} bytes (at most {MAX_NAME_PART}, "
+                "what a file system holds)")
+        raise UserError(f"archive {archive.name}: member {_shorten(m.name)!r} {what}: no model folder looks like "
+                        "this, and it could not be written. Pack the model folder again (tar -czf model.tar.gz -C "
+                        "DIR .)")
     return PurePosixPath(*[p for p in name.parts if p != "."]) if name.parts else PurePosixPath()
 
 

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                                   names=names, strict=args.strict, images=not args.annotations_only,
                                   keep_crowd=args.keep_crowd, keep_difficult=args.keep_difficult,
                                   shard=(index, count) if count > 1 else None, select=select,
-                                  log=lambda s: print(s, flush=True))
+                                  log=lambda s: print(s, flush=True), links_out_ok=args.image_list is not None)
         print(json.dumps({"machine": index, "machines": count, "converted": ann.summary(),
                           "left_out": len(report.left_out),
                           "problems": {k: f.count for k, f in report.problems.items()}}), flush=True)

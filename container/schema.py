@@ -56,6 +56,8 @@ class Param:
     maximum: float | None = None
     exclusive: bool = False  # bounds themselves refused: 0 < value < 1
     item_choices: tuple[str, ...] = ()  # each item of a list / comma-separated string must be one of these
+    suffixes: tuple[str, ...] = ()  # a string value names a local file: it ends in one of these, and is no URL
+    why: str = ""  # said when a value is refused for its suffix: what to give instead
 
     @property
     def type_label(self) -> str:
@@ -137,7 +139,22 @@ def _param(name: str, spec: Mapping[str, Any], *, source: str) -> Param:
         minimum=spec.get("min"),
         maximum=spec.get("max"),
         exclusive=bool(spec.get("exclusive", False)),
+        suffixes=tuple(spec.get("suffixes", ())),
+        why=spec.get("why", ""),
     )
+
+
+LIMIT_KEYS = ("min", "max", "suffixes", "why")  # what ``framework_args.limits`` may set on a framework argument
+
+
+def _limited(param: Param, spec: Mapping[str, Any], image: str) -> Param:
+    """A framework argument with the bounds this image adds (``framework_args.limits`` in its schema.yaml)."""
+    unknown = set(spec) - set(LIMIT_KEYS)
+    if unknown:
+        raise ValueError(f"schema {image}: limits of {param.name!r} may set {', '.join(LIMIT_KEYS)}, not "
+                         f"{', '.join(sorted(unknown))}")
+    return replace(param, minimum=spec.get("min", param.minimum), maximum=spec.get("max", param.maximum),
+                   suffixes=tuple(spec.get("suffixes", param.suffixes)), why=spec.get("why", param.why))
 
 
 # -- coercion -------------------------------------------------------------------------------------
@@ -187,7 +204,11 @@ def _coerce_one(kind: str, value: Any, raw: Any) -> Any:
 
 def coerce(param: Param, raw: Any) -> Any:
     """Turn one raw value (a string from hyperparameters.json, or a Python value) into the param's type."""
-    value = decode_value(raw)
+    try:
+        value = decode_value(raw)
+    except (RecursionError, MemoryError):  # 1,100 "[": JSON's and Python's parsers give up (MemoryError: its stack)
+        raise ValueError(f"is nested too deeply to read ({_shown(raw)}): give a plain value, a flat list or a "
+                         "mapping") from None
     if value is None or (isinstance(value, str) and value.strip() == "" and "str" not in param.types):
         if param.optional:
             return None
@@ -200,7 +221,7 @@ def coerce(param: Param, raw: Any) -> Any:
         except _NoMatch:
             continue
         return _check_value(param, result, raw)
-    raise ValueError(f"must be {_article(param.type_label)}, got {raw!r}")
+    raise ValueError(f"must be {_article(param.type_label)}, got {_shown(raw)}")
 
 
 def _canonical(value: Any, choices: Iterable[Any]) -> Any:
@@ -218,7 +239,7 @@ def _check_value(param: Param, value: Any, raw: Any) -> Any:
             value = _canonical(value, param.choices)
         except ValueError:
             hint = difflib.get_close_matches(str(value), [str(c) for c in param.choices], n=1, cutoff=0.6)
-            raise ValueError(f"must be one of {', '.join(map(str, param.choices))}, got {raw!r}"
+            raise ValueError(f"must be one of {', '.join(map(str, param.choices))}, got {_shown(raw)}"
                              + (f" (did you mean {hint[0]!r}?)" if hint else "")) from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low, high = param.minimum, param.maximum
@@ -233,7 +254,10 @@ def _check_value(param: Param, value: Any, raw: Any) -> Any:
                 bounds = f"above {low}" if param.exclusive else f"at least {low}"
             else:
                 bounds = f"below {high}" if param.exclusive else f"at most {high}"
-            raise ValueError(f"must be {bounds}, got {raw!r}")
+            raise ValueError(f"must be {bounds}, got {_shown(raw)}")
+    if param.suffixes and isinstance(value, str) and not _local_file(value, param.suffixes):
+        raise ValueError(f"must name a {' or '.join(param.suffixes)} file, got {_shown(raw)}"
+                         + (f": {param.why}" if param.why else ""))
     if param.item_choices and isinstance(value, (str, list)):
         items = value if isinstance(value, list) else value.split(",")
         wrong = [str(i).strip() for i in items if str(i).strip()
@@ -243,6 +267,21 @@ def _check_value(param: Param, value: Any, raw: Any) -> Any:
             said = ", ".join(repr(w) + (f" (did you mean {hints[w][0]!r}?)" if hints[w] else "") for w in wrong)
             raise ValueError(f"has unknown item(s) {said}; each must be one of {', '.join(param.item_choices)}")
     return value
+
+
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # http://, https://, s3://, gs://, rtsp://: fetched, not read
+
+
+def _local_file(value: str, suffixes: Iterable[str]) -> bool:
+    """Whether ``value`` names a local file with one of ``suffixes``: no URL (a framework downloads those), and a
+    suffix (ultralytics takes ``yolo11n`` for ``yolo11n.pt`` and downloads it)."""
+    return not URL.match(value.strip()) and value.strip().lower().endswith(tuple(s.lower() for s in suffixes))
+
+
+def _shown(raw: Any) -> str:
+    """A value as a message shows it: its repr, cut short (a value of 1,100 characters must not hide the fix)."""
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _article(label: str) -> str:
@@ -282,9 +321,12 @@ class Schema:
         framework = data.get("framework_args") or {}
         if framework:
             table = (base or SCHEMA_DIR / data["image"]) / framework["table"]
+            limits = framework.get("limits") or {}
             for name, param in read_framework_table(table).items():
                 if name not in framework.get("managed", {}):
-                    params[name] = param
+                    params[name] = _limited(param, limits[name], data["image"]) if name in limits else param
+            if missing := set(limits) - set(params):
+                raise ValueError(f"schema {data['image']}: limits name unknown arguments {', '.join(sorted(missing))}")
         for name, spec in (data.get("hyperparameters") or {}).items():
             params[name] = _param(name, spec, source="image")
         for name, spec in (data.get("hyperparameters") or {}).items():
@@ -423,7 +465,8 @@ class Schema:
                                     **({"choices": list(p.choices)} if p.choices else {}),
                                     **({"min": p.minimum} if p.minimum is not None else {}),
                                     **({"max": p.maximum} if p.maximum is not None else {}),
-                                    **({"items": list(p.item_choices)} if p.item_choices else {})}
+                                    **({"items": list(p.item_choices)} if p.item_choices else {}),
+                                    **({"suffixes": list(p.suffixes)} if p.suffixes else {})}
                                 for n, p in self.params.items()},
             "channels": {n: asdict(c) for n, c in self.channels.items()},
             "required_channels": [list(g) for g in self.required_channels],

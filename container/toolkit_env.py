@@ -32,7 +32,7 @@ def toolkit_decode(raw: Any) -> Any:
     """Decode exactly as ``sagemaker_training.environment.read_hyperparameters`` does."""
     try:
         return json.loads(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: 1,100 "[" (the image's parse names it)
         return raw
 
 

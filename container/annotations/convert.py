@@ -35,12 +35,27 @@ def _trained(box: Box, keep_crowd: bool, keep_difficult: bool) -> bool:
     return (keep_crowd or not box.crowd) and (keep_difficult or not box.difficult)
 
 
+def _refuse_filled(out: Path) -> None:
+    """A conversion writes into a new or empty folder. Into an earlier conversion's, the new labels would sit
+    beside the earlier images of the same names (an image already there is never overwritten), every pair
+    mismatched; and deleting what is there could delete a user's files. So it is refused, nothing written."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output folder {out} is a file: give a folder (new or empty) to convert into")
+    if out.is_dir():
+        held = sorted(p.name for p in out.iterdir())
+        if held:
+            shown = ", ".join(held[:5]) + (f", ... ({len(held)} entries)" if len(held) > 5 else "")
+            raise UserError(f"output folder {out} already holds files ({shown}): an earlier conversion's images "
+                            "would stay beside this one's labels. Convert into a new or empty folder (or move "
+                            "those files away first); nothing was written")
+
+
 def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", ratios: Sequence[float] | None = None,
             seed: int = 0, names: list[str] | None = None, strict: bool = False, verify_images: bool = True,
             images: bool = True, keep_crowd: bool = False, keep_difficult: bool = False,
             shard: tuple[int, int] | None = None, select: Callable[[Item], bool] | None = None,
-            progress: Callable[[int], None] | None = None,
-            log: Callable[[str], None] = print) -> tuple[Annotations, Report]:
+            progress: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
+            links_out_ok: bool = False) -> tuple[Annotations, Report]:
     """Read ``src`` (any format), check it, split it (``ratios``; else the source's own splits), write ``to``.
 
     Images with a problem are left out (``strict``: an error instead) and counted in the report; crowd
@@ -54,10 +69,13 @@ def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", rat
     format with its own class list) so every shard numbers the classes alike. ``select`` replaces the hash
     as the rule for which images are this shard's (``container/processing.py``: the images this machine
     received); whatever the rule, a reader's note about an image goes with the image, and a note about no
-    image in particular is made by shard 0 alone, so the shards' reports add up to the whole one."""
+    image in particular is made by shard 0 alone, so the shards' reports add up to the whole one.
+    ``links_out_ok``: see :func:`read` (a link out of ``src`` is refused unless this program made the tree)."""
     if to not in WRITERS:
         raise UserError(f"cannot write {to!r}; writable formats: {', '.join(WRITERS)}")
-    ann = read(src, fmt, names=names)
+    if to != "tfrecord" and shard is None:  # TFRecords replace an earlier conversion's shards whole or refuse
+        _refuse_filled(Path(out))  # (write_tfrecord); a shard's names are its own, beside the other machines' ones
+    ann = read(src, fmt, names=names, links_out_ok=links_out_ok)
     if not ann.items:
         raise UserError(f"{src}: no training images found: the annotations name no image that is there. Put the "
                         f"images beside their annotations (image types: {', '.join(sorted(IMG_SUFFIXES))})")

@@ -67,6 +67,32 @@ def walk_files(root: Path, suffixes: tuple[str, ...] | frozenset[str]) -> list[P
     return [Path(f) for f in sorted(found)]
 
 
+def links_out(root: Path) -> list[str]:
+    """The symbolic links under ``root`` (relative paths) whose target lies outside it: a dataset is read only
+    from its own folder (a label linked to a credentials file must not reach a report). One ``os.scandir`` walk:
+    only links cost a ``realpath``. Links that stay inside are fine (container/walk.py's policy); hidden files
+    and folders are no dataset's (no reader opens them) and are not looked at."""
+    real_root = os.path.realpath(root)
+    found: list[str] = []
+    pending = [str(root)]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name != ELSEWHERE:  # what no reader reads (a .venv's links)
+                continue
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if target != real_root and not target.startswith(real_root.rstrip(os.sep) + os.sep):
+                    found.append(os.path.relpath(entry.path, root).replace(os.sep, "/"))
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return sorted(found)
+
+
 class ImageIndex:
     """Every image under a dataset root, keyed by its path relative to the root (``cam1/0001.jpg``).
 

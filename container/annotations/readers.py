@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from container.annotations.coco import read_coco
 from container.annotations.detect import CSV_HEADER, FORMATS, detect, json_kind
-from container.annotations.paths import ImageIndex, dataset_root, folder_of, split_of, split_word, walk_files
+from container.annotations.paths import (
+    ImageIndex,
+    dataset_root,
+    folder_of,
+    links_out,
+    split_of,
+    split_word,
+    walk_files,
+)
 from container.annotations.tools import inside, read_cvat, read_labelme, turned_box
-from container.annotations.types import Annotations, Box, Item
+from container.annotations.types import MAX_CLASSES, Annotations, Box, Item, coordinate, image_size
 from container.annotations.upright import upright_size
 from container.annotations.yolo_tree import discover, label_box, label_path, search_names
 from container.failure import UserError
@@ -79,7 +88,7 @@ def _num(el: Any, tag: str) -> float:
     text = el.findtext(tag)
     if text is None:
         raise ValueError(f"no <{tag}>")
-    return float(text)
+    return coordinate(text.strip(), f"<{tag}>", text=True)
 
 
 def _voc_box(obj: Any) -> tuple[float, float, float, float]:
@@ -132,9 +141,13 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
             continue
         filename = tree.findtext("filename") or xml.with_suffix(".jpg").name
         size = tree.find("size")
-        width = int(float(size.findtext("width") or 0)) if size is not None else 0
-        height = int(float(size.findtext("height") or 0)) if size is not None else 0
         boxes, unread = [], []
+        try:
+            width = image_size(size.findtext("width"), "<size><width>", text=True) or 0 if size is not None else 0
+            height = image_size(size.findtext("height"), "<size><height>", text=True) or 0 if size is not None else 0
+        except ValueError as err:  # the image is left out: its boxes cannot be placed without a size
+            width = height = 0
+            unread.append(f"{where}: {err}: write the image's size in pixels, or leave <size> out")
         for obj in tree.iter("object"):
             label = (obj.findtext("name") or "").strip()
             try:
@@ -169,6 +182,38 @@ def _latest_label(record: dict) -> str | None:
     return max(zip(dates, range(len(keys)), keys, strict=True))[2] if keys else None
 
 
+def _why(err: Exception) -> str:
+    return f"nested too deeply: more than {sys.getrecursionlimit()} brackets" if isinstance(err, RecursionError) \
+        else str(err)
+
+
+def _class_id(value: Any, what: str, *, text: bool = False) -> int:
+    """A Ground Truth class id: the index of the job's label, a whole number from 0 to ``MAX_CLASSES - 1``
+    (``text``: a class map's key, a string as every JSON key is, or a hand-written manifest's ``"0"``)."""
+    number = coordinate(value, what, text=text)
+    if number != int(number) or not 0 <= number < MAX_CLASSES:
+        raise ValueError(f"{what} must be a class index from 0 to {MAX_CLASSES - 1} (a labelling job's labels are "
+                         f"numbered 0, 1, 2, ...), got {value!r}")
+    return int(number)
+
+
+def _gt_item(record: dict, label_key: str, key: str, image: Path | None, split: str | None,
+             class_map: dict[int, str]) -> Item:
+    """The image of one manifest line; ValueError (or KeyError, TypeError) for a label that is not a job's."""
+    meta = record.get(f"{label_key}-metadata") or {}
+    for cid, name in (meta.get("class-map") or {}).items():
+        class_map[_class_id(cid, f"class-map key {cid!r}", text=True)] = str(name)
+    label = record[label_key]
+    size = (label.get("image_size") or [{}])[0]
+    boxes = []
+    for a in label.get("annotations") or []:
+        left, top = coordinate(a["left"], "left"), coordinate(a["top"], "top")
+        boxes.append(Box(str(_class_id(a["class_id"], "class_id", text=True)), left, top,
+                         left + coordinate(a["width"], "width"), top + coordinate(a["height"], "height")))
+    return Item(key, image, image_size(size.get("width"), "image_size width"),
+                image_size(size.get("height"), "image_size height"), boxes, split)
+
+
 def read_groundtruth(root: Path, names: list[str] | None = None) -> Annotations:
     """An output manifest of a bounding-box labeling job: one JSON object per line. A line whose labelling
     failed (``failure-reason`` in its metadata, no label) is kept as an image without labels, marked
@@ -188,10 +233,14 @@ def read_groundtruth(root: Path, names: list[str] | None = None) -> Annotations:
                 where = f"{path.relative_to(base)} line {number}"
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    ann.note("unreadable annotation", f"{where}: not JSON ({err})")
+                except (json.JSONDecodeError, RecursionError) as err:  # RecursionError: brackets nested 1,000 deep
+                    ann.note("unreadable annotation", f"{where}: not JSON ({_why(err)})")
                     continue
-                ref = record.get("source-ref", "")
+                if not isinstance(record, dict):
+                    ann.note("unreadable annotation", f"{where}: a JSON {type(record).__name__}, not an object with "
+                             "source-ref and a label")
+                    continue
+                ref = str(record.get("source-ref", ""))
                 key, image = index.locate(ref)
                 label_key = _latest_label(record)
                 if label_key is None:
@@ -202,16 +251,16 @@ def read_groundtruth(root: Path, names: list[str] | None = None) -> Annotations:
                     else:
                         ann.note("unreadable annotation", f"{where}: no bounding-box label ({ref})")
                     continue
-                meta = record.get(f"{label_key}-metadata") or {}
-                for cid, name in (meta.get("class-map") or {}).items():
-                    class_map[int(cid)] = name
-                label = record[label_key]
-                size = (label.get("image_size") or [{}])[0]
-                boxes = [Box(str(a["class_id"]), a["left"], a["top"], a["left"] + a["width"], a["top"] + a["height"])
-                         for a in label.get("annotations", [])]
-                ann.items.append(Item(key, image, size.get("width"), size.get("height"), boxes, split))
+                try:
+                    ann.items.append(_gt_item(record, label_key, key, image, split, class_map))
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+                    ann.items.append(item := Item(key, image, None, None, [], split))
+                    reason = f"no {err}" if isinstance(err, KeyError) else str(err)
+                    ann.note("unreadable annotation", f"{where}: {reason} (each annotation needs class_id, left, "
+                             "top, width, height as numbers, image_size its width and height)", item=item)
     # class_id is the index of the job's label: YOLO and label-map ids keep it (a gap in the class map stays
     # a class), named by the class map, else by ``names``, else by the id itself (a hand-written manifest)
+    # (ids are checked below MAX_CLASSES as they are read: the names list spans 0..the largest id)
     ids = {int(box.label) for item in ann.items for box in item.boxes} | set(class_map)
 
     def name_of(cid: int) -> str:
@@ -231,27 +280,43 @@ def read_csv(root: Path, names: list[str] | None = None) -> Annotations:
     index = ImageIndex(base)
     by_key: dict[tuple[str, str | None], Item] = {}
     seen: dict[str, None] = dict.fromkeys(names or [])
+    issues: list[tuple[str, Item]] = []
     for path in files:
         split = split_of(path, root) if root.is_dir() else None
         near = folder_of(path, base)
+        where = path.relative_to(base).as_posix()
         with path.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
             if [f.strip().lower() for f in reader.fieldnames or []][:8] != CSV_HEADER:
                 continue
             for row in reader:
-                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-                key, image = index.locate(row["filename"], near)
+                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k and isinstance(v, str)}
+                key, image = index.locate(row.get("filename", ""), near)
                 item = by_key.get((key, split))
+                try:
+                    width = image_size(row.get("width"), "width", text=True)
+                    height = image_size(row.get("height"), "height", text=True)
+                    corners = [coordinate(row.get(k), k, text=True) for k in ("xmin", "ymin", "xmax", "ymax")] \
+                        if row.get("class") else []
+                    box = Box(row["class"], corners[0], corners[1], corners[2], corners[3]) if corners else None
+                except ValueError as err:  # the image is left out: trained without this box, it would be background
+                    width = height = box = None
+                    problem: str | None = f"{where} line {reader.line_num}: {err}"
+                else:
+                    problem = None
                 if item is None:
-                    item = Item(key, image, int(float(row["width"] or 0)) or None,
-                                int(float(row["height"] or 0)) or None, [], split)
+                    item = Item(key, image, width, height, [], split)
                     by_key[(key, split)] = item
-                if row["class"]:
-                    item.boxes.append(Box(row["class"], float(row["xmin"]), float(row["ymin"]),
-                                          float(row["xmax"]), float(row["ymax"])))
+                if problem:
+                    issues.append((problem, item))
+                elif box is not None:
+                    item.boxes.append(box)
                     if names is None:
-                        seen.setdefault(row["class"])
-    return Annotations(list(by_key.values()), list(seen), "csv", root)
+                        seen.setdefault(box.label)
+    ann = Annotations(list(by_key.values()), list(seen), "csv", root)
+    for problem, item in issues:
+        ann.note("unreadable annotation", problem, item=item)
+    return ann
 
 
 READERS = {"yolo": read_yolo, "voc": read_voc, "coco": read_coco, "groundtruth": read_groundtruth, "csv": read_csv,
@@ -259,11 +324,20 @@ READERS = {"yolo": read_yolo, "voc": read_voc, "coco": read_coco, "groundtruth":
 NO_CLASS_LIST = ("voc", "csv", "labelme")  # formats that name classes only on boxes: ids sorted, or a names file
 
 
-def read(root: str | Path, fmt: str = "auto", *, names: list[str] | None = None) -> Annotations:
-    """Read a dataset in any supported format (``fmt="auto"`` detects it)."""
+def read(root: str | Path, fmt: str = "auto", *, names: list[str] | None = None,
+         links_out_ok: bool = False) -> Annotations:
+    """Read a dataset in any supported format (``fmt="auto"`` detects it). A link that leads out of the dataset
+    folder is refused before anything is read (``links_out_ok``: a tree of links this program made itself, as a
+    Processing machine does over its inputs, ``container/processing.py``)."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"{root} does not exist")
+    base = dataset_root(root)
+    if not links_out_ok and (links := links_out(base)):
+        shown = "; ".join(links[:10]) + (f"; and {len(links) - 10} more" if len(links) > 10 else "")
+        raise UserError(f"{base}: {len(links)} link(s) lead out of the dataset folder ({shown}): a dataset is "
+                        "read only from its own folder. Copy those files in (or read the folder they live in), "
+                        "or remove the links; nothing was read")
     fmt = detect(root) if fmt == "auto" else fmt
     if fmt not in READERS:
         raise UserError(f"unknown annotation format {fmt!r}; known: {', '.join(FORMATS)}")

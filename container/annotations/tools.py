@@ -21,7 +21,7 @@ from pathlib import Path
 
 from container.annotations.detect import json_kind, xml_root_tag
 from container.annotations.paths import ImageIndex, dataset_root, folder_of, split_of, split_word, walk_files
-from container.annotations.types import Annotations, Box, Item
+from container.annotations.types import Annotations, Box, Item, coordinate, image_size
 
 SHAPES = ("box", "polygon", "polyline", "points", "ellipse", "cuboid", "mask")
 NOT_BOXES = ("skeleton",)  # keypoints: no object's extent (CVAT's detection exports leave them out too)
@@ -32,28 +32,32 @@ EMBEDDED = "image only inside its LabelMe file"  # a missing image: the problem 
 
 def _cvat_box(el: ET.Element) -> tuple[float, float, float, float]:
     a = el.attrib
-    turn = math.radians(float(a.get("rotation") or 0))  # degrees about the centre (CVAT 2.x)
+    turn = math.radians(_num(a.get("rotation") or 0, "rotation"))  # degrees about the centre (CVAT 2.x)
     cos, sin = abs(math.cos(turn)), abs(math.sin(turn))
     if el.tag == "box":
-        x1, y1, x2, y2 = float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
+        x1, y1, x2, y2 = (_num(a[k], k) for k in ("xtl", "ytl", "xbr", "ybr"))
         if not sin:
             return x1, y1, x2, y2
         return turned_box((x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2, turn)
     if el.tag == "ellipse":
-        cx, cy, rx, ry = (float(a[k]) for k in ("cx", "cy", "rx", "ry"))
+        cx, cy, rx, ry = (_num(a[k], k) for k in ("cx", "cy", "rx", "ry"))
         return _around(cx, cy, math.hypot(rx * cos, ry * sin), math.hypot(rx * sin, ry * cos))
     if el.tag == "mask":  # the mask's pixel rectangle: width = right - left + 1 pixels (CVAT's exporter)
-        left, top = float(a["left"]), float(a["top"])
-        return left, top, left + float(a["width"]), top + float(a["height"])
+        left, top = _num(a["left"], "left"), _num(a["top"], "top")
+        return left, top, left + _num(a["width"], "width"), top + _num(a["height"], "height")
     if el.tag == "cuboid":  # xtl1 ytl1 ... xbr2 ybr2: the eight corners of the two faces
-        xs = [float(v) for k, v in a.items() if len(k) == 4 and k[0] == "x" and k[3] in "12"]
-        ys = [float(v) for k, v in a.items() if len(k) == 4 and k[0] == "y" and k[3] in "12"]
+        xs = [_num(v, k) for k, v in a.items() if len(k) == 4 and k[0] == "x" and k[3] in "12"]
+        ys = [_num(v, k) for k, v in a.items() if len(k) == 4 and k[0] == "y" and k[3] in "12"]
         if len(xs) != 8 or len(ys) != 8:
             raise ValueError(f"a cuboid has 8 corners, found {len(xs)} x and {len(ys)} y")
         return min(xs), min(ys), max(xs), max(ys)
-    points = [tuple(map(float, p.split(","))) for p in a["points"].split(";") if p.strip()]
+    points = [tuple(_num(v, "points") for v in p.split(",")) for p in a["points"].split(";") if p.strip()]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def _num(value: str | float, what: str) -> float:
+    return coordinate(value.strip() if isinstance(value, str) else value, what, text=True)
 
 
 def _around(cx: float, cy: float, half_width: float, half_height: float) -> tuple[float, float, float, float]:
@@ -97,7 +101,13 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                 elif el.tag == "image" and stack == ["annotations"]:
                     a = el.attrib
                     key, found = index.locate(a.get("name", ""), near)
-                    width, height = float(a.get("width") or "inf"), float(a.get("height") or "inf")
+                    try:
+                        size = (image_size(a.get("width"), "width", text=True),
+                                image_size(a.get("height"), "height", text=True))
+                        problem = ""
+                    except ValueError as err:  # the image is left out: its boxes cannot be placed without a size
+                        size, problem = (None, None), f"{where}: image {a.get('name')}: {err}"
+                    width, height = size[0] or math.inf, size[1] or math.inf
                     boxes = []
                     for shape in el:
                         label = shape.get("label", "")
@@ -119,8 +129,9 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                         boxes.append(Box(label, x1, y1, x2, y2))
                         labels.setdefault(label)
                     split = split_word(a.get("subset", "")) or file_split
-                    ann.items.append(Item(key, found, int(a["width"]) if a.get("width") else None,
-                                          int(a["height"]) if a.get("height") else None, boxes, split))
+                    ann.items.append(item := Item(key, found, size[0], size[1], boxes, split))
+                    if problem:
+                        ann.note("unreadable annotation", problem, item=item)
                     el.clear()  # a task of 100k images streams through
                 elif el.tag == "track" and stack == ["annotations"]:
                     ann.note("video track (CVAT for video) not read", f"{where}: track {el.get('id')} "
@@ -133,7 +144,7 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
 
 
 def _labelme_box(shape: dict) -> tuple[float, float, float, float]:
-    points = [(float(x), float(y)) for x, y in shape["points"]]
+    points = [(coordinate(x, "a point's x"), coordinate(y, "a point's y")) for x, y in shape["points"]]
     if shape.get("shape_type") == "circle" and len(points) == 2:
         (cx, cy), (px, py) = points
         r = math.hypot(px - cx, py - cy)
@@ -152,8 +163,12 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
         where = path.relative_to(base).as_posix()
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            ann.note("unreadable annotation", f"{where}: not JSON ({err})")
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+            ann.note("unreadable annotation", f"{where}: not JSON ({why})")
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("shapes") or [], list):
+            ann.note("unreadable annotation", f"{where}: not a LabelMe file (a JSON object with shapes)")
             continue
         image_path = data.get("imagePath") or path.with_suffix(".jpg").name
         stem = path.relative_to(base).with_suffix("").as_posix()  # LabelMe names the JSON after its image
@@ -162,13 +177,16 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
             ann.note(EMBEDDED, f"{where}: {image_path} is not there, only inside the JSON (imageData): write it "
                      "beside the JSON (labelme_export_json, formerly labelme_json_to_dataset, writes it as img.png)",
                      warning=True)
-        boxes = []
+        boxes, unread = [], []
         for number, shape in enumerate(data.get("shapes") or [], 1):
+            if not isinstance(shape, dict):
+                unread.append(f"{where}: shape {number} is {shape!r:.40}, not an object")
+                continue
             label = str(shape.get("label", ""))
             try:
                 x1, y1, x2, y2 = _labelme_box(shape)
-            except (KeyError, ValueError, TypeError) as err:
-                ann.note("unreadable annotation", f"{where}: shape {number}: {type(err).__name__} {err}")
+            except (KeyError, ValueError, TypeError) as err:  # the image is left out, as for VOC
+                unread.append(f"{where}: shape {number}: {type(err).__name__} {err}")
                 continue
             if shape.get("shape_type") in LINES and (x2 <= x1 or y2 <= y1):
                 ann.note(NO_BOX, f"{where}: shape {number} ({shape.get('shape_type')} {label!r}) has no area",
@@ -177,7 +195,15 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
             boxes.append(Box(label, x1, y1, x2, y2))
             if names is None:
                 seen.setdefault(label)
-        ann.items.append(Item(key, found, data.get("imageWidth"), data.get("imageHeight"), boxes,
-                              split_of(path, base) if root.is_dir() else None))
+        try:
+            width, height = image_size(data.get("imageWidth"), "imageWidth"), image_size(data.get("imageHeight"),
+                                                                                         "imageHeight")
+        except ValueError as err:
+            width = height = None
+            unread.append(f"{where}: {err}")
+        split = split_of(path, base) if root.is_dir() else None
+        ann.items.append(item := Item(key, found, width, height, boxes, split))
+        for example in unread:
+            ann.note("unreadable annotation", example, item=item)
     ann.names = list(seen)
     return ann

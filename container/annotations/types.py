@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+# A class id indexes the list of class names, which spans 0..the largest id: an id is never allowed to size it
+# beyond this (no detection dataset comes near: LVIS has 1,203 classes, Open Images 600).
+MAX_CLASSES = 100_000
+
+
+def coordinate(value: Any, what: str, *, text: bool = False) -> float:
+    """``value`` (a JSON number; with ``text``, the text of one in XML, CSV or a label line) as a finite float;
+    ValueError naming ``what`` for anything else: ``inf``, ``nan``, ``1e400`` (inf once read), a string in a JSON
+    number's place, ``true``, a list. Every reader takes its coordinates through here, so no non-finite number
+    reaches a check, a writer or ``int()`` (``int(inf)`` is an OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str) if text else (int, float)):
+        raise ValueError(f"{what} must be a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an int of 400 digits
+        raise ValueError(f"{what} must be a number, got {_shown(value)}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {_shown(value)}")
+    return number
+
+
+def image_size(value: Any, what: str, *, text: bool = False) -> int | None:
+    """An image's width or height as the annotation gives it: None when absent (``None``, ``""``, 0, as tools
+    write an unknown size), else a positive whole number of pixels; ValueError naming ``what`` otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = coordinate(value, what, text=text)
+    if number < 0 or number != int(number):
+        raise ValueError(f"{what} must be a whole number of pixels, got {_shown(value)}")
+    return int(number) or None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from container.annotations.paths import is_image, split_name
+from container.annotations.types import coordinate
 from container.failure import UserError
 
 NAME_FILES = ("classes.txt", "names.txt", "obj.names")
@@ -38,7 +39,7 @@ def label_box(fields: list[str]) -> tuple[int, float, float, float, float]:
     """``(class, xmin, ymin, xmax, ymax)`` in fractions of the image from a label line's fields: a box
     ``cls cx cy w h``, or a polygon ``cls x1 y1 x2 y2 x3 y3 ...`` (segmentation exports), whose bounding box
     is the box, as ultralytics makes it (``segments2boxes``). ValueError for anything else."""
-    values = [float(v) for v in fields]
+    values = [coordinate(v, "each field", text=True) for v in fields]
     if len(values) == 5:
         cx, cy, w, h = values[1:]
         return int(values[0]), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2

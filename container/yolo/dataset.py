@@ -28,6 +28,7 @@ from PIL import Image
 
 from container.annotations.check import MIN_SIDE, summary_line
 from container.annotations.paths import IMG_SUFFIXES
+from container.annotations.types import coordinate
 from container.annotations.yolo_tree import discover as _discover
 from container.annotations.yolo_tree import images_under as _images_under
 from container.annotations.yolo_tree import label_path, read_yaml, search_names
@@ -133,9 +134,9 @@ def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, 
             continue
         where = f"{label.name} line {lineno}"
         try:
-            values = [float(v) for v in fields]
+            values = [coordinate(v, "field", text=True) for v in fields]  # inf and nan: no place in the image
         except ValueError:
-            problems.append(("label line not numeric", f"{where}: {line.strip()[:40]!r}"))
+            problems.append(("label line not numeric", f"{where}: {line.strip()[:40]!r} (each field a finite number)"))
             continue
         if len(values) != 5 and (len(values) < 7 or len(values) % 2 == 0):
             problems.append(("label line with wrong field count",

@@ -58,8 +58,28 @@ def find_weights(env: Environment, workdir: Path) -> list[Path]:
 
 
 def choose_model(hps: dict[str, Any], explicit: bool, weights: list[Path]) -> tuple[str, str | None]:
-    """(model for ``YOLO()``, pretrained weights path or None)."""
+    """(model for ``YOLO()``, pretrained weights path or None). Nothing that would make ultralytics download: a
+    ``.pt`` (``model``, or a ``pretrained`` path) must be in the weights channel, a model YAML with a folder must be
+    there (the schema has already refused URLs and names without a suffix, which ultralytics fetches)."""
+    model, pretrained = _choose_model(hps, explicit, weights)
+    wanted = hps.get("pretrained")
+    if isinstance(wanted, str) and wanted.strip():
+        found = [w for w in weights if w.name == Path(wanted).name]
+        if not found:
+            have = ", ".join(w.name for w in weights) or "no weights channel"
+            raise UserError(f"pretrained {wanted!r} is not in the weights channel ({have}). The image downloads "
+                            "nothing: upload the .pt as the 'weights' channel and name it, or set pretrained=true")
+        if not model.endswith(".pt"):
+            pretrained = str(found[0])
+    return model, pretrained
+
+
+def _choose_model(hps: dict[str, Any], explicit: bool, weights: list[Path]) -> tuple[str, str | None]:
     model = str(hps["model"])
+    if model.lower().endswith((".yaml", ".yml")) and Path(model).name != model and not Path(model).is_file():
+        raise UserError(f"model {model!r} is no file: give a model YAML that ultralytics ships by its name "
+                        "(yolo11n.yaml, yolov8s.yaml, ...), or the full path of one in a channel "
+                        "(/opt/ml/input/data/cfg/my-model.yaml)")
     if model.endswith(".pt"):
         matches = [w for w in weights if w.name == Path(model).name]
         if not matches:

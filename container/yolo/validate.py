@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from container.contract import Environment
+from container.contract import Environment, count_gpus
 from container.failure import UserError, plain, shorten
 
 # ultralytics' optimizer names (BaseTrainer.build_optimizer keeps them in a local set; a unit test
@@ -84,12 +84,44 @@ def check_values(hps: dict[str, Any], sources: dict[str, str]) -> None:
         raise UserError("; ".join(problems))
 
 
-def check_framework_args(args: dict[str, Any]) -> None:
-    """ultralytics' own argument check (types, ranges, choices such as amp and quantize), run now, not mid-job.
+def check_devices(hps: dict[str, Any], sources: dict[str, str], gpus: int) -> None:
+    """``device`` against this instance: a GPU index it does not have (``device=0`` on a CPU instance) is the user's
+    to fix (ultralytics' own refusal comes later, as a ValueError traceback). ``cpu``, ``-1`` (any free GPU) and
+    no value (the image's choice: every GPU) always fit."""
+    device = hps.get("device")
+    if device is None or isinstance(device, bool):
+        return
+    items = device if isinstance(device, list) else str(device).replace(" ", "").split(",")
+    wanted = []
+    for item in items:
+        text = str(item).strip().lower().removeprefix("cuda:")
+        if text in ("", "cpu", "-1"):
+            continue
+        if not text.isdigit():
+            raise UserError(f"{where(sources, 'device')} {shorten(str(device), 40)!r} is no device of this "
+                            "instance: give GPU indexes (0 or 0,1), cpu, or leave it out to use every GPU")
+        wanted.append(int(text))
+    if wanted and max(wanted) >= gpus:
+        have = f"GPUs 0..{gpus - 1}" if gpus else "no GPU"
+        raise UserError(f"{where(sources, 'device')} {shorten(str(device), 40)!r} asks for GPU {max(wanted)}, this "
+                        f"instance has {have}: leave device out (the image uses every GPU there is), set device=cpu, "
+                        "or choose a GPU instance type")
+
+
+def where(sources: dict[str, str], key: str) -> str:
+    origin = sources.get(key, "default")
+    return f"{key!r}" + (f" (from {origin})" if origin not in ("default", "hyperparameters") else "")
+
+
+def check_framework_args(args: dict[str, Any], gpus: int | None = None) -> None:
+    """ultralytics' own argument check (types, ranges, choices such as amp and quantize), run now, not mid-job,
+    and ``device`` against this instance's ``gpus`` (default: those it has).
 
     Its errors (SyntaxError for unknown keys, TypeError/ValueError for values) are a user's to fix.
     """
     from ultralytics.cfg import get_cfg
+
+    check_devices(args, {}, count_gpus() if gpus is None else gpus)
 
     try:
         get_cfg(overrides={k: v for k, v in args.items() if v is not None or k == "amp"})

@@ -63,7 +63,7 @@ def test_schema_needs_no_framework(monkeypatch):
     ({"imgsz": "big"}, "'imgsz' must be an integer or a list"),
     ({"batch": "abc"}, "'batch' must be an integer or a number"),
     ({"epochs": 1.5}, "'epochs' must be an integer, got 1.5"),
-    ({"epochs": 0}, "'epochs' must be at least 1, got 0"),
+    ({"epochs": 0}, "'epochs' must be between 1 and 100000, got 0"),
     ({"fliplr": 1.5}, "'fliplr' must be between 0.0 and 1.0"),
     ({"optimizer": "Adamm"}, "'optimizer' must be one of Adam, .*did you mean 'Adam"),
     ({"export": "bogus"}, "'export' has unknown item\\(s\\) 'bogus'"),
