@@ -42,17 +42,32 @@ def _model_or_group(args: argparse.Namespace) -> Any:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from sdk.serving import LocalEndpoint, deploy
 
-    endpoint = deploy(_model_or_group(args), instance_type=args.instance_type, instance_count=args.instance_count,
-                      serverless=_serverless(args.serverless), image=args.image, role=args.role, name=args.name,
-                      weights=args.weights, engine=args.engine, port=args.port, group=args.group, **_production(args))
+    local = args.instance_type == "local"
+    try:
+        endpoint = deploy(_model_or_group(args), instance_type=args.instance_type, instance_count=args.instance_count,
+                          serverless=_serverless(args.serverless), image=args.image, role=args.role, name=args.name,
+                          weights=args.weights, engine=args.engine, port=args.port, **_production(args),
+                          group=args.group)
+    except KeyboardInterrupt:  # the local server is stopped by LocalServer.start on its way out
+        raise KeyboardInterrupt(
+            "the local endpoint was starting; its server is stopped, nothing is left serving" if local else
+            "the endpoint may still be being created; `python -m sdk undeploy NAME` deletes it") from None
     if isinstance(endpoint, LocalEndpoint):
         print(json.dumps({"endpoint": endpoint.name, "url": endpoint.url}), flush=True)
+        print(f"serving {endpoint.url} until Ctrl-C", file=sys.stderr, flush=True)
         try:
             if endpoint.server.process is not None:
                 endpoint.server.process.wait()
         except KeyboardInterrupt:
             endpoint.delete()
-        return 0
+            raise KeyboardInterrupt(f"local endpoint {endpoint.name} stopped; {endpoint.url} no longer serves") \
+                from None
+        finally:
+            endpoint.delete()  # the server ended, or this process does: nothing of it stays
+        code = endpoint.server.process.returncode if endpoint.server.process is not None else 0
+        print(f"the local endpoint's server exited (code {code}); its log: {endpoint.server.log_path}",
+              file=sys.stderr)
+        return 1
     print(json.dumps({"endpoint": endpoint.name, "status": endpoint.status}))
     return 0
 

@@ -14,9 +14,11 @@ No boto3 import here: an S3 client is passed in where one is needed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -164,7 +166,11 @@ class LocalServer:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:  # Ctrl-C while the model loads included: the server must not outlive the call
+            self.stop()
+            raise
         return self
 
     def log(self) -> str:
@@ -200,7 +206,12 @@ class LocalServer:
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM (what SageMaker sends), then SIGKILL after ``timeout``."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
+            return
+        if self.process.poll() is not None:
+            if not self.container:  # the master is gone; anything left of its group goes too
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
             return
         if self.container and self.engine:
             subprocess.run([self.engine, "stop", "-t", str(int(timeout)), self.container], check=False,
@@ -212,6 +223,10 @@ class LocalServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        finally:
+            if not self.container:  # gunicorn's workers, should any outlive their master: its session's group
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
 
     def __enter__(self) -> LocalServer:
         return self.start()

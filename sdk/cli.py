@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -384,14 +386,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM / SIGHUP end a command as Ctrl-C does: its children are stopped on the way out
+
+
 def main(argv: list[str] | None = None) -> int:
+    import threading
+
     args = parser().parse_args(argv)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return args.func(args)
     except BrokenPipeError:
         # `python -m sdk describe | head`: the reader left. Quietly, as cat does; no traceback at exit either
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except JobFailedError as err:
@@ -403,9 +412,14 @@ def main(argv: list[str] | None = None) -> int:
     except SDKError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted (a created job keeps running; `python -m sdk stop JOB` stops it)", file=sys.stderr)
+    except KeyboardInterrupt as err:  # a command that stopped what it started says so in the exception
+        print(f"interrupted: {err}" if str(err) else
+              "interrupted (a training job already created keeps running; `python -m sdk stop JOB` stops it)",
+              file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
