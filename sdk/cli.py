@@ -185,6 +185,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     for key in ("train", "job_name", "base_job_name", "checkpoints", "checkpoint_s3_uri", "resume"):
         kwargs.pop(key, None)
     trigger = retrain_on_upload(name=args.name, data=args.data, marker=args.marker, events_role=args.events_role,
+                                register_to=args.register_to, min_map=args.min_map, auto_approve=args.auto_approve,
                                 **kwargs)
     print(json.dumps({"pipeline": trigger.pipeline_arn, "rule": trigger.rule_arn, "role": trigger.role_arn,
                       "event_pattern": trigger.event_pattern,
@@ -332,6 +333,12 @@ def parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--data", help="create: the s3:// prefix uploads land under (the train channel)")
     pipeline.add_argument("--marker", help="create: start only when this file lands under --data (e.g. _READY)")
     pipeline.add_argument("--events-role", help="create: the role EventBridge assumes (default: one is created)")
+    pipeline.add_argument("--register-to", metavar="GROUP", help="create: register each trained model in this Model "
+                          "Registry group, pending approval (docs/registry.md)")
+    pipeline.add_argument("--min-map", type=float, help="create, with --register-to: only when the final mAP50-95 "
+                          "is at least this (0..1)")
+    pipeline.add_argument("--auto-approve", action="store_true", help="create, with --register-to: register it "
+                          "Approved (no human gate)")
     pipeline.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                           help="start: a pipeline parameter (DataPrefix, InstanceType, hp_<name>)")
     _job_options(pipeline)

@@ -141,6 +141,19 @@ def _scores(kind: str | None, metrics: Mapping[str, Any], info: Mapping[str, Any
     return scores
 
 
+def _kind(info: Mapping[str, Any]) -> str | None:
+    """Which image trained the job: from its URI's repository name, else from its metric definitions (a
+    repository named otherwise, launched with kind=)."""
+    from sdk._progress import kind_of
+
+    kind = kind_of(dict(info))
+    if kind:
+        return kind
+    names = {d.get("Name") for d in info.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])}
+    found = [k for k in SCORES if metric_name(k, "mAP50-95") in names]
+    return found[0] if len(found) == 1 else None
+
+
 def image_digest(session: Any, image: str) -> str | None:
     """The image's ``sha256:`` digest: from the URI when pinned, else ECR's for the tag now (ecr:DescribeImages).
     None, with a line on stderr, when ECR does not say (another registry, no permission)."""
@@ -222,7 +235,6 @@ def register(job: Any = "latest", *, group: str, approval: str = PENDING, descri
     job_name = info["TrainingJobName"]
     model_data = info.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
     from sdk._api import check_request
-    from sdk._progress import kind_of
     from sdk._request import split_s3
 
     if not model_data.startswith("s3://"):
@@ -244,7 +256,7 @@ def register(job: Any = "latest", *, group: str, approval: str = PENDING, descri
         raise ConfigurationError(f"{model_data}: its metrics.json is not JSON ({err})") from err
     if not isinstance(metrics, dict):
         raise ConfigurationError(f"{model_data}: its metrics.json is not a JSON object")
-    kind = kind_of(info)
+    kind = _kind(info)
     image = info["AlgorithmSpecification"]["TrainingImage"]
     properties = _properties(info, kind, metrics, _scores(kind, metrics, info), image_digest(session, image))
     statistics = None

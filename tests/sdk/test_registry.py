@@ -145,6 +145,24 @@ def test_register_records_the_image_digest_from_ecr(registry, aws):
     assert model.properties["image_digest"] == pushed["imageId"]["imageDigest"]
 
 
+def test_a_tf_job_from_a_repository_named_otherwise(registry, aws):
+    """The TF image's scores (COCO AP, AP50) under the registry's names; its kind read from the job's metric
+    definitions when the repository's name does not say (launched with kind='tfod')."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    plan = sdk.plan_job(image="123456789012.dkr.ecr.us-east-1.amazonaws.com/detector:2.0", kind="tfod", role=ROLE,
+                        output_path=OUT, train=f"s3://{BUCKET}/data/tf/", hyperparameters={"num_steps": 500},
+                        job_name="tf-train-001")
+    aws.client("sagemaker").create_training_job(**plan.request)
+    job = sagemaker_backends["123456789012"]["us-east-1"].training_jobs["tf-train-001"]
+    job.algorithm_specification["MetricDefinitions"] = plan.request["AlgorithmSpecification"]["MetricDefinitions"]
+    aws.client("s3").put_object(Bucket=BUCKET, Key="jobs/tf-train-001/output/model.tar.gz", Body=tarball([
+        ("metrics.json", json.dumps({"final": {"AP": 0.31, "AP50": 0.52, "AP75": 0.3}}).encode())]))
+    model = sdk.register("tf-train-001", group=GROUP)
+    assert model.metrics == {"mAP50-95": 0.31, "mAP50": 0.52}
+    assert model.properties["steps"] == "500" and "epochs" not in model.properties
+
+
 # -- what is refused, and what is left ---------------------------------------------------------------------------
 def test_bad_input_is_refused_before_anything_is_created(registry, aws):
     sm = aws.client("sagemaker")
@@ -210,6 +228,9 @@ def test_unknown_group_version_and_reject_without_a_note(registry, aws):
         sdk.reject(f"{GROUP}/1", note=" ")
     with pytest.raises(sdk.NotFoundError, match="no model package arn:"):
         sdk.approve(f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{GROUP}/9")
+    registry.deny.add("UpdateModelPackage")
+    with pytest.raises(sdk.AccessDeniedError, match=r"\(sagemaker:UpdateModelPackage\).*Check the IAM policy"):
+        sdk.approve(f"{GROUP}/1")
     assert sdk.registered_models(GROUP)[0].status == "PendingManualApproval"
 
 
@@ -420,3 +441,17 @@ def test_retrain_pipeline_definition_is_the_one_the_sagemaker_sdk_builds(aws, tm
     assert ours == trigger.definition
     assert [s["Name"] for s in ours["Steps"]] == ["Train", "CheckMinMap"]
     assert theirs == ours
+
+
+def test_cli_pipeline_create_with_register_to(registry, aws, capsys):
+    base = ["pipeline", "create", "cli-retrain", "--data", DATA, "--marker", "_READY", "--image", IMAGE, "--role", ROLE,
+            "--output-path", OUT]
+    assert cli([*base, "--min-map", "0.3"]) == 2
+    assert "pass register_to" in capsys.readouterr().err
+    assert cli([*base, "--register-to", GROUP, "--min-map", "0.3"]) == 0
+    definition = json.loads(aws.client("sagemaker").describe_pipeline(PipelineName="cli-retrain")["PipelineDefinition"])
+    assert [s["Name"] for s in definition["Steps"]] == ["Train", "CheckMinMap"]
+    check = definition["Steps"][1]
+    assert check["Arguments"]["Conditions"][0]["RightValue"] == 0.3
+    assert check["Arguments"]["IfSteps"][0]["Arguments"]["ModelApprovalStatus"] == "PendingManualApproval"
+    assert _groups(aws) == [GROUP]
