@@ -24,6 +24,7 @@ from container.failure import UserError
 from container.serving.protocol import Detection, ModelLoadError, Thresholds
 from container.serving.resources import WEIGHTS_ENV, intra_op_threads
 
+NMS_ENV = "SERVING_NMS"  # auto (default): NMS-free where the model's head is; true: NMS always
 ULTRALYTICS_DEFAULT_CONF = 0.25  # ultralytics' predict default; training's conf (null) is for validation
 
 
@@ -83,6 +84,28 @@ def training_args(model_dir: Path, weights: Path) -> TrainingArgs:
                         f"{job}/{weights.name}" if job else weights.name)
 
 
+def has_nms_free_head(model: Any) -> bool:
+    """An ultralytics YOLO whose detection head has the one-to-one branch (YOLO26, YOLOv10)."""
+    try:
+        head = model.model.model[-1]  # YOLO -> DetectionModel -> its layers
+    except (AttributeError, IndexError, TypeError):
+        return False
+    return getattr(head, "one2one_cv2", None) is not None
+
+
+def nms_free(model: Any, environ: Any = os.environ) -> bool:
+    """Whether to predict with the model's NMS-free (one-to-one) head: YOLO26 and YOLOv10 have one, and
+    ultralytics 8.4 uses it only when asked (``nms=False``); ``SERVING_NMS=true`` keeps the NMS path."""
+    choice = (environ.get(NMS_ENV) or "auto").strip().lower()
+    if choice not in ("auto", "true", "false"):
+        raise UserError(f"{NMS_ENV}={choice!r}: auto (NMS-free where the model's head is), true (always NMS) or "
+                        "false (NMS-free; the model must have the head)")
+    has_head = has_nms_free_head(model)
+    if choice == "false" and not has_head:
+        raise UserError(f"{NMS_ENV}=false: this model has no NMS-free head (YOLO26 and YOLOv10 have one)")
+    return has_head and choice != "true"
+
+
 class TorchPredictor:
     """``best.pt`` (or another .pt) through ultralytics."""
 
@@ -97,12 +120,14 @@ class TorchPredictor:
         self.imgsz = info.imgsz
         self.name, self.defaults = info.name, info.defaults
         self.names = info.names or [self.model.names[i] for i in sorted(self.model.names)]
+        self.nms_free = nms_free(self.model)
+        self.options: dict[str, Any] = {"nms": False} if self.nms_free else {}  # ultralytics: False = NMS-free head
         self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)], self.defaults)  # warm up
 
     def predict(self, images: list[Any], thresholds: Thresholds) -> list[list[Detection]]:
         results = self.model.predict([image[..., ::-1] for image in images],  # ultralytics takes BGR arrays
                                      imgsz=self.imgsz, conf=thresholds.conf, iou=thresholds.iou,
-                                     max_det=thresholds.max_det, verbose=False)
+                                     max_det=thresholds.max_det, verbose=False, **self.options)
         out = []
         for result in results:
             boxes = result.boxes
@@ -110,27 +135,26 @@ class TorchPredictor:
                         zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=False)])
         return out
 
-
     def tracking(self, tracker: str) -> Tracking:
         """Tracks over one video (container/serving/video.py): a fresh copy of the model, so that its trackers
         start empty and the shared model's predictions are untouched."""
         from ultralytics import YOLO
 
-        return Tracking(YOLO(str(self.weights), task="detect"), tracker, self.imgsz)
+        return Tracking(YOLO(str(self.weights), task="detect"), tracker, self.imgsz, self.options)
 
 
 class Tracking:
     """ultralytics' ``track`` frame by frame (persisting its tracker), as ``python -m sdk predict --track``."""
 
-    def __init__(self, model: Any, tracker: str, imgsz: int) -> None:
-        self.model, self.tracker, self.imgsz = model, tracker, imgsz
+    def __init__(self, model: Any, tracker: str, imgsz: int, options: dict[str, Any]) -> None:
+        self.model, self.tracker, self.imgsz, self.options = model, tracker, imgsz, options
 
     def track(self, images: list[Any], thresholds: Thresholds) -> list[list[tuple[Detection, int | None]]]:
         out = []
         for image in images:
             (result,) = self.model.track(image[..., ::-1], persist=True, tracker=self.tracker, imgsz=self.imgsz,
                                          conf=thresholds.conf, iou=thresholds.iou, max_det=thresholds.max_det,
-                                         verbose=False)
+                                         verbose=False, **self.options)
             boxes = result.boxes
             ids = boxes.id.int().tolist() if boxes.id is not None else [None] * len(boxes)
             out.append([(Detection(int(c), float(s), tuple(float(v) for v in b)), t) for b, s, c, t in
