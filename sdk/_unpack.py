@@ -38,7 +38,11 @@ class FetchedModel:
 def describe_model_dir(job_name: str, directory: Path) -> FetchedModel:
     """Name the files of an unpacked model folder (the layout both images write)."""
     metrics_file = directory / "metrics.json"
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    try:
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+    except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, or nested past the parser: not the image's
+        raise FetchError(f"{metrics_file} is not the metrics.json an image writes ({type(err).__name__}): the "
+                         "archive is not a model folder of these images") from None
     exports: dict[str, Path] = {}
     export_dir = directory / "exports"
     if export_dir.is_dir():

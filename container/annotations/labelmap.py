@@ -41,10 +41,9 @@ def _unquote(token: str) -> str:
             digits = re.match(r"[0-7]{1,3}", body[i + 1:]).group()
             out.append(int(digits, 8) & 0xFF)
             i += 1 + len(digits)
-        elif nxt in "xX":
-            digits = re.match(r"[0-9a-fA-F]{1,2}", body[i + 2:]).group()
-            out.append(int(digits, 16))
-            i += 2 + len(digits)
+        elif nxt in "xX" and (hexits := re.match(r"[0-9a-fA-F]{1,2}", body[i + 2:])):
+            out.append(int(hexits.group(), 16))
+            i += 2 + len(hexits.group())
         else:
             out += nxt.encode()
             i += 2
@@ -100,18 +99,27 @@ def read_label_map(path: Path) -> list[str]:
                 raise UserError(f"label map {path.name}: row {row!r} is not 'id,name' (quote a name with a comma)")
             pairs[int(row[0])] = row[1].strip()
     else:
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except (yaml.YAMLError, RecursionError) as err:  # RecursionError: brackets nested past the parser
+            why = "nested too deeply" if isinstance(err, RecursionError) else str(err).splitlines()[0]
+            raise UserError(f"label map {path.name} is not valid YAML ({why})") from None
         names = data.get("names", data) if isinstance(data, dict) else data
-        if isinstance(names, dict):
+        if isinstance(names, dict) and all((isinstance(k, int) and not isinstance(k, bool))
+                                           or (isinstance(k, str) and k.strip().isdigit()) for k in names):
             pairs = {int(k) + 1: str(v) for k, v in names.items()}
-        else:
+        elif isinstance(names, list):
             pairs = {i + 1: str(n) for i, n in enumerate(names)}
+        else:
+            raise UserError(f"label map {path.name}: 'names' must be a list of class names or a mapping of class "
+                            "ids 0, 1, 2, ... to names")
     if not pairs:
         raise UserError(f"label map {path.name} names no classes")
     ids = sorted(pairs)
     if ids != list(range(1, len(ids) + 1)):
+        shown = "[" + ", ".join(map(str, ids[:10])) + (", ...]" if len(ids) > 10 else "]")
         raise UserError(f"label map {path.name}: ids must be 1..{len(ids)} without gaps (0 is the background), "
-                        f"got {ids}")
+                        f"got {shown}")
     return [pairs[i] for i in ids]
 
 

@@ -341,13 +341,21 @@ def read(root: str | Path, fmt: str = "auto", *, names: list[str] | None = None,
     fmt = detect(root) if fmt == "auto" else fmt
     if fmt not in READERS:
         raise UserError(f"unknown annotation format {fmt!r}; known: {', '.join(FORMATS)}")
-    if names is None and root.is_dir() and fmt in NO_CLASS_LIST:
-        found = search_names([root])
-        names = found[0] if found else None
     try:
+        if names is None and root.is_dir() and fmt in NO_CLASS_LIST:
+            found = search_names([root])
+            names = found[0] if found else None
         ann = READERS[fmt](root, names)
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as err:
         raise UserError(f"{root}: not a valid {fmt} dataset ({type(err).__name__}: {err})") from None
+    except RecursionError:  # a data.yaml or annotation nested past what a parser follows
+        raise UserError(f"{root}: a file of this {fmt} dataset is nested too deeply to read: export it again "
+                        "from the labelling tool") from None
+    except OSError as err:  # a file of the dataset: unreadable (permissions), a name too long, a folder for a file
+        if err.filename is None:
+            raise
+        raise UserError(f"cannot read {err.filename} of the dataset {root}: {err.strerror}. Make it a readable "
+                        "file, or remove it") from None
     if names is None and fmt in NO_CLASS_LIST:
         ann.names = sorted(ann.names)  # stable ids whatever order the files come in
     return ann

@@ -9,6 +9,7 @@ pure-Python fallback). The keys are the TF Object Detection ones Model Garden's
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -228,11 +229,18 @@ def write_records(fh: BinaryIO, records: Iterable[bytes | tuple[list[bytes], int
 
 # -- reading (tests, checks) ------------------------------------------------------------------------
 def read_records(path: Path, *, verify: bool = True) -> Iterator[bytes]:
+    """The records' bytes; ValueError for a file that is no TFRecord file (a length past the file's end: never
+    allocated, a length field of 2^63 is a damaged or a hostile file, not a record)."""
     with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
         while header := fh.read(12):
+            if len(header) < 12:
+                raise ValueError(f"{path}: a record header cut short ({len(header)} of 12 bytes)")
             (length,) = struct.unpack("<Q", header[:8])
             if verify and struct.unpack("<I", header[8:])[0] != _masked(header[:8]):
                 raise ValueError(f"{path}: corrupt record length")
+            if length + 4 > size - fh.tell():
+                raise ValueError(f"{path}: a record claims {length} bytes, the file has {size - fh.tell()} left")
             data = fh.read(length)
             (crc,) = struct.unpack("<I", fh.read(4))
             if verify and crc != _masked(data):
@@ -271,7 +279,15 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, bytes | int]]:
 
 
 def decode_example(data: bytes) -> dict[str, list]:
-    """``{key: [values]}`` of a serialized ``tf.train.Example`` (int64 signed, floats as float32)."""
+    """``{key: [values]}`` of a serialized ``tf.train.Example`` (int64 signed, floats as float32); ValueError for
+    bytes that are no ``tf.train.Example`` (a field of the wrong wire type, a key that is no UTF-8)."""
+    try:
+        return _decode_example(data)
+    except (TypeError, AttributeError, IndexError, struct.error) as err:
+        raise ValueError(f"not a tf.train.Example ({type(err).__name__}: {err})") from None
+
+
+def _decode_example(data: bytes) -> dict[str, list]:
     out: dict[str, list] = {}
     for _, _, features in _fields(data):
         for _, _, entry in _fields(features):

@@ -9,6 +9,7 @@ TFRecord, which holds the image bytes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -59,11 +60,26 @@ def _unique_names(items: list[Item], shard: tuple[int, int] | None = None) -> li
     String operations only: a million Path objects cost seconds. A shard of a conversion run on several
     machines cannot see the others' names: there every name keeps its folders."""
     if shard is not None:
-        return [item.name.replace("\\", "/").replace("/", "__").lstrip("._") for item in items]
+        return [_fit(item.name.replace("\\", "/").replace("/", "__").lstrip("._"), item.name) for item in items]
     bases = [item.name.replace("\\", "/").rsplit("/", 1)[-1] for item in items]
     counts = Counter(bases)
-    return [base if counts[base] == 1 else item.name.replace("\\", "/").replace("/", "__").lstrip("._")
-            for item, base in zip(items, bases, strict=False)]
+    return [_fit(base if counts[base] == 1 else item.name.replace("\\", "/").replace("/", "__").lstrip("._"),
+                 item.name) for item, base in zip(items, bases, strict=False)]
+
+
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, overlayfs): a longer one is ENAMETOOLONG
+
+
+def _fit(flat: str, key: str) -> str:
+    """``flat`` when a file system can hold it; else its tail (suffix kept) after a hash of the image's ``key``:
+    folders flattened into one name (``cam1__0001.jpg``) can pass 255 bytes where no single folder did."""
+    if len(flat.encode("utf-8", "surrogateescape")) <= NAME_MAX:
+        return flat
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+    tail = flat
+    while len(tail.encode("utf-8", "surrogateescape")) > NAME_MAX - len(digest) - 2:
+        tail = tail[1:]
+    return f"{digest}__{tail}"
 
 
 def _host(shard: tuple[int, int] | None) -> str:

@@ -85,6 +85,8 @@ def read_yaml(path: Path) -> Any:
                         "save it as UTF-8") from err
     except yaml.YAMLError as err:
         raise UserError(f"{path.name} is not valid YAML: {str(err).splitlines()[0]}") from err
+    except RecursionError:  # brackets nested past what the parser follows
+        raise UserError(f"{path.name} is not valid YAML: nested too deeply") from None
 
 
 def names_from_yaml(data: Any, source: str) -> list[str] | None:

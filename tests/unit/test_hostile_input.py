@@ -7,6 +7,7 @@ outside the dataset folder, never a conversion mixed into an earlier one.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -295,10 +296,8 @@ def test_a_hyperparameter_nested_1100_brackets_deep_is_a_user_error():
         with pytest.raises(UserError, match=f"hyperparameter '{key}' is nested too deeply to read"):
             Schema.load(image).parse({key: "[" * 1100 + "]" * 1100})
         for value in ("(" + "-" * 100_000 + "1)", "{" * 1100, "[" * 1100):  # a string, or a user error
-            try:
+            with contextlib.suppress(UserError):
                 Schema.load(image).parse({key: value})
-            except UserError:
-                pass
     assert toolkit_decode("[" * 1100) == "[" * 1100
 
 
@@ -362,3 +361,70 @@ def test_a_pretrained_name_not_in_the_weights_channel_is_refused(tmp_path):
                                                                                                str(weights))
     with pytest.raises(UserError, match="is no file"):
         choose_model({"model": "/somewhere/else.yaml"}, True, [])
+
+
+def test_folders_flattened_into_one_name_past_255_bytes_get_a_short_unique_name(tmp_path):
+    """``cam1/0001.jpg`` and ``cam2/0001.jpg`` are written as ``cam1__0001.jpg``...; with long folder names the
+    flat name passed 255 bytes: OSError ENAMETOOLONG, a traceback. Now a hash of the key and the name's tail."""
+    from PIL import Image
+
+    root = tmp_path / "deep"
+    for i, cam in enumerate(("c" * 125, "d" * 125)):
+        folder = root / cam / ("e" * 125)
+        folder.mkdir(parents=True)
+        Image.new("RGB", (32, 32), (i * 100, 0, 0)).save(folder / "0001.jpg")
+        (folder / "0001.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "classes.txt").write_text("c\n")
+    for fmt in ("voc", "yolo", "coco"):
+        convert(root, fmt, tmp_path / fmt, log=quiet)
+        names = [p.name for p in (tmp_path / fmt).rglob("*.jpg")]
+        assert len(set(names)) == 2 and all(len(n.encode()) <= 255 and n.endswith("__0001.jpg") for n in names)
+    assert len(read(tmp_path / "yolo").items) == 2
+
+
+@pytest.mark.parametrize("text, said", [
+    ("names: " + "[" * 5000, "not valid YAML"),
+    ("names: {a: cat}", "'names' must be a list"),
+    ("names: 5", "'names' must be a list"),
+    ("names: {0: cat, 1000000: dog}", r"ids must be 1..2 without gaps .*got \[1, 1000001\]"),
+])
+def test_a_hostile_label_map_is_a_user_error(tmp_path, text, said):
+    from container.annotations.labelmap import read_label_map
+
+    path = tmp_path / "labels.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=said):
+        read_label_map(path)
+    pbtxt = tmp_path / "label_map.pbtxt"
+    pbtxt.write_text('item { id: 1 name: "a\\xzz" }')  # \x without hex digits: the character itself
+    assert read_label_map(pbtxt) == ["axzz"]
+
+
+def test_a_tfrecord_claiming_a_huge_record_is_refused_without_allocating_it(tmp_path):
+    import struct
+
+    from container.annotations.tfrecord import decode_example, read_records
+
+    path = tmp_path / "train.tfrecord"
+    path.write_bytes(struct.pack("<QI", 1 << 62, 0) + b"x" * 16)
+    with pytest.raises(ValueError, match="claims 4611686018427387904 bytes, the file has 16 left"):
+        list(read_records(path, verify=False))
+    with pytest.raises(ValueError, match="not a tf.train.Example"):
+        decode_example(b"\x0a\x04\x0a\x02\x08\x01")  # a key field holding a number
+
+
+def test_a_fetched_model_with_a_damaged_metrics_file_is_a_fetch_error(tmp_path):
+    from sdk._errors import FetchError
+    from sdk._unpack import describe_model_dir
+
+    for text in ("[" * 100_000, "{not json", b"\xff\xfe"):
+        (tmp_path / "metrics.json").write_bytes(text.encode() if isinstance(text, str) else text)
+        with pytest.raises(FetchError, match="metrics.json is not the metrics.json an image writes"):
+            describe_model_dir("job", tmp_path)
+
+
+def test_a_dataset_file_that_cannot_be_read_is_a_user_error_naming_it(formats, tmp_path):
+    root = _copy(formats, "voc", tmp_path)
+    (root / "ImageSets" / "Main" / "train.txt").mkdir(parents=True)  # a folder where the devkit has a file
+    with pytest.raises(UserError, match="cannot read .*train.txt of the dataset .*Is a directory"):
+        read(root, "voc")
