@@ -164,7 +164,7 @@ def _tiny_image(data: Path) -> None:
 
 
 @pytest.mark.parametrize("case, words", [
-    ("epochs 0", "'epochs' must be at least 1, got '0'"),
+    ("epochs 0", "'epochs' must be between 1 and 100000, got '0'"),
     ("NaN rate", "'lr0' must be a finite number"),
     ("huge imgsz", "'imgsz' must be between 32 and 8192"),
     ("NUL byte", "'names' holds a NUL byte"),
