@@ -80,6 +80,8 @@ def manifest_keys(path: Path) -> list[str]:
 
 # -- one dataset tree from the annotations, the image list and this machine's images ---------------------
 def _safe(rel: str) -> str:
+    if any(c in rel for c in "\n\r\x00"):  # the list of images kept elsewhere has one key a line
+        raise UserError(f"image key {rel!r} holds a line break or a NUL byte: rename it in S3")
     if not rel.startswith((".", "/")) and "\\" not in rel and "//" not in rel and "/." not in rel:
         return rel  # the common case, without splitting a million keys
     parts = [p for p in rel.replace("\\", "/").split("/") if p not in ("", ".")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -14,7 +15,8 @@ from container.failure import UserError
 def split(items: list[Item], ratios: Sequence[float], *, seed: int = 0) -> dict[str, list[Item]]:
     """Shuffle with ``seed`` and cut by ``ratios`` (train, val[, test]), placing the rarest classes
     first so that each class lands in every split where it has enough images."""
-    if not 2 <= len(ratios) <= 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+    if not 2 <= len(ratios) <= 3 or not all(math.isfinite(r) and r >= 0 for r in ratios) \
+            or abs(sum(ratios) - 1) > 1e-6:  # nan passed every comparison, then failed in round(): a traceback
         raise UserError(f"split ratios must be 2 or 3 non-negative numbers adding up to 1, got {list(ratios)}")
     names = SPLIT_NAMES[:len(ratios)]
     order = list(items)

@@ -428,3 +428,22 @@ def test_a_dataset_file_that_cannot_be_read_is_a_user_error_naming_it(formats, t
     (root / "ImageSets" / "Main" / "train.txt").mkdir(parents=True)  # a folder where the devkit has a file
     with pytest.raises(UserError, match="cannot read .*train.txt of the dataset .*Is a directory"):
         read(root, "voc")
+
+
+@pytest.mark.parametrize("ratios", [[float("nan"), 1.0], [0.5, float("nan"), 0.5], [float("inf"), 0.2]])
+def test_split_ratios_that_are_no_finite_numbers_are_a_user_error(formats, ratios):
+    from container.annotations.split import split
+
+    with pytest.raises(UserError, match="split ratios must be 2 or 3 non-negative numbers"):
+        split(read(formats["coco"]).items, ratios)
+
+
+def test_a_processing_image_key_with_a_line_break_is_refused(tmp_path):
+    """The keys of the images on other machines are written one a line (``.images-elsewhere``): a key holding
+    a line break would become two keys."""
+    from container.processing import link_tree
+
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "images").mkdir()
+    with pytest.raises(UserError, match="holds a line break"):
+        link_tree(tmp_path / "annotations", tmp_path / "images", ["a.jpg", "b\nc.jpg"], tmp_path / "tree")
