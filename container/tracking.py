@@ -33,6 +33,7 @@ from container.contract import TUNING_OBJECTIVE_KEY, Environment
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 DEFAULT_EXPERIMENT = "sm-detectors"
+IMAGE_URI_ENV = "SM_DETECTORS_IMAGE_URI"  # set by the SDK with mlflow=: a job cannot see its own image's URI
 RUN_ID_ENV = "SM_DETECTORS_MLFLOW_RUN_ID"  # the leader's run, handed to the processes it starts (torchrun's rank 0)
 LOG_MODEL_PARAM = "mlflow_log_model"
 TUNING_TAG = "sm-detectors.tuning_job"
@@ -46,6 +47,9 @@ ARTIFACT_LIMIT_S = 600.0  # an upload of the weights
 PARAM_BATCH = 100  # MLflow's log_batch limits
 METRIC_BATCH = 1000
 PARAM_VALUE_LIMIT = 6000
+# The line a job prints when its run is open; the SDK reads the run back from it (sdk/_mlflow.py: Job.mlflow_run)
+RUN_LINE_RE = re.compile(r"mlflow: (?:started|continuing) run (?P<run_id>[0-9a-zA-Z]+) \(experiment "
+                         r"(?P<experiment_id>[^)\s]+)\) on \S+(?: (?P<link>https?://\S+))?;")
 _NAME_BAD = re.compile(r"[^\w\-. :/]")  # MLflow's metric/param names: alphanumerics, _ - . space : /
 
 
@@ -128,8 +132,9 @@ class Tracker:
         self.run_id, self.experiment_id, resumed = result
         write_run_file(run_file, {**kept, "run_id": self.run_id, "experiment_id": self.experiment_id,
                                   "tracking_uri": shown_uri(self.uri)})
-        log(f"mlflow: {'continuing' if resumed else 'started'} run {self.run_id} in experiment {experiment!r} "
-            f"({self.experiment_id}) on {shown_uri(self.uri)}" + (f": {link}" if (link := self.link()) else ""))
+        link = self.link()
+        log(f"mlflow: {'continuing' if resumed else 'started'} run {self.run_id} (experiment {self.experiment_id}) "
+            f"on {shown_uri(self.uri)}{f' {link}' if link else ''}; experiment name {experiment!r}")
         return True
 
     def _open(self, experiment: str, run_id: str | None, run_name: str,
@@ -256,15 +261,14 @@ def current() -> Tracker | None:
 def job_tags(env: Environment, image: str) -> dict[str, str]:
     tags = {"sagemaker.job_name": env.job_name or "(local)", "sagemaker.image": image,
             "sagemaker.instance_type": env.current_instance_type, "sagemaker.instance_count": str(len(env.hosts))}
-    for key, tag in (("TRAINING_JOB_ARN", "sagemaker.job_arn"), ("SM_DETECTORS_IMAGE_URI", "sagemaker.image_uri")):
+    for key, tag in (("TRAINING_JOB_ARN", "sagemaker.job_arn"), (IMAGE_URI_ENV, "sagemaker.image_uri")):
         if env.environ.get(key):
             tags[tag] = env.environ[key]
     for name, config in env.input_data_config.items():
         source = _channel_source(config)
         tags[f"sagemaker.channel.{name}"] = source or env.input_mode(name)
-    if (tuning := env.environ.get("SM_DETECTORS_TUNING_JOB")) or (
-            TUNING_OBJECTIVE_KEY in env.hyperparameters_raw and env.job_name):
-        tags[TUNING_TAG] = tuning or _tuning_job_of(env.job_name or "")
+    if TUNING_OBJECTIVE_KEY in env.hyperparameters_raw and env.job_name:  # one of a tuning job's training jobs
+        tags[TUNING_TAG] = _tuning_job_of(env.job_name)
     return tags
 
 

@@ -11,6 +11,7 @@
 * :class:`Job` / :class:`LocalJob`       - status, wait (a progress line), metrics, metrics_history, plot,
                                           stop, restart (resume from checkpoints), fetch_model
 * :func:`fetch_model`                   - download and safely unpack ``model.tar.gz``
+* :func:`model_trainer`                 - a SageMaker SDK v3 ``ModelTrainer`` sending launch_job's request
 * :func:`deploy` / :func:`transform`     - endpoints (instances, serverless, local) and batch transform (sdk.serving)
 * :func:`register` / :func:`approve` / :func:`reject` / :func:`registered_models` - the Model Registry
   (sdk.registry): versions of a group, approval, ``deploy(group=...)`` serves the latest Approved one
@@ -65,6 +66,7 @@ from sdk.serving import (
     deploy,
     transform,
 )
+from sdk.trainer_v3 import model_trainer
 
 
 def image_schema(image: str = "yolo") -> Schema:
@@ -121,6 +123,7 @@ __all__ = [
     "image_schema",
     "launch_job",
     "metric_definitions",
+    "model_trainer",
     "plan_job",
     "register",
     "registered_models",

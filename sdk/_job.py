@@ -89,6 +89,14 @@ class _Handle:
             step = Schema.load(kind).progress.get("epoch", "epoch")
         return plot_history(self.metrics_history(), path or f"{self.name}.png", title=self.name, step=step)
 
+    @property
+    def mlflow_run(self) -> dict[str, str] | None:
+        """The job's MLflow run, from the line the image prints when it opens it (``launch_job(mlflow=...)``):
+        ``run_id``, ``experiment_id`` and, for an http(s) server, ``link`` (the run's page). None without one."""
+        from sdk._mlflow import run_of
+
+        return run_of(self._log_lines())
+
     def restart(self, **overrides: Any) -> Any:
         """Resume this stopped job from its checkpoints: ``launch_job(resume=self, **overrides)``."""
         if not LAUNCHER:

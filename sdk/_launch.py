@@ -124,6 +124,8 @@ def plan_job(
     input_modes: Mapping[str, str] | None = None,
     environment: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
+    mlflow: str | None = None,
+    experiment: str | None = None,
     job_name: str | None = None,
     base_job_name: str | None = None,
     class_names: Iterable[str] | None = None,
@@ -178,6 +180,13 @@ def plan_job(
     if class_names is None:
         with user_errors():
             class_names = dataset_class_names(schema, encoded, sources)
+    if mlflow is not None or experiment is not None:  # MLflow (docs/mlflow.md): checked before anything is paid for
+        from sdk._mlflow import say_iam, tracking_environment
+
+        environment = {**(environment or {}), **tracking_environment(
+            mlflow, experiment, region=None if local else resolve_region(session)[0], image_uri=img.uri,
+            environment=environment)}
+        say_iam(environment)
     common: dict[str, Any] = {
         "job_name": name, "image_uri": img.uri or f"local/{img.kind}", "schema": schema, "role": role,
         "hyperparameters": encoded, "instance_type": instance_type, "instance_count": instance_count,
@@ -293,6 +302,8 @@ def launch_job(
     input_modes: Mapping[str, str] | None = None,
     environment: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
+    mlflow: str | None = None,
+    experiment: str | None = None,
     job_name: str | None = None,
     base_job_name: str | None = None,
     class_names: Iterable[str] | None = None,

@@ -57,6 +57,9 @@ JOB_ARGS: tuple[Arg, ...] = (
         metavar="CHANNEL=MODE"),
     Arg("environment", None, "environment variables KEY=VALUE", cli="pairs", flag="--env", metavar="KEY=VALUE"),
     Arg("tags", None, "tags KEY=VALUE", cli="pairs", flag="--tag", metavar="KEY=VALUE"),
+    Arg("mlflow", None, "MLflow tracking server the job logs to: an http(s):// URL or a SageMaker MLflow "
+        "tracking-server / App ARN (docs/mlflow.md)", metavar="URI|ARN"),
+    Arg("experiment", None, "MLflow experiment of the job's run (default sm-detectors; needs mlflow)"),
     Arg("job_name", None, "the job's name (default: <base_job_name>-<time>-<random>)"),
     Arg("base_job_name", None, "prefix of the generated job name (default: the image kind)"),
     Arg("class_names", None, "class names, for per-class metric definitions (default: read from the train data)",

@@ -1,0 +1,47 @@
+"""Run with the SageMaker SDK v3's Python: the CreateTrainingJob requests of launch_job and of
+sdk.model_trainer for the same job, captured at botocore's boundary, printed as JSON.
+
+    python tests/sdk/v3_requests.py '<launch kwargs as JSON>'      (AWS_ENDPOINT_URL: a moto server)
+"""
+
+import json
+import os
+import socket
+import sys
+
+_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):  # this process too may reach nothing but 127.0.0.1
+    if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+        raise ConnectionRefusedError(f"only 127.0.0.1 may be reached, not {address[0]}")
+    return _connect(self, address)
+
+
+socket.socket.connect = _loopback_only
+assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+import boto3
+from sagemaker.core.helper.session_helper import Session
+
+import sdk
+
+
+def capture(session):
+    seen = []
+    session.events.register("provide-client-params.sagemaker.CreateTrainingJob",
+                            lambda params, **_: seen.append(json.loads(json.dumps(params))))
+    return seen
+
+
+kwargs = json.loads(sys.argv[1])
+ours = boto3.Session(region_name="us-east-1")
+ours_seen = capture(ours)
+sdk.launch_job(session=ours, wait=False, **{**kwargs, "job_name": kwargs["job_name"] + "-a"})
+
+theirs = boto3.Session(region_name="us-east-1")
+theirs_seen = capture(theirs)
+trainer = sdk.model_trainer(sagemaker_session=Session(boto_session=theirs),
+                            **{**kwargs, "job_name": kwargs["job_name"] + "-b"})
+trainer.train(wait=False, logs=False)
+print(json.dumps({"launch_job": ours_seen, "model_trainer": theirs_seen}))
