@@ -320,6 +320,20 @@ class Request:
     counts: list[int] | None = None  # per jsonlines record: how many images it holds
 
 
+def _sized(data: bytes, documents: int, limits: Limits, where: str) -> None:
+    """Count before parsing. ``json.loads`` turns 20 MB of ``[[],[],...`` or ``[1.5,1.5,...`` into ten times that
+    in Python objects, and recurses once per bracket; a request holds one string per image and a few keys per
+    record, so its separators and brackets are few. Base64 has none of these characters."""
+    brackets = data.count(b"[") + data.count(b"{")
+    separators = data.count(b",") + data.count(b":")  # a data: URI has one of each per image
+    if brackets > 4 * documents:
+        raise ServingError(400, f"{where} holds {brackets} lists or objects, nested or not: not a request. Send "
+                           '"<base64>", {"image": "<base64>"} or {"images": ["<base64>", ...]}')
+    if separators > 3 * limits.max_images + 32 * documents:
+        raise ServingError(413, f"{where} holds about {separators} items; at most {limits.max_images} images in one "
+                           f"request ({MAX_IMAGES_ENV}): split the batch")
+
+
 def _count(images: int, max_images: int) -> None:
     if images > max_images:
         raise ServingError(413, f"{images} images in one request; at most {max_images} ({MAX_IMAGES_ENV}): "
@@ -331,14 +345,20 @@ def parse_request(body: bytes, content_type: str | None, thresholds: Thresholds,
     if kind in IMAGE_TYPES or kind.startswith("image/"):
         request = Request([body], "one", thresholds)
     elif kind == JSON or kind.endswith("+json"):
+        _sized(body, 1, limits, "JSON body")
         images, batch, thresholds = _json_images(_parse_json(body, "JSON body"), "JSON body", thresholds,
                                                  limits.max_images)
         request = Request(images, "list" if batch else "one", thresholds)
     elif kind in JSONLINES:
+        newlines = body.count(b"\n")
+        if newlines > 2 * limits.max_images + 16:  # before splitting: 20 MB of blank lines are 20M objects
+            raise ServingError(413, f"jsonlines body of {newlines} lines; at most {limits.max_images} records "
+                               f"({MAX_IMAGES_ENV}): split the batch")
         lines = [line for line in body.splitlines() if line.strip()]
         if not lines:
             raise ServingError(400, "jsonlines body holds no records: one JSON record (a base64 image) per line")
         _count(len(lines), limits.max_images)
+        _sized(body, len(lines), limits, "jsonlines body")
         images, counts = [], []
         for i, line in enumerate(lines, 1):
             found, _, _ = _json_images(_parse_json(line, f"line {i}"), f"line {i}", thresholds, limits.max_images)

@@ -180,11 +180,15 @@ def test_thresholds_are_refused_not_coerced():
 
 
 @pytest.mark.parametrize("body, content_type", [(json.dumps(["***"] * 100_000), "application/json"),
+                                                (json.dumps([1.5] * 100_000), "application/json"),
+                                                ('{"image": "eA==", "conf": 0.5}\n' * 3 + "\n" * 100_000,
+                                                 "application/jsonlines"),
                                                 (json.dumps({"images": ["***"] * 100_000}), "application/json"),
                                                 ('"***"\n' * 100_000, "application/jsonlines")])
 def test_a_batch_is_counted_before_it_is_decoded(body, content_type):
-    """A 20 MB list of 100k items was base64-decoded item by item before the count was checked."""
-    with pytest.raises(ServingError, match="100000 images in one request; at most 4") as err:
+    """A 20 MB list of 100k items was base64-decoded item by item before the count was checked; now the
+    separators are counted before the JSON is even parsed (20 MB of `[1.5,1.5,...` is ten times that parsed)."""
+    with pytest.raises(ServingError, match="at most 4 (images in one request|records)") as err:
         parse_request(body.encode(), content_type, DEFAULTS, LIMITS)
     assert err.value.status == 413
 
@@ -199,9 +203,17 @@ def test_base64_wrapped_by_the_base64_tool_is_read():
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/jsonlines"])
 def test_deeply_nested_json_is_a_400(content_type):
-    """100k '[' made json's decoder raise RecursionError: an HTTP 500 for a client's mistake."""
+    """100k '[' made json's decoder raise RecursionError: an HTTP 500 for a client's mistake. Brackets are now
+    counted before parsing (a flat list of 100k empty lists is refused too: 100k Python lists); the decoder's
+    RecursionError is still a 400 behind that."""
+    for body in (b"[" * 100_000, b"[" + b"[]," * 100_000 + b"[]]"):
+        with pytest.raises(ServingError, match="lists or objects, nested or not: not a request") as err:
+            parse_request(body, content_type, DEFAULTS, LIMITS)
+        assert err.value.status == 400
+    from container.serving.protocol import _parse_json
+
     with pytest.raises(ServingError, match="nests lists or objects too deeply") as err:
-        parse_request(b"[" * 100_000, content_type, DEFAULTS, LIMITS)
+        _parse_json(b"[" * 100_000, "JSON body")
     assert err.value.status == 400
 
 
