@@ -7,6 +7,7 @@
     approve(model, note="beats v3 on the night set")         # or reject(model, note="...")
     endpoint = deploy(group="pcb-detectors")                 # the latest Approved version
     endpoint.update(group="pcb-detectors")                   # later: the newer Approved version, same endpoint
+    served_version(endpoint.name)                            # which version it serves (a RegisteredModel)
 
 A registered version is a SageMaker model package: the job's training image and ``model.tar.gz`` (the images
 serve what they train), the serving contract's content types, the job's scores and provenance as
@@ -46,7 +47,7 @@ from sdk._registry import (
     set_status,
 )
 
-__all__ = ["ModelList", "RegisteredModel", "approve", "register", "registered_models", "reject"]
+__all__ = ["ModelList", "RegisteredModel", "approve", "register", "registered_models", "reject", "served_version"]
 
 METRICS_CAP = 16 * 2**20  # a metrics.json bigger than this is not one the images wrote
 _ECR_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)(?::([^@]+))?(?:@(.+))?$")
@@ -69,6 +70,19 @@ def approve(model: Any, note: str | None = None, *, session: Any = None) -> Regi
 def reject(model: Any, note: str, *, session: Any = None) -> RegisteredModel:
     """Set a version Rejected; ``note`` says why (kept as the version's ApprovalDescription)."""
     return set_status(model, REJECTED, note, session=session)
+
+
+def served_version(endpoint: str, *, session: Any = None) -> RegisteredModel | None:
+    """The registered version an endpoint serves (its first variant's Model made from a model package), or None
+    when it serves something else (a job's model.tar.gz, a hand-made Model)."""
+    session, sm = _client(session)
+    with aws_errors(f"reading endpoint {endpoint} (sagemaker:DescribeEndpoint, DescribeEndpointConfig, "
+                    "DescribeModel)"):
+        config = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+        variant = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]
+        model = sm.describe_model(ModelName=variant["ModelName"])
+    package = (model.get("PrimaryContainer") or {}).get("ModelPackageName")
+    return describe(sm, package, session) if package else None
 
 
 # -- register -------------------------------------------------------------------------------------------------

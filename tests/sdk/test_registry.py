@@ -293,6 +293,7 @@ def test_cli_register_models_approve_reject_deploy(registry, aws, capsys):
 @pytest.mark.slow
 def test_deploy_the_approved_version_then_update_to_a_newer_one(registry, aws, moto_endpoint, monkeypatch,
                                                                 tmp_path_factory):
+    from sdk.registry import served_version
     from tests.sdk.hosting_double import HostingDouble
     from tests.serving_models import image_bytes, model_tarball, yolo_model_dir
 
@@ -310,6 +311,7 @@ def test_deploy_the_approved_version_then_update_to_a_newer_one(registry, aws, m
         assert model["PrimaryContainer"] == {"ModelPackageName": first.arn}
         assert model["ExecutionRoleArn"] == ROLE, "the training job's role, as deploy(job) uses"
         assert endpoint.name.startswith(f"{GROUP}-v1-")
+        assert served_version(endpoint.name).version == 1
         answer = endpoint.predict(image_bytes(100, 70), conf=0.0001, max_det=2)
         assert (answer["width"], answer["model"]) == (100, "best.onnx"), "the version's SERVING_WEIGHTS served"
 
@@ -321,6 +323,7 @@ def test_deploy_the_approved_version_then_update_to_a_newer_one(registry, aws, m
         new_model = sm.describe_model(ModelName=served["ProductionVariants"][0]["ModelName"])
         assert new_model["PrimaryContainer"]["ModelPackageName"] == second.arn
         assert endpoint.describe()["EndpointName"] == endpoint.name, "the endpoint keeps its name"
+        assert served_version(endpoint.name).arn == second.arn
         assert old_model["ModelName"] not in {m["ModelName"] for m in sm.list_models()["Models"]}
         assert endpoint.predict(image_bytes(64, 64), conf=0.0001, max_det=1)["width"] == 64
         with pytest.raises(sdk.ConfigurationError, match="already serves pcb-detectors-v2"):
