@@ -58,6 +58,7 @@ class Param:
     item_choices: tuple[str, ...] = ()  # each item of a list / comma-separated string must be one of these
     suffixes: tuple[str, ...] = ()  # a string value names a local file: it ends in one of these, and is no URL
     why: str = ""  # said when a value is refused for its suffix: what to give instead
+    local: bool = False  # no string in the value may be a URL (free-form overrides): the image downloads nothing
 
     @property
     def type_label(self) -> str:
@@ -141,6 +142,7 @@ def _param(name: str, spec: Mapping[str, Any], *, source: str) -> Param:
         exclusive=bool(spec.get("exclusive", False)),
         suffixes=tuple(spec.get("suffixes", ())),
         why=spec.get("why", ""),
+        local=bool(spec.get("local", False)),
     )
 
 
@@ -258,6 +260,8 @@ def _check_value(param: Param, value: Any, raw: Any) -> Any:
     if param.suffixes and isinstance(value, str) and not _local_file(value, param.suffixes):
         raise ValueError(f"must name a {' or '.join(param.suffixes)} file, got {_shown(raw)}"
                          + (f": {param.why}" if param.why else ""))
+    if param.local and (url := next((s for s in _texts(value) if URL_IN.search(s)), None)) is not None:
+        raise ValueError(f"names a URL ({_shown(url)}): " + (param.why or "the image downloads nothing"))
     if param.item_choices and isinstance(value, (str, list)):
         items = value if isinstance(value, list) else value.split(",")
         wrong = [str(i).strip() for i in items if str(i).strip()
@@ -270,6 +274,20 @@ def _check_value(param: Param, value: Any, raw: Any) -> Any:
 
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # http://, https://, s3://, gs://, rtsp://: fetched, not read
+
+
+URL_IN = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://")  # a URL anywhere in a text
+
+
+def _texts(value: Any) -> list[str]:
+    """Every string in ``value``: itself, or the keys and values of its lists and mappings, at any depth."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_texts(k), *_texts(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _texts(v)]
+    return []
 
 
 def _local_file(value: str, suffixes: Iterable[str]) -> bool:

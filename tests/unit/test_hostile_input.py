@@ -447,3 +447,19 @@ def test_a_processing_image_key_with_a_line_break_is_refused(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(UserError, match="holds a line break"):
         link_tree(tmp_path / "annotations", tmp_path / "images", ["a.jpg", "b\nc.jpg"], tmp_path / "tree")
+
+
+@pytest.mark.parametrize("overrides", ["task.init_checkpoint=gs://bucket/ckpt",
+                                       '{"task": {"train_data": {"input_path": "https://x/train-*"}}}',
+                                       {"task": {"init_checkpoint": "s3://b/ckpt-10"}}])
+def test_tfod_overrides_naming_a_url_are_refused_by_the_image_and_the_sdk(overrides):
+    """Model Garden's overrides are free-form: a gs:// or https:// checkpoint or dataset would be fetched by
+    TensorFlow. Any URL in them is refused (schema.yaml ``local``), naming the channel to use instead."""
+    from container.schema import Schema
+    from sdk import ConfigurationError, validate_hyperparameters
+
+    with pytest.raises(UserError, match=r"hyperparameter 'overrides' names a URL .*checkpoint channel"):
+        Schema.load("tfod").parse({"overrides": overrides})
+    with pytest.raises(ConfigurationError, match="names a URL"):
+        validate_hyperparameters({"overrides": overrides}, "tfod")
+    assert Schema.load("tfod").parse({"overrides": "task.init_checkpoint_modules=backbone"})
