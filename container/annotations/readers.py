@@ -280,43 +280,53 @@ def read_csv(root: Path, names: list[str] | None = None) -> Annotations:
     index = ImageIndex(base)
     by_key: dict[tuple[str, str | None], Item] = {}
     seen: dict[str, None] = dict.fromkeys(names or [])
-    issues: list[tuple[str, Item]] = []
+    issues: list[tuple[str, Item | None]] = []
     for path in files:
         split = split_of(path, root) if root.is_dir() else None
         near = folder_of(path, base)
         where = path.relative_to(base).as_posix()
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            if [f.strip().lower() for f in reader.fieldnames or []][:8] != CSV_HEADER:
-                continue
-            for row in reader:
-                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k and isinstance(v, str)}
-                key, image = index.locate(row.get("filename", ""), near)
-                item = by_key.get((key, split))
-                try:
-                    width = image_size(row.get("width"), "width", text=True)
-                    height = image_size(row.get("height"), "height", text=True)
-                    corners = [coordinate(row.get(k), k, text=True) for k in ("xmin", "ymin", "xmax", "ymax")] \
-                        if row.get("class") else []
-                    box = Box(row["class"], corners[0], corners[1], corners[2], corners[3]) if corners else None
-                except ValueError as err:  # the image is left out: trained without this box, it would be background
-                    width = height = box = None
-                    problem: str | None = f"{where} line {reader.line_num}: {err}"
-                else:
-                    problem = None
-                if item is None:
-                    item = Item(key, image, width, height, [], split)
-                    by_key[(key, split)] = item
-                if problem:
-                    issues.append((problem, item))
-                elif box is not None:
-                    item.boxes.append(box)
-                    if names is None:
-                        seen.setdefault(box.label)
+        try:
+            _read_csv_file(path, where, split, near, index, by_key, seen, issues, names)
+        except (csv.Error, UnicodeDecodeError) as err:  # a field past csv's 128 kB limit, a NUL byte, not UTF-8
+            issues.append((f"{where}: not a readable CSV file ({err}): save it again as UTF-8 CSV", None))
     ann = Annotations(list(by_key.values()), list(seen), "csv", root)
     for problem, item in issues:
         ann.note("unreadable annotation", problem, item=item)
     return ann
+
+
+def _read_csv_file(path: Path, where: str, split: str | None, near: str, index: ImageIndex,
+                   by_key: dict[tuple[str, str | None], Item], seen: dict[str, None],
+                   issues: list[tuple[str, Item | None]], names: list[str] | None) -> None:
+    """One CSV file's rows into ``by_key``; a row's problem into ``issues`` (its image left out)."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if [f.strip().lower() for f in reader.fieldnames or []][:8] != CSV_HEADER:
+            return
+        for row in reader:
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k and isinstance(v, str)}
+            key, image = index.locate(row.get("filename", ""), near)
+            item = by_key.get((key, split))
+            try:
+                width = image_size(row.get("width"), "width", text=True)
+                height = image_size(row.get("height"), "height", text=True)
+                corners = [coordinate(row.get(k), k, text=True) for k in ("xmin", "ymin", "xmax", "ymax")] \
+                    if row.get("class") else []
+                box = Box(row["class"], corners[0], corners[1], corners[2], corners[3]) if corners else None
+            except ValueError as err:  # the image is left out: trained without this box, it would be background
+                width = height = box = None
+                problem: str | None = f"{where} line {reader.line_num}: {err}"
+            else:
+                problem = None
+            if item is None:
+                item = Item(key, image, width, height, [], split)
+                by_key[(key, split)] = item
+            if problem:
+                issues.append((problem, item))
+            elif box is not None:
+                item.boxes.append(box)
+                if names is None:
+                    seen.setdefault(box.label)
 
 
 READERS = {"yolo": read_yolo, "voc": read_voc, "coco": read_coco, "groundtruth": read_groundtruth, "csv": read_csv,

@@ -463,3 +463,15 @@ def test_tfod_overrides_naming_a_url_are_refused_by_the_image_and_the_sdk(overri
     with pytest.raises(ConfigurationError, match="names a URL"):
         validate_hyperparameters({"overrides": overrides}, "tfod")
     assert Schema.load("tfod").parse({"overrides": "task.init_checkpoint_modules=backbone"})
+
+
+@pytest.mark.parametrize("row", ["a.jpg,32,32," + "x" * 200_000 + ",1,1,9,9"])
+def test_a_csv_row_past_the_csv_modules_limits_is_a_problem_naming_the_file(tmp_path, row):
+    """A field over 128 kB: csv.Error, which is no ValueError, was a traceback."""
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.jpg")
+    (tmp_path / "train_labels.csv").write_text("filename,width,height,class,xmin,ymin,xmax,ymax\n"
+                                               "a.jpg,32,32,c,1,1,9,9\n" + row + "\n")
+    report = check(read(tmp_path, "csv"))
+    assert not report.ok and "train_labels.csv: not a readable CSV file" in report.text()
