@@ -60,6 +60,8 @@ def resolve_hyperparameters(env: Environment, schema: Schema) -> tuple[dict[str,
                                 "save it as UTF-8") from err
             except ValueError as err:
                 raise UserError(f"cfg/train-args.json is not valid JSON: {err}") from err
+            except RecursionError:  # brackets nested past the parser
+                raise UserError("cfg/train-args.json is not valid JSON: nested too deeply") from None
             if not isinstance(data, dict):
                 raise UserError("cfg/train-args.json must hold a JSON object of argument: value")
             layers.append(("cfg/train-args.json", data))

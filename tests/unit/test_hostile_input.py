@@ -475,3 +475,21 @@ def test_a_csv_row_past_the_csv_modules_limits_is_a_problem_naming_the_file(tmp_
                                                "a.jpg,32,32,c,1,1,9,9\n" + row + "\n")
     report = check(read(tmp_path, "csv"))
     assert not report.ok and "train_labels.csv: not a readable CSV file" in report.text()
+
+
+def test_cfg_files_nested_too_deeply_are_user_errors(tmp_path):
+    """The cfg channel's train-args.json and YAML files: RecursionError tracebacks before."""
+    from container.contract import Environment
+    from container.schema import Schema
+    from container.yolo.trainer import resolve_hyperparameters
+
+    cfg = tmp_path / "input" / "data" / "cfg"
+    cfg.mkdir(parents=True)
+    env = Environment(base_dir=tmp_path, hyperparameters_raw={})
+    (cfg / "train-args.json").write_text("[" * 100_000)
+    with pytest.raises(UserError, match="train-args.json is not valid JSON: nested too deeply"):
+        resolve_hyperparameters(env, Schema.load("yolo"))
+    (cfg / "train-args.json").unlink()
+    (cfg / "hyp.yaml").write_text("a: " + "[" * 100_000)
+    with pytest.raises(UserError, match="hyp.yaml is not valid YAML"):
+        resolve_hyperparameters(env, Schema.load("yolo"))
