@@ -163,22 +163,26 @@ def parse_overrides(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     text = str(value).strip()
-    if text.startswith("{") or "\n" in text or ": " in text:
-        data = yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise UserError("overrides must be a mapping")
-        return data
-    out: dict[str, Any] = {}
-    for pair in text.split(","):
-        key, sep, raw = pair.partition("=")
-        if not sep:
-            raise UserError(f"overrides {pair!r}: expected a.b.c=value")
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
-    return out
+    try:
+        if text.startswith("{") or "\n" in text or ": " in text:
+            data = yaml.safe_load(text)
+            if not isinstance(data, dict):
+                raise UserError("overrides must be a mapping")
+            return data
+        out: dict[str, Any] = {}
+        for pair in text.split(","):
+            key, sep, raw = pair.partition("=")
+            if not sep:
+                raise UserError(f"overrides {pair!r}: expected a.b.c=value")
+            node = out
+            parts = key.strip().split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = yaml.safe_load(raw)
+        return out
+    except (yaml.YAMLError, RecursionError, AttributeError, TypeError) as err:  # a.b=1,a.b.c=2: b is no mapping
+        why = "nested too deeply" if isinstance(err, RecursionError) else str(err).splitlines()[0][:200]
+        raise UserError(f"overrides {echo(value)} are not YAML/JSON or a.b.c=value pairs ({why})") from None
 
 
 def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Path, num_classes: int,
@@ -193,8 +197,8 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
     for path in cfg_files:
         try:
             data = yaml.safe_load(read_text(path, what="config file")) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"cfg/{path.name} is not valid YAML: {str(err)[:400]}") from None
+        except (yaml.YAMLError, RecursionError) as err:  # RecursionError: nested past the parser
+            raise UserError(f"cfg/{path.name} is not valid YAML: {str(err)[:400] or 'nested too deeply'}") from None
         if not isinstance(data, dict):
             raise UserError(f"cfg/{path.name} must be a Model Garden config mapping (runtime:, task:, trainer:)")
         try:

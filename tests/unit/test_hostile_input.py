@@ -493,3 +493,11 @@ def test_cfg_files_nested_too_deeply_are_user_errors(tmp_path):
     (cfg / "hyp.yaml").write_text("a: " + "[" * 100_000)
     with pytest.raises(UserError, match="hyp.yaml is not valid YAML"):
         resolve_hyperparameters(env, Schema.load("yolo"))
+
+
+@pytest.mark.parametrize("value", ["a: " + "[" * 100_000, "{a: [1", "task.a=1,task.a.b=2", "a=" + "[" * 100_000])
+def test_tfod_overrides_that_are_no_mapping_are_user_errors(value):
+    from container.tfod.trainer import parse_overrides
+
+    with pytest.raises(UserError, match="overrides .* are not YAML/JSON or a.b.c=value pairs"):
+        parse_overrides(value)
