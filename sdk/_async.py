@@ -20,17 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from container.serving.video import VIDEO_TYPES
 from sdk._errors import ConfigurationError, InvocationError, NotFoundError, WaitTimeoutError, aws_errors
-from sdk._hosting import IMAGE_SUFFIXES, decode_answer, encode_inputs
+from sdk._hosting import content_type_of, decode_answer, encode_inputs
 
 MAX_INPUT_BYTES = 1024**3  # SageMaker's cap on one asynchronous request
 MAX_INVOCATION_SECONDS = 3600  # InvokeEndpointAsync's InvocationTimeoutSeconds at most
 POLL_SECONDS = 5.0  # between looks in S3 while waiting for an answer
 INPUTS_FOLDER = "async-inputs"  # beside the answers: s3://<output bucket>/async-inputs/<endpoint>/
-VIDEO_SUFFIXES: dict[str, str] = {}
-for _kind, _suffix in VIDEO_TYPES.items():
-    VIDEO_SUFFIXES.setdefault(_suffix, _kind)  # .avi: video/x-msvideo, the registered type
 
 
 @dataclass(frozen=True)
@@ -69,11 +65,6 @@ class AsyncConfig:
                 raise ConfigurationError(f"AsyncConfig max_concurrent must be 1..1000, got {self.max_concurrent}")
             request["ClientConfig"] = {"MaxConcurrentInvocationsPerInstance": self.max_concurrent}
         return request
-
-
-def content_type_of(name: str) -> str:
-    suffix = Path(name).suffix.lower()
-    return VIDEO_SUFFIXES.get(suffix) or IMAGE_SUFFIXES.get(suffix, "application/x-image")
 
 
 class AsyncResult:

@@ -31,10 +31,22 @@ from typing import Any
 
 from container.serving.protocol import CUSTOM_ATTRIBUTES
 from container.serving.resources import WORKERS_ENV
+from container.serving.video import VIDEO_TYPES
 from sdk._errors import ConfigurationError, InvocationError, SDKError
 
 IMAGE_SUFFIXES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "application/x-image",
                   ".webp": "application/x-image", ".tif": "application/x-image", ".tiff": "application/x-image"}
+
+
+VIDEO_SUFFIXES: dict[str, str] = {}
+for _kind, _suffix in VIDEO_TYPES.items():
+    VIDEO_SUFFIXES.setdefault(_suffix, _kind)  # .avi: video/x-msvideo, the registered type
+
+
+def content_type_of(name: str) -> str:
+    """The Content-Type a file is sent with: its image type, its video type, else ``application/x-image``."""
+    suffix = Path(name).suffix.lower()
+    return VIDEO_SUFFIXES.get(suffix) or IMAGE_SUFFIXES.get(suffix, "application/x-image")
 
 
 def _image_bytes(item: Any) -> tuple[bytes, str]:
@@ -42,7 +54,7 @@ def _image_bytes(item: Any) -> tuple[bytes, str]:
         path = Path(item).expanduser()
         if not path.is_file():
             raise ConfigurationError(f"image {path} does not exist")
-        return path.read_bytes(), IMAGE_SUFFIXES.get(path.suffix.lower(), "application/x-image")
+        return path.read_bytes(), content_type_of(path.name)
     if isinstance(item, (bytes, bytearray)):
         return bytes(item), "application/x-image"
     from PIL import Image

@@ -189,3 +189,16 @@ def test_temporary_files_are_gone_after_answers_and_refusals(served, monkeypatch
     monkeypatch.setenv(INVOCATION_SECONDS_ENV, "0.001")
     assert post(url, video_bytes(4)).status_code == 413
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sdk_sends_a_video_file_as_a_video(served, tmp_path):
+    from sdk._hosting import decode_answer, encode_inputs, http
+
+    url, _ = served
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(video_bytes(3, suffix=".avi"))
+    body, content_type, batch = encode_inputs(clip)
+    assert (content_type, batch) == ("video/x-msvideo", False)
+    frames = decode_answer(*http(f"{url}/invocations", body=body,
+                                 headers={"Content-Type": content_type, CUSTOM_ATTRIBUTES: LOW}))
+    assert [f["frame"] for f in frames] == [0, 1, 2]
