@@ -127,16 +127,36 @@ def read_framework_table(path: Path) -> dict[str, Param]:
     return {name: _param(name, spec, source=package) for name, spec in (table.get("args") or {}).items()}
 
 
+FORMATS_TOKEN = "{formats}"  # in a schema.yaml: the annotation formats the images read, from their one declaration
+
+
+def _formats() -> tuple[str, ...]:
+    from container.annotations.detect import FORMATS
+
+    return FORMATS
+
+
+def _expand(text: str) -> str:
+    return text.replace(FORMATS_TOKEN, ", ".join(_formats())) if FORMATS_TOKEN in text else text
+
+
+def _choices(items: Iterable[Any]) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for item in items:
+        out.extend(_formats() if item == FORMATS_TOKEN else [item])
+    return tuple(out)
+
+
 def _param(name: str, spec: Mapping[str, Any], *, source: str) -> Param:
     types = str(spec.get("type") or "")
     return Param(
         name=name,
         types=tuple(t.strip() for t in types.split("|") if t.strip()),
         default=spec.get("default"),
-        help=spec.get("help", ""),
+        help=_expand(spec.get("help", "")),
         optional=spec.get("optional", spec.get("default") is None),
         source=source,
-        choices=tuple(spec.get("choices", ())),
+        choices=_choices(spec.get("choices", ())),
         minimum=spec.get("min"),
         maximum=spec.get("max"),
         exclusive=bool(spec.get("exclusive", False)),
@@ -361,7 +381,8 @@ class Schema:
             image=data["image"],
             title=data.get("title", ""),
             params=params,
-            channels={n: Channel(n, (c or {}).get("help", "")) for n, c in (data.get("channels") or {}).items()},
+            channels={n: Channel(n, _expand((c or {}).get("help", "")))
+                      for n, c in (data.get("channels") or {}).items()},
             required_channels=tuple(tuple(g) for g in data.get("required_channels", [])),
             metrics=metrics,
             per_class_metrics=per_class,

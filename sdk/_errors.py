@@ -117,17 +117,22 @@ _QUOTA = {"ResourceLimitExceeded", "ThrottlingException", "Throttling", "SlowDow
           "ServiceQuotaExceededException", "TooManyRequestsException"}
 
 
+# How to give what a command lacks, shell means first (a CLI user has no ``session=``; sdk._session uses these too)
+REGION_HINT = ("set AWS_REGION (export AWS_REGION=eu-west-1; or AWS_DEFAULT_REGION, or a region in your AWS "
+               "profile: aws configure), or in Python pass session=boto3.Session(region_name=...)")
+CREDENTIALS_HINT = ("configure them from a shell: aws configure (or aws sso login), --profile NAME or "
+                    "AWS_PROFILE=NAME, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment; "
+                    "in Python, session=boto3.Session(profile_name=...)")
+
+
 def translate(err: Exception, doing: str) -> SDKError:
     """The SDK error for a botocore exception raised while ``doing`` something (a short phrase)."""
     from botocore import exceptions as bx  # only reached once boto3 is loaded anyway
 
     if isinstance(err, (bx.NoCredentialsError, bx.PartialCredentialsError)):
-        return CredentialsError(
-            f"{doing}: no AWS credentials found. Configure them (aws configure, AWS_PROFILE, or an instance role) "
-            "or pass session=boto3.Session(...)", code="NoCredentials")
+        return CredentialsError(f"{doing}: no AWS credentials found; {CREDENTIALS_HINT}", code="NoCredentials")
     if isinstance(err, bx.NoRegionError):
-        return ConfigurationError(f"{doing}: no AWS region set. Set AWS_REGION or pass "
-                                  "session=boto3.Session(region_name=...)")
+        return ConfigurationError(f"{doing}: no AWS region set; {REGION_HINT}")
     if isinstance(err, bx.EndpointConnectionError):
         return AWSError(f"{doing}: could not reach {err.kwargs.get('endpoint_url', 'AWS')} ({err})", code="Connection")
     if isinstance(err, bx.ParamValidationError):

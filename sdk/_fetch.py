@@ -88,9 +88,9 @@ def fetch_model(job: Any = "latest", *, name_prefix: str | None = None, tags: Ma
             if local:
                 job = LocalJob.attach(_latest_local(name_prefix))
             else:
-                import boto3
+                from sdk._session import aws_session
 
-                session = session or boto3.Session()
+                session = aws_session(session)
                 with aws_errors("connecting to SageMaker"):
                     client = session.client("sagemaker")
                 job = Job(latest_job(client, name_prefix=name_prefix, tags=tags), session=session)

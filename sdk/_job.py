@@ -115,10 +115,10 @@ class Job(_Handle):
     """A SageMaker training job. ``Job.attach(name)`` picks one up from another session."""
 
     def __init__(self, name: str, *, session: Any = None, request: dict[str, Any] | None = None) -> None:
-        import boto3
+        from sdk._session import aws_session
 
         self.name = name
-        self.session = session or boto3.Session()
+        self.session = aws_session(session)
         self.request = request
         with aws_errors("connecting to SageMaker"):
             self.sagemaker = self.session.client("sagemaker")

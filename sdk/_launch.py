@@ -27,6 +27,7 @@ from sdk._request import (
     split_s3,
     unique_job_name,
 )
+from sdk._session import aws_session, resolve_region
 from sdk._spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
 
 ROLE_ENV = ("SM_DETECTORS_ROLE", "SAGEMAKER_ROLE")
@@ -48,35 +49,10 @@ class Plan:
         return self.request["ResourceConfig"]["InstanceType"] == LOCAL
 
 
-def resolve_region(session: Any = None) -> tuple[str, str]:
-    """``(region, where it came from)``: the session's, else AWS_REGION, AWS_DEFAULT_REGION, the profile.
-
-    The same order as ``build-and-push.sh``. boto3 itself reads AWS_DEFAULT_REGION and the profile but
-    (in the pinned version) not AWS_REGION, so the two tools used to disagree.
-    """
-    if session is not None and getattr(session, "region_name", None):
-        return session.region_name, "the session passed in"
-    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if os.environ.get(var):
-            return os.environ[var], var
-    import boto3
-
-    profile_session = boto3.Session()
-    if profile_session.region_name:
-        return profile_session.region_name, f"profile {profile_session.profile_name!r}"
-    raise ConfigurationError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS "
-                             "profile: aws configure), or pass session=boto3.Session(region_name=...)")
-
-
 def _session(session: Any) -> tuple[Any, str]:
     """A boto3 session with its region resolved (and said where it came from), before anything is uploaded."""
-    import boto3
-
     region, source = resolve_region(session)
-    if session is None or not getattr(session, "region_name", None):
-        session = boto3.Session(region_name=region, profile_name=getattr(session, "profile_name", None)) \
-            if session is not None else boto3.Session(region_name=region)
-    return session, f"region {region} (from {source})"
+    return aws_session(session), f"region {region} (from {source})"
 
 
 def _default_output_path(session: Any) -> str:
@@ -280,6 +256,63 @@ def dataset_class_names(schema: Any, encoded: Mapping[str, str], sources: Mappin
     return tuple(class_names_of(Path(train), data_format=str(typed.get("data_format") or "auto")))
 
 
+STAND_IN_ACCOUNT = "000000000000"
+
+
+def plan_with_gaps(**kwargs: Any) -> tuple[Plan, dict[str, str]]:
+    """For ``--dry-run``: the plan even without the image file, a role, a region, credentials or an output path.
+
+    Each missing piece gets a stand-in in the request and is named, with its fix, in the second value, all
+    at once (a newcomer should not find them one run at a time). Nothing is sent to AWS for them; with
+    credentials and no output path the default bucket's account is asked, as ``plan_job`` does.
+    """
+    missing: dict[str, str] = {}
+    if kwargs.get("instance_type", DEFAULT_INSTANCE_TYPE) == LOCAL or kwargs.get("resume") is not None:
+        return plan_job(**kwargs), missing
+    from sdk._request import IMAGE_FILE
+
+    image = kwargs.get("image")
+    if (Path(str(image or IMAGE_FILE)).name == IMAGE_FILE) and not Path(str(image or IMAGE_FILE)).is_file():
+        kind = kwargs.get("kind") or "yolo"
+        missing["image"] = (f"no {image or IMAGE_FILE} here (build-and-push.sh writes it): pass --image "
+                            "<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag> or the path of that file")
+        kwargs.update(image=f"{STAND_IN_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/sm-{kind}:missing", kind=kind)
+    if kwargs.get("role") is None and not any(os.environ.get(v) for v in ROLE_ENV):
+        missing["role"] = (f"no execution role: pass --role arn:aws:iam::<account>:role/<SageMaker execution role> "
+                           f"or set {ROLE_ENV[0]}")
+        kwargs["role"] = f"arn:aws:iam::{STAND_IN_ACCOUNT}:role/missing-execution-role"
+    region_note = ""
+    try:
+        region, _ = resolve_region(kwargs.get("session"))
+    except ConfigurationError as err:
+        missing["region"] = str(err)
+        region = "us-east-1"
+        region_note = f"region {region} (a stand-in: no region is set)"
+        from types import SimpleNamespace
+
+        kwargs["session"] = SimpleNamespace(region_name=region, profile_name=None)  # read for its region only
+    from sdk._errors import CREDENTIALS_HINT
+    from sdk._session import has_credentials
+
+    if not has_credentials(None if region_note else kwargs.get("session")):
+        missing["credentials"] = f"no AWS credentials found; {CREDENTIALS_HINT}"
+        if kwargs.get("output_path") is None:
+            missing["output_path"] = ("the default bucket is named after your AWS account, which only credentials "
+                                      "tell: pass --output-path s3://<bucket>/<prefix> (or give credentials)")
+            kwargs["output_path"] = f"s3://sagemaker-{region}-{STAND_IN_ACCOUNT}/sm-detectors"
+    try:
+        plan = plan_job(**kwargs)
+    except ConfigurationError as err:
+        if not missing:
+            raise
+        raise ConfigurationError(f"{err}\nmissing as well: " + "; ".join(missing.values())) from None
+    if region_note:
+        from dataclasses import replace
+
+        plan = replace(plan, region=region_note)
+    return plan, missing
+
+
 def launch_job(
     *,
     image: str | Path | None = None,
@@ -375,10 +408,8 @@ def _launch_local(plan: Plan, *, wait: bool, logs: bool, progress: bool, session
     job_dir.mkdir(parents=True, exist_ok=True)
     s3 = None
     if any(is_s3(c["DataSource"]["S3DataSource"]["S3Uri"]) for c in request["InputDataConfig"]):
-        import boto3
-
         with aws_errors("connecting to S3"):
-            s3 = (session or boto3.Session()).client("s3")
+            s3 = aws_session(session).client("s3")
     run = LocalRun(request, job_dir, kind=plan.kind, image=plan.image_uri, engine=engine, s3=s3)
     write_record(job_dir, {"TrainingJobName": run.name, "TrainingJobStatus": "InProgress",
                            "SecondaryStatus": "Downloading", "Request": request})

@@ -168,10 +168,9 @@ class ModelList(list):
 
 # -- reading --------------------------------------------------------------------------------------------------
 def _client(session: Any) -> Any:
-    if session is None:
-        import boto3
+    from sdk._session import aws_session
 
-        session = boto3.Session()
+    session = aws_session(session)
     with aws_errors("connecting to SageMaker"):
         return session, session.client("sagemaker")
 

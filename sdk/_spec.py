@@ -28,6 +28,7 @@ class Arg:
     cli: str = "str"  # how the CLI reads it: str, int, flag, negflag, pairs, optional-const, none (not on the CLI)
     flag: str = ""  # the CLI flag when it is not --<name with dashes>
     metavar: str | None = None
+    flag_help: str = ""  # a negflag's own help: what --no-<name> does (help says what the argument does)
 
     @property
     def option(self) -> str:
@@ -51,7 +52,8 @@ JOB_ARGS: tuple[Arg, ...] = (
     Arg("max_wait", None, "seconds, spot only: run plus spot waits (default 2 x max_run)", cli="int"),
     Arg("output_path", None, "s3:// prefix for model.tar.gz (default: the SageMaker default bucket)"),
     Arg("checkpoint_s3_uri", None, "where checkpoints sync (default: <output_path>/<job>/checkpoints/)"),
-    Arg("checkpoints", True, "sync checkpoints to S3 (needed to resume)", cli="negflag", flag="--no-checkpoints"),
+    Arg("checkpoints", True, "sync checkpoints to S3 (needed to resume)", cli="negflag", flag="--no-checkpoints",
+        flag_help="do not sync checkpoints to S3 (a stopped job then cannot resume)"),
     Arg("tensorboard", False, "sync TensorBoard logs (optionally to this URI)", cli="optional-const"),
     Arg("input_modes", None, "CHANNEL=MODE: File or FastFile", cli="pairs", flag="--input-mode",
         metavar="CHANNEL=MODE"),
@@ -71,10 +73,11 @@ JOB_ARGS: tuple[Arg, ...] = (
 """``plan_job``'s arguments, in order. ``launch_job`` adds :data:`FOLLOW_ARGS`."""
 
 FOLLOW_ARGS: tuple[Arg, ...] = (
-    Arg("wait", True, "follow the job until it ends", cli="negflag", flag="--no-wait"),
+    Arg("wait", True, "follow the job until it ends", cli="negflag", flag="--no-wait",
+        flag_help="return once the job is created; do not follow it"),
     Arg("logs", False, "while waiting, print the job's log lines", cli="flag"),
     Arg("progress", True, "while waiting, one updating line: epoch k/N, elapsed, ETA, latest mAP", cli="negflag",
-        flag="--no-progress"),
+        flag="--no-progress", flag_help="while waiting, no updating progress line"),
     Arg("engine", None, "docker or podman, for instance_type='local' with an image URI"),
 )
 
@@ -114,8 +117,8 @@ def _add(parser: Any, arg: Arg) -> None:
     shown = arg.help + ("" if arg.default in (None, False, True) else f" (default {arg.default})")
     if arg.cli == "flag":
         parser.add_argument(arg.option, action="store_true", help=shown, **dest)
-    elif arg.cli == "negflag":
-        parser.add_argument(arg.option, action="store_false", help=shown, **dest)
+    elif arg.cli == "negflag":  # the flag turns the argument off: its help says so, not what the argument does
+        parser.add_argument(arg.option, action="store_false", help=arg.flag_help, **dest)
     elif arg.cli == "int":
         parser.add_argument(arg.option, type=int, default=arg.default, help=shown, **dest)
     elif arg.cli == "pairs":

@@ -107,11 +107,9 @@ def fetch_job_model(job_name: str, info: dict[str, Any], *, dest: str | Path | N
         unpack(tarball, target)
     else:
         from sdk._request import split_s3
+        from sdk._session import aws_session
 
-        if session is None:
-            import boto3
-
-            session = boto3.Session()
+        session = aws_session(session)
         bucket, key = split_s3(uri)
         with tempfile.TemporaryDirectory() as tmp:
             tarball = Path(tmp) / "model.tar.gz"

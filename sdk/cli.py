@@ -23,6 +23,7 @@ Add ``--local`` to status/logs/fetch/leaderboard for jobs run with ``--instance-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -81,15 +82,18 @@ def _follow_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from sdk._launch import launch_job, plan_job
+    from sdk._launch import launch_job, plan_with_gaps
 
     kwargs = _launch_kwargs(args)
     if args.dry_run:
-        plan = plan_job(**kwargs)
+        plan, missing = plan_with_gaps(**kwargs)  # every missing piece named at once, a stand-in in its place
         uploads = {ch: {"from": str(src.root), "to": src.uri, "files": len(src.files), "bytes": src.size}
                    for ch, src in plan.uploads.items()}
-        print(json.dumps(redact({"CreateTrainingJob": plan.request, "uploads": uploads, "region": plan.region}),
-                         indent=2))
+        print(json.dumps({**redact({"CreateTrainingJob": plan.request, "uploads": uploads, "region": plan.region}),
+                          **({"missing": missing} if missing else {})}, indent=2))  # hints, no secret in them
+        if missing:
+            print(f"a launch needs {len(missing)} more thing(s); the plan above holds stand-ins for them:\n"
+                  + "\n".join(f"  {key}: {hint}" for key, hint in missing.items()), file=sys.stderr)
         return 0
     job = launch_job(**kwargs, **_follow_kwargs(args))
     print(json.dumps({"job": job.name, "status": job.status, "metrics": job.metrics()}, indent=2))
@@ -390,7 +394,25 @@ def parser() -> argparse.ArgumentParser:
     from sdk._registry_cli import add_commands as add_registry_commands
 
     add_registry_commands(sub)  # register, models, approve, reject
+    for command in sub.choices.values():  # every command reaches AWS the same way: one region, one profile rule
+        if "--profile" not in command._option_string_actions:
+            command.add_argument("--profile", help="the AWS profile (as AWS_PROFILE; default: the environment's)")
     return p
+
+
+class _Plain:
+    """stdout that is a file or a pipe, not a terminal: the same text without colour codes (a trainer's log)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        from container.failure import plain
+
+        return self._stream.write(plain(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, fileno, isatty, encoding...
+        return getattr(self._stream, name)
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -401,11 +423,16 @@ def main(argv: list[str] | None = None) -> int:
     import threading
 
     args = parser().parse_args(argv)
+    if getattr(args, "profile", None):
+        os.environ["AWS_PROFILE"] = args.profile  # boto3 reads it; so does sdk._session's region rule
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return args.func(args)
+        if sys.stdout.isatty():
+            return args.func(args)
+        with contextlib.redirect_stdout(_Plain(sys.stdout)):
+            return args.func(args)
     except BrokenPipeError:
         # `python -m sdk describe | head`: the reader left. Quietly, as cat does; no traceback at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

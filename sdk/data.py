@@ -104,10 +104,9 @@ def convert_on_sagemaker(*, source: str, to: str, out: str, image: str, role: st
     sharded: each machine downloads the annotation files and about 1/N of the images, not the whole source
     (manifest files under ``s3://<out bucket>/sm-detectors/convert/<job>/``, see ``sdk/_convert_inputs.py``).
     ``annotations_only`` downloads no image at all (not for TFRecords)."""
-    import boto3
-
     from sdk._convert_inputs import check_listing, describe, list_source, stage, staging_uri
     from sdk._launch import ROLE_ENV
+    from sdk._session import aws_session
 
     role = role or next((os.environ[v] for v in ROLE_ENV if os.environ.get(v)), None)
     if role is None:
@@ -116,7 +115,7 @@ def convert_on_sagemaker(*, source: str, to: str, out: str, image: str, role: st
                 "instance_count": instance_count, "instance_type": instance_type,
                 "annotations_only": annotations_only, **options}
     request = processing_request(**settings)  # validated before anything is listed or written
-    boto = session or boto3.Session()
+    boto = aws_session(session)
     name = request["ProcessingJobName"]
     if instance_count > 1 or annotations_only:
         s3 = boto.client("s3")

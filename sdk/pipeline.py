@@ -54,9 +54,9 @@ class RetrainTrigger:
 
 def start_pipeline(name: str, *, session: Any = None, **parameters: Any) -> str:
     """Start pipeline ``name`` with ``parameters`` checked against its definition; returns the execution ARN."""
-    import boto3
+    from sdk._session import aws_session
 
-    session = session or boto3.Session()
+    session = aws_session(session)
     sm = session.client("sagemaker")
     with aws_errors(f"reading pipeline {name}"):
         definition = json.loads(sm.describe_pipeline(PipelineName=name)["PipelineDefinition"])
@@ -148,10 +148,9 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
     approval (``auto_approve=True``: Approved, so ``deploy(group=...)`` serves it with no human in between);
     with ``min_map``, only when the job's final mAP50-95 is at least that (else the execution fails saying so).
     """
-    import boto3
-
     from sdk._launch import plan_job
     from sdk._request import is_s3, s3_join, split_s3
+    from sdk._session import aws_session
 
     if not PIPELINE_NAME_RE.match(name):
         raise ConfigurationError(f"pipeline name {name!r} is not valid: letters, digits and hyphens, at most 256")
@@ -163,7 +162,7 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     if marker is not None and ("/" in marker or not marker):
         raise ConfigurationError(f"marker is a file name directly under the prefix, got {marker!r}")
-    session = session or boto3.Session()
+    session = aws_session(session)
     plan = plan_job(train=f"s3://{bucket}/{prefix}", job_name=name[:40] + "-train", session=session,
                     checkpoints=False, **job_kwargs)
     output = plan.request["OutputDataConfig"]["S3OutputPath"]

@@ -71,9 +71,9 @@ class ModelSource:
 
 # -- what to deploy ------------------------------------------------------------------------------------------
 def _session(session: Any) -> Any:
-    import boto3
+    from sdk._session import aws_session
 
-    return session or boto3.Session()
+    return aws_session(session)  # the region rule of every command (AWS_REGION included)
 
 
 def _training_job(job_or_model: Any, session: Any) -> dict[str, Any] | None:
@@ -387,11 +387,11 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
     ``job_or_model``: a Job handle, a job name, ``"latest"``, or an ``s3://.../model.tar.gz`` (with ``image=``);
     for ``instance_type="local"`` also a model folder, a local ``model.tar.gz`` or a :class:`FetchedModel`.
     ``weights``: YOLO ``"best.pt"`` (default) or ``"onnx"`` (the export, run without torch).
+    ``asynchronous``: an asynchronous endpoint (requests and answers in S3, an hour per request: videos);
+    ``autoscaling``: Application Auto Scaling on the variant (``min=0`` for asynchronous endpoints).
     ``group=``: the latest Approved version of that Model Registry group (sdk.registry), or a RegisteredModel as
     ``job_or_model``: the Model is made from the version (NoApprovedModelError, before anything is created, if
     it is not Approved).
-    ``asynchronous``: an asynchronous endpoint (requests and answers in S3, an hour per request: videos);
-    ``autoscaling``: Application Auto Scaling on the variant (``min=0`` for asynchronous endpoints).
     """
     env = _environment(environment, weights)
     if instance_type == LOCAL:

@@ -170,10 +170,10 @@ class TuningJob:
     """A handle on a hyperparameter tuning job: status, the best training job, its model."""
 
     def __init__(self, name: str, *, session: Any = None, request: dict[str, Any] | None = None) -> None:
-        import boto3
+        from sdk._session import aws_session
 
         self.name = name
-        self.session = session or boto3.Session()
+        self.session = aws_session(session)
         self.request = request
         self._client = self.session.client("sagemaker")
 
@@ -231,11 +231,10 @@ def tune_job(*, wait: bool = False, session: Any = None, **kwargs: Any) -> Tunin
     Takes every argument of :func:`plan_tuning` (``ranges``, ``objective``, ``max_jobs``, ``max_parallel``,
     ``strategy``, ``early_stopping``) and of :func:`sdk.plan_job`. Returns a :class:`TuningJob`.
     """
-    import boto3
-
     from sdk._launch import prepare_inputs
+    from sdk._session import aws_session
 
-    session = session or boto3.Session()
+    session = aws_session(session)
     plan = plan_tuning(session=session, **kwargs)
     prepare_inputs(plan.job_plan, session=session, create_bucket=kwargs.get("output_path") is None)
     request = plan.request

@@ -43,12 +43,16 @@ STAND_IN = textwrap.dedent("""
 
 
 def _gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie waiting for a parent that does not reap it counts as gone)."""
+    """True once ``pid`` has ended. A SIGKILL is delivered, not done, when kill() returns: wait for the exit itself
+    (a pidfd turns readable then; 300 s is a guard against a hang, not a measure)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
         return True
-    return stat[stat.rfind(")") + 2] in "ZX"
+    try:
+        return select.select([fd], [], [], 300)[0] == [fd]
+    finally:
+        os.close(fd)
 
 
 def _runner(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
