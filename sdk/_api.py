@@ -91,7 +91,8 @@ def problems_of(operation: str, request: dict[str, Any], *, service: str = "sage
     report = ParamValidator().validate(request, shape)
     problems: list[str] = []
     if report.has_errors():
-        problems += [line.strip() for line in report.generate_report().splitlines()[1:] if line.strip()]
+        # one line per problem, no header (ParamValidationError adds "Parameter validation failed:" itself)
+        problems += [line.strip() for line in report.generate_report().splitlines() if line.strip()]
     _walk(shape, request, "", problems)
     return problems
 

@@ -195,6 +195,17 @@ def test_bad_input_is_refused_before_anything_is_created(registry, aws):
     assert not {"CreateModelPackageGroup", "CreateModelPackage"} & set(registry.operations())
 
 
+def test_a_request_botocore_would_refuse_is_refused_before_the_group_is_made(registry, aws):
+    """One problem alone (an empty tag key) is named too: botocore's report has no header line to skip."""
+    from sdk._api import problems_of
+
+    assert problems_of("CreateModelPackageGroup", {"ModelPackageGroupName": "g", "Tags": [{"Key": "", "Value": "x"}]}) \
+        == ["Invalid length for parameter Tags[0].Key, value: 0, valid min length: 1"]
+    with pytest.raises(sdk.ConfigurationError, match=r"CreateModelPackage request would be refused.*Tags\[1\]\.Key"):
+        sdk.register(make_job(aws, "pcb-train-011"), group=GROUP, tags={"": "x"})
+    assert _groups(aws) == [] and "CreateModelPackageGroup" not in registry.operations()
+
+
 def test_a_refused_version_takes_back_the_group_and_file_it_made(registry, aws):
     job = make_job(aws, "pcb-train-005")
     registry.deny.add("CreateModelPackage")
