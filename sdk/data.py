@@ -142,6 +142,17 @@ def convert_on_sagemaker(*, source: str, to: str, out: str, image: str, role: st
     return info
 
 
+CASE_CLASH = "class names that differ only by case (trained as separate classes; merge them if they are one)"
+
+
+def case_clashes(names: list[str]) -> list[list[str]]:
+    """Groups of class names equal but for case (``Cat``, ``cat``): separate classes, rarely what was meant."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.casefold(), []).append(name)
+    return [group for group in groups.values() if len(set(group)) > 1]
+
+
 def _ratios(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",")]
@@ -190,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                 report = check(ann, names=names, verify_images=not args.no_verify_images,
                                images=not args.annotations_only, keep_crowd=args.keep_crowd,
                                keep_difficult=args.keep_difficult, progress=bar.update)
+            for group in case_clashes(names or ann.names):
+                report.add(CASE_CLASH, " / ".join(map(repr, group)), warning=True)
             if args.json:
                 print(json.dumps({"dataset": ann.summary(), "report": report.to_dict()}, indent=2))
             else:

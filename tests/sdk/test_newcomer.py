@@ -105,3 +105,20 @@ def test_describe_lists_every_format_the_train_channel_takes(image, capsys):
     train = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("train "))
     assert all(fmt in train for fmt in FORMATS)
     assert Path(ROOT / "container" / image / "schema.yaml").read_text().count("labelme") == 0  # declared once
+
+
+def test_check_warns_of_class_names_that_differ_only_by_case(tmp_path, capsys):
+    from PIL import Image
+
+    from sdk.data import main as data_cli
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "images" / "a.jpg")
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n2 0.6 0.6 0.1 0.1\n")
+    (tmp_path / "data.yaml").write_text("names: [Cat, dog, cat]\n")
+    assert data_cli(["check", str(tmp_path)]) == 0
+    assert "differ only by case" in capsys.readouterr().out
+    assert data_cli(["check", str(tmp_path), "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["report"]["warnings"]
+    assert [w["examples"] for k, w in warnings.items() if "only by case" in k] == [["'Cat' / 'cat'"]]
