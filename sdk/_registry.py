@@ -246,8 +246,9 @@ def latest_approved(sm: Any, group: str, session: Any = None) -> RegisteredModel
     pending = list_versions(sm, group, status=PENDING, session=session)
     if pending:
         newest = pending[0]
-        waiting = ", ".join(f"v{m.version} (mAP50-95 {m.metrics.get('mAP50-95', '?')}, job {m.job_name or '?'})"
-                            for m in pending[:5])
+        waiting = ", ".join(f"v{m.version} (" + ", ".join(filter(None, [
+            f"mAP50-95 {m.metrics['mAP50-95']}" if "mAP50-95" in m.metrics else "no mAP50-95 recorded",
+            f"job {m.job_name}" if m.job_name else ""])) + ")" for m in pending[:5])
         raise NoApprovedModelError(
             f"model package group {group} has no Approved version, so there is nothing to deploy; nothing was "
             f"created. Pending approval: {waiting}. Approve one: sdk.approve({newest.arn!r}) or "
