@@ -227,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the paths given: a name too long, no permission, a file where a folder goes
+        if err.filename is None:
+            raise
+        print(f"error: {err.filename}: {err.strerror}: give a path this machine can read and write", file=sys.stderr)
+        return 2
 
 
 def _convert_on_sagemaker(args: argparse.Namespace, names: list[str] | None) -> int:

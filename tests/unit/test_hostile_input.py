@@ -501,3 +501,9 @@ def test_tfod_overrides_that_are_no_mapping_are_user_errors(value):
 
     with pytest.raises(UserError, match="overrides .* are not YAML/JSON or a.b.c=value pairs"):
         parse_overrides(value)
+
+
+def test_an_output_path_no_file_system_can_hold_is_exit_2_naming_it(formats, tmp_path, capsys):
+    out = tmp_path / ("o" * 300)
+    assert data_cli(["convert", str(formats["coco"]), "--to", "yolo", "--out", str(out)]) == 2
+    assert "File name too long" in capsys.readouterr().err
