@@ -101,3 +101,56 @@ def test_stopping_a_local_deploy_stops_gunicorn_and_frees_the_port(tmp_path_fact
     with socket.socket() as s:  # and nobody holds it: it can be bound again (TIME_WAIT aside, as gunicorn does)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
+
+
+ENGINE = """#!{python}
+import os, pathlib, signal, sys
+seen = pathlib.Path(os.environ["SEEN"])
+if sys.argv[1] == "run":  # the container: says so, stops on SIGTERM as the trainer does
+    (seen / "run.pid").write_text(str(os.getpid()))
+
+    def stop(signum, frame):
+        print("SIGTERM: checkpoint saved", flush=True)
+        sys.exit(143)
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"ready {{os.getpid()}}", flush=True)
+    while True:
+        signal.pause()
+elif sys.argv[1] == "kill":  # docker kill [--signal TERM] NAME
+    sig = sys.argv[3] if sys.argv[2] == "--signal" else "KILL"
+    os.kill(int((seen / "run.pid").read_text()), getattr(signal, "SIG" + sig))
+"""
+
+
+def test_ctrl_c_on_a_local_training_job_stops_it_as_stop_training_job_does(tmp_path):
+    """The job runs in its own session (a terminal's Ctrl-C reaches the CLI alone); the CLI stops it with one
+    SIGTERM, waits for it, records it Stopped and says how to resume."""
+    from tests.sdk.conftest import IMAGE
+
+    bin_dir, seen, home = tmp_path / "bin", tmp_path / "seen", tmp_path / "home"
+    bin_dir.mkdir()
+    seen.mkdir()
+    engine = bin_dir / "podman"
+    engine.write_text(ENGINE.format(python=sys.executable))
+    engine.chmod(0o755)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("x")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SEEN": str(seen),
+           "SM_DETECTORS_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "sdk", "launch", "--instance-type", "local", "--image", IMAGE,
+                             "--engine", "podman", "--train", str(data), "--job-name", "stopme", "--logs",
+                             "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    for line in proc.stdout:  # the job's log, followed
+        if line.startswith("ready"):
+            break
+    container = int(line.split()[1])
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)  # a guard against a hang, not a measure
+    assert proc.returncode == 130, err
+    assert _gone(container)
+    assert "local job stopme stopped (Stopped)" in err and "resume stopme --local" in err
+    assert "SIGTERM: checkpoint saved" in (home / "jobs" / "stopme" / "log.txt").read_text()
+    assert json.loads((home / "jobs" / "stopme" / "job.json").read_text())["TrainingJobStatus"] == "Stopped"
