@@ -1,8 +1,9 @@
 """``python -m container.local``: what it refuses before touching anything, and what a stop does to its children.
 
 The trainer here is a stand-in (``TRAIN_COMMAND`` replaced): a process that starts a child of its own, says so
-on stdout, and on SIGTERM writes a checkpoint and exits 143 as the real one does. Every wait is for a line or
-a process's end, never for a time.
+on stdout in colour (every test reads that line back plain: into a pipe the runner drops colour codes), and
+on SIGTERM writes a checkpoint and exits 143 as the real one does. Every wait is for a line or a process's end,
+never for a time.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ STAND_IN = textwrap.dedent("""
         sys.exit(143)  # and leaves its own child behind, as a crashed trainer would
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if os.environ.get("IGNORE_TERM") else stop)
-    print(f"ready {os.getpid()} {child.pid}", flush=True)
+    print(f"\x1b[34m\x1b[1mready\x1b[0m {os.getpid()} {child.pid}", flush=True)  # coloured, as ultralytics does
     while True:
         signal.pause()
 """)
