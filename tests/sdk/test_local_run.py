@@ -88,3 +88,19 @@ def test_dry_run_masks_environment_values_and_secrets(aws, tmp_path, capsys):
     assert tags["source"] == "https://***@gitlab.example.com/team/repo.git" and tags["api_key"] == "***"
     for secret in (SECRET, "visible-value", "glpat-abcdef", "AKIAABCDEFGHIJKLMNOP"):
         assert secret not in out
+
+
+@pytest.mark.parametrize("name", ["..", "../../victim", "a/b"])
+def test_a_request_with_a_channel_name_that_is_no_folder_writes_nothing(tmp_path, monkeypatch, name):
+    """The API's own pattern lets '..' through; local mode refuses it before a byte is downloaded or linked."""
+    monkeypatch.setenv("SM_DETECTORS_HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("x")
+    request = sdk.plan_job(instance_type="local", image="yolo", train=data, job_name="dots").request
+    request["InputDataConfig"][0]["ChannelName"] = name
+    run = LocalRun(request, jobs_home() / "dots", kind="yolo")
+    with pytest.raises(sdk.ConfigurationError, match="is not valid"):
+        run.prepare()
+    assert sorted(p.name for p in (jobs_home() / "dots").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "home"]
