@@ -54,7 +54,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             "the endpoint may still be being created; `python -m sdk undeploy NAME` deletes it") from None
     if isinstance(endpoint, LocalEndpoint):
         print(json.dumps({"endpoint": endpoint.name, "url": endpoint.url}), flush=True)
-        print(f"serving {endpoint.url} until Ctrl-C", file=sys.stderr, flush=True)
+        print(f"Ctrl-C stops the local endpoint {endpoint.name}", file=sys.stderr, flush=True)
         try:
             if endpoint.server.process is not None:
                 endpoint.server.process.wait()
