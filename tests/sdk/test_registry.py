@@ -264,6 +264,20 @@ def test_deploy_refuses_a_group_without_an_approved_version(registry, aws, monke
     assert sm.list_models()["Models"] == [] and sm.list_endpoints()["Endpoints"] == []
 
 
+def test_deploy_one_approved_version_with_an_environment_on_top(registry, aws):
+    """deploy(version): the Model names the package (SageMaker takes its image, model and environment); weights=
+    set at deploy time go on top of the version's environment. wait=False: moto's endpoint is recorded only."""
+    model = sdk.register(make_job(aws, "pcb-train-012"), group=GROUP, weights="onnx")
+    endpoint = sdk.deploy(sdk.approve(model), weights="best.pt", environment={"SERVING_WORKERS": "2"}, wait=False)
+    sm = aws.client("sagemaker")
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint.describe()["EndpointConfigName"])
+    created = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert created["PrimaryContainer"] == {"ModelPackageName": model.arn, "Environment": {
+        "SERVING_WEIGHTS": "best.pt", "SERVING_WORKERS": "2"}}
+    assert created["ExecutionRoleArn"] == ROLE
+    assert sdk.registry.served_version(endpoint.name).version == 1
+
+
 def test_fetch_a_registered_model(registry, aws, tmp_path):
     model = sdk.register(make_job(aws, "pcb-train-009"), group=GROUP)
     fetched = sdk.fetch_model(model)
