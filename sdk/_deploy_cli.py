@@ -199,7 +199,7 @@ def add_commands(sub: Any) -> None:
     tra.add_argument("output", help="s3:// prefix for <key>.out")
     tra.add_argument("--content-type", default="application/x-image",
                      help="application/x-image (default), image/jpeg, image/png, application/jsonlines")
-    tra.add_argument("--no-wait", action="store_true")
+    tra.add_argument("--no-wait", action="store_true", help="return once the transform job is created")
     tra.set_defaults(func=cmd_transform)
 
 

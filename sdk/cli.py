@@ -357,7 +357,8 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-jobs", type=int, default=10)
     tune.add_argument("--max-parallel", type=int, default=2)
     tune.add_argument("--strategy", default="Bayesian", choices=["Bayesian", "Random", "Hyperband", "Grid"])
-    tune.add_argument("--no-early-stopping", action="store_true")
+    tune.add_argument("--no-early-stopping", action="store_true",
+                      help="let every training job run to its end (default: SageMaker stops unpromising ones)")
     tune.add_argument("--tuning-job-name")
     tune.add_argument("--wait", action="store_true", help="wait for the tuning job to end")
     tune.add_argument("--dry-run", action="store_true", help="print the request (secrets masked); create nothing")

@@ -87,6 +87,10 @@ def test_launch_help_says_what_each_no_flag_does():
     from sdk._spec import FOLLOW_ARGS, JOB_ARGS
 
     assert all(a.flag_help for a in (*JOB_ARGS, *FOLLOW_ARGS) if a.cli == "negflag")
+    unhelped = [f"{name} {option}" for name, command in parser()._subparsers._group_actions[0].choices.items()
+                for action in command._actions for option in action.option_strings
+                if option.startswith("--no-") and not action.help]
+    assert unhelped == []
 
 
 def test_logs_into_a_file_carry_no_colour_codes(aws, tmp_path, capsys):
