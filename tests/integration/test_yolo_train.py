@@ -16,6 +16,7 @@ import pytest
 from container import local
 from container.archive import make_tarball
 from tests.conftest import FAST, ROOT, metric_values
+from tests.mlflow_server import mlflow_server  # noqa: F401 - the session's MLflow server, for `tracking`
 
 pytestmark = pytest.mark.slow
 
@@ -24,16 +25,27 @@ def _environ(base: Path) -> dict[str, str]:
     return local.train_environ(base, env={"PYTHONPATH": str(ROOT)})
 
 
-def run_train(base: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return local.run_train(base, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=timeout)
+def run_train(base: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return local.run_train(base, env={"PYTHONPATH": str(ROOT), **(env or {})}, capture_output=True, text=True,
+                           timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def trained(shapes, tmp_path_factory):
-    """One successful job with an ONNX export, shared by the checks below."""
+def tracking(request) -> dict[str, str]:
+    """The job's MLflow environment when a test server can run here (tests/mlflow_server.py), else none."""
+    try:
+        server = request.getfixturevalue("mlflow_server")
+    except pytest.skip.Exception:
+        return {}
+    return {"MLFLOW_TRACKING_URI": server.uri, "MLFLOW_EXPERIMENT_NAME": "yolo-train", "TRAINING_JOB_NAME": "yolo-1"}
+
+
+@pytest.fixture(scope="module")
+def trained(shapes, tmp_path_factory, tracking):
+    """One successful job with an ONNX export, shared by the checks below (logging to MLflow where it can)."""
     base = local.build_tree(tmp_path_factory.mktemp("job") / "opt_ml", {"train": shapes},
                       {**FAST, "export": "onnx", "per_class_metrics": "true"})
-    result = run_train(base)
+    result = run_train(base, env=tracking)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return base, result
 
@@ -204,3 +216,65 @@ def test_restart_after_finish_only_packages(trained, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "already finished" in result.stdout and "[metrics]" not in result.stdout
     assert (copy / "model" / "best.pt").is_file() and (copy / "model" / "exports" / "best.onnx").is_file()
+
+
+def test_mlflow_run(trained, tracking):
+    """One job, one run: the job's params, every epoch's metric line under its metric definitions' names, the
+    final and per-class lines, tags and the model folder's files; ultralytics' own MLflow callback stayed off."""
+    if not tracking:
+        pytest.skip("no MLflow test server here (.venv-sm3)")
+    from tests.mlflow_server import Server, artifacts, history, runs_of
+
+    _, result = trained
+    server = Server(tracking["MLFLOW_TRACKING_URI"], Path())
+    (run,) = runs_of(server, "yolo-train")
+    assert run.info.run_name == "yolo-1" and run.info.status == "FINISHED"
+    run_id = run.info.run_id
+    assert f"started run {run_id}" in result.stdout and "WARNING mlflow" not in result.stdout
+    logged = metric_values(result.stdout)  # what SageMaker's regexes read from the same log
+    for name in ("val:mAP50-95", "train:box_loss", "epoch", "final:mAP50", "class:rectangle:mAP50"):
+        points = history(server, run_id, name)
+        assert [v for _, v in points] == pytest.approx(logged[name], abs=1e-6), name
+    assert [step for step, _ in history(server, run_id, "val:mAP50-95")] == [1, 2]
+    assert run.data.params["epochs"] == "2" and run.data.params["imgsz"] == "64" and run.data.params["model"] == \
+        "yolo11n.yaml"
+    assert run.data.tags["sagemaker.image"] == "yolo" and run.data.tags["sagemaker.channel.train"] == "File"
+    assert {"metrics.json", "results.csv", "args.yaml", "data.yaml"} <= artifacts(server, run_id)
+    assert "best.pt" not in str(artifacts(server, run_id))  # weights only with mlflow_log_model=true
+    assert not any(k.startswith(("metrics/", "train/")) for k in run.data.metrics), "ultralytics' own names"
+
+
+def test_mlflow_restart_continues_the_run_and_a_silent_server_costs_one_warning(trained, tracking, tmp_path):
+    """The restarted job (same checkpoint folder) continues the run; the same restart with a server that accepts
+    and never answers finishes with one warning."""
+    import shutil
+    import socket
+
+    if not tracking:
+        pytest.skip("no MLflow test server here (.venv-sm3)")
+    from tests.mlflow_server import Server, runs_of
+
+    base, _ = trained
+    copies = []
+    for name in ("restart", "silent"):
+        copy = tmp_path / name
+        shutil.copytree(base, copy, symlinks=True)
+        shutil.rmtree(copy / "model")
+        (copy / "model").mkdir()
+        hps = json.loads((copy / "input/config/hyperparameters.json").read_text())
+        (copy / "input/config/hyperparameters.json").write_text(json.dumps({**hps, "export": ""}))  # no re-export
+        copies.append(copy)
+    again = run_train(copies[0], env=tracking)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    (run,) = runs_of(Server(tracking["MLFLOW_TRACKING_URI"], Path()), "yolo-train")
+    assert f"continuing run {run.info.run_id}" in again.stdout and run.info.status == "FINISHED"
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        quiet = run_train(copies[1], env={**tracking, "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"})
+    assert quiet.returncode == 0, quiet.stdout[-2000:] + quiet.stderr[-2000:]
+    warnings = [line for line in quiet.stdout.splitlines() if line.startswith("WARNING mlflow")]
+    assert len(warnings) == 1 and uri in warnings[0], quiet.stdout[-3000:]
+    assert "training finished" in quiet.stdout and (copies[1] / "model" / "best.pt").is_file()
