@@ -13,6 +13,7 @@ No boto3 import here: an S3 client is passed in where one is needed.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import io
@@ -178,6 +179,7 @@ class LocalServer:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
+        atexit.register(self.stop)  # a session that ends without delete() leaves no server behind
         try:
             self.wait_ready(timeout)
         except BaseException:  # Ctrl-C while the model loads included: the server must not outlive the call

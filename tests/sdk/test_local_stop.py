@@ -154,3 +154,27 @@ def test_ctrl_c_on_a_local_training_job_stops_it_as_stop_training_job_does(tmp_p
     assert "local job stopme stopped (Stopped)" in err and "resume stopme --local" in err
     assert "SIGTERM: checkpoint saved" in (home / "jobs" / "stopme" / "log.txt").read_text()
     assert json.loads((home / "jobs" / "stopme" / "job.json").read_text())["TrainingJobStatus"] == "Stopped"
+
+
+def test_a_python_session_that_ends_without_delete_leaves_no_server(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, sys
+        from pathlib import Path
+        from sdk._hosting import LocalServer
+        log = Path({str(tmp_path / "serve.log")!r})
+        server = LocalServer(Path({str(tmp_path)!r}), log_path=log)
+        server.command = lambda: [sys.executable, "-c", {STAND_IN!r}]
+
+        def ready(timeout):
+            while not log.read_text().startswith("up "):
+                os.sched_yield()
+
+        server.wait_ready = ready
+        server.start()
+        print(log.read_text().strip(), flush=True)  # and the session ends: no delete(), no stop()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split()[1:3]]
+    assert len(pids) == 2 and all(_gone(pid) for pid in pids)
