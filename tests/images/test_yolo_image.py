@@ -45,9 +45,12 @@ def test_trains_like_sagemaker(engine, shapes, make_tree):
     assert json.loads((base / "model" / "metrics.json").read_text())["exports"]["onnx"]["detections"] >= 0
 
 
-def test_bad_input_writes_failure(engine, shapes, make_tree):
+@pytest.mark.parametrize("command", [("train",), ()], ids=["train", "no-command"])
+def test_bad_input_writes_failure(engine, shapes, make_tree, command):
+    """``IMAGE train`` as SageMaker runs it, and the image with no command as the SageMaker SDK v3's local mode
+    starts it: with a job in /opt/ml/input/config both train (here: refuse the job at its first check)."""
     base = make_tree({"train": shapes}, {**FAST, "epochs": "ten"})
-    result = sagemaker_run(engine, base, "train", timeout=300)
+    result = sagemaker_run(engine, base, *command, timeout=300)
     assert result.returncode == 2
     assert "'epochs' must be an integer, got 'ten'" in (base / "output" / "failure").read_text()
 
