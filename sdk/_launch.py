@@ -259,16 +259,18 @@ def dataset_class_names(schema: Any, encoded: Mapping[str, str], sources: Mappin
 STAND_IN_ACCOUNT = "000000000000"
 
 
-def plan_with_gaps(**kwargs: Any) -> tuple[Plan, dict[str, str]]:
+def plan_with_gaps(planner: Any = None, **kwargs: Any) -> tuple[Any, dict[str, str]]:
     """For ``--dry-run``: the plan even without the image file, a role, a region, credentials or an output path.
 
     Each missing piece gets a stand-in in the request and is named, with its fix, in the second value, all
     at once (a newcomer should not find them one run at a time). Nothing is sent to AWS for them; with
-    credentials and no output path the default bucket's account is asked, as ``plan_job`` does.
+    credentials and no output path the default bucket's account is asked, as ``plan_job`` does. ``planner``:
+    ``plan_job`` (default) or another that takes its arguments (``plan_tuning``).
     """
+    planner = planner or plan_job
     missing: dict[str, str] = {}
     if kwargs.get("instance_type", DEFAULT_INSTANCE_TYPE) == LOCAL or kwargs.get("resume") is not None:
-        return plan_job(**kwargs), missing
+        return planner(**kwargs), missing
     from sdk._request import IMAGE_FILE
 
     image = kwargs.get("image")
@@ -301,12 +303,12 @@ def plan_with_gaps(**kwargs: Any) -> tuple[Plan, dict[str, str]]:
                                       "tell: pass --output-path s3://<bucket>/<prefix> (or give credentials)")
             kwargs["output_path"] = f"s3://sagemaker-{region}-{STAND_IN_ACCOUNT}/sm-detectors"
     try:
-        plan = plan_job(**kwargs)
+        plan = planner(**kwargs)
     except ConfigurationError as err:
         if not missing:
             raise
         raise ConfigurationError(f"{err}\nmissing as well: " + "; ".join(missing.values())) from None
-    if region_note:
+    if region_note and isinstance(plan, Plan):
         from dataclasses import replace
 
         plan = replace(plan, region=region_note)

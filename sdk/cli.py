@@ -91,13 +91,17 @@ def cmd_launch(args: argparse.Namespace) -> int:
                    for ch, src in plan.uploads.items()}
         print(json.dumps({**redact({"CreateTrainingJob": plan.request, "uploads": uploads, "region": plan.region}),
                           **({"missing": missing} if missing else {})}, indent=2))  # hints, no secret in them
-        if missing:
-            print(f"a launch needs {len(missing)} more thing(s); the plan above holds stand-ins for them:\n"
-                  + "\n".join(f"  {key}: {hint}" for key, hint in missing.items()), file=sys.stderr)
+        _say_missing(missing)
         return 0
     job = launch_job(**kwargs, **_follow_kwargs(args))
     print(json.dumps({"job": job.name, "status": job.status, "metrics": job.metrics()}, indent=2))
     return 0
+
+
+def _say_missing(missing: dict[str, str]) -> None:
+    if missing:
+        print(f"a launch needs {len(missing)} more thing(s); the plan above holds stand-ins for them:\n"
+              + "\n".join(f"  {key}: {hint}" for key, hint in missing.items()), file=sys.stderr)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -158,7 +162,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for key in ("job_name", "base_job_name", "checkpoints", "resume"):
         kwargs.pop(key, None)
     if args.dry_run:
-        print(json.dumps(redact({"CreateHyperParameterTuningJob": plan_tuning(**kwargs).request}), indent=2))
+        from sdk._launch import plan_with_gaps
+
+        plan, missing = plan_with_gaps(plan_tuning, **kwargs)  # as launch --dry-run: every missing piece at once
+        print(json.dumps({**redact({"CreateHyperParameterTuningJob": plan.request}),
+                          **({"missing": missing} if missing else {})}, indent=2))
+        _say_missing(missing)
         return 0
     tuning = tune_job(wait=args.wait, **kwargs)
     print(json.dumps({"tuning_job": tuning.name, "status": tuning.status}, indent=2))

@@ -55,6 +55,13 @@ def test_a_dry_run_without_aws_is_one_command_naming_every_missing_piece(no_aws,
     assert set(plan["missing"]) == {"credentials"} and plan["region"] == "region eu-west-1 (from AWS_REGION)"
 
 
+def test_a_tuning_dry_run_names_the_missing_pieces_too(no_aws, capsys):
+    assert cli(["tune", "--train", str(no_aws), "--range", "lr0=0.0001:0.1:log", "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert set(plan["missing"]) == {"image", "role", "region", "credentials", "output_path"}
+    assert plan["CreateHyperParameterTuningJob"]["HyperParameterTuningJobConfig"]
+
+
 def test_a_mistake_and_the_missing_pieces_are_named_together(no_aws, capsys):
     assert cli(["launch", "--train", str(no_aws), "--hp", "no_such_hp=1", "--dry-run"]) == 2
     err = capsys.readouterr().err
