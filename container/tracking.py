@@ -19,6 +19,7 @@ warning naming the server, and the job goes on without tracking.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -247,6 +248,27 @@ _current: Tracker | None = None
 _lock = threading.Lock()
 
 
+def _never_fails(func: Callable[..., Any]) -> Callable[..., Any]:
+    """What the trainers call: an error of ours (a malformed config file, a value MLflow refuses) turns tracking
+    off with one warning, as a server's failure does; it never reaches training."""
+    @functools.wraps(func)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as err:
+            global _current
+            tracker, _current = _current, None
+            if tracker is None or tracker.failed is None:
+                log(f"WARNING mlflow: {func.__name__} failed ({type(err).__name__}: {err}); training goes on without "
+                    "MLflow tracking")
+            if tracker is not None:
+                tracker.failed = tracker.failed or f"{type(err).__name__}: {err}"
+            os.environ.pop(RUN_ID_ENV, None)
+            return None
+
+    return guarded
+
+
 def current() -> Tracker | None:
     """This process's tracker: the one :func:`start` opened, or, in a process the leader started (torchrun's
     rank 0), the leader's run named in the environment. None when tracking is off."""
@@ -290,6 +312,7 @@ def run_name(env: Environment) -> str:
     return env.job_name or f"local-{env.current_host}"
 
 
+@_never_fails
 def start(env: Environment, image: str) -> Tracker | None:
     """Open (or continue) the job's run on the leader when ``MLFLOW_TRACKING_URI`` is set; None otherwise."""
     global _current
@@ -313,6 +336,7 @@ def start(env: Environment, image: str) -> Tracker | None:
     return tracker
 
 
+@_never_fails
 def stop(status: str) -> None:
     """End the job's run (leader only; a process that continued the leader's run leaves it open)."""
     global _current
@@ -324,11 +348,13 @@ def stop(status: str) -> None:
 
 
 # -- what the trainers call (each a no-op without a run) ---------------------------------------------
+@_never_fails
 def log_params(params: Mapping[str, Any], env: Environment | None = None) -> None:
     if (tracker := current()) is not None:
         tracker.log_params(params, run_file=env.tracking_run_file if env is not None else None)
 
 
+@_never_fails
 def log_metric_line(schema: Any, line: str, values: Mapping[str, Any], step: int, *, class_name: str | None = None
                     ) -> None:
     """The numbers of one metric line, under the names of the image's metric definitions."""
@@ -337,6 +363,7 @@ def log_metric_line(schema: Any, line: str, values: Mapping[str, Any], step: int
     tracker.log_metrics(schema.metric_values(line, values, class_name=class_name), step)
 
 
+@_never_fails
 def log_model_folder(model_dir: Path, hps: Mapping[str, Any]) -> None:
     """metrics.json, results.csv, the plots; the weights and exports too with ``mlflow_log_model=true``."""
     if (tracker := current()) is None or not model_dir.is_dir():

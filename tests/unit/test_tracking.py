@@ -151,3 +151,15 @@ def test_metric_names_are_the_metric_definitions():
     assert schema.metric_values("class", {"mAP50": 0.25}, class_name="red car") == {"class:red car:mAP50": 0.25}
     assert tracking.metric_name("class:a/b (1):mAP50") == "class:a/b _1_:mAP50"
     assert tracking._tuning_job_of("tune-yolo-007-1a2b3c4d") == "tune-yolo"
+
+
+def test_an_error_of_ours_turns_tracking_off_not_training(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow")
+    base = build_tree(tmp_path / "opt_ml", {}, {})
+    (base / "input/config/inputdataconfig.json").write_text('{"train": "not an object"}')  # no channel config
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert tracking.start(Environment.from_base_dir(base, num_gpus=0, num_cpus=1), "yolo") is None
+    tracking.log_metric_line(Schema.load("yolo"), "metrics", {"epoch": 1}, 1)
+    tracking.stop("FINISHED")
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("WARNING mlflow")]
+    assert len(warnings) == 1 and "training goes on" in warnings[0]
