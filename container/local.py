@@ -11,6 +11,7 @@ Hyperparameters are written as SageMaker writes them: every value a string.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -258,9 +259,18 @@ def supervise(command: list[str], env: Mapping[str, str]) -> tuple[int, list[int
 
 
 def _relay(source: Any, target: Any) -> None:
+    """train's lines to ``target`` without colour codes; a reader that left (``| head``) stops the writing, never
+    the reading: a pipe left full would block train."""
+    writing = True
     for line in source:
-        target.write(plain(line))
-        target.flush()
+        if writing:
+            try:
+                target.write(plain(line))
+                target.flush()
+            except (OSError, ValueError):  # BrokenPipeError; a closed stream
+                writing = False
+                with contextlib.suppress(OSError, ValueError):  # what is left in its buffer goes nowhere, quietly
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), target.fileno())
 
 
 def _signal(pid: int, sig: int, *, group: bool) -> None:

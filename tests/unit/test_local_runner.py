@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,10 @@ STAND_IN = textwrap.dedent("""
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if os.environ.get("IGNORE_TERM") else stop)
     print(f"\x1b[34m\x1b[1mready\x1b[0m {os.getpid()} {child.pid}", flush=True)  # coloured, as ultralytics does
+    if os.environ.get("FLOOD"):  # far more than a pipe holds, then a mark that all of it was written
+        for i in range(20000):
+            print(f"line {i} " + "x" * 60, flush=True)
+        (base / "flooded").write_text("yes")
     while True:
         signal.pause()
 """)
@@ -184,6 +189,30 @@ def test_a_signal_to_the_runner_stops_train_and_its_children_and_packs(tmp_path,
     with tarfile.open(out / "model.tar.gz") as tar:
         assert "partial.txt" in tar.getnames()
     assert f"stopped ({sig.name}" in err and "--keep-checkpoints" in err
+
+
+def test_a_reader_that_leaves_does_not_block_train(tmp_path):
+    """``python -m container.local ... | head -1``: train's later lines are drained, not left to fill the pipe."""
+    data, out = _data(tmp_path), tmp_path / "O"
+    proc = _runner(tmp_path, "--train", str(data), "--out", str(out), env={"FLOOD": "1"})
+    assert proc.stdout.readline().startswith("ready")
+    proc.stdout.close()  # the reader leaves
+    flooded = out / "opt_ml" / "flooded"
+    ended = os.pidfd_open(proc.pid)
+    guard = time.monotonic() + 300  # against a hang, not a measure
+    try:
+        while not flooded.exists():  # train wrote 1.3 MB past a gone reader (a blocked train never gets here)
+            assert not select.select([ended], [], [], 0)[0], proc.stderr.read()
+            assert time.monotonic() < guard, "train is blocked writing to a pipe nobody reads"
+            os.sched_yield()
+    finally:
+        os.close(ended)
+        if not flooded.exists():
+            proc.kill()  # train follows (PR_SET_PDEATHSIG)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
 
 
 def test_a_second_signal_kills_a_train_that_ignores_the_first(tmp_path):
