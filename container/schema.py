@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -235,6 +236,8 @@ def coerce(param: Param, raw: Any) -> Any:
         if param.optional:
             return None
         raise ValueError(f"needs a value ({param.type_label})")
+    if (unusable := _unusable(value)) is not None:
+        raise ValueError(unusable)
     if not param.types:
         return value
     for kind in param.types:
@@ -244,6 +247,23 @@ def coerce(param: Param, raw: Any) -> Any:
             continue
         return _check_value(param, result, raw)
     raise ValueError(f"must be {_article(param.type_label)}, got {_shown(raw)}")
+
+
+INT_LIMIT = 2**63  # torch, numpy and TensorFlow hold an integer in 64 bits: a larger one is an OverflowError there
+
+
+def _unusable(value: Any) -> str | None:
+    """Why ``value`` (decoded, at any depth of a list or mapping) can reach no framework, else None: NaN and
+    infinity (``1e400`` is infinity once read) pass every range check (``nan < 0`` and ``nan > 1`` are both
+    false) and make a job train on NaN; an integer past 64 bits; a NUL character, which no path or name holds."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {_shown(value)}"
+    if isinstance(value, int) and not isinstance(value, bool) and not -INT_LIMIT <= value < INT_LIMIT:
+        return f"must fit in 64 bits, got {_shown(value)}"
+    if isinstance(value, str) and "\0" in value:
+        return f"holds a NUL character ({_shown(value)}): remove it"
+    items = value if isinstance(value, list) else [*value, *value.values()] if isinstance(value, dict) else []
+    return next((why for item in items if (why := _unusable(item)) is not None), None)
 
 
 def _canonical(value: Any, choices: Iterable[Any]) -> Any:
@@ -287,8 +307,9 @@ def _check_value(param: Param, value: Any, raw: Any) -> Any:
         wrong = [str(i).strip() for i in items if str(i).strip()
                  and str(i).strip().lower() not in {c.lower() for c in param.item_choices}]
         if wrong:
-            hints = {w: difflib.get_close_matches(w.lower(), list(param.item_choices), n=1) for w in wrong}
-            said = ", ".join(repr(w) + (f" (did you mean {hints[w][0]!r}?)" if hints[w] else "") for w in wrong)
+            hints = {w: difflib.get_close_matches(w.lower()[:60], list(param.item_choices), n=1) for w in wrong[:5]}
+            said = ", ".join(_shown(w) + (f" (did you mean {hints[w][0]!r}?)" if hints[w] else "") for w in wrong[:5])
+            said += f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
             raise ValueError(f"has unknown item(s) {said}; each must be one of {', '.join(param.item_choices)}")
     return value
 

@@ -1,0 +1,58 @@
+"""More of issue 22's classes of input, on the doors its listed cases did not name: every numeric hyperparameter
+of both images under NaN/infinity/huge numbers, every format's reader under wrong JSON types."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from container.failure import UserError
+from container.schema import Schema
+
+
+def _numeric(image: str) -> list[str]:
+    return [name for name, p in Schema.load(image).params.items() if {"int", "float"} & set(p.types)]
+
+
+@pytest.mark.parametrize("image", ["yolo", "tfod"])
+@pytest.mark.parametrize("value, said", [
+    ("-Infinity", "must be a finite number"), ("NaN", "must be a finite number"),
+    ("Infinity", "must be a finite number"),
+    ("1e400", "must be a finite number"), ("-1e400", "must be a finite number"), (math.nan, "must be a finite number"),
+    (math.inf, "must be a finite number"), (10**30, "must fit in 64 bits"), (str(10**30), "must fit in 64 bits")])
+def test_every_numeric_hyperparameter_refuses_numbers_no_framework_can_use(image, value, said):
+    """NaN passed every range check (nan < min and nan > max are both false): lr0=nan, conf=NaN, batch=1e400 were
+    accepted, and a job trained on NaN; 10**30 reached torch as an OverflowError."""
+    schema = Schema.load(image)
+    names = _numeric(image)
+    assert names
+    for name in names:
+        with pytest.raises(UserError, match=f"hyperparameter '{name}' {said}"):
+            schema.parse({name: value})
+
+
+@pytest.mark.parametrize("key, value", [("classes", "[1e400]"), ("names", ["a", "b\x00c"]), ("data", "x\x00.yaml")])
+def test_a_list_or_string_holding_an_unusable_value_is_refused(key, value):
+    with pytest.raises(UserError, match=f"hyperparameter '{key}' (must be a finite|holds a NUL)"):
+        Schema.load("yolo").parse({key: value})
+
+
+def test_tfod_overrides_holding_nan_are_refused():
+    with pytest.raises(UserError, match="hyperparameter 'overrides' must be a finite number"):
+        Schema.load("tfod").parse({"overrides": '{"trainer": {"optimizer_config": {"learning_rate": NaN}}}'})
+
+
+def test_a_list_of_unknown_items_is_named_in_short():
+    """A 100 kB export list was echoed whole in the message (100 kB of error)."""
+    with pytest.raises(UserError) as err:
+        Schema.load("yolo").parse({"export": "x" * 100_000})
+    assert len(str(err.value)) < 1000
+    with pytest.raises(UserError, match="and 995 more") as err:
+        Schema.load("yolo").parse({"export": ",".join(f"f{i}" for i in range(1000))})
+    assert len(str(err.value)) < 1000
+
+
+def test_finite_values_still_pass():
+    assert Schema.load("yolo").parse({"lr0": "0.01", "epochs": "3", "classes": "[0, 2]"}) == {
+        "lr0": 0.01, "epochs": 3, "classes": [0, 2]}
