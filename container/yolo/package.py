@@ -24,7 +24,6 @@ from container.signals import GracefulStop, pause_point
 from container.yolo import checkpoints
 from container.yolo import dataset as datasets
 from container.yolo.report import Reporter, _short_key, export_formats, log
-from container.yolo.serve import has_nms_free_head
 
 
 def export_and_verify(best: Path, formats: list[str], imgsz: Any, sample: Path, dest: Path,
@@ -40,10 +39,7 @@ def export_and_verify(best: Path, formats: list[str], imgsz: Any, sample: Path, 
         started = time.monotonic()
         pause_point(f"export:{fmt}", stop)
         try:
-            model = YOLO(str(best))
-            # an NMS-free head (YOLO26, YOLOv10) exported as such: ultralytics 8.4 does so only with nms=False
-            options = {"nms": False} if has_nms_free_head(model) else {}
-            exported = Path(model.export(format=fmt, imgsz=imgsz, **options))
+            exported = Path(YOLO(str(best)).export(format=fmt, imgsz=imgsz))
             detections = YOLO(str(exported), task="detect").predict(str(sample), imgsz=imgsz, verbose=False)
         except TrainingStopped:
             raise

@@ -24,7 +24,7 @@ from container.failure import UserError
 from container.serving.protocol import Detection, ModelLoadError, Thresholds
 from container.serving.resources import WEIGHTS_ENV, intra_op_threads
 
-NMS_ENV = "SERVING_NMS"  # auto (default): NMS-free where the model's head is; true: NMS always
+NMS_ENV = "SERVING_NMS"  # true (default): NMS, as ultralytics predicts; false: the NMS-free head (YOLO26)
 ULTRALYTICS_DEFAULT_CONF = 0.25  # ultralytics' predict default; training's conf (null) is for validation
 
 
@@ -94,16 +94,17 @@ def has_nms_free_head(model: Any) -> bool:
 
 
 def nms_free(model: Any, environ: Any = os.environ) -> bool:
-    """Whether to predict with the model's NMS-free (one-to-one) head: YOLO26 and YOLOv10 have one, and
-    ultralytics 8.4 uses it only when asked (``nms=False``); ``SERVING_NMS=true`` keeps the NMS path."""
-    choice = (environ.get(NMS_ENV) or "auto").strip().lower()
-    if choice not in ("auto", "true", "false"):
-        raise UserError(f"{NMS_ENV}={choice!r}: auto (NMS-free where the model's head is), true (always NMS) or "
-                        "false (NMS-free; the model must have the head)")
-    has_head = has_nms_free_head(model)
-    if choice == "false" and not has_head:
+    """Whether to predict with the model's NMS-free (one-to-one) head, which YOLO26 and YOLOv10 have and
+    ultralytics 8.4 uses only when asked (``nms=False``). Asked by ``SERVING_NMS=false`` only: the default is
+    ultralytics' own NMS path, because the one-to-one head can trail it (docs/benchmarks.md: 0.51 against 0.64
+    mAP50-95 after 30 epochs on shapes); validate both (``YOLO.val(nms=False)``) before choosing it."""
+    choice = (environ.get(NMS_ENV) or "true").strip().lower()
+    if choice not in ("true", "false"):
+        raise UserError(f"{NMS_ENV}={choice!r}: true (NMS, the default) or false (the NMS-free head of YOLO26 "
+                        "and YOLOv10)")
+    if choice == "false" and not has_nms_free_head(model):
         raise UserError(f"{NMS_ENV}=false: this model has no NMS-free head (YOLO26 and YOLOv10 have one)")
-    return has_head and choice != "true"
+    return choice == "false"
 
 
 class TorchPredictor:
