@@ -2,14 +2,14 @@
 
     python benchmarks/bench_nms_free.py [--model-dir DIR] [--epochs 20] [--imgsz 128] [--images 200]
 
-Without ``--model-dir`` it trains yolo26n from its YAML on generated shapes through the image's own ``train``
-(``export=onnx``: the export is the NMS-free one, see container/yolo/package.py). Then, on the validation split:
+Without ``--model-dir`` it trains yolo26n from its YAML on generated shapes through the image's own ``train``.
+Then, on the validation split:
 
 * mAP50-95 and mAP50 from ``YOLO.val`` with ``nms=False`` (the one-to-one head, no NMS) and without (the
   one-to-many head and NMS, ultralytics 8.4's default);
 * latency per image through the serving adapter (container/yolo/serve.py), one image at a time, already
-  decoded: ``best.pt`` with ``SERVING_NMS=auto`` (NMS-free) and ``=true`` (NMS), and the two ONNX exports
-  (end-to-end, and the raw head with NMS in NumPy) with onnxruntime.
+  decoded: ``best.pt`` with ``SERVING_NMS=false`` (NMS-free) and ``=true`` (NMS, the default), and two ONNX
+  exports (``nms=False``: end to end; the default: the raw head, NMS in NumPy) with onnxruntime.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def train(root: Path, epochs: int, imgsz: int, images: int) -> tuple[Path, Path]
     shapes = make_shapes(root / "shapes", train=images, val=max(8, images // 4), size=imgsz)
     base = local.build_tree(root / "opt_ml", {"train": shapes},
                             {"model": "yolo26n.yaml", "epochs": str(epochs), "imgsz": str(imgsz), "batch": "16",
-                             "workers": "0", "plots": "false", "export": "onnx"})
+                             "workers": "0", "plots": "false"})
     started = time.monotonic()
     result = local.run_train(base, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=7200)
     if result.returncode:
@@ -57,7 +57,7 @@ def latency(predictor, arrays, thresholds) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, help="a YOLO26 model folder (with exports/best.onnx)")
+    parser.add_argument("--model-dir", type=Path, help="a YOLO26 model folder")
     parser.add_argument("--data", type=Path, help="with --model-dir: the dataset's data.yaml")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--imgsz", type=int, default=128)
@@ -92,14 +92,16 @@ def main() -> None:
     arrays = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(val_dir.iterdir())]
     arrays = (arrays * (60 // len(arrays) + 1))[:60]
     thresholds = Thresholds(conf=0.25, iou=0.7, max_det=300)
-    nms_onnx = Path(YOLO(str(best)).export(format="onnx", imgsz=args.imgsz))  # nms=None: the raw head
-    (tmp / "nms").mkdir(exist_ok=True)
-    nms_onnx = nms_onnx.rename(tmp / "nms" / "best.onnx")
+    onnx = {}
+    for name, options in (("end2end", {"nms": False}), ("nms", {})):
+        exported = Path(YOLO(str(best)).export(format="onnx", imgsz=args.imgsz, **options))
+        (tmp / name).mkdir(exist_ok=True)
+        onnx[name] = exported.rename(tmp / name / "best.onnx")
     rows = []
-    for label, env, weights in (("best.pt, NMS-free (SERVING_NMS=auto)", "auto", best),
-                                ("best.pt, NMS (SERVING_NMS=true)", "true", best),
-                                ("ONNX end-to-end (the image's export)", "auto", model_dir / "exports" / "best.onnx"),
-                                ("ONNX raw head, NMS in NumPy", "auto", nms_onnx)):
+    for label, env, weights in (("best.pt, NMS-free (SERVING_NMS=false)", "false", best),
+                                ("best.pt, NMS (SERVING_NMS=true, the default)", "true", best),
+                                ("ONNX end to end (export nms=False)", "true", onnx["end2end"]),
+                                ("ONNX raw head, NMS in NumPy (export default)", "true", onnx["nms"])):
         os.environ[serve.NMS_ENV] = env
         predictor = serve.load_weights(model_dir, weights)
         p50, p95 = latency(predictor, arrays, thresholds)
