@@ -178,7 +178,8 @@ def _latest_label(record: dict) -> str | None:
     """The line's bounding-box label attribute; of several (an adjustment job chained to the labelling job
     writes its own beside the original's), the one whose metadata is the latest, else the last."""
     keys = [k for k, v in record.items() if isinstance(v, dict) and "annotations" in v]
-    dates = [str((record.get(f"{k}-metadata") or {}).get("creation-date", "")) for k in keys]
+    metas = [record.get(f"{k}-metadata") for k in keys]  # a hand-edited line's metadata may be no object
+    dates = [str(m.get("creation-date", "")) if isinstance(m, dict) else "" for m in metas]
     return max(zip(dates, range(len(keys)), keys, strict=True))[2] if keys else None
 
 

@@ -56,3 +56,20 @@ def test_a_list_of_unknown_items_is_named_in_short():
 def test_finite_values_still_pass():
     assert Schema.load("yolo").parse({"lr0": "0.01", "epochs": "3", "classes": "[0, 2]"}) == {
         "lr0": 0.01, "epochs": 3, "classes": [0, 2]}
+
+
+@pytest.mark.parametrize("metadata", ["a", [1], True, 1.5])
+def test_a_ground_truth_line_whose_metadata_is_no_object_is_a_problem_naming_the_line(tmp_path, metadata):
+    """The label's '-metadata' a string or a list: an AttributeError traceback before (exit 1)."""
+    import json
+
+    from container.annotations import read
+
+    line = {"source-ref": "s3://b/a.jpg", "job": {"annotations": [{"class_id": 0, "left": 1, "top": 1, "width": 2,
+                                                                      "height": 2}], "image_size": [{"width": 8,
+                                                                                                      "height": 8}]},
+            "job-metadata": metadata}
+    (tmp_path / "out.manifest").write_text(json.dumps(line) + "\n")
+    ann = read(tmp_path / "out.manifest", "groundtruth")
+    assert [(kind, example.split(":")[0]) for kind, example, _, _ in ann.issues] == [
+        ("unreadable annotation", "out.manifest line 1")]
