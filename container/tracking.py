@@ -34,6 +34,7 @@ from container.contract import TUNING_OBJECTIVE_KEY, Environment
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 DEFAULT_EXPERIMENT = "sm-detectors"
+CHANNEL_SOURCES_ENV = "SM_DETECTORS_CHANNEL_SOURCES"  # set by the SDK with mlflow=: {channel: URI} as JSON
 IMAGE_URI_ENV = "SM_DETECTORS_IMAGE_URI"  # set by the SDK with mlflow=: a job cannot see its own image's URI
 RUN_ID_ENV = "SM_DETECTORS_MLFLOW_RUN_ID"  # the leader's run, handed to the processes it starts (torchrun's rank 0)
 LOG_MODEL_PARAM = "mlflow_log_model"
@@ -286,20 +287,16 @@ def job_tags(env: Environment, image: str) -> dict[str, str]:
     for key, tag in (("TRAINING_JOB_ARN", "sagemaker.job_arn"), (IMAGE_URI_ENV, "sagemaker.image_uri")):
         if env.environ.get(key):
             tags[tag] = env.environ[key]
-    for name, config in env.input_data_config.items():
-        source = _channel_source(config)
-        tags[f"sagemaker.channel.{name}"] = source or env.input_mode(name)
+    try:
+        sources = json.loads(env.environ.get(CHANNEL_SOURCES_ENV) or "{}")
+    except ValueError:
+        sources = {}
+    for name in sorted({*env.input_data_config, *(sources if isinstance(sources, dict) else {})}):
+        source = sources.get(name) if isinstance(sources, dict) else None
+        tags[f"sagemaker.channel.{name}"] = str(source or env.input_mode(name))
     if TUNING_OBJECTIVE_KEY in env.hyperparameters_raw and env.job_name:  # one of a tuning job's training jobs
         tags[TUNING_TAG] = _tuning_job_of(env.job_name)
     return tags
-
-
-def _channel_source(config: Mapping[str, Any]) -> str:
-    source = config.get("DataSource") or config.get("S3Uri") or ""
-    if isinstance(source, Mapping):
-        inner = source.get("S3DataSource") or source.get("FileDataSource") or {}
-        return str(inner.get("S3Uri") or inner.get("FileUri") or "")
-    return str(source)
 
 
 def _tuning_job_of(job_name: str) -> str:

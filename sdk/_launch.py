@@ -207,6 +207,10 @@ def plan_job(
             else:
                 uploads[ch] = plan_upload(value, output, channel=ch)
                 uris[ch] = uploads[ch].uri
+    if mlflow is not None:  # the run's tags name each channel's source: a job's own files do not say it
+        from sdk._mlflow import channel_sources
+
+        common["environment"] = {**common["environment"], **channel_sources(uris)}
     request = build_request(channels=uris, output_path=output, **common,
                             **({} if local else _checkpoint_args(checkpoint_s3_uri, checkpoints, tensorboard, output,
                                                                  name)))

@@ -7,6 +7,7 @@ first, and says which IAM actions the job's role needs. :func:`run_of` reads the
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from container.tracking import (
+    CHANNEL_SOURCES_ENV,
     DEFAULT_EXPERIMENT,
     EXPERIMENT_ENV,
     IMAGE_URI_ENV,
@@ -25,6 +27,7 @@ from sdk._errors import ConfigurationError
 # SageMaker's own pattern for an MLflow resource (API_AIMlflowConfig: MlflowResourceArn)
 ARN_RE = re.compile(r"^arn:aws[a-z\-]*:sagemaker:(?P<region>[a-z0-9\-]+):(?P<account>[0-9]{12}):"
                     r"(?P<kind>mlflow-app|mlflow-tracking-server)/(?P<name>[A-Za-z0-9][A-Za-z0-9\-]*)$")
+ENV_VALUE_LIMIT = 512  # CreateTrainingJob's limit on one Environment value
 EXPERIMENT_RE = re.compile(r"^[a-zA-Z0-9\-_./ ]{1,256}$")
 
 # What the job's role calls on a SageMaker managed MLflow server (service prefix sagemaker-mlflow), and on the
@@ -55,6 +58,17 @@ def tracking_environment(mlflow: str | None, experiment: str | None, *, region: 
         raise ConfigurationError(f"environment sets {', '.join(clash)} and mlflow=/experiment= say otherwise: "
                                  "give one of them")
     return {**wanted, **({IMAGE_URI_ENV: image_uri} if image_uri else {})}
+
+
+def channel_sources(uris: Mapping[str, str]) -> dict[str, str]:
+    """Each channel's S3 URI (or local folder) for the run's tags, in one variable; left out past SageMaker's
+    512 characters for an environment value."""
+    text = json.dumps(dict(uris), separators=(",", ":"))
+    if len(text) > ENV_VALUE_LIMIT:
+        print(f"mlflow: the channels' sources take {len(text)} characters, over the {ENV_VALUE_LIMIT} an environment "
+              "variable may hold; the run's tags give their input modes only", file=sys.stderr)
+        return {}
+    return {CHANNEL_SOURCES_ENV: text}
 
 
 def check_uri(uri: Any, *, region: str | None) -> str:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import sdk
@@ -27,7 +29,10 @@ def test_arn_in_the_environment_and_the_role_actions_named(aws, shapes, capsys):
 
 
 def test_http_server_and_the_default_experiment(aws, shapes, capsys):
-    env = _plan(shapes, mlflow="https://mlflow.example.com", environment={"A": "1"}).request["Environment"]
+    request = _plan(shapes, mlflow="https://mlflow.example.com", environment={"A": "1"}).request
+    env = request["Environment"]
+    sources = json.loads(env.pop("SM_DETECTORS_CHANNEL_SOURCES"))  # the run's tags name each channel's source
+    assert sources == {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
     assert env == {"A": "1", "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
                    "MLFLOW_EXPERIMENT_NAME": "sm-detectors", "SM_DETECTORS_IMAGE_URI": IMAGE}
     assert "sagemaker-mlflow" not in capsys.readouterr().err
@@ -64,3 +69,15 @@ def test_cli_flags(aws, shapes, capsys):
                 "--mlflow", ARN.replace("us-east-1", "eu-west-1"), "--experiment", "pcb", "--no-wait"])
     assert code == 2
     assert "eu-west-1" in capsys.readouterr().err
+
+
+def test_sources_past_the_environment_limit_are_left_out(aws, shapes, capsys):
+    long = f"s3://{BUCKET}/" + "d" * 600 + "/"
+    env = _plan(shapes, mlflow="https://mlflow.example.com", val=long).request["Environment"]
+    assert "SM_DETECTORS_CHANNEL_SOURCES" not in env and env["MLFLOW_TRACKING_URI"]
+    assert "over the 512" in capsys.readouterr().err
+
+
+def test_no_mlflow_no_variables(aws, shapes):
+    assert "Environment" not in _plan(shapes).request or not any(
+        k.startswith(("MLFLOW_", "SM_DETECTORS_")) for k in _plan(shapes).request["Environment"])

@@ -31,9 +31,10 @@ def job_env(tmp_path, monkeypatch):
     tracking.stop("KILLED")  # a test that failed half-way leaves no run open in this process
 
 
-def test_tf_pieces_log_to_mlflow(mlflow_server, job_env, capsys):  # noqa: F811
+def test_tf_pieces_log_to_mlflow(mlflow_server, job_env, capsys, monkeypatch):  # noqa: F811
     from container.tfod import trainer
 
+    monkeypatch.setenv(tracking.CHANNEL_SOURCES_ENV, json.dumps({"train": "s3://bucket/pcb/train/"}))  # the SDK's
     env = job_env(mlflow_server.uri, "tf-pieces")
     schema = Schema.load("tfod")
     assert tracking.start(env, "tfod") is not None
@@ -62,7 +63,7 @@ def test_tf_pieces_log_to_mlflow(mlflow_server, job_env, capsys):  # noqa: F811
     assert run.data.params["mlflow_log_model"] == "false"
     tags = run.data.tags
     assert tags["sagemaker.job_name"] == "tf-job-1" and tags["sagemaker.image"] == "tfod"
-    assert tags["sagemaker.instance_count"] == "1"
+    assert tags["sagemaker.instance_count"] == "1" and tags["sagemaker.channel.train"] == "s3://bucket/pcb/train/"
     assert artifacts(mlflow_server, run_id) == {"metrics.json", "label_map.csv"}  # no model: not asked for
     kept = json.loads(env.tracking_run_file.read_text())
     assert kept["run_id"] == run_id and kept["params_logged"] is True
