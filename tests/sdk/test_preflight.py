@@ -49,7 +49,7 @@ def launch(data, **kwargs):
     ({"hyperparameters": {"imgsz": "big"}}, "'imgsz' must be an integer or a list"),
     ({"hyperparameters": {"batch": "abc"}}, "'batch' must be an integer or a number"),
     ({"hyperparameters": {"epochs": 1.5}}, "'epochs' must be an integer, got 1.5"),
-    ({"hyperparameters": {"epochs": 0}}, "'epochs' must be at least 1"),
+    ({"hyperparameters": {"epochs": 0}}, "'epochs' must be between 1 and 100000"),
     ({"hyperparameters": {"optimizer": "Adamm"}}, "'optimizer' must be one of .*did you mean 'Adam"),
     ({"hyperparameters": {"export": "bogus"}}, "'export' has unknown item\\(s\\) 'bogus'"),
     ({"hyperparameters": {"flipud": 1.5}}, "'flipud' must be between 0.0 and 1.0"),
@@ -87,7 +87,7 @@ def test_plan_gives_the_verdict_without_credentials(aws, data, monkeypatch):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    with pytest.raises(ConfigurationError, match="'epochs' must be at least 1"):  # not a credentials error
+    with pytest.raises(ConfigurationError, match="'epochs' must be between 1 and 100000"):  # not a credentials error
         sdk.plan_job(image=IMAGE, role=ROLE, train=data, hyperparameters={"epochs": 0})
     with pytest.raises(ConfigurationError, match="Tags: 51 items"):  # the API's verdict, before the STS call
         sdk.plan_job(image=IMAGE, role=ROLE, train=data, tags={f"k{i}": "v" for i in range(51)})
@@ -203,7 +203,7 @@ def test_retrain_loop_and_refused_target(aws, monkeypatch):
 def test_cli_user_mistakes_and_closed_pipes(aws, data, capsys, tmp_path):
     assert cli(["launch", "--image", IMAGE, "--role", ROLE, "--train", str(data), "--output-path", OUT,
                 "--hp", "epochs=0", "--dry-run"]) == 2
-    assert "'epochs' must be at least 1" in capsys.readouterr().err
+    assert "'epochs' must be between 1 and 100000" in capsys.readouterr().err
     assert cli(["launch", "--image", IMAGE, "--role", ROLE, "--train", str(data), "--output-path", OUT,
                 "--instance-type", "lcoal"]) == 2
     assert "did you mean 'local'" in capsys.readouterr().err
