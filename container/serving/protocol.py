@@ -128,10 +128,15 @@ def _positive(environ: Any, name: str, default: float, takes: str, *, integer: b
 _KEYS = {"conf": "conf", "confidence": "conf", "iou": "iou", "max_det": "max_det", "max_detections": "max_det"}
 
 
+def _shown(text: str) -> str:
+    """A key of the request as an answer names it: cut short (a 3 MB key was echoed whole, a 3 MB answer)."""
+    return repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+
+
 def _set(thresholds: Thresholds, key: str, value: Any, where: str) -> Thresholds:
     field = _KEYS.get(key.strip().lower())
     if field is None:
-        raise ServingError(400, f"unknown key {key!r} in {where}; known: conf, iou, max_det")
+        raise ServingError(400, f"unknown key {_shown(key)} in {where}; known: conf, iou, max_det")
     number = _number(value, integer=field == "max_det")
     if number is None:
         kind = "a whole number" if field == "max_det" else "a number"
@@ -285,8 +290,10 @@ def _json_images(doc: Any, where: str, thresholds: Thresholds, max_images: int) 
     if isinstance(doc, dict):
         images = [k for k in ("image", "images") if k in doc]
         if len(images) != 1:
+            keys = ", ".join(_shown(k) for k in list(doc)[:10]) + (f" and {len(doc) - 10} more" if len(doc) > 10
+                                                                    else "")
             raise ServingError(400, f"{where}: a JSON object needs exactly one of 'image' (base64) or 'images' "
-                               f"(a list of base64), got keys {sorted(doc)}")
+                               f"(a list of base64), got keys {keys or 'none'}")
         for key, value in doc.items():
             if key not in ("image", "images"):
                 thresholds = _set(thresholds, key, value, where)

@@ -73,3 +73,17 @@ def test_a_ground_truth_line_whose_metadata_is_no_object_is_a_problem_naming_the
     ann = read(tmp_path / "out.manifest", "groundtruth")
     assert [(kind, example.split(":")[0]) for kind, example, _, _ in ann.issues] == [
         ("unreadable annotation", "out.manifest line 1")]
+
+
+@pytest.mark.parametrize("body", [{"a" * 3_000_000: 1}, {"image": "x", "b" * 3_000_000: 1},
+                                  {f"k{i}": 1 for i in range(100_000)}])
+def test_a_served_answer_names_a_huge_key_in_short(body):
+    """A JSON body whose key is 3 MB (or which has 100k keys) got a 400 echoing every key: a 3 MB answer."""
+    import json
+
+    from container.serving.protocol import Limits, ServingError, Thresholds, parse_request
+
+    with pytest.raises(ServingError) as err:
+        parse_request(json.dumps(body).encode(), "application/json", Thresholds(0.25, 0.7, 300),
+                      Limits(max_body_bytes=20 * 2**20, max_images=4))
+    assert 400 <= err.value.status < 500 and len(str(err.value)) < 1000, str(err.value)[:300]
