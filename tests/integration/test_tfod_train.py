@@ -32,7 +32,7 @@ FAST = {"num_steps": "12", "image_size": "128", "batch_size": "4", "log_interval
 MODEL_FILES = ["1", "label_map.csv", "label_map.pbtxt", "metrics.json"]
 
 
-def train(base: Path, scratch: Path, *, pause_at: str | None = None, timeout: float = 900) -> tuple[int, str]:
+def train(base: Path, scratch: Path, *, pause_at: str | None = None, timeout: float = 2400) -> tuple[int, str]:
     """Run ``train`` to its end, or SIGTERM it where it waits at the pause point ``pause_at`` (the stop lands
     there whatever the machine's speed); (exit code, log)."""
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SM_DETECTORS_SCRATCH": str(scratch),

@@ -29,7 +29,7 @@ def _env() -> dict[str, str]:
     return {"PYTHONPATH": str(ROOT)}
 
 
-def stop_at(base: Path, point: str, timeout: float = 600) -> tuple[int, str]:
+def stop_at(base: Path, point: str, timeout: float = 1800) -> tuple[int, str]:
     """Run the job with a pause at ``point`` (``SM_DETECTORS_PAUSE_AT``), SIGTERM it there; (exit code, log).
 
     The job waits at the point until the signal arrives, so the stop lands there however fast or loaded
@@ -50,7 +50,7 @@ def stop_at(base: Path, point: str, timeout: float = 600) -> tuple[int, str]:
 
 
 def restart(base: Path) -> subprocess.CompletedProcess:
-    result = local.run_train(base, env=_env(), capture_output=True, text=True, timeout=600)
+    result = local.run_train(base, env=_env(), capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result
 
@@ -152,7 +152,7 @@ def test_finished_model_in_checkpoint_channel_is_refused(finished, shapes, make_
     channel.mkdir()
     shutil.copyfile(finished / "model" / "last.pt", channel / "last.pt")
     base = make_tree({"train": shapes, "checkpoint": channel}, HP)
-    result = local.run_train(base, env=_env(), capture_output=True, text=True, timeout=300)
+    result = local.run_train(base, env=_env(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 2, result.stdout[-3000:]
     text = (base / "output" / "failure").read_text()
     assert "is a finished model" in text and "'weights' channel" in text
@@ -222,7 +222,7 @@ def test_bad_input_is_a_user_error(case, words, shapes, make_tree, tmp_path):
     if case == "channel is a file":
         shutil.rmtree(base / "input" / "data" / "train")
         (base / "input" / "data" / "train").write_text("not a folder")
-    result = local.run_train(base, env=_env(), capture_output=True, text=True, timeout=300)
+    result = local.run_train(base, env=_env(), capture_output=True, text=True, timeout=900)
     failure = base / "output" / "failure"
     assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
     text = failure.read_text()

@@ -46,7 +46,7 @@ def start(base: Path, log: Path, pause_at: str | None = None) -> subprocess.Pope
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 600) -> None:
+def wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 1800) -> None:
     deadline = time.monotonic() + timeout
     while text not in log.read_text():
         assert proc.poll() is None, f"ended before {text!r}:\n" + log.read_text()[-3000:]
@@ -62,7 +62,7 @@ def kill_tree(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def run_all(bases: dict[str, Path], tag: str, timeout: float = 900) -> dict[str, tuple[int, str]]:
+def run_all(bases: dict[str, Path], tag: str, timeout: float = 1800) -> dict[str, tuple[int, str]]:
     logs = {h: b.parent / f"{h}.{tag}.log" for h, b in bases.items()}
     procs = {h: start(b, logs[h]) for h, b in bases.items()}
     return {h: (p.wait(timeout=timeout), logs[h].read_text()) for h, p in procs.items()}
@@ -89,7 +89,7 @@ def test_two_hosts_stop_together_then_resume_and_finish(shapes, tmp_path):
     wait_for(logs[LEADER], "[pause] epoch-start:2:", procs[LEADER])  # the leader waits there: the stop is in epoch 2
     for proc in procs.values():
         proc.send_signal(signal.SIGTERM)
-    codes = {h: p.wait(timeout=300) for h, p in procs.items()}
+    codes = {h: p.wait(timeout=900) for h, p in procs.items()}
     texts = {h: logs[h].read_text() for h in HOSTS}
     assert codes == {LEADER: 143, FOLLOWER: 143}, texts
     assert texts[LEADER].count("checkpoint saved to") == 1, "the stop saves once, on the leader"
@@ -127,7 +127,7 @@ def test_lone_follower_fails_within_dist_timeout(shapes, tmp_path):
     """The leader never comes: the follower ends with a failure naming the leader, not a hang."""
     hps = {**FAST, "dist_timeout": "10", "dist_port": str(free_port())}
     base = trees(tmp_path, shapes, hps)[FOLLOWER]
-    result = local.run_train(base, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    result = local.run_train(base, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     reason = (base / "output" / "failure").read_text()
     assert f"host {FOLLOWER} (rank 1 of 2) could not start training with the leader {LEADER}" in reason, reason
@@ -142,7 +142,7 @@ def test_losing_the_leader_ends_the_follower(shapes, tmp_path):
     procs = {h: start(bases[h], logs[h], pause_at="epoch-start:2") for h in HOSTS}
     wait_for(logs[LEADER], "[pause] epoch-start:2:", procs[LEADER])  # mid-training, whatever the machine's speed
     kill_tree(procs[LEADER].pid)
-    code = procs[FOLLOWER].wait(timeout=300)
+    code = procs[FOLLOWER].wait(timeout=900)
     assert code == 1, logs[FOLLOWER].read_text()[-3000:]
     reason = (bases[FOLLOWER] / "output" / "failure").read_text()
     assert f"host {FOLLOWER} (rank 1 of 2)" in reason and f"leader {LEADER}" in reason, reason
@@ -155,7 +155,7 @@ def test_sharded_channel_is_refused(shapes, make_tree):
     data = json.loads(config.read_text())
     data["train"]["S3DistributionType"] = "ShardedByS3Key"
     config.write_text(json.dumps(data))
-    result = local.run_train(base, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    result = local.run_train(base, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=900)
     assert result.returncode == 2
     reason = (base / "output" / "failure").read_text()
     assert "channel 'train' is ShardedByS3Key" in reason and "FullyReplicated" in reason, reason
