@@ -18,9 +18,10 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -426,7 +427,8 @@ class Schema:
         return difflib.get_close_matches(key, list(self.params), n=3, cutoff=0.6)
 
     def parse(self, raw: Mapping[str, Any], *, origin: str = "hyperparameter") -> dict[str, Any]:
-        """Typed values for the keys given (defaults not filled in). Every problem reported at once."""
+        """One layer's typed values, for the keys given only (what the SDK sends; :meth:`resolve` fills in the
+        defaults). Every problem reported at once."""
         problems: list[str] = []
         typed: dict[str, Any] = {}
         for key, value in raw.items():
@@ -450,6 +452,29 @@ class Schema:
             raise UserError(text + ("" if text.endswith((".", "?", "!")) else ".")
                             + f" Run `describe` to list the {self.image} image's hyperparameters.")
         return typed
+
+    @functools.cached_property
+    def typed_defaults(self) -> Mapping[str, Any]:
+        """Every declared key's default, of its declared type (``progress_interval: 30`` is 30.0)."""
+        out: dict[str, Any] = {}
+        for name, param in self.params.items():
+            try:
+                out[name] = None if param.default is None else coerce(param, param.default)
+            except ValueError as err:
+                raise ValueError(f"schema {self.image}: the default of {name!r} {err}") from None
+        return MappingProxyType(out)
+
+    def resolve(self, layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Hyperparameters:
+        """A job's hyperparameters: every declared key at its typed default, then each layer's values (parsed and
+        checked by :meth:`parse`) in turn, later layers winning. A layer is (origin, raw values); the origin names
+        it in messages and in :attr:`Hyperparameters.sources` ("hyperparameters": the job's own)."""
+        values = dict(self.typed_defaults)
+        sources = dict.fromkeys(values, DEFAULT)
+        for origin, raw in layers:
+            typed = self.parse(raw, origin=f"{origin} key" if origin != "hyperparameters" else "hyperparameter")
+            values.update(typed)
+            sources.update(dict.fromkeys(typed, origin))
+        return Hyperparameters(self, values, sources)
 
     def check_job(self, typed: Mapping[str, Any], channels: Iterable[str], *, instance_count: int = 1) -> list[str]:
         """What the image refuses at start beyond single values: too many instances, a missing channel.
@@ -568,6 +593,49 @@ class Schema:
             for d in Schema.metric_definitions(self, ["NAME"])[len(self.metrics):]:
                 out.append(f"  {d['Name']}\t{d['Regex']}")
         return "\n".join(out)
+
+
+DEFAULT = "default"  # the source of a value no layer set
+
+
+class Hyperparameters(Mapping[str, Any]):
+    """A job's hyperparameters after parsing, read-only: every key its schema declares is present, of its declared
+    type, at the value a layer set or its declared default (:meth:`Schema.resolve`). Code indexes it
+    (``hps["imgsz"]``) and never supplies a default of its own."""
+
+    def __init__(self, schema: Schema, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        self._schema = schema
+        self._values = MappingProxyType(dict(values))
+        self.sources: Mapping[str, str] = MappingProxyType(dict(sources))  # key -> origin, or "default"
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Hyperparameters({dict(self.shown())!r})"
+
+    def is_set(self, key: str) -> bool:
+        """Whether a layer (a cfg file, the job) set ``key``, rather than its default standing."""
+        return self.sources.get(key, DEFAULT) != DEFAULT
+
+    def set_sources(self) -> dict[str, str]:
+        """Where each value a layer set came from (the defaults left out)."""
+        return {k: v for k, v in self.sources.items() if v != DEFAULT}
+
+    def framework_args(self) -> dict[str, Any]:
+        """The framework's own arguments that were set: passed on to it, which applies its defaults to the rest."""
+        return {k: v for k, v in self._values.items() if self._schema.params[k].source != "image" and self.is_set(k)}
+
+    def shown(self) -> dict[str, Any]:
+        """The image's own values and the framework arguments that were set: what the log, MLflow and metrics.json
+        record (the framework's ~100 defaults are its own to say)."""
+        return {k: v for k, v in self._values.items() if self._schema.params[k].source == "image" or self.is_set(k)}
 
 
 @functools.cache

@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import yaml
 from container import tracking
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError
-from container.schema import Schema
+from container.schema import Hyperparameters, Schema
 from container.signals import GracefulStop, pause_point
 from container.tfod.checkpoints import (
     FINAL_EVAL,
@@ -63,7 +64,7 @@ def read_text(path: Path, *, what: str) -> str:
                         f"at offset {err.start}): save it as UTF-8") from None
 
 
-def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[Path, Path, list[str]]:
+def resolve_data(env: Environment, hps: Mapping[str, Any], workdir: Path) -> tuple[Path, Path, list[str]]:
     """(train TFRecord pattern, val pattern, class names): TFRecords as given, anything else converted."""
     from container import annotations
 
@@ -78,7 +79,7 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
             raise UserError("channel 'labels' holds no label map (label_map.pbtxt, an id,name CSV, or a YAML)")
         names = read_label_map(maps[0])
     records = _records(train)
-    fmt = hps.get("data_format") or "auto"
+    fmt = hps["data_format"]
     if records and fmt in ("auto", "tfrecord"):
         if names is None:
             found = sorted(p for p in train.rglob("label_map.*") if p.suffix in (".pbtxt", ".csv"))
@@ -97,7 +98,7 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
     shutil.rmtree(out, ignore_errors=True)
     ann, report = annotations.convert(train, "tfrecord", out, fmt=fmt if fmt != "tfrecord" else "auto",
                                       names=names, ratios=None if env.channel("val") else (0.8, 0.2),
-                                      strict=bool(hps.get("strict_data", True)), log=lambda s: None)
+                                      strict=hps["strict_data"], log=lambda s: None)
     summary = ann.summary()
     log(f"dataset: channel 'train' holds {summary['format']} annotations: {summary['images']} images, "
         f"{summary['boxes']} boxes {json.dumps(summary['boxes_per_class'])}; converted to TFRecords")
@@ -108,7 +109,7 @@ def resolve_data(env: Environment, hps: dict[str, Any], workdir: Path) -> tuple[
         # as strict as train: a class the label map does not know fails here instead of vanishing from the eval
         try:
             annotations.convert(env.channel("val"), "tfrecord", val_out, fmt=fmt if fmt != "tfrecord" else "auto",
-                                names=list(ann.names), strict=bool(hps.get("strict_data", True)), log=lambda s: None)
+                                names=list(ann.names), strict=hps["strict_data"], log=lambda s: None)
         except UserError as err:
             raise UserError(f"channel 'val' (classes {echo(list(ann.names), 200)}): {err}") from None
         val = _pattern(sorted(val_out.glob("*.tfrecord")))
@@ -185,12 +186,12 @@ def parse_overrides(value: Any) -> dict[str, Any]:
         raise UserError(f"overrides {echo(value)} are not YAML/JSON or a.b.c=value pairs ({why})") from None
 
 
-def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Path, num_classes: int,
+def experiment_config(hps: Mapping[str, Any], train: Path, val: Path, label_map: Path, num_classes: int,
                       init_checkpoint: str | None, cfg_files: list[Path]) -> Any:
     from official.core import exp_factory
     from official.vision import registry_imports  # noqa: F401 - registers the experiments
 
-    size = int(hps["image_size"])
+    size = hps["image_size"]
     if size % 128:
         raise UserError(f"image_size must be a multiple of 128 (RetinaNet's coarsest level), got {size}")
     exp = exp_factory.get_exp_config(hps["experiment"])
@@ -208,7 +209,7 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
                             f"{str(err).strip(chr(39))[:400]}") from None
         log(f"tfod: cfg/{path.name} applied to {hps['experiment']}")
     decoder = {"type": "label_map_decoder", "label_map_decoder": {"label_map": str(label_map)}}
-    batch = int(hps["batch_size"])
+    batch = hps["batch_size"]
     exp.override({
         "runtime": {"distribution_strategy": "one_device", "mixed_precision_dtype": "float32"},
         "task": {
@@ -221,20 +222,20 @@ def experiment_config(hps: dict[str, Any], train: Path, val: Path, label_map: Pa
                                 "decoder": decoder, "drop_remainder": False},  # a small val set still evaluates
         },
         "trainer": {
-            "train_steps": int(hps["num_steps"]), "validation_interval": int(hps["validation_interval"]),
-            "validation_steps": -1, "steps_per_loop": int(hps["log_interval"]),
-            "summary_interval": int(hps["log_interval"]), "checkpoint_interval": int(hps["checkpoint_interval"]),
+            "train_steps": hps["num_steps"], "validation_interval": hps["validation_interval"],
+            "validation_steps": -1, "steps_per_loop": hps["log_interval"],
+            "summary_interval": hps["log_interval"], "checkpoint_interval": hps["checkpoint_interval"],
             "optimizer_config": {
-                "learning_rate": {"type": "constant", "constant": {"learning_rate": float(hps["learning_rate"])}},
-                "warmup": {"type": "linear", "linear": {"warmup_steps": int(hps["warmup_steps"]),
-                                                        "warmup_learning_rate": float(hps["learning_rate"]) / 10}},
+                "learning_rate": {"type": "constant", "constant": {"learning_rate": hps["learning_rate"]}},
+                "warmup": {"type": "linear", "linear": {"warmup_steps": hps["warmup_steps"],
+                                                        "warmup_learning_rate": hps["learning_rate"] / 10}},
             },
         },
     }, is_strict=False)
     try:
-        exp.override(parse_overrides(hps.get("overrides")), is_strict=True)
+        exp.override(parse_overrides(hps["overrides"]), is_strict=True)
     except (KeyError, ValueError, TypeError, AttributeError) as err:
-        raise UserError(f"overrides {echo(hps.get('overrides'))} do not fit experiment {hps['experiment']!r}: "
+        raise UserError(f"overrides {echo(hps['overrides'])} do not fit experiment {hps['experiment']!r}: "
                         f"{str(err).strip(chr(39))[:400]}") from None
     return exp
 
@@ -317,37 +318,24 @@ def tf_config(env: Environment) -> dict[str, Any] | None:
     return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": hosts.index(env.current_host)}}
 
 
-def job_hyperparameters(env: Environment, schema: Schema) -> dict[str, Any]:
-    """The schema's defaults, then the job's hyperparameters (typed and checked). The ``cfg`` channel's YAML
-    files are Model Garden configs, applied to the experiment (:func:`experiment_config`), not hyperparameters."""
-    merged = schema.defaults()
-    merged.update(schema.parse(dict(env.hyperparameters_raw), origin="hyperparameter"))
-    return merged
+def job_hyperparameters(env: Environment, schema: Schema) -> Hyperparameters:
+    """Every hyperparameter, typed: the schema's defaults, then the job's (checked, ranges included). The ``cfg``
+    channel's YAML files are Model Garden configs, applied to the experiment (:func:`experiment_config`), not
+    hyperparameters."""
+    return schema.resolve([("hyperparameters", dict(env.hyperparameters_raw))])
 
 
-def check_inputs(env: Environment, hps: dict[str, Any]) -> None:
-    """Bad input fails at start, as a user error that names it (the schema types the values; this bounds them)."""
+def check_inputs(env: Environment, hps: Mapping[str, Any]) -> None:
+    """Bad input fails at start, as a user error that names it (the schema types and bounds the values)."""
     for key, value in hps.items():
         if isinstance(value, str) and "\x00" in value:
             raise UserError(f"hyperparameter {key!r} holds a NUL byte: {echo(value)}")
-    for key in ("num_steps", "batch_size", "validation_interval", "checkpoint_interval", "log_interval"):
-        if int(hps[key]) < 1:
-            raise UserError(f"{key} must be at least 1, got {hps[key]}")
-    if int(hps["warmup_steps"]) < 0:
-        raise UserError(f"warmup_steps must be 0 or more, got {hps['warmup_steps']}")
-    rate = float(hps["learning_rate"])
-    if not math.isfinite(rate) or rate <= 0:
+    if not math.isfinite(hps["learning_rate"]):  # NaN passes every bound
         raise UserError(f"learning_rate must be a finite number above 0, got {hps['learning_rate']}")
-    if not 128 <= int(hps["image_size"]) <= MAX_IMAGE_SIZE:
-        raise UserError(f"image_size must be between 128 and {MAX_IMAGE_SIZE} (a multiple of 128), "
-                        f"got {hps['image_size']}")
     for name, path in env.channels.items():
         if not path.is_dir():
             raise UserError(f"channel {name!r} is a file ({path.name}), not a folder: SageMaker puts each channel's "
                             "files in a folder; give the S3 prefix or local folder that holds it")
-
-
-MAX_IMAGE_SIZE = 2048  # RetinaNet's memory grows with the square of it; beyond this a typo is likelier than intent
 
 
 def echo(value: Any, limit: int = 120) -> str:
@@ -487,7 +475,7 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Path, scratch: Path,
+def export_model(env: Environment, hps: Mapping[str, Any], exp: Any, model_dir: Path, scratch: Path,
                  train_path: Path, labels: tuple[Path, Path], names: list[str], final: dict[str, Any],
                  stop: GracefulStop) -> None:
     """Every export, the label maps and metrics.json, staged in scratch space, then moved into /opt/ml/model whole."""
@@ -508,7 +496,7 @@ def export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pat
         raise TrainingStopped(f"stopped after the model was written to {env.model_dir}")
 
 
-def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Path, scratch: Path,
+def _export_model(env: Environment, hps: Mapping[str, Any], exp: Any, model_dir: Path, scratch: Path,
                   train_path: Path, labels: tuple[Path, Path], names: list[str], final: dict[str, Any],
                   stop: GracefulStop) -> Path:
     import logging
@@ -516,7 +504,7 @@ def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pa
     from container.tfod import export
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # the exporter warns once per unbuilt Keras layer
-    exports_wanted = export_list(hps.get("export"))
+    exports_wanted = export_list(hps["export"])
     out = scratch / "model-staging"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -526,7 +514,7 @@ def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pa
     label_pbtxt, label_map = labels
     shutil.copyfile(label_map, out / "label_map.csv")
     shutil.copyfile(label_pbtxt, out / "label_map.pbtxt")
-    size = int(hps["image_size"])
+    size = hps["image_size"]
     exports: dict[str, Any] = {}
     sample = export.sample_image(train_path, size) if exports_wanted else None
     if "saved_model" in exports_wanted:
@@ -538,17 +526,17 @@ def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pa
         exports["tflite"] = export.export_tflite(exp, source, out, size, quant_type=None, name="model_float.tflite",
                                                 sample=sample)
         log(f"export: {exports['tflite']}")
-        if hps.get("quantize"):
+        if hps["quantize"]:
             exports["tflite_int8"] = export.export_tflite_isolated(hps["experiment"], exp, source, out, size,
                                                                    quant_type="int8", name="model_int8.tflite",
                                                                    sample=sample)
             log(("WARNING " if "error" in exports["tflite_int8"] else "") + f"export: {exports['tflite_int8']}")
         shutil.rmtree(source.parent, ignore_errors=True)
-        chosen = "tflite_int8" if hps.get("inference_type") == "int8" else "tflite"
+        chosen = "tflite_int8" if hps["inference_type"] == "int8" else "tflite"
         if "error" not in exports.get(chosen, {"error": "missing"}):
             shutil.copyfile(out / exports[chosen]["path"], out / "model.tflite")
-            log(f"export: model.tflite is the {hps.get('inference_type', 'float')} model (inference_type)")
-    summary = {"hyperparameters": hps, "classes": names, "final": final, "exports": exports,
+            log(f"export: model.tflite is the {hps['inference_type']} model (inference_type)")
+    summary = {"hyperparameters": dict(hps), "classes": names, "final": final, "exports": exports,
                "job_name": env.job_name}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
     return out
@@ -556,13 +544,13 @@ def _export_model(env: Environment, hps: dict[str, Any], exp: Any, model_dir: Pa
 
 def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     hps = job_hyperparameters(env, schema)
-    if hps.get("model_dir"):
+    if hps["model_dir"]:
         log(f"WARNING model_dir={echo(hps['model_dir'])} is ignored: the model directory is "
             "/opt/ml/checkpoints/<host>/model, so a restarted job resumes; the model is exported to /opt/ml/model")
     check_inputs(env, hps)
     tracking.log_params(hps, env)  # MLflow, when the job names a server (container/tracking.py)
-    export_list(hps.get("export"))
-    if hps.get("inference_type") == "int8" and not hps.get("quantize"):
+    export_list(hps["export"])
+    if hps["inference_type"] == "int8" and not hps["quantize"]:
         raise UserError("inference_type int8 needs quantize true (the int8 model is calibrated on training images)")
     scratch, model_dir = job_folders(env)
     log(checkpoint_folder_report(env.checkpoint_dir))

@@ -18,6 +18,7 @@ import json
 import random
 import shutil
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,22 +68,22 @@ class Dataset:
         }
 
 
-def names_hyperparameter(hps: dict[str, Any]) -> list[str] | None:
+def names_hyperparameter(hps: Mapping[str, Any]) -> list[str] | None:
     """The ``names`` hyperparameter as a list (it may arrive as a list or comma-separated), or None."""
-    given = hps.get("names")
+    given = hps["names"]
     if not given:
         return None
     names = given if isinstance(given, list) else [n.strip() for n in str(given).split(",") if n.strip()]
     return [str(n) for n in names]
 
 
-def find_names(env: Environment, hps: dict[str, Any], roots: list[Path]) -> tuple[list[str], str]:
+def find_names(env: Environment, hps: Mapping[str, Any], roots: list[Path]) -> tuple[list[str], str]:
     names = names_hyperparameter(hps)
     if names:
         return names, "hyperparameter names"
     cfg = env.channel("cfg")
     search = ([cfg] if cfg else []) + roots
-    wanted = hps.get("data")
+    wanted = hps["data"]
     if wanted:
         for folder in search:
             if (folder / wanted).is_file():
@@ -175,7 +176,7 @@ def _report(problems: dict[str, list[str]], counts: Counter, total: int) -> str:
     return f"dataset problems in {sum(counts.values())} of {total} images: " + " | ".join(parts)
 
 
-def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=print,
+def as_yolo(channel: Path, name: str, hps: Mapping[str, Any], workdir: Path, log=print,
             names: list[str] | None = None) -> Path:
     """The channel as a YOLO tree: itself when it is one, else converted from VOC, COCO, Ground Truth or CSV.
 
@@ -183,7 +184,7 @@ def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=pr
     """
     from container import annotations
 
-    fmt = hps.get("data_format") or "auto"
+    fmt = hps["data_format"]
     if fmt == "auto":
         try:
             fmt = annotations.detect(channel)
@@ -200,7 +201,7 @@ def as_yolo(channel: Path, name: str, hps: dict[str, Any], workdir: Path, log=pr
     out = workdir / f"{name}-as-yolo"
     shutil.rmtree(out, ignore_errors=True)
     names = names or names_hyperparameter(hps)
-    strict = bool(hps.get("strict_data", True))
+    strict = hps["strict_data"]
     ann, report = annotations.convert(channel, "yolo", out, fmt=fmt, names=names, verify_images=False,
                                       strict=strict, log=lambda s: None)
     summary = ann.summary()
@@ -243,7 +244,7 @@ def _mirror(image: Path, input_dir: Path, links: Path) -> Path:
     return link
 
 
-def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, log=print) -> Dataset:
+def resolve(env: Environment, hps: Mapping[str, Any], workdir: Path, *, seed: int, log=print) -> Dataset:
     """Find the data, check it, split it, and write ``workdir/data.yaml`` for ultralytics."""
     train_ch, images_ch, labels_ch = env.channel("train"), env.channel("images"), env.channel("labels")
     for name in ("train", "val", "images", "labels"):
@@ -279,9 +280,7 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
     elif splits.get("val"):
         val, val_source = splits["val"], "val split of the train data"
     else:
-        frac = float(hps.get("val_fraction", 0.2))
-        if not 0 < frac < 1:
-            raise UserError(f"val_fraction must be between 0 and 1, got {frac}")
+        frac = hps["val_fraction"]  # 0 < frac < 1: schema.yaml
         if len(train) < 2:
             raise UserError(f"only {len(train)} training image(s): need at least 2 to hold some out for validation, "
                             "or give a 'val' channel")
@@ -311,7 +310,7 @@ def resolve(env: Environment, hps: dict[str, Any], workdir: Path, *, seed: int, 
         background += is_bg
     if problems:
         report = _report(problems, counts, len(train) + len(val))
-        if hps.get("strict_data", True):
+        if hps["strict_data"]:
             raise UserError(report + ". Fix the data, or set strict_data=false to skip these images.")
         log(f"WARNING {report}; skipping {len(bad)} image(s) (strict_data=false)")
         train = [p for p in train if p not in bad]

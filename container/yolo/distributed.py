@@ -30,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ class Cluster:
                 f"world size {self.world_size}, port {self.port}, dist_timeout {self.timeout:g}s")
 
 
-def cluster_from(env: Environment, hps: dict[str, Any]) -> Cluster:
+def cluster_from(env: Environment, hps: Mapping[str, Any]) -> Cluster:
     """The cluster as resourceconfig.json and the hyperparameters describe it; user errors named."""
     hosts = tuple(sorted(env.hosts))
     if env.current_host not in hosts:
@@ -137,13 +137,7 @@ def cluster_from(env: Environment, hps: dict[str, Any]) -> Cluster:
                         f"({shorten(', '.join(hosts), 200)})")
     if len(set(hosts)) != len(hosts):
         raise UserError(f"resourceconfig.json: hosts has duplicates ({shorten(', '.join(hosts), 200)})")
-    port = int(hps["dist_port"])  # defaults: schema.yaml (7777, as SageMaker's PyTorch launcher)
-    if not 1024 <= port <= 65535:
-        raise UserError(f"dist_port={port} is outside 1024-65535: pick a free unprivileged port")
-    timeout = float(hps["dist_timeout"])
-    if timeout < 10:
-        raise UserError(f"dist_timeout={timeout:g} seconds is too short for hosts to start together: use at least "
-                        "10 (default 600)")
+    port, timeout = hps["dist_port"], hps["dist_timeout"]  # defaults and ranges: schema.yaml
     for name, channel in env.input_data_config.items():
         if str(channel.get("S3DistributionType", "FullyReplicated")) == SHARDED:
             raise UserError(f"channel {name!r} is {SHARDED}: training across {len(hosts)} instances needs every "
@@ -290,23 +284,22 @@ def failure_reason(cluster: Cluster, workdir: Path, code: int, seconds: float, *
 
 
 # -- the job on each host (its steps are trainer.train's; these are the parts only several hosts have) ---
-def check_framework_args(framework_args: dict[str, Any], cluster: Cluster) -> None:
+def check_framework_args(hps: Mapping[str, Any], cluster: Cluster) -> None:
     """What a job on several instances cannot take: a device choice, a batch that does not split over ranks."""
-    if framework_args.get("device") not in (None, ""):
-        raise UserError(f"device={framework_args['device']!r} cannot be set on a job with several instances: each "
+    if hps["device"] not in (None, ""):
+        raise UserError(f"device={hps['device']!r} cannot be set on a job with several instances: each "
                         "host trains on all its GPUs (or its CPU where it has none). Leave device out")
-    check_batch(float(framework_args.get("batch") or 16), cluster.world_size)
+    check_batch(float(hps["batch"]), cluster.world_size)
 
 
 def worker_spec(model: str | None, kwargs: dict[str, Any], run_dir: Path, state: Any,
-                hps: dict[str, Any]) -> WorkerSpec:
+                hps: Mapping[str, Any]) -> WorkerSpec:
     """What this host's torchrun workers train: ``model`` (None: the leader's checkpoint), ultralytics' arguments
     (without ``resume``: a worker resumes from the start point the ranks agree on), the leader's start point."""
     return WorkerSpec(model=model, kwargs={k: v for k, v in kwargs.items() if k != "resume"}, run_dir=str(run_dir),
                       leader_state=None if state is None else LeaderState(finished=state.finished,
                                                                           path=str(state.path)),
-                      progress_interval=float(hps.get("progress_interval") or 0),
-                      per_class=bool(hps.get("per_class_metrics")))
+                      progress_interval=hps["progress_interval"], per_class=hps["per_class_metrics"])
 
 
 def fit(cluster: Cluster, spec: WorkerSpec, scratch: Path, stop: GracefulStop, log: Callable[[str], None]) -> None:

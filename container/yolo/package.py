@@ -20,6 +20,7 @@ import yaml
 from container.archive import sha256
 from container.contract import Environment
 from container.failure import TrainingStopped
+from container.schema import Hyperparameters
 from container.signals import GracefulStop, pause_point
 from container.yolo import checkpoints
 from container.yolo import dataset as datasets
@@ -57,7 +58,7 @@ def export_and_verify(best: Path, formats: list[str], imgsz: Any, sample: Path, 
     return results
 
 
-def final_metrics(reporter: Reporter, best: Path, ds: datasets.Dataset, hps: dict[str, Any]) -> None:
+def final_metrics(reporter: Reporter, best: Path, ds: datasets.Dataset, hps: Hyperparameters) -> None:
     """The final evaluation after a restart that found training finished: kept from before, else run again."""
     if reporter.restore_final():
         return
@@ -65,9 +66,10 @@ def final_metrics(reporter: Reporter, best: Path, ds: datasets.Dataset, hps: dic
 
     log(f"final evaluation of {best.name} (not done in training: a restart after a stop, or a job on several "
         "instances, where the leader runs it after the workers end)")
-    validator_metrics = YOLO(str(best)).val(data=str(ds.data_yaml), imgsz=hps.get("imgsz") or 640,
-                                            batch=hps.get("batch") or 16, workers=hps.get("workers") or 0,
-                                            plots=False, verbose=False)
+    # loader workers only when the job asked for them: this evaluation runs in the job's own process, after training
+    workers = hps["workers"] if hps.is_set("workers") else 0
+    validator_metrics = YOLO(str(best)).val(data=str(ds.data_yaml), imgsz=hps["imgsz"], batch=hps["batch"],
+                                            workers=workers, plots=False, verbose=False)
     final = {_short_key(k): float(v) for k, v in validator_metrics.results_dict.items() if k != "fitness"}
 
     class _Validator:  # what report_final reads of ultralytics' validator
@@ -77,8 +79,8 @@ def final_metrics(reporter: Reporter, best: Path, ds: datasets.Dataset, hps: dic
     reporter.report_final(final, _Validator())
 
 
-def package(env: Environment, hps: dict[str, Any], ds: datasets.Dataset, run_dir: Path, reporter: Reporter,
-            weights_used: dict[str, str], sources: dict[str, str], stop: GracefulStop) -> None:
+def package(env: Environment, hps: Hyperparameters, ds: datasets.Dataset, run_dir: Path, reporter: Reporter,
+            weights_used: dict[str, str], stop: GracefulStop) -> None:
     """Fill /opt/ml/model: weights, data YAML, results, arguments, plots, metrics.json, exports."""
     import ultralytics
 
@@ -115,19 +117,18 @@ def package(env: Environment, hps: dict[str, Any], ds: datasets.Dataset, run_dir
         "per_class": reporter.per_class_ap,
         "epochs_completed": _epochs_in(run_dir / "results.csv") or reporter.epochs_done or None,
         "dataset": ds.summary(),
-        "hyperparameters": hps,
-        "hyperparameter_sources": {k: v for k, v in sources.items() if v != "default"},
+        "hyperparameters": hps.shown(),
+        "hyperparameter_sources": hps.set_sources(),
         "weights_sha256": weights_used,
         "best_pt_sha256": sha256(stage / "best.pt"),
         "ultralytics_version": ultralytics.__version__,
         "job_name": env.job_name,
         "exports": {},
     }
-    formats = export_formats(hps.get("export"))
+    formats = export_formats(hps["export"])
     if formats:
-        sample = ds.val[0]
-        imgsz = hps.get("imgsz") or 640
-        metrics["exports"] = export_and_verify(stage / "best.pt", formats, imgsz, sample, stage / "exports", stop)
+        metrics["exports"] = export_and_verify(stage / "best.pt", formats, hps["imgsz"], ds.val[0], stage / "exports",
+                                               stop)
     (stage / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str), encoding="utf-8")
     publish_model(stage, env.model_dir, stop)
     log(f"model folder: {', '.join(sorted(p.name for p in env.model_dir.iterdir()))}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,12 @@ def find_weights(env: Environment, workdir: Path) -> list[Path]:
     return found
 
 
-def choose_model(hps: dict[str, Any], explicit: bool, weights: list[Path]) -> tuple[str, str | None]:
+def choose_model(hps: Mapping[str, Any], explicit: bool, weights: list[Path]) -> tuple[str, str | None]:
     """(model for ``YOLO()``, pretrained weights path or None). Nothing that would make ultralytics download: a
     ``.pt`` (``model``, or a ``pretrained`` path) must be in the weights channel, a model YAML with a folder must be
     there (the schema has already refused URLs and names without a suffix, which ultralytics fetches)."""
     model, pretrained = _choose_model(hps, explicit, weights)
-    wanted = hps.get("pretrained")
+    wanted = hps["pretrained"]
     if isinstance(wanted, str) and wanted.strip():
         found = [w for w in weights if w.name == Path(wanted).name]
         if not found:
@@ -74,7 +75,7 @@ def choose_model(hps: dict[str, Any], explicit: bool, weights: list[Path]) -> tu
     return model, pretrained
 
 
-def _choose_model(hps: dict[str, Any], explicit: bool, weights: list[Path]) -> tuple[str, str | None]:
+def _choose_model(hps: Mapping[str, Any], explicit: bool, weights: list[Path]) -> tuple[str, str | None]:
     model = str(hps["model"])
     if model.lower().endswith((".yaml", ".yml")) and Path(model).name != model and not Path(model).is_file():
         raise UserError(f"model {model!r} is no file: give a model YAML that ultralytics ships by its name "

@@ -24,7 +24,7 @@ from container import tracking
 from container.archive import sha256
 from container.contract import Environment
 from container.failure import TrainingStopped, UserError, shorten
-from container.schema import Schema
+from container.schema import Hyperparameters, Schema
 from container.signals import GracefulStop, pause_point
 from container.yolo import checkpoints, distributed, image_cache, loader, validate
 from container.yolo import dataset as datasets
@@ -40,10 +40,9 @@ from container.yolo.report import Reporter, log, quiet_progress_bars
 
 
 # -- hyperparameters -----------------------------------------------------------------------------
-def resolve_hyperparameters(env: Environment, schema: Schema) -> tuple[dict[str, Any], dict[str, str]]:
-    """Merged values and where each came from: defaults < hyperparameter YAML < train-args.json < job."""
-    merged: dict[str, Any] = schema.defaults()
-    source = {k: "default" for k in merged}
+def resolve_hyperparameters(env: Environment, schema: Schema) -> Hyperparameters:
+    """Every hyperparameter, typed, and where each came from: defaults < hyperparameter YAML < train-args.json <
+    job."""
     cfg = env.channel("cfg")
     layers: list[tuple[str, dict[str, Any]]] = []
     if cfg is not None:
@@ -66,11 +65,7 @@ def resolve_hyperparameters(env: Environment, schema: Schema) -> tuple[dict[str,
                 raise UserError("cfg/train-args.json must hold a JSON object of argument: value")
             layers.append(("cfg/train-args.json", data))
     layers.append(("hyperparameters", dict(env.hyperparameters_raw)))
-    for origin, raw in layers:
-        typed = schema.parse(raw, origin=f"{origin} key" if origin != "hyperparameters" else "hyperparameter")
-        merged.update(typed)
-        source.update({k: origin for k in typed})
-    return merged, source
+    return schema.resolve(layers)
 
 
 # -- offline set-up ------------------------------------------------------------------------------
@@ -82,29 +77,29 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     how ``fit`` runs: in this process, or torchrun on every host (distributed.py) with a typed worker spec;
     on several, only the leader packages."""
     validate.check_environment(env)
-    hps, sources = resolve_hyperparameters(env, schema)
-    validate.check_values(hps, sources)
-    framework_args = {k: v for k, v in hps.items() if schema.params[k].source == "ultralytics"}
+    hps = resolve_hyperparameters(env, schema)
+    validate.check_values(hps, hps.sources)
+    framework_args = hps.framework_args()
     cluster = distributed.cluster_from(env, hps) if len(env.hosts) > 1 else None
     if cluster is not None:
         log(cluster.describe())
-        distributed.check_framework_args(framework_args, cluster)
-    log("hyperparameters: " + json.dumps({k: hps[k] for k in sorted(hps)}, default=str))
-    tracking.log_params(hps, env)  # MLflow, when the job names a server (container/tracking.py); the leader only
-    log("set by: " + json.dumps({k: v for k, v in sorted(sources.items()) if v != "default"}))
+        distributed.check_framework_args(hps, cluster)
+    shown = hps.shown()
+    log("hyperparameters: " + json.dumps({k: shown[k] for k in sorted(shown)}, default=str))
+    tracking.log_params(shown, env)  # MLflow, when the job names a server (container/tracking.py); the leader only
+    log("set by: " + json.dumps(dict(sorted(hps.set_sources().items()))))
 
     configure_offline()
     host_dir = env.host_checkpoint_dir
     run_dir = host_dir / "train"
     log_checkpoint_folder(host_dir, "at start")
-    ds = datasets.resolve(env, hps, env.scratch_dir / "data", seed=int(hps.get("seed") or 0), log=log)
+    ds = datasets.resolve(env, hps, env.scratch_dir / "data", seed=hps["seed"], log=log)
     pause_point("data", stop)
     stop.check()
     set_up_framework(env, framework_args, run_dir, several=cluster is not None)
     leads = cluster is None or cluster.is_leader
     state = find_resume_point(env, run_dir, from_channel=leads)
-    reporter = Reporter(float(hps.get("progress_interval") or 0), bool(hps.get("per_class_metrics")),
-                        run_dir / "final.json")
+    reporter = Reporter(hps["progress_interval"], hps["per_class_metrics"], run_dir / "final.json")
     weights_used: dict[str, str] = {}
     if state is not None and state.finished and cluster is None:
         log("training already finished in an earlier attempt; packaging its results")
@@ -114,14 +109,14 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
                                                          run_dir, state, hps), env.scratch_dir, stop, log)
     else:
         # a follower is told by the leader whether to resume (ddp_worker.py), so it builds from the job's model
-        model, kwargs, name = build_model(env, hps, sources, framework_args, ds.data_yaml, run_dir,
+        model, kwargs, name = build_model(env, hps, framework_args, ds.data_yaml, run_dir,
                                           state if leads else None, weights_used)
         if cluster is not None and state is not None:
             log("every host resumes from the leader's checkpoint")
         # input pipeline (docs/input-pipeline.md): large images decoded once, at the size training uses
         image_cache.apply(ds.data_yaml, imgsz=image_cache.training_imgsz(model, kwargs), threads=env.num_cpus,
                           cache_dir=env.scratch_dir / "image-cache", log=log,
-                          enabled=bool(hps.get("image_cache", True)))
+                          enabled=hps["image_cache"])
         stop.check()
         if cluster is None:
             reporter.attach(model)
@@ -136,7 +131,7 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
         log(f"distributed: host {cluster.current_host} done; the leader {cluster.leader} writes the model folder")
         return
     log_checkpoint_folder(host_dir, "after training")
-    package(env, hps, ds, run_dir, reporter, weights_used, sources, stop)
+    package(env, hps, ds, run_dir, reporter, weights_used, stop)
 
 
 def set_up_framework(env: Environment, framework_args: dict[str, Any], run_dir: Path, *, several: bool) -> None:
@@ -181,7 +176,7 @@ def find_resume_point(env: Environment, run_dir: Path, *, from_channel: bool = T
     return state
 
 
-def build_model(env: Environment, hps: dict[str, Any], sources: dict[str, str], framework_args: dict[str, Any],
+def build_model(env: Environment, hps: Hyperparameters, framework_args: dict[str, Any],
                 data_yaml: Path, run_dir: Path, state: checkpoints.State | None,
                 weights_used: dict[str, str]) -> tuple[Any, dict[str, Any], str]:
     """(the YOLO model, its train() arguments, what it was built from): resumed from last.pt, or built from a
@@ -194,8 +189,7 @@ def build_model(env: Environment, hps: dict[str, Any], sources: dict[str, str], 
         weights_used[last.name] = sha256(last)
         log(f"resuming from {last} (sha256 {weights_used[last.name]})")
         return YOLO(str(last)), {**framework_args, **common, "resume": str(last)}, str(last)
-    explicit = sources.get("model", "default") != "default"
-    model_name, pretrained = choose_model(hps, explicit, find_weights(env, env.scratch_dir / "weights-in"))
+    model_name, pretrained = choose_model(hps, hps.is_set("model"), find_weights(env, env.scratch_dir / "weights-in"))
     for path in filter(None, (model_name if model_name.endswith(".pt") else None, pretrained)):
         weights_used[Path(path).name] = sha256(Path(path))
         log(f"weights: {path} sha256 {weights_used[Path(path).name]}")

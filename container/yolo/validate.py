@@ -8,6 +8,7 @@ Each message names the key, the value (cut short: SageMaker keeps 1,024 characte
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from container.contract import Environment, count_gpus
@@ -51,7 +52,7 @@ def check_environment(env: Environment) -> None:
                             f"put the file in a folder and give that folder's prefix")
 
 
-def check_values(hps: dict[str, Any], sources: dict[str, str]) -> None:
+def check_values(hps: Mapping[str, Any], sources: Mapping[str, str]) -> None:
     """Every problem at once: NUL bytes, NaN/inf, epochs, imgsz, optimizer."""
     problems = []
 
@@ -84,7 +85,7 @@ def check_values(hps: dict[str, Any], sources: dict[str, str]) -> None:
         raise UserError("; ".join(problems))
 
 
-def check_devices(hps: dict[str, Any], sources: dict[str, str], gpus: int) -> None:
+def check_devices(hps: Mapping[str, Any], sources: Mapping[str, str], gpus: int) -> None:
     """``device`` against this instance: a GPU index it does not have (``device=0`` on a CPU instance) is the user's
     to fix (ultralytics' own refusal comes later, as a ValueError traceback). ``cpu``, ``-1`` (any free GPU) and
     no value (the image's choice: every GPU) always fit."""
@@ -108,7 +109,7 @@ def check_devices(hps: dict[str, Any], sources: dict[str, str], gpus: int) -> No
                         "or choose a GPU instance type")
 
 
-def where(sources: dict[str, str], key: str) -> str:
+def where(sources: Mapping[str, str], key: str) -> str:
     origin = sources.get(key, "default")
     return f"{key!r}" + (f" (from {origin})" if origin not in ("default", "hyperparameters") else "")
 

@@ -11,6 +11,7 @@ import pytest
 from container.contract import Environment
 from container.failure import UserError
 from container.local import build_tree
+from container.schema import Schema
 from container.yolo import distributed
 from container.yolo.distributed import Cluster, DistributedError
 
@@ -43,12 +44,13 @@ def test_gpu_hosts_use_nccl_and_one_process_per_gpu(tmp_path):
 
 
 @pytest.mark.parametrize("hps, words", [
-    ({"dist_port": 80}, "dist_port=80 is outside 1024-65535"),
-    ({"dist_timeout": 2.0}, "dist_timeout=2 seconds is too short"),
+    ({"dist_port": "80"}, "'dist_port' must be between 1024 and 65535, got '80'"),
+    ({"dist_timeout": "2"}, "'dist_timeout' must be at least 10, got '2'"),
 ])
-def test_bad_settings_are_user_errors(tmp_path, hps, words):
+def test_bad_settings_are_user_errors(hps, words):
+    """The bounds are schema.yaml's: the image refuses them at start, the SDK before a job is made."""
     with pytest.raises(UserError, match=words):
-        distributed.cluster_from(env_for(tmp_path), {**HPS, **hps})
+        Schema.load("yolo").resolve([("hyperparameters", hps)])
 
 
 def test_sharded_channel_refused(tmp_path):

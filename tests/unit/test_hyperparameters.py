@@ -27,9 +27,9 @@ CLIENTS = {
 def test_every_client_encoding_decodes_alike(client):
     env = Environment(hyperparameters_raw={**CLIENTS[client], "sagemaker_job_name": '"x"',
                                            "_tuning_objective_metric": "val:mAP50-95"})
-    hps, sources = resolve_hyperparameters(env, Schema.load("yolo"))
+    hps = resolve_hyperparameters(env, Schema.load("yolo"))
     assert {k: hps[k] for k in WANTED} == WANTED
-    assert sources["epochs"] == "hyperparameters" and sources["val_fraction"] == "default"
+    assert hps.sources["epochs"] == "hyperparameters" and hps.sources["val_fraction"] == "default"
 
 
 def test_cfg_files_are_checked_too(tmp_path):
@@ -41,3 +41,31 @@ def test_cfg_files_are_checked_too(tmp_path):
     (cfg / "train-args.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
         resolve_hyperparameters(Environment(base_dir=tmp_path), Schema.load("yolo"))
+
+
+@pytest.mark.parametrize("image", ["yolo", "tfod"])
+def test_every_declared_key_is_present_typed_and_read_only(image):
+    """Code indexes the merged hyperparameters and never re-defaults: each declared key is there, of its type."""
+    schema = Schema.load(image)
+    hps = schema.resolve([("hyperparameters", {})])
+    assert set(hps) == set(schema.params)
+    for name, param in schema.params.items():
+        value = hps[name]
+        assert value is None or not param.types or any(
+            isinstance(value, {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}[t])
+            for t in param.types), (name, value)
+    assert hps.set_sources() == {} and hps.framework_args() == {}
+    with pytest.raises(TypeError):
+        hps["export"] = "onnx"  # type: ignore[index]  # the point: it is read-only
+
+
+def test_framework_defaults_stay_the_frameworks():
+    """ultralytics gets only the arguments a job set (its own defaults, None included, stay its own to apply);
+    the log, MLflow and metrics.json show the image's values and those."""
+    hps = Schema.load("yolo").resolve([("cfg/train-args.json", {"batch": 8}), ("hyperparameters", {"device": "null"})])
+    assert hps.framework_args() == {"batch": 8, "device": None}
+    assert hps["progress_interval"] == 30.0 and isinstance(hps["progress_interval"], float)  # declared 30: a float
+    assert hps["workers"] == 8 and not hps.is_set("workers")
+    assert set(hps.shown()) == {n for n, p in Schema.load("yolo").params.items() if p.source == "image"} | {
+        "batch", "device"}
+    assert hps.set_sources() == {"batch": "cfg/train-args.json", "device": "hyperparameters"}

@@ -208,9 +208,10 @@ def test_tfrecords_with_a_class_the_label_map_does_not_know_are_refused(shapes, 
     ({"num_steps": "-5"}, "'num_steps' must be at least 1, got '-5'"),
     ({"learning_rate": "NaN"}, "learning_rate must be a finite number above 0, got nan"),
     ({"learning_rate": "1e999"}, "learning_rate must be a finite number above 0, got inf"),
-    ({"learning_rate": "-Infinity"}, "'learning_rate' must be at least 0.0, got '-Infinity'"),
+    ({"learning_rate": "-Infinity"}, "'learning_rate' must be above 0.0, got '-Infinity'"),
+    ({"learning_rate": "0"}, "'learning_rate' must be above 0.0, got '0'"),  # schema.yaml's bound: the SDK's too
     ({"batch_size": "0"}, "'batch_size' must be at least 1"),
-    ({"image_size": "1048576"}, "image_size must be between 128 and 2048"),
+    ({"image_size": "1048576"}, "'image_size' must be between 128 and 2048"),
     ({"model_dir": "/opt/ml/mo\x00del"}, "hyperparameter 'model_dir' holds a NUL byte"),
     ({"overrides": "x" * 5000 + "\x00"}, "hyperparameter 'overrides' holds a NUL byte: 'xxx"),
 ])

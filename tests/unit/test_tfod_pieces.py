@@ -215,7 +215,7 @@ def test_a_conversions_unfinished_shard_is_no_training_data(tmp_path):
     convert(make_shapes(tmp_path / "shapes", train=4, val=2, size=32), "tfrecord", records, log=lambda _: None)
     (records / "train-00001-of-00002.tfrecord.partial").write_bytes(b"\x00" * 40)  # not a whole record
     base = build_tree(tmp_path / "opt_ml", {"train": records}, {})
-    train, val, names = resolve_data(Environment.from_base_dir(base, environ={}, num_gpus=0, num_cpus=1), {},
-                                     tmp_path / "work")
+    train, val, names = resolve_data(Environment.from_base_dir(base, environ={}, num_gpus=0, num_cpus=1),
+                                     Schema.load("tfod").typed_defaults, tmp_path / "work")
     assert (train.name, val.name) == ("train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord")
     assert names == list(NAMES)
