@@ -180,6 +180,8 @@ def _channels(args: argparse.Namespace) -> dict[str, Path]:
                        ", e.g. --channel cfg=path/to/folder")
             raise UserError(f"--channel {item!r}: channel name {name!r} is not valid ({CHANNEL_NAME_RULE}); "
                             f"--channel takes NAME=PATH{swapped}")
+        if name in channels:  # --train A --channel train=B: one of them would be dropped without a word
+            raise UserError(f"--channel {item!r}: channel {name!r} is already {channels[name]}; give each channel once")
         channels[name] = Path(path)
     for name, path in channels.items():
         if not path.is_dir():

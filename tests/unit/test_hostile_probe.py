@@ -87,3 +87,16 @@ def test_a_served_answer_names_a_huge_key_in_short(body):
         parse_request(json.dumps(body).encode(), "application/json", Thresholds(0.25, 0.7, 300),
                       Limits(max_body_bytes=20 * 2**20, max_images=4))
     assert 400 <= err.value.status < 500 and len(str(err.value)) < 1000, str(err.value)[:300]
+
+
+@pytest.mark.parametrize("args", [["--train", "A", "--channel", "train=B"],
+                                  ["--channel", "cfg=A", "--channel", "cfg=B"], ["--val", "A", "--channel", "val=A"]])
+def test_a_channel_given_twice_is_refused_before_anything_is_made(tmp_path, monkeypatch, capsys, args):
+    """--train A --channel train=B trained on B without a word about A."""
+    from container import local
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("A", "B"):
+        (tmp_path / name).mkdir()
+    assert local.main([*args, "--out", "O"]) == 2
+    assert "is already" in capsys.readouterr().err and not (tmp_path / "O").exists()
