@@ -180,7 +180,7 @@ class Tracker:
         items = [Param(metric_name(str(k))[:250], _param_text(v)) for k, v in sorted(params.items())]
         for i in range(0, len(items), PARAM_BATCH):
             chunk = items[i:i + PARAM_BATCH]
-            self._call("log params", lambda c=chunk: self.client().log_batch(self.run_id, params=c))
+            self._call("log params", functools.partial(lambda c: self.client().log_batch(self.run_id, params=c), chunk))
         if self.active and run_file is not None:
             write_run_file(run_file, {**read_run_file(run_file), "params_logged": True})
 
@@ -193,7 +193,8 @@ class Tracker:
         items = [Metric(metric_name(k), float(v), now, int(step)) for k, v in values.items()]
         for i in range(0, len(items), METRIC_BATCH):
             chunk = items[i:i + METRIC_BATCH]
-            self._call("log metrics", lambda c=chunk: self.client().log_batch(self.run_id, metrics=c))
+            self._call("log metrics", functools.partial(lambda c: self.client().log_batch(self.run_id, metrics=c),
+                                                        chunk))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         if not self.active or not tags:
