@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from container.failure import UserError
-from sdk._errors import ConfigurationError
+from sdk._errors import user_errors
 
 
 def class_names_of(root: Path, *, data_format: str = "auto") -> list[str]:
@@ -23,18 +22,14 @@ def class_names_of(root: Path, *, data_format: str = "auto") -> list[str]:
             return found
     from container.annotations import read
 
-    try:
+    with user_errors(f"per_class_metrics: cannot read class names from {root} (",
+                     fix="); pass class_names=[...] or the hyperparameter names"):
         return list(read(root, data_format).names)
-    except UserError as err:
-        raise ConfigurationError(f"per_class_metrics: cannot read class names from {root} ({err}); pass "
-                                 "class_names=[...] or the hyperparameter names") from None
 
 
 def _yolo_names(root: Path) -> list[str] | None:
     from container.annotations.yolo_tree import search_names  # the lookup the image uses
 
-    try:
+    with user_errors("per_class_metrics: "):
         found = search_names([root])
-    except UserError as err:
-        raise ConfigurationError(f"per_class_metrics: {err}") from None
     return list(found[0]) if found else None

@@ -160,14 +160,16 @@ def translate(err: Exception, doing: str) -> SDKError:
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """The images' ``UserError`` (a bad value the shared ``container`` code found) as a ConfigurationError."""
+def user_errors(context: str = "", *, fix: str = "", error: type[SDKError] | None = None) -> Iterator[None]:
+    """The images' ``UserError`` (a bad value the shared ``container`` code found) as an :class:`SDKError`: a
+    :class:`ConfigurationError` unless ``error`` says another, its text between ``context`` and ``fix``. The one
+    place the SDK translates the images' errors (tests/unit/test_architecture.py keeps it so)."""
     from container.failure import UserError
 
     try:
         yield
     except UserError as err:
-        raise ConfigurationError(str(err)) from None
+        raise (error or ConfigurationError)(f"{context}{err}{fix}") from None
 
 
 @contextlib.contextmanager

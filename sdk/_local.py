@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from container.contract import CHANNEL_NAME_RULE, is_channel_name
-from container.failure import UserError, plain
+from container.failure import plain
 from container.local import TRAIN_COMMAND, build_tree, pack, train_environ
-from sdk._errors import ConfigurationError
+from sdk._errors import ConfigurationError, user_errors
 
 JOBS_HOME_ENV = "SM_DETECTORS_HOME"
 
@@ -126,10 +126,8 @@ class LocalRun:
                 channels[name] = download(self.s3, uri, staging / name, what=f"channel {name!r}")
         for sub in ("model", "output"):  # a fresh result; checkpoints stay, so a re-run resumes
             shutil.rmtree(self.base / sub, ignore_errors=True)
-        try:
+        with user_errors():  # a channel folder the walker refuses (container.walk)
             build_tree(self.base, channels, self.request.get("HyperParameters", {}))
-        except UserError as err:  # a channel folder the walker refuses (container.walk)
-            raise ConfigurationError(str(err)) from err
         shutil.rmtree(staging, ignore_errors=True)  # build_tree hard-linked what it needs
 
     def start(self) -> None:

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from container.contract import CHANNEL_NAME_RULE, encode_value, is_channel_name, is_reserved
-from container.failure import UserError
 from container.schema import Schema, known_images
-from sdk._errors import ConfigurationError
+from sdk._errors import ConfigurationError, user_errors
 
 IMAGE_FILE = "ecr_image_fullname.txt"  # what build-and-push.sh writes
 KINDS = tuple(known_images())  # the images that exist: each container/<name>/schema.yaml
@@ -141,10 +140,8 @@ def encode_hyperparameters(schema: Schema, hyperparameters: Mapping[str, Any] | 
     if reserved:  # the image skips them (SageMaker adds its own); sent by a user they would vanish silently
         raise ConfigurationError(f"hyperparameter(s) {', '.join(map(repr, reserved))} are reserved for SageMaker "
                                  "and its training toolkit, which set them; this image does not read them: remove them")
-    try:
+    with user_errors():
         typed = schema.parse(hyperparameters)
-    except UserError as err:
-        raise ConfigurationError(str(err)) from None
     # a value left as None means "the image's default" and is not sent; "none" typed for an optional
     # hyperparameter (export: none) is sent, as null, and the image reads it back as None
     encoded = {key: encode_value(value) for key, value in typed.items()

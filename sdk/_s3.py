@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from container.failure import UserError
 from container.walk import walk_files
-from sdk._errors import ConfigurationError, NotFoundError, aws_errors
+from sdk._errors import ConfigurationError, NotFoundError, aws_errors, user_errors
 from sdk._request import as_prefix, s3_join, split_s3
 
 PART_SIZE = 16 * 1024 * 1024
@@ -73,10 +72,8 @@ def plan_upload(local: str | Path, base_uri: str, *, channel: str) -> LocalSourc
     root = Path(local).expanduser()
     if not root.exists():
         raise ConfigurationError(f"channel {channel!r}: {root} does not exist")
-    try:
+    with user_errors(f"channel {channel!r}: "):
         paths = [(f.path, f.relpath) for f in walk_files(root)]  # the files local mode would link, too
-    except UserError as err:
-        raise ConfigurationError(f"channel {channel!r}: {err}") from err
     if not paths:
         raise ConfigurationError(f"channel {channel!r}: {root} has no files")
     total = sum(p.stat().st_size for p, _ in paths)

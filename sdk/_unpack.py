@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from container.archive import DestinationConflict, safe_extract
-from container.failure import UserError
-from sdk._errors import ConfigurationError, FetchError, JobFailedError, NotFoundError, aws_errors
+from sdk._errors import ConfigurationError, FetchError, JobFailedError, NotFoundError, aws_errors, user_errors
 
 
 @dataclass(frozen=True)
@@ -74,11 +73,12 @@ def unpack(tarball: Path, dest: Path, *, exclusive: bool = True, **caps: Any) ->
     an unsafe or unreadable archive, or a disk error, a :class:`FetchError`.
     """
     try:
-        return safe_extract(tarball, dest, exclusive=exclusive, **caps)
-    except DestinationConflict as err:
-        raise ConfigurationError(f"{err} (dest must be new, empty, or an earlier fetch of the same model)") from err
-    except UserError as err:
-        raise FetchError(str(err)) from err
+        with user_errors(error=FetchError):
+            try:
+                return safe_extract(tarball, dest, exclusive=exclusive, **caps)
+            except DestinationConflict as err:
+                raise ConfigurationError(f"{err} (dest must be new, empty, or an earlier fetch of the same "
+                                         "model)") from err
     except OSError as err:
         raise FetchError(f"unpacking {tarball.name} into {dest}: {err}") from err
 

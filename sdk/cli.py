@@ -31,8 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from container.failure import UserError
-from sdk._errors import ConfigurationError, JobFailedError, SDKError
+from sdk._errors import ConfigurationError, JobFailedError, SDKError, user_errors
 from sdk._redact import redact
 from sdk._spec import FOLLOW_ARGS, JOB_ARGS, add_cli_options, add_follow_options
 
@@ -439,10 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        if sys.stdout.isatty():
-            return args.func(args)
-        with contextlib.redirect_stdout(_Plain(sys.stdout)):
-            return args.func(args)
+        with user_errors():  # what the shared container code refuses is a ConfigurationError: exit 2
+            if sys.stdout.isatty():
+                return args.func(args)
+            with contextlib.redirect_stdout(_Plain(sys.stdout)):
+                return args.func(args)
     except BrokenPipeError:
         # `python -m sdk describe | head`: the reader left. Quietly, as cat does; no traceback at exit either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     except JobFailedError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (ConfigurationError, UserError) as err:
+    except ConfigurationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except SDKError as err:

@@ -19,22 +19,43 @@ See docs/datasets.md. In a notebook: ``from sdk.data import read, check, convert
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from container.annotations import FORMATS, WRITERS, Annotations, Report, check, convert, detect, read, split
-from container.failure import UserError
+import container.annotations as _annotations
+from container.annotations import FORMATS, WRITERS, Annotations, Report
 from container.processing import DATA_INPUT, OUTPUT
 from sdk._convert_inputs import PROCESSING, Staged, sharded_inputs
-from sdk._errors import ConfigurationError, JobFailedError, aws_errors
+from sdk._errors import ConfigurationError, JobFailedError, aws_errors, user_errors
 from sdk._s3 import _bar
 
 __all__ = ["Annotations", "Report", "check", "convert", "convert_on_sagemaker", "detect", "read", "split"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _sdk_errors(function: _F) -> _F:
+    """The shared library's function, its UserErrors raised as the SDK's ConfigurationError (sdk/_errors.py)."""
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with user_errors():
+            return function(*args, **kwargs)
+
+    return cast(_F, call)
+
+
+# the annotation library's calls (container/annotations), with the SDK's errors: a notebook catches SDKError alone
+read = _sdk_errors(_annotations.read)
+check = _sdk_errors(_annotations.check)
+convert = _sdk_errors(_annotations.convert)
+split = _sdk_errors(_annotations.split)
+detect = _sdk_errors(_annotations.detect)
 
 
 def processing_request(*, source: str, to: str, out: str, image: str, role: str, instance_count: int = 1,
@@ -157,7 +178,7 @@ def _ratios(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",")]
     except ValueError:
-        raise UserError(f"ratios {text!r}: expected numbers like 0.8,0.2") from None
+        raise argparse.ArgumentTypeError(f"ratios {text!r}: expected numbers like 0.8,0.2") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"written": str(args.out), "as": to, "source": ann.summary(),
                           "left_out": len(report.left_out), "without_labels": report.without_labels}))
         return 0
-    except UserError as err:
+    except ConfigurationError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # the paths given: a name too long, no permission, a file where a folder goes

@@ -108,7 +108,7 @@ def test_other_errors_are_sdk_errors(aws, tmp_path):
         sdk.fetch_model(_good(aws), dest=tmp_path / "file")
     assert (tmp_path / "file").read_text() == "mine"
     broken = _job(aws, "broken-1", [("metrics.json", b"{not json"), ("best.pt", b"w")])
-    with pytest.raises(sdk.FetchError, match="metrics.json cannot be read"):
+    with pytest.raises(sdk.FetchError, match="metrics.json is not the metrics.json an image writes"):
         sdk.fetch_model(broken, dest=tmp_path / "b")
     assert (tmp_path / "b" / "best.pt").is_file()  # the model itself is there
     with pytest.raises(sdk.ConfigurationError, match="not int"):

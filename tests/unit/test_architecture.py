@@ -87,3 +87,29 @@ def test_no_import_cycles():
         if module not in state:
             visit(module)
     assert cycles == []
+
+
+def test_one_error_boundary():
+    """Only sdk/_errors.py translates the images' UserError (user_errors()); every other SDK module raises SDKErrors,
+    so a notebook that catches SDKError catches everything the SDK refuses (sdk.data's calls included)."""
+    found = []
+    for path in sorted((ROOT / "sdk").rglob("*.py")):
+        if path.name == "_errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "container.failure" and "UserError" in names:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            elif isinstance(node, ast.ExceptHandler) and "UserError" in ast.unparse(node.type or ast.Constant(None)):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"translate with sdk._errors.user_errors(), not by hand: {found}"
+
+
+def test_sdk_data_raises_sdk_errors(tmp_path):
+    import pytest
+
+    import sdk
+    from sdk import data
+
+    with pytest.raises(sdk.SDKError, match="does not exist|no such|not found"):
+        data.read(tmp_path / "missing")
