@@ -256,12 +256,15 @@ class Endpoint:
                                           variant["ServerlessConfig"]["MaxConcurrency"])
         new_variant = _variant(variant["ModelName"], instance_type or variant.get("InstanceType", "ml.m5.large"),
                                instance_count or variant.get("InitialInstanceCount", 1), serverless)
+        kept = {"AsyncInferenceConfig": old["AsyncInferenceConfig"]} if old.get("AsyncInferenceConfig") else {}
+        if kept and "ServerlessConfig" in new_variant:  # an asynchronous endpoint stays one
+            raise ConfigurationError("an asynchronous endpoint runs on instances: give instance_type, not serverless")
         from sdk._request import unique_job_name
 
         config = unique_job_name(self.name[:40])
         with aws_errors(f"updating endpoint {self.name}"):
             self.sagemaker.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[new_variant],
-                                                  Tags=[{"Key": CREATED_TAG, "Value": self.name}])
+                                                  Tags=[{"Key": CREATED_TAG, "Value": self.name}], **kept)
             self.sagemaker.update_endpoint(EndpointName=self.name, EndpointConfigName=config)
         if wait:
             self.wait()

@@ -91,13 +91,23 @@ def test_async_endpoint_scaling_to_zero_created_used_and_deleted(hosting, job, a
         refused.result(timeout=120, poll=0.05)
     assert err.value.status == 400 and refused.failure.startswith(f"s3://{BUCKET}/answers/failures/")
 
+    # a new instance count keeps the endpoint asynchronous (its answers still go to S3)
+    endpoint.update(instance_count=2)
+    current = endpoint.describe()["EndpointConfigName"]
+    config = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=current)
+    assert config["AsyncInferenceConfig"] == sent["CreateEndpointConfig"]["AsyncInferenceConfig"]
+    assert config["ProductionVariants"][0]["InitialInstanceCount"] == 2
+    with pytest.raises(ConfigurationError, match="runs on instances"):
+        endpoint.update(serverless=ServerlessConfig())
+    assert len(endpoint.predict_async(image_bytes(), **LOW).result(timeout=120, poll=0.05)["detections"]) == 2
+
     deleted = endpoint.delete()
     assert set(deleted) == {
         "endpoint:shapes-async", "scaling-policy:sm-detectors-backlog-per-instance",
         "scaling-policy:sm-detectors-has-backlog-without-capacity",
         "scalable-target:endpoint/shapes-async/variant/AllTraffic",
         "alarm:sm-detectors-shapes-async-has-backlog-without-capacity",
-        "endpoint-config:shapes-async", "model:shapes-async"}
+        f"endpoint-config:{current}", "model:shapes-async"}
     assert _scaling(aws) == ([], {}, [])
 
 
