@@ -194,8 +194,10 @@ class LocalServer:
         deadline = time.monotonic() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
-                raise SDKError(f"serve exited with code {self.process.returncode} before it was ready:\n"
-                               + self.log()[-3000:])
+                # exit 2: serve refused its input (a folder that holds no model, a bad setting), a user error
+                error = ConfigurationError if self.process.returncode == 2 else SDKError
+                raise error(f"serve exited with code {self.process.returncode} before it was ready:\n"
+                            + self.log()[-3000:])
             try:
                 status, body, _ = http(f"{self.url}/ping", timeout=5)
             except OSError:  # urllib's URLError included: not listening yet

@@ -100,3 +100,12 @@ def test_a_channel_given_twice_is_refused_before_anything_is_made(tmp_path, monk
         (tmp_path / name).mkdir()
     assert local.main([*args, "--out", "O"]) == 2
     assert "is already" in capsys.readouterr().err and not (tmp_path / "O").exists()
+
+
+def test_deploy_local_of_a_folder_without_a_model_is_exit_2_naming_it(tmp_path, capsys):
+    """serve refused the folder (exit 2, naming it) and deploy --instance-type local said exit 1."""
+    from sdk.cli import main
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert main(["deploy", str(tmp_path), "--instance-type", "local"]) == 2
+    assert "holds neither a YOLO model" in capsys.readouterr().err
