@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from container.annotations.paths import is_image, split_name
-from container.annotations.types import coordinate
+from container.annotations.types import MAX_CLASSES, coordinate
 from container.failure import UserError
 
 NAME_FILES = ("classes.txt", "names.txt", "obj.names")
@@ -40,12 +40,15 @@ def label_box(fields: list[str]) -> tuple[int, float, float, float, float]:
     ``cls cx cy w h``, or a polygon ``cls x1 y1 x2 y2 x3 y3 ...`` (segmentation exports), whose bounding box
     is the box, as ultralytics makes it (``segments2boxes``). ValueError for anything else."""
     values = [coordinate(v, "each field", text=True) for v in fields]
+    cls = values[0] if values else 0.0
+    if cls != int(cls) or not 0 <= cls < MAX_CLASSES:  # 1.5 was read as class 1, -1 as a class named "-1"
+        raise ValueError(f"the class must be a class index from 0 to {MAX_CLASSES - 1}, got {fields[0][:40]!r}")
     if len(values) == 5:
         cx, cy, w, h = values[1:]
-        return int(values[0]), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+        return int(cls), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
     if len(values) >= 7 and len(values) % 2 == 1:
         xs, ys = values[1::2], values[2::2]
-        return int(values[0]), min(xs), min(ys), max(xs), max(ys)
+        return int(cls), min(xs), min(ys), max(xs), max(ys)
     raise ValueError(f"{len(values)} fields (want: class x_center y_center width height, "
                      "or class x1 y1 x2 y2 x3 y3 ...)")
 
@@ -100,10 +103,27 @@ def names_from_yaml(data: Any, source: str) -> list[str] | None:
             raise UserError(f"{source}: 'names' keys must be class ids 0..n-1") from err
         if ids != list(range(len(ids))):
             raise UserError(f"{source}: 'names' ids must be 0..{len(ids) - 1} without gaps, found {ids}")
-        return [str(names[k] if k in names else names[str(k)]) for k in ids]
+        return _distinct([names[k] if k in names else names[str(k)] for k in ids], source)
     if isinstance(names, list) and names:
-        return [str(n) for n in names]
+        return _distinct(names, source)
     raise UserError(f"{source}: 'names' must be a list or an id: name mapping")
+
+
+def _distinct(names: list[Any], source: str) -> list[str]:
+    """Class names as text, each a name and each once: two classes named alike become one in every format that
+    labels boxes by name (COCO, VOC, CSV, Ground Truth), and an empty (or YAML ``~``) name names nothing."""
+    texts = ["" if n is None else str(n) for n in names]
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise UserError(f"{source}: class id(s) {', '.join(map(str, empty[:10]))} have no name: give every class "
+                        "a name in 'names'")
+    seen: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        if text in seen:
+            raise UserError(f"{source}: classes {seen[text]} and {i} are both named {text[:60]!r}: give each class "
+                            "its own name in 'names' (a conversion would merge them)")
+        seen[text] = i
+    return texts
 
 
 def search_names(search: list[Path]) -> tuple[list[str], str] | None:

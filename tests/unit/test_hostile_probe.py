@@ -109,3 +109,41 @@ def test_deploy_local_of_a_folder_without_a_model_is_exit_2_naming_it(tmp_path, 
     (tmp_path / "notes.txt").write_text("not a model")
     assert main(["deploy", str(tmp_path), "--instance-type", "local"]) == 2
     assert "holds neither a YOLO model" in capsys.readouterr().err
+
+
+def _yolo_tree(root, label: str, names: str):
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.new("RGB", (32, 32)).save(root / "images" / "a.jpg")
+    (root / "labels" / "a.txt").write_text(label)
+    (root / "data.yaml").write_text(names)
+    return root
+
+
+@pytest.mark.parametrize("cls", ["1.5", "-1", "100000", "1e5"])
+def test_a_yolo_label_whose_class_is_no_index_is_a_problem_naming_the_line(tmp_path, cls):
+    """Class 1.5 was read as class 1 and -1 as a class named '-1': 'no problems'."""
+    from container.annotations import check, read
+
+    ann = read(_yolo_tree(tmp_path, f"0 0.5 0.5 0.2 0.2\n{cls} 0.5 0.5 0.2 0.2\n", "names: [a, b]\n"))
+    assert [example for kind, example, _, _ in ann.issues] == [
+        f"labels/a.txt line 2: the class must be a class index from 0 to 99999, got {cls!r}"]
+    assert not check(ann, verify_images=False).ok
+
+
+@pytest.mark.parametrize("names, said", [("names: [a, a]", "classes 0 and 1 are both named 'a'"),
+                                         ("names: {0: a, 1: b, 2: a}", "classes 0 and 2 are both named 'a'"),
+                                         ("names: ['', b]", r"class id\(s\) 0 have no name"),
+                                         ("names: [a, ~]", r"class id\(s\) 1 have no name")])
+def test_class_names_that_are_empty_or_repeated_are_a_user_error(tmp_path, names, said):
+    """Two classes named 'a' were one class in every conversion; '' and ~ ('None') named no class: 'no problems'."""
+    from container.annotations import read
+    from sdk.data import main as data_cli
+
+    root = _yolo_tree(tmp_path / "d", "0 0.5 0.5 0.2 0.2\n", names + "\n")
+    with pytest.raises(UserError, match=f"data.yaml: {said}"):
+        read(root)
+    assert data_cli(["convert", str(root), "--to", "coco", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
