@@ -34,7 +34,10 @@ def _box(a: dict) -> Box | None:
         xs, ys = points[0::2], points[1::2]  # the polygons' bounding box, as for YOLO polygon lines
         bbox = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
     x, y, w, h = (coordinate(v, f"bbox {what}") for v, what in zip(bbox, ("x", "y", "width", "height"), strict=True))
-    return Box("", x, y, x + w, y + h, bool(a.get("iscrowd", 0)))
+    crowd = a.get("iscrowd", 0)
+    if crowd not in (0, 1, None):  # bool("0") is True: a string "0" made every box a crowd, left out of training
+        raise ValueError(f"iscrowd must be 0 or 1, got {_shown(crowd)}")
+    return Box("", x, y, x + w, y + h, bool(crowd))
 
 
 def _shown(value: Any) -> str:

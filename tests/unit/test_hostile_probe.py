@@ -147,3 +147,24 @@ def test_class_names_that_are_empty_or_repeated_are_a_user_error(tmp_path, names
         read(root)
     assert data_cli(["convert", str(root), "--to", "coco", "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("crowd", ["0", "no", [0], {}, 2])
+def test_a_coco_iscrowd_that_is_not_0_or_1_is_a_problem_naming_the_annotation(tmp_path, crowd):
+    """iscrowd "0" (a string) made the box a crowd box, left out of training without a problem."""
+    import json
+
+    from container.annotations import read
+
+    data = {"images": [{"id": 1, "file_name": "a.jpg", "width": 32, "height": 32}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "iscrowd": crowd}],
+            "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(data))
+    ann = read(tmp_path / "coco.json", "coco")
+    assert [e for _, e, _, _ in ann.issues] == [f"coco.json: annotation 7 of image a.jpg: iscrowd must be 0 or 1, "
+                                                f"got {crowd!r}"]
+    assert ann.items[0].boxes == []
+    for ok in (0, 1, True, False):
+        data["annotations"][0]["iscrowd"] = ok
+        (tmp_path / "coco.json").write_text(json.dumps(data))
+        assert read(tmp_path / "coco.json", "coco").items[0].boxes[0].crowd is bool(ok)
