@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from container.annotations.check import Report, check
-from container.annotations.paths import IMG_SUFFIXES
+from container.annotations.paths import IMG_SUFFIXES, dataset_root
 from container.annotations.readers import read
 from container.annotations.split import split
 from container.annotations.types import Annotations, Box, Item
@@ -50,6 +50,15 @@ def _refuse_filled(out: Path) -> None:
                             "those files away first); nothing was written")
 
 
+def _refuse_inside(src: Path, out: Path) -> None:
+    """The output folder must lie outside the dataset: inside it, the converted files become part of the source
+    (a second annotation format beside the first, which every later read of the folder refuses)."""
+    base = dataset_root(src).resolve() if src.exists() else None
+    if base is not None and (out.resolve() == base or base in out.resolve().parents):
+        raise UserError(f"output folder {out} is inside the dataset folder {base}: the converted files would "
+                        "become part of the dataset. Convert into a folder outside it; nothing was written")
+
+
 def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", ratios: Sequence[float] | None = None,
             seed: int = 0, names: list[str] | None = None, strict: bool = False, verify_images: bool = True,
             images: bool = True, keep_crowd: bool = False, keep_difficult: bool = False,
@@ -73,6 +82,8 @@ def convert(src: str | Path, to: str, out: str | Path, *, fmt: str = "auto", rat
     ``links_out_ok``: see :func:`read` (a link out of ``src`` is refused unless this program made the tree)."""
     if to not in WRITERS:
         raise UserError(f"cannot write {to!r}; writable formats: {', '.join(WRITERS)}")
+    if shard is None and not str(src).startswith("s3://"):
+        _refuse_inside(Path(src), Path(out))
     if to != "tfrecord" and shard is None:  # TFRecords replace an earlier conversion's shards whole or refuse
         _refuse_filled(Path(out))  # (write_tfrecord); a shard's names are its own, beside the other machines' ones
     ann = read(src, fmt, names=names, links_out_ok=links_out_ok)

@@ -168,3 +168,22 @@ def test_a_coco_iscrowd_that_is_not_0_or_1_is_a_problem_naming_the_annotation(tm
         data["annotations"][0]["iscrowd"] = ok
         (tmp_path / "coco.json").write_text(json.dumps(data))
         assert read(tmp_path / "coco.json", "coco").items[0].boxes[0].crowd is bool(ok)
+
+
+@pytest.mark.parametrize("where", ["sub", "a/b", "."])
+@pytest.mark.parametrize("to", ["yolo", "tfrecord"])
+def test_converting_into_a_folder_inside_the_dataset_is_refused_and_writes_nothing(tmp_path, where, to):
+    """--out inside the source was written: the dataset then held two formats, and every later read of it
+    failed with 'more than one annotation format'."""
+    from container.annotations import convert
+    from container.synthetic import make_shapes
+
+    source = make_shapes(tmp_path / "shapes", train=2, val=0, size=32, seed=1)
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    with pytest.raises(UserError, match="is inside the dataset folder"):
+        convert(source, to, source / where, log=lambda _: None)
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before
+    coco = tmp_path / "coco"
+    convert(source, "coco", coco, log=lambda _: None)
+    with pytest.raises(UserError, match="is inside the dataset folder"):  # a single annotation file's folder too
+        convert(next(coco.rglob("*.json")), to, coco / where / "x", log=lambda _: None)
