@@ -37,7 +37,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 from container.failure import UserError
 
@@ -121,14 +121,14 @@ class _Bounded(io.RawIOBase):
     member it belongs to, so a header claiming gigabytes must be stopped here, not after.
     """
 
-    def __init__(self, raw: BinaryIO, limit: int, caps: _Caps) -> None:
+    def __init__(self, raw: io.BufferedIOBase, limit: int, caps: _Caps) -> None:
         self._raw, self._limit, self._caps, self._read = raw, limit, caps, 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        n = self._raw.readinto(buffer)
         self._read += n
         if self._read > self._limit:
             raise self._caps.too_big(self._limit, " of tar headers and data")
@@ -156,7 +156,7 @@ class _HeaderCapped(tarfile.TarInfo):
                             f"claims {_mib(self.size)} (a real one holds a few hundred bytes)")
 
 
-def _decompressed(archive: Path) -> BinaryIO:
+def _decompressed(archive: Path) -> io.BufferedIOBase:
     """The archive's tar stream: gzip, bzip2, xz or plain, told by the first bytes (not the suffix)."""
     with open(archive, "rb") as fh:
         head = fh.read(6)
@@ -275,7 +275,8 @@ def safe_extract(archive: Path, dest: Path, *, exclusive: bool = False, max_memb
             with _readable(archive), _stream(caps) as tar:  # pass 2: the same members, written
                 for (path, m), (was, before) in itertools.zip_longest(_checked(tar, caps), checked,
                                                                         fillvalue=(None, None)):
-                    if m is None or before is None or (path, m.type, m.size) != (was, before.type, before.size):
+                    if (m is None or path is None or before is None
+                            or (path, m.type, m.size) != (was, before.type, before.size)):
                         raise UserError(f"{archive.name} changed while it was being extracted")
                     _write(tar, path, m, staged)
             return _move_in(staged, dest, checked, exclusive=exclusive)

@@ -70,7 +70,8 @@ def normalize(pixels: Any) -> Any:
     """0-255 RGB pixels as Model Garden's models see them: ``(pixel - mean) / std``, float32."""
     import numpy as np
 
-    return ((np.asarray(pixels, np.float32) - np.float32(MEAN_RGB)) / np.float32(STDDEV_RGB)).astype(np.float32)
+    mean, std = np.asarray(MEAN_RGB, np.float32), np.asarray(STDDEV_RGB, np.float32)
+    return ((np.asarray(pixels, np.float32) - mean) / std).astype(np.float32)
 
 
 def run(runner: Any, pixels: Any) -> dict[str, Any]:

@@ -173,7 +173,7 @@ def _duplicates(report: Report, by_size: dict[int, list[Item]]) -> None:
         for item in same_size:
             if id(item) in report.left_out:
                 continue
-            digest = hashlib.sha1(item.path.read_bytes(), usedforsecurity=False).hexdigest()
+            digest = hashlib.sha1(item.file.read_bytes(), usedforsecurity=False).hexdigest()
             if digest in seen:
                 report.add("duplicate image", f"{item.name} = {seen[digest].name}", item)
             else:

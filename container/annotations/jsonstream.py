@@ -72,13 +72,20 @@ class _Buffer:
             return value
 
 
+def _space_end(text: str, pos: int) -> int:
+    """Where the run of whitespace at ``pos`` ends (``pos`` itself when there is none)."""
+    found = _SPACE_RUN.match(text, pos)
+    return found.end() if found else pos
+
+
 def _array(buf: _Buffer, callback: Callable[[Any], None]) -> None:
     """The elements of the array whose ``[`` was just consumed, each to ``callback``; the ``]`` consumed.
 
     The hot loop of a million-image file: the C scanner's ``scan_once`` decodes an element and one compiled
     regex consumes the whitespace and separator after it, so the Python per element is a few lines. An
     element or separator cut by the end of the buffer is read again after the next chunk."""
-    scan, sep = _DECODER.scan_once, _SEPARATOR.match
+    # a stub gap: typeshed lacks JSONDecoder.scan_once, which JSONDecoder.__init__ sets (the C scanner)
+    scan, sep = _DECODER.scan_once, _SEPARATOR.match  # type: ignore[attr-defined]
     if buf.skip_space() == "]":
         buf.pos += 1
         return
@@ -89,11 +96,11 @@ def _array(buf: _Buffer, callback: Callable[[Any], None]) -> None:
             value, end = scan(text, pos)
             if end < len(text):
                 found = sep(text, end)
-                if found is None and _SPACE_RUN.match(text, end).end() < len(text) - _CUT:
+                if found is None and _space_end(text, end) < len(text) - _CUT:
                     raise ValueError(f"expected ',' or ']' at character {buf.base + end} of the file")
         except StopIteration:
             if pos < len(text) and text[pos] in _SPACE:  # whitespace the last chunk ended in
-                pos = _SPACE_RUN.match(text, pos).end()
+                pos = _space_end(text, pos)
                 continue
         except json.JSONDecodeError as err:
             # an element cut by the chunk's end fails at that end (or in a string that runs to it); an error

@@ -37,8 +37,8 @@ def _unquote(token: str) -> str:
         if nxt in _ESCAPES:
             out += _ESCAPES[nxt].encode()
             i += 2
-        elif nxt in "01234567":
-            digits = re.match(r"[0-7]{1,3}", body[i + 1:]).group()
+        elif nxt in "01234567" and (octal := re.match(r"[0-7]{1,3}", body[i + 1:])):
+            digits = octal.group()
             out.append(int(digits, 8) & 0xFF)
             i += 1 + len(digits)
         elif nxt in "xX" and (hexits := re.match(r"[0-9a-fA-F]{1,2}", body[i + 2:])):
@@ -58,7 +58,8 @@ def _quote(name: str) -> str:
 def _pbtxt_items(text: str, source: str) -> dict[int, str]:
     tokens = [t for t in _TOKEN.findall(text) if t.strip() and not t.startswith("#")]
     pairs: dict[int, str] = {}
-    depth, item, i = 0, None, 0
+    depth, i = 0, 0
+    item: dict[str, int | str] | None = None
     while i < len(tokens):
         tok = tokens[i]
         if tok == "{":
@@ -67,7 +68,7 @@ def _pbtxt_items(text: str, source: str) -> dict[int, str]:
             depth -= 1
             if depth == 0 and item is not None:
                 if "id" in item and ("name" in item or "display_name" in item):
-                    pairs[int(item["id"])] = item.get("display_name", item.get("name", ""))
+                    pairs[int(item["id"])] = str(item.get("display_name", item.get("name", "")))
                 item = None
         elif depth == 0 and tok == "item":
             item = {}

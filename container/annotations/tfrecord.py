@@ -13,7 +13,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def _masked_crc(parts: list[bytes]) -> int:
@@ -259,7 +259,10 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes) -> Iterator[tuple[int, int, bytes | int]]:
+def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value): bytes for a length-delimited field, an int for a varint, bytes for a fixed
+    32/64-bit one. Any: the decoder trusts the schema of tf.train.Example, and a field of the wrong wire type fails as
+    TypeError/AttributeError, which decode_example reports as no Example."""
     pos = 0
     while pos < len(buf):
         tag, pos = _read_varint(buf, pos)

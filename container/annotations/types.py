@@ -78,6 +78,14 @@ class Item:
     split: str | None = None  # train/val/test when the source says so
     failed: str = ""  # why labelling failed (Ground Truth's failure-reason): not a background image
 
+    @property
+    def file(self) -> Path:
+        """``path``, where an image must exist: the check (check.py) leaves out every item whose image was not
+        found, so writers and later checks read this."""
+        if self.path is None:
+            raise ValueError(f"image {self.name!r} was not found")
+        return self.path
+
 
 @dataclass
 class Annotations:

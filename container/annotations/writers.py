@@ -42,7 +42,7 @@ def _size(item: Item) -> tuple[int, int]:
         return item.width, item.height
     from PIL import Image
 
-    with Image.open(item.path) as im:
+    with Image.open(item.file) as im:
         item.width, item.height = upright_size(im)
     return item.width, item.height
 
@@ -96,7 +96,7 @@ def _link_images(folder: Path, items: list[Item], images: bool = True,
         return names
     for item, name in zip(items, names, strict=False):
         if not (folder / name).exists():
-            _link(item.path, folder / name)
+            _link(item.file, folder / name)
     return names
 
 
@@ -138,7 +138,8 @@ def write_yolo(ann: Annotations, out: Path, splits: Mapping[str, list[Item]], *,
 def coco_dict(ann: Annotations, items: list[Item], *, progress: Progress = _noop) -> dict:
     cats = [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(ann.names)]
     ids = {n: i + 1 for i, n in enumerate(ann.names)}
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for image_id, (item, name) in enumerate(zip(items, _unique_names(items), strict=False), 1):
         width, height = _size(item)
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
@@ -260,9 +261,9 @@ def _shard_plan(items: list[Item], shard_bytes: int) -> list[tuple[int, int]]:
     plan, start, size = [], 0, 0
     for i, item in enumerate(items):
         try:
-            size += os.stat(item.path).st_size
+            size += os.stat(item.file).st_size
         except OSError as e:  # gone since the check
-            raise _vanished(item.path, e) from e
+            raise _vanished(item.file, e) from e
         if size >= shard_bytes:
             plan.append((start, i + 1))
             start, size = i + 1, 0
@@ -299,7 +300,7 @@ def _write_shard(path: Path, items: list[Item], names: list[str], ids: Mapping[s
     try:
         with open(partial, "wb", buffering=1 << 20) as fh:
             for k, (item, name, data) in enumerate(
-                    zip(items, names, _image_bytes([item.path for item in items]), strict=False)):
+                    zip(items, names, _image_bytes([item.file for item in items]), strict=False)):
                 write_records(fh, [tf_example(item, ids, str(first_id + k * step), name, data)])
                 progress(1)
     except BaseException:

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -73,6 +73,12 @@ class Detection:
     class_id: int
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the original image
+
+    @classmethod
+    def of(cls, class_id: Any, score: Any, box: Iterable[Any]) -> Detection:
+        """From a model's numbers (NumPy or Python): the class as an int, the score and four corners as floats."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        return cls(int(class_id), float(score), (x1, y1, x2, y2))
 
 
 class Predictor(Protocol):
@@ -145,7 +151,9 @@ def _set(thresholds: Thresholds, key: str, value: Any, where: str) -> Thresholds
         raise ServingError(400, f"{where}: max_det must be 1..10000, got {number}")
     if field != "max_det" and not 0.0 <= number <= 1.0:
         raise ServingError(400, f"{where}: {field} must be between 0 and 1, got {number}")
-    return replace(thresholds, **{field: number})
+    if field == "max_det":
+        return replace(thresholds, max_det=int(number))
+    return replace(thresholds, conf=number) if field == "conf" else replace(thresholds, iou=number)
 
 
 def _number(value: Any, *, integer: bool) -> float | None:

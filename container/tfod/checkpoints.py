@@ -167,7 +167,7 @@ def channel_checkpoint(folder: Path, readable: Callable[[Path], str | None], log
     found = prefixes(folder, recursive=True)
     if not found:
         raise UserError(f"channel 'checkpoint' holds no TF checkpoint (*.index + *.data-*) in {folder}")
-    bad = []
+    bad: list[str] = []
     for prefix in found:
         why = readable(prefix)
         if why is None:

@@ -155,7 +155,7 @@ def export_tflite_isolated(experiment: str, exp: Any, saved_model: Path, out: Pa
 
     ctx = multiprocessing.get_context("spawn")
     pixels = None if sample is None else np.asarray(sample)
-    crashes = []
+    crashes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for attempt in range(1, attempts + 1):
             queue = ctx.Queue()
@@ -174,8 +174,8 @@ def export_tflite_isolated(experiment: str, exp: Any, saved_model: Path, out: Pa
                 if crashes:
                     result["earlier_crashes"] = crashes
                 return result
-            how = {-11: "a segmentation fault", -6: "an abort (SIGABRT)"}.get(child.exitcode,
-                                                                           f"exit code {child.exitcode}")
+            crashed: dict[int | None, str] = {-11: "a segmentation fault", -6: "an abort (SIGABRT)"}
+            how = crashed.get(child.exitcode, f"exit code {child.exitcode}")
             said = [line for line in Path(log_path).read_text(errors="replace").splitlines() if line.strip()]
             last = next((line for line in reversed(said) if "W0000" not in line), "")[-300:]
             print(f"WARNING the TFLite converter ({quant_type}) crashed with {how}, attempt {attempt} of {attempts}; "

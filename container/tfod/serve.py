@@ -74,7 +74,7 @@ def to_detections(boxes: Any, scores: Any, classes: Any, count: int, *, input_si
     xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
     xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
     keep = nms(xyxy + classes[:, None] * 1e5, scores, thresholds.iou)[:thresholds.max_det]
-    return [Detection(int(classes[i]) - 1, float(scores[i]), tuple(float(v) for v in xyxy[i])) for i in keep]
+    return [Detection.of(int(classes[i]) - 1, scores[i], xyxy[i]) for i in keep]
 
 
 def input_size(shape: Any, metrics: dict[str, Any]) -> tuple[int, int]:
@@ -120,7 +120,7 @@ class SavedModelPredictor:
 
         out = []
         for image in images:  # the export has batch size 1
-            resized = Image.fromarray(image).resize((self.size[1], self.size[0]), Image.BILINEAR)
+            resized = Image.fromarray(image).resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
             tensor = self._tf.convert_to_tensor(np.asarray(resized)[None])
             result = self.detect(**{self.input_name: tensor})
             count = int(result["num_detections"].numpy().reshape(-1)[0])

@@ -103,12 +103,12 @@ def resolve_data(env: Environment, hps: Mapping[str, Any], workdir: Path) -> tup
     log(f"dataset: channel 'train' holds {summary['format']} annotations: {summary['images']} images, "
         f"{summary['boxes']} boxes {json.dumps(summary['boxes_per_class'])}; converted to TFRecords")
     log(f"dataset: {report.text()}")  # the words and counts `python -m sdk.data check` prints
-    if env.channel("val") is not None:
+    if (val_channel := env.channel("val")) is not None:
         val_out = workdir / "val-tfrecords"
         shutil.rmtree(val_out, ignore_errors=True)
         # as strict as train: a class the label map does not know fails here instead of vanishing from the eval
         try:
-            annotations.convert(env.channel("val"), "tfrecord", val_out, fmt=fmt if fmt != "tfrecord" else "auto",
+            annotations.convert(val_channel, "tfrecord", val_out, fmt=fmt if fmt != "tfrecord" else "auto",
                                 names=list(ann.names), strict=hps["strict_data"], log=lambda s: None)
         except UserError as err:
             raise UserError(f"channel 'val' (classes {echo(list(ann.names), 200)}): {err}") from None

@@ -49,10 +49,10 @@ class Dataset:
     val: list[Path]
     layout: str
     val_source: str
+    data_yaml: Path  # the lists and names ultralytics reads (written by resolve)
     boxes_per_class: dict[str, int] = field(default_factory=dict)
     background_images: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    data_yaml: Path | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -153,9 +153,9 @@ def _check_image(image: Path, nc: int) -> tuple[list[tuple[str, str]], Counter, 
             if w <= 0 or h <= 0:
                 problems.append(("box with zero area", f"{where}: width {fields[3]} height {fields[4]}"))
                 continue
-            edges = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+            edges: tuple[float, ...] = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
         else:
-            edges = tuple(coords)
+            edges = tuple(coords)  # a segment's polygon: every point
         if any(c < -EDGE_TOLERANCE or c > 1 + EDGE_TOLERANCE for c in (*coords, *edges)):
             problems.append(("box outside the image",
                              f"{where}: {' '.join(fields[1:5])} (coordinates are fractions of the image, 0..1)"))
@@ -323,6 +323,7 @@ def resolve(env: Environment, hps: Mapping[str, Any], workdir: Path, *, seed: in
         raise UserError("no usable images left in " + ("train" if not train else "val"))
 
     ds = Dataset(names=names, train=train, val=val, layout=layout, val_source=val_source,
+                 data_yaml=workdir / "data.yaml",
                  boxes_per_class={names[i]: boxes.get(i, 0) for i in range(len(names))},
                  background_images=background, skipped=dict(counts))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -331,7 +332,6 @@ def resolve(env: Environment, hps: Mapping[str, Any], workdir: Path, *, seed: in
     for split, images in (("train", train), ("val", val)):
         listed = [_mirror(p, env.input_data_dir, links) for p in images]
         (workdir / f"{split}.txt").write_text("".join(f"{p}\n" for p in listed), encoding="utf-8")
-    ds.data_yaml = workdir / "data.yaml"
     ds.data_yaml.write_text(yaml.safe_dump({
         "path": str(workdir), "train": "train.txt", "val": "val.txt",
         "nc": len(names), "names": dict(enumerate(names)),

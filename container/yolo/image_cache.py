@@ -130,6 +130,13 @@ def _probe(path: Path) -> tuple[tuple[int, int], str]:
     return size, digest.hexdigest()
 
 
+def _decode(data: np.ndarray, flags: int) -> np.ndarray:
+    image = cv2.imdecode(data, flags)
+    if image is None:
+        raise ValueError("OpenCV cannot decode it")
+    return image
+
+
 def decode_resized(path: Path, size: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
     """The image as ultralytics' imread would give it (BGR, EXIF-upright), resized to ``target`` (INTER_AREA).
 
@@ -139,15 +146,13 @@ def decode_resized(path: Path, size: tuple[int, int], target: tuple[int, int]) -
     data = np.fromfile(path, np.uint8)
     is_jpeg = data[:3].tobytes() == b"\xff\xd8\xff"
     factor = reduction(*size, target) if is_jpeg else 1
-    image = cv2.imdecode(data, REDUCED[factor] if factor > 1 else cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("OpenCV cannot decode it")
+    image = _decode(data, REDUCED[factor] if factor > 1 else cv2.IMREAD_COLOR)
     height, width = image.shape[:2]
     tw, th = target
     if tw != th and (width >= height) != (tw >= th):  # the decoder applied an EXIF rotation of 90 degrees
         tw, th = th, tw
     if width < tw or height < th:  # a reduced decode smaller than expected: decode at full size instead
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        image = _decode(data, cv2.IMREAD_COLOR)
     return cv2.resize(image, (tw, th), interpolation=cv2.INTER_AREA)
 
 
@@ -183,7 +188,9 @@ def _lists(data: dict[str, Any], root: Path) -> dict[str, Path]:
 
     A YAML this module rewrote names the lists it replaced under ``SOURCES_KEY``: those are read again.
     """
-    before = data.get(SOURCES_KEY) if isinstance(data.get(SOURCES_KEY), dict) else {}
+    before = data.get(SOURCES_KEY)
+    if not isinstance(before, dict):
+        before = {}
     found = {}
     for split in SPLITS:
         value = before.get(split, data.get(split))

@@ -148,7 +148,8 @@ class FittedLoaders:
         asked = int(self.args.workers)
         if self._fitted is None:
             # the ranks on this host share its CPUs and /dev/shm (torchrun's LOCAL_WORLD_SIZE on several hosts)
-            ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or getattr(self, "world_size", 1) or 1))
+            local = os.environ.get("LOCAL_WORLD_SIZE")
+            ranks = max(1, int(local) if local else int(getattr(self, "world_size", 1) or 1))
             train_batch = batch_size if mode == "train" else max(1, batch_size // 2)
             cpus = max(1, (os.cpu_count() or 1) // ranks)
             self._fitted, reasons = fit_workers(workers=asked, batch=train_batch, imgsz=int(self.args.imgsz),

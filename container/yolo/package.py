@@ -41,7 +41,8 @@ def export_and_verify(best: Path, formats: list[str], imgsz: Any, sample: Path, 
         pause_point(f"export:{fmt}", stop)
         try:
             exported = Path(YOLO(str(best)).export(format=fmt, imgsz=imgsz))
-            detections = YOLO(str(exported), task="detect").predict(str(sample), imgsz=imgsz, verbose=False)
+            # Any: ultralytics annotates predict as returning tensors or a generator too (modes not used here)
+            detections: Any = YOLO(str(exported), task="detect").predict(str(sample), imgsz=imgsz, verbose=False)
         except TrainingStopped:
             raise
         except Exception as err:

@@ -136,7 +136,8 @@ def quiet_progress_bars() -> None:
     if not sys.stdout.isatty():
         import ultralytics.utils.tqdm as tq
 
-        tq.is_noninteractive_console = lambda: True
+        # a stub mismatch only: the original is wrapped in functools.lru_cache, its replacement a plain function
+        tq.is_noninteractive_console = lambda: True  # type: ignore[assignment]
 
 
 def _metric_line(line: str, values: dict[str, Any], *, prefix: list[str] | tuple[str, ...] = ()) -> str:

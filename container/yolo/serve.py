@@ -129,12 +129,7 @@ class TorchPredictor:
         results = self.model.predict([image[..., ::-1] for image in images],  # ultralytics takes BGR arrays
                                      imgsz=self.imgsz, conf=thresholds.conf, iou=thresholds.iou,
                                      max_det=thresholds.max_det, verbose=False, **self.options)
-        out = []
-        for result in results:
-            boxes = result.boxes
-            out.append([Detection(int(c), float(s), tuple(float(v) for v in b)) for b, s, c in
-                        zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=False)])
-        return out
+        return [_detections(result) for result in results]
 
     def tracking(self, tracker: str) -> Tracking:
         """Tracks over one video (container/serving/video.py): a fresh copy of the model, so that its trackers
@@ -142,6 +137,14 @@ class TorchPredictor:
         from ultralytics import YOLO
 
         return Tracking(YOLO(str(self.weights), task="detect"), tracker, self.imgsz, self.options)
+
+
+def _detections(result: Any) -> list[Detection]:
+    """One image's ultralytics ``Results`` as Detections. Any: ultralytics annotates ``predict`` as returning tensors
+    or a generator too (its embed and stream modes, which this code does not use)."""
+    boxes = result.boxes
+    return [Detection.of(c, s, b)
+            for b, s, c in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=False)]
 
 
 class Tracking:
@@ -158,7 +161,7 @@ class Tracking:
                                          verbose=False, **self.options)
             boxes = result.boxes
             ids = boxes.id.int().tolist() if boxes.id is not None else [None] * len(boxes)
-            out.append([(Detection(int(c), float(s), tuple(float(v) for v in b)), t) for b, s, c, t in
+            out.append([(Detection.of(c, s, b), t) for b, s, c, t in
                         zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), ids, strict=True)])
         return out
 
@@ -233,8 +236,7 @@ def _scaled(boxes: Any, scores: Any, class_ids: Any, gain: tuple[float, float], 
     height, width = shape
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    return [Detection(int(c), float(s), tuple(float(v) for v in b))
-            for b, s, c in zip(boxes, scores, class_ids, strict=False)]
+    return [Detection.of(c, s, b) for b, s, c in zip(boxes, scores, class_ids, strict=False)]
 
 
 class OnnxPredictor:

@@ -6,6 +6,7 @@ import yaml
 
 from container.contract import Environment
 from container.failure import UserError
+from container.schema import Schema
 from container.synthetic import make_shapes
 from container.yolo import dataset as ds
 
@@ -18,8 +19,8 @@ def _env(base: Path, channels: dict[str, Path], modes: dict[str, str] | None = N
 
 
 def _resolve(env, tmp_path, **hps):
-    hps = {"strict_data": True, "val_fraction": 0.2, **hps}
-    return ds.resolve(env, hps, tmp_path / "work", seed=0, log=lambda *_: None)
+    typed = Schema.load("yolo").resolve([("hyperparameters", hps)])  # every key, typed, as the trainer has them
+    return ds.resolve(env, typed, tmp_path / "work", seed=0, log=lambda *_: None)
 
 
 @pytest.fixture

@@ -18,7 +18,10 @@ from container.annotations import check, convert, detect, read, read_label_map, 
 from container.annotations.check import CROWD, DIFFICULT, FAILED, NO_LABELS
 from container.contract import Environment
 from container.failure import UserError
+from container.schema import Schema
 from container.yolo import dataset as ds
+
+HPS = Schema.load("yolo").typed_defaults  # every hyperparameter at its default, as the trainer has them
 
 
 def quiet(_: str) -> None:
@@ -260,14 +263,14 @@ def test_tiny_images_are_refused_at_the_pre_check(tmp_path):
     root = _yolo_tree(tmp_path / "data", tiny=True)
     env = _env(tmp_path / "ml", root)
     with pytest.raises(UserError, match=r"image under 10 px in 1 image.*tiny.jpg: 8x8"):
-        ds.resolve(env, {"strict_data": True}, tmp_path / "work", seed=0, log=quiet)
+        ds.resolve(env, HPS, tmp_path / "work", seed=0, log=quiet)
     report = check(read(root))
     assert report.problems["image under 10 px"].count == 1
 
 
 def test_background_images_are_counted_as_ultralytics_counts_them(tmp_path):
     root = _yolo_tree(tmp_path / "data")
-    d = ds.resolve(_env(tmp_path / "ml", root), {"strict_data": True}, tmp_path / "work", seed=0, log=quiet)
+    d = ds.resolve(_env(tmp_path / "ml", root), HPS, tmp_path / "work", seed=0, log=quiet)
     assert d.background_images == 2  # the empty label file and the missing one
 
 
@@ -279,7 +282,7 @@ def test_check_report_and_training_log_agree(tmp_path, capsys):
     assert data_cli(["check", str(root), "--json"]) == 0
     checked = json.loads(capsys.readouterr().out)["report"]
     logged: list[str] = []
-    ds.resolve(_env(tmp_path / "ml", root), {"strict_data": False}, tmp_path / "work", seed=0, log=logged.append)
+    ds.resolve(_env(tmp_path / "ml", root), {**HPS, "strict_data": False}, tmp_path / "work", seed=0, log=logged.append)
     assert (checked["left_out"], checked["without_labels"]) == (1, 2)
     report = check(read(root))
     assert f"dataset: {report.text().splitlines()[0]}" in logged, logged
