@@ -150,6 +150,9 @@ def read_voc(root: Path, names: list[str] | None = None) -> Annotations:
             unread.append(f"{where}: {err}: write the image's size in pixels, or leave <size> out")
         for obj in tree.iter("object"):
             label = (obj.findtext("name") or "").strip()
+            if not label:  # a box of no class: '' was a class of its own
+                unread.append(f"{where}: an object without a <name>: give it its class name, or leave it out")
+                continue
             try:
                 x1, y1, x2, y2 = _voc_box(obj)
             except ValueError as err:  # the image is left out: trained without this object, it would be background

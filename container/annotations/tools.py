@@ -171,6 +171,10 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
             ann.note("unreadable annotation", f"{where}: not a LabelMe file (a JSON object with shapes)")
             continue
         image_path = data.get("imagePath") or path.with_suffix(".jpg").name
+        if not isinstance(image_path, str):  # a number or a list: an AttributeError traceback before
+            ann.note("unreadable annotation", f"{where}: imagePath must be the image's file name (a string), got "
+                     f"{image_path!r:.40}")
+            continue
         stem = path.relative_to(base).with_suffix("").as_posix()  # LabelMe names the JSON after its image
         key, found = index.locate(image_path, folder_of(path, base), stem=stem)
         if found is None and data.get("imageData") and len(index):
@@ -182,7 +186,10 @@ def read_labelme(root: Path, names: list[str] | None = None) -> Annotations:
             if not isinstance(shape, dict):
                 unread.append(f"{where}: shape {number} is {shape!r:.40}, not an object")
                 continue
-            label = str(shape.get("label", ""))
+            label = shape.get("label")
+            if not isinstance(label, str) or not label.strip():  # None was a class named 'None', '' a class too
+                unread.append(f"{where}: shape {number} has no label ({label!r:.40}): give it its class name")
+                continue
             try:
                 x1, y1, x2, y2 = _labelme_box(shape)
             except (KeyError, ValueError, TypeError) as err:  # the image is left out, as for VOC

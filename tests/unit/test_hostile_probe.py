@@ -187,3 +187,43 @@ def test_converting_into_a_folder_inside_the_dataset_is_refused_and_writes_nothi
     convert(source, "coco", coco, log=lambda _: None)
     with pytest.raises(UserError, match="is inside the dataset folder"):  # a single annotation file's folder too
         convert(next(coco.rglob("*.json")), to, coco / where / "x", log=lambda _: None)
+
+
+@pytest.mark.parametrize("change, said", [
+    (("imagePath", 5), "a.json: imagePath must be the image's file name (a string), got 5"),
+    (("imagePath", ["a.jpg"]), "a.json: imagePath must be the image's file name (a string), got ['a.jpg']"),
+    (("label", None), "a.json: shape 1 has no label (None): give it its class name"),
+    (("label", ""), "a.json: shape 1 has no label (''): give it its class name"),
+    (("label", {"a": 1}), "a.json: shape 1 has no label ({'a': 1}): give it its class name")])
+def test_labelme_file_names_and_labels_of_the_wrong_type_are_problems(tmp_path, change, said):
+    """imagePath 5 was an AttributeError traceback (exit 1); label null a class named 'None', '' a class too."""
+    import json
+
+    from PIL import Image
+
+    from container.annotations import check, read
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.jpg")
+    shape = {"label": "cat", "points": [[1, 1], [5, 5]], "shape_type": "rectangle"}
+    doc = {"shapes": [shape], "imagePath": "a.jpg", "imageWidth": 32, "imageHeight": 32}
+    key, value = change
+    (shape if key == "label" else doc)[key] = value
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    ann = read(tmp_path, "labelme")
+    assert [e for _, e, _, _ in ann.issues] == [said]
+    assert not check(ann, verify_images=False).ok
+
+
+def test_a_voc_object_without_a_name_is_a_problem(tmp_path):
+    from PIL import Image
+
+    from container.annotations import read
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.jpg")
+    (tmp_path / "a.xml").write_text("<annotation><filename>a.jpg</filename><size><width>32</width><height>32</height>"
+                                    "</size><object><name> </name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax>"
+                                    "<ymax>5</ymax></bndbox></object></annotation>")
+    ann = read(tmp_path, "voc")
+    assert [e for _, e, _, _ in ann.issues] == ["a.xml: an object without a <name>: give it its class name, or leave "
+                                                "it out"]
+    assert ann.names == [] and ann.items[0].boxes == []
