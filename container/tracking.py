@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import threading
@@ -119,6 +120,10 @@ class Tracker:
         if self._client is None:
             for key, value in HTTP_DEFAULTS.items():
                 os.environ.setdefault(key, value)
+            if not self.uri.startswith("arn:"):
+                # sagemaker-mlflow's header provider reads every tracking URI as an ARN: for an http(s) server it
+                # fails on each request and MLflow warns each time ("list index out of range"), a line per call
+                logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
             from mlflow.tracking import MlflowClient
 
             self._client = MlflowClient(tracking_uri=self.uri)

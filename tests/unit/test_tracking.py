@@ -5,6 +5,7 @@ the SDK's checks of mlflow=/experiment= and the run read back from a job's log."
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import pytest
@@ -31,7 +32,7 @@ def job_env(tmp_path, monkeypatch):
     tracking.stop("KILLED")  # a test that failed half-way leaves no run open in this process
 
 
-def test_tf_pieces_log_to_mlflow(mlflow_server, job_env, capsys, monkeypatch):  # noqa: F811
+def test_tf_pieces_log_to_mlflow(mlflow_server, job_env, capsys, monkeypatch, caplog):  # noqa: F811
     from container.tfod import trainer
 
     monkeypatch.setenv(tracking.CHANNEL_SOURCES_ENV, json.dumps({"train": "s3://bucket/pcb/train/"}))  # the SDK's
@@ -52,6 +53,8 @@ def test_tf_pieces_log_to_mlflow(mlflow_server, job_env, capsys, monkeypatch):  
 
     out = capsys.readouterr().out
     assert "[train] step=20" in out and "WARNING" not in out
+    # MLflow's own logging quiet too (sagemaker-mlflow's header provider warned on every call to an http server)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     (run,) = runs_of(mlflow_server, "tf-pieces")
     assert run.info.run_name == "tf-job-1" and run.info.status == "FINISHED"
     run_id = run.info.run_id
