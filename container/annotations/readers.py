@@ -30,7 +30,7 @@ from container.annotations.paths import (
 from container.annotations.tools import inside, read_cvat, read_labelme, turned_box
 from container.annotations.types import MAX_CLASSES, Annotations, Box, Item, coordinate, image_size
 from container.annotations.upright import upright_size
-from container.annotations.yolo_tree import discover, label_box, label_path, search_names
+from container.annotations.yolo_tree import discover, distinct_names, label_box, label_path, search_names
 from container.failure import UserError
 
 
@@ -352,6 +352,8 @@ def read(root: str | Path, fmt: str = "auto", *, names: list[str] | None = None,
         raise UserError(f"{base}: {len(links)} link(s) lead out of the dataset folder ({shown}): a dataset is "
                         "read only from its own folder. Copy those files in (or read the folder they live in), "
                         "or remove the links; nothing was read")
+    if names is not None:  # --names a,,b wrote a class named '' (a,a,b: two ids for one name)
+        names = distinct_names(list(names), "the class names given (--names, or the names hyperparameter)")
     fmt = detect(root) if fmt == "auto" else fmt
     if fmt not in READERS:
         raise UserError(f"unknown annotation format {fmt!r}; known: {', '.join(FORMATS)}")

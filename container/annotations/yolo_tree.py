@@ -103,13 +103,13 @@ def names_from_yaml(data: Any, source: str) -> list[str] | None:
             raise UserError(f"{source}: 'names' keys must be class ids 0..n-1") from err
         if ids != list(range(len(ids))):
             raise UserError(f"{source}: 'names' ids must be 0..{len(ids) - 1} without gaps, found {ids}")
-        return _distinct([names[k] if k in names else names[str(k)] for k in ids], source)
+        return distinct_names([names[k] if k in names else names[str(k)] for k in ids], source)
     if isinstance(names, list) and names:
-        return _distinct(names, source)
+        return distinct_names(names, source)
     raise UserError(f"{source}: 'names' must be a list or an id: name mapping")
 
 
-def _distinct(names: list[Any], source: str) -> list[str]:
+def distinct_names(names: list[Any], source: str) -> list[str]:
     """Class names as text, each a name and each once: two classes named alike become one in every format that
     labels boxes by name (COCO, VOC, CSV, Ground Truth), and an empty (or YAML ``~``) name names nothing."""
     texts = ["" if n is None else str(n) for n in names]

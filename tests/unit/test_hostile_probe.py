@@ -227,3 +227,20 @@ def test_a_voc_object_without_a_name_is_a_problem(tmp_path):
     assert [e for _, e, _, _ in ann.issues] == ["a.xml: an object without a <name>: give it its class name, or leave "
                                                 "it out"]
     assert ann.names == [] and ann.items[0].boxes == []
+
+
+@pytest.mark.parametrize("names, said", [("rectangle,,ellipse", r"class id\(s\) 1 have no name"),
+                                         ("rectangle,rectangle,ellipse", "classes 0 and 1 are both named")])
+def test_names_given_empty_or_repeated_are_exit_2_and_write_nothing(tmp_path, capsys, names, said):
+    """--names rectangle,,ellipse wrote a class named '' into data.yaml; a,a,b gave two ids one name."""
+    import re
+
+    from container.annotations import convert
+    from container.synthetic import make_shapes
+    from sdk.data import main as data_cli
+
+    source = make_shapes(tmp_path / "shapes", train=2, val=0, size=32, seed=1)
+    voc = tmp_path / "voc"
+    convert(source, "voc", voc, log=lambda _: None)
+    assert data_cli(["convert", str(voc), "--to", "yolo", "--out", str(tmp_path / "o"), "--names", names]) == 2
+    assert re.search(said, capsys.readouterr().err) and not (tmp_path / "o").exists()
