@@ -116,6 +116,9 @@ class Limits:
                    max_pixels=max(1, int(megapixels * 1_000_000)), header_timeout=header, body_timeout=body)
 
 
+ENV_MAX = 1e6  # a million MB, images, megapixels or seconds (11 days): past any request; sockets and int() overflow
+
+
 def _positive(environ: Any, name: str, default: float, takes: str, *, integer: bool = False) -> float:
     raw = environ.get(name)
     if raw is None or not str(raw).strip():
@@ -124,9 +127,9 @@ def _positive(environ: Any, name: str, default: float, takes: str, *, integer: b
         value = int(raw) if integer else float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}={raw!r} is not usable: it takes {takes} (default {default:g}); "
-                         f"set it to such a value or unset it")
+    if not math.isfinite(value) or value <= 0 or value > ENV_MAX:  # 1e308 MB overflowed int() into a traceback
+        raise ValueError(f"{name}={raw!r} is not usable: it takes {takes}, at most {ENV_MAX:g} (default "
+                         f"{default:g}); set it to such a value or unset it")
     return value
 
 

@@ -244,3 +244,15 @@ def test_names_given_empty_or_repeated_are_exit_2_and_write_nothing(tmp_path, ca
     convert(source, "voc", voc, log=lambda _: None)
     assert data_cli(["convert", str(voc), "--to", "yolo", "--out", str(tmp_path / "o"), "--names", names]) == 2
     assert re.search(said, capsys.readouterr().err) and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["SERVING_MAX_BODY_MB", "SERVING_MAX_IMAGES", "SERVING_MAX_MEGAPIXELS",
+                                  "SERVING_HEADER_TIMEOUT", "SERVING_BODY_TIMEOUT"])
+@pytest.mark.parametrize("value", ["1e308", "1e7", "99999999999"])
+def test_a_serving_variable_past_any_use_is_a_user_error_naming_it(name, value):
+    """SERVING_MAX_BODY_MB=1e308 was an OverflowError traceback; 1e308 seconds of header timeout was taken."""
+    from container.serving.server import settings
+
+    with pytest.raises(UserError, match=f"{name}='{value}' is not usable: .* at most 1e\\+06"):
+        settings({name: value})
+    settings({name: "1000"})
