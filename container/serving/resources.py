@@ -18,6 +18,7 @@ WORKERS_ENV = ("SERVING_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS")
 WEIGHTS_ENV = "SERVING_WEIGHTS"  # YOLO: best.pt (default), onnx, or a path inside the model folder
 THREADS_ENV = "SERVING_THREADS"  # set by the server for its workers; adapters read it with intra_op_threads()
 RUNTIME_BYTES = 450 * 1024 * 1024  # a worker with torch or TensorFlow imported, before the weights
+MAX_WORKERS_PER_CPU = 8  # a forced worker count past this only contends for the cores and multiplies the memory
 WEIGHT_FACTOR = 3  # weights on disk -> resident memory (weights, activations, framework caches)
 
 
@@ -58,6 +59,10 @@ def plan_workers(*, cpus: int, memory: int, weights_bytes: int, gpus: int = 0,
             raise ValueError(f"{'/'.join(WORKERS_ENV)} must be an integer, got {forced!r}") from None
         if workers < 1:
             raise ValueError(f"{'/'.join(WORKERS_ENV)} must be at least 1, got {workers}")
+        if workers > MAX_WORKERS_PER_CPU * max(1, cpus):  # 10000 forked 10000 copies of the model: out of memory
+            raise ValueError(f"{'/'.join(WORKERS_ENV)}={workers} is more than {MAX_WORKERS_PER_CPU} per CPU "
+                             f"({cpus} here), each a copy of the model in memory; unset it to plan by CPUs and "
+                             "memory, or give fewer")
         return Plan(workers, max(1, cpus // workers), f"{workers} worker(s) as set in the environment")
     if gpus:
         return Plan(1, max(1, cpus), f"1 worker on {gpus} GPU(s)")

@@ -256,3 +256,15 @@ def test_a_serving_variable_past_any_use_is_a_user_error_naming_it(name, value):
     with pytest.raises(UserError, match=f"{name}='{value}' is not usable: .* at most 1e\\+06"):
         settings({name: value})
     settings({name: "1000"})
+
+
+@pytest.mark.parametrize("workers", ["17", "10000", "99999999999999"])
+def test_a_forced_worker_count_past_8_per_cpu_is_refused_naming_the_variable(workers):
+    """SERVING_WORKERS=10000 on 2 CPUs planned 10000 copies of the model (the machine out of memory)."""
+    from container.serving import resources
+
+    with pytest.raises(ValueError, match=f"SERVING_WORKERS/SAGEMAKER_MODEL_SERVER_WORKERS={workers} is more than 8 "
+                                         "per CPU"):
+        resources.plan_workers(cpus=2, memory=2**34, weights_bytes=1, environ={"SERVING_WORKERS": workers})
+    plan = resources.plan_workers(cpus=2, memory=2**34, weights_bytes=1, environ={"SERVING_WORKERS": "16"})
+    assert plan.workers == 16
