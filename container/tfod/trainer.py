@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import struct
@@ -326,12 +325,9 @@ def job_hyperparameters(env: Environment, schema: Schema) -> Hyperparameters:
 
 
 def check_inputs(env: Environment, hps: Mapping[str, Any]) -> None:
-    """Bad input fails at start, as a user error that names it (the schema types and bounds the values)."""
-    for key, value in hps.items():
-        if isinstance(value, str) and "\x00" in value:
-            raise UserError(f"hyperparameter {key!r} holds a NUL byte: {echo(value)}")
-    if not math.isfinite(hps["learning_rate"]):  # NaN passes every bound
-        raise UserError(f"learning_rate must be a finite number above 0, got {hps['learning_rate']}")
+    """Bad input fails at start, as a user error that names it. The values are the schema's to check (types,
+    bounds, NaN, NUL: container/schema.py), so the SDK refuses the same before a job is made; this checks the
+    channels."""
     for name, path in env.channels.items():
         if not path.is_dir():
             raise UserError(f"channel {name!r} is a file ({path.name}), not a folder: SageMaker puts each channel's "

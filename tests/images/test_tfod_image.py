@@ -147,7 +147,7 @@ def test_raw_dataset_through_sdk_local_mode(engine, shapes, tmp_path, monkeypatc
     ({}, "an exported model as checkpoint", "channel 'checkpoint' holds an exported model (1/saved_model.pb"),
     ({}, "val with an unknown class", "channel 'val'"),
     ({"num_steps": "0"}, "tfrecords", "'num_steps' must be at least 1, got '0'"),
-    ({"learning_rate": "NaN"}, "tfrecords", "learning_rate must be a finite number above 0, got nan"),
+    ({"learning_rate": "NaN"}, "tfrecords", "'learning_rate' must be a finite number, got nan"),
 ])
 def test_bad_input_writes_failure(engine, tfrecords, shapes, make_tree, tmp_path, hyperparameters, channels, words):
     train = tfrecords
