@@ -139,6 +139,55 @@ def count_gpus() -> int:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """The ``/opt/ml`` tree under one base folder, declared once: what a training job finds and writes (the
+    module docstring's layout), and where a Processing job's inputs, outputs and resourceconfig.json live.
+    :class:`Environment` reads a job through it; other code names a path here rather than spelling it."""
+
+    base: Path = Path(DEFAULT_BASE_DIR)
+
+    @property
+    def input_config(self) -> Path:
+        return self.base / "input" / "config"
+
+    @property
+    def input_data(self) -> Path:
+        return self.base / "input" / "data"
+
+    @property
+    def model(self) -> Path:
+        return self.base / "model"
+
+    @property
+    def output(self) -> Path:
+        return self.base / "output"
+
+    @property
+    def failure(self) -> Path:
+        return self.output / "failure"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.output / "tensorboard"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.base / "checkpoints"
+
+    @property
+    def processing(self) -> Path:
+        """A Processing job's inputs (``input/<name>``) and outputs (``output/<name>``)."""
+        return self.base / "processing"
+
+    @property
+    def processing_resource_config(self) -> Path:
+        return self.base / "config" / "resourceconfig.json"
+
+
+SAGEMAKER = Layout()  # the tree as SageMaker mounts it, at /opt/ml
+
+
+@dataclass(frozen=True)
 class Environment:
     """A read-only snapshot of the SageMaker training layout under ``base_dir``.
 
@@ -180,24 +229,28 @@ class Environment:
 
     # -- paths ---------------------------------------------------------------------------------
     @property
+    def layout(self) -> Layout:
+        return Layout(self.base_dir)
+
+    @property
     def input_dir(self) -> Path:
-        return self.base_dir / "input"
+        return self.layout.input_config.parent
 
     @property
     def input_config_dir(self) -> Path:
-        return self.input_dir / "config"
+        return self.layout.input_config
 
     @property
     def input_data_dir(self) -> Path:
-        return self.input_dir / "data"
+        return self.layout.input_data
 
     @property
     def model_dir(self) -> Path:
-        return self.base_dir / "model"
+        return self.layout.model
 
     @property
     def output_dir(self) -> Path:
-        return self.base_dir / "output"
+        return self.layout.output
 
     @property
     def output_data_dir(self) -> Path:
@@ -209,11 +262,11 @@ class Environment:
 
     @property
     def failure_file(self) -> Path:
-        return self.output_dir / "failure"
+        return self.layout.failure
 
     @property
     def tensorboard_dir(self) -> Path:
-        return self.output_dir / "tensorboard"
+        return self.layout.tensorboard
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -223,10 +276,10 @@ class Environment:
         """
         local = self.checkpoint_config.get("LocalPath")
         if not local:
-            return self.base_dir / "checkpoints"
+            return self.layout.checkpoints
         path = Path(local)
         try:
-            return self.base_dir / path.relative_to(DEFAULT_BASE_DIR)
+            return self.base_dir / path.relative_to(SAGEMAKER.base)
         except ValueError:
             return path
 

@@ -32,14 +32,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from container.contract import SAGEMAKER
 from container.failure import EXIT_USER_ERROR, UserError
 
 if TYPE_CHECKING:
     from container.annotations.types import Item
 
-PROCESSING_DIR_ENV = "SM_PROCESSING_DIR"  # tests point it at a folder; SageMaker's is /opt/ml/processing
-DEFAULT_PROCESSING_DIR = "/opt/ml/processing"
-RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
+PROCESSING_DIR_ENV = "SM_PROCESSING_DIR"  # tests point it at a folder; SageMaker's is SAGEMAKER.processing
+DEFAULT_PROCESSING_DIR = str(SAGEMAKER.processing)
+RESOURCE_CONFIG = str(SAGEMAKER.processing_resource_config)
 # The job's inputs and output under the processing folder: the SDK's request names the same places.
 DATA_INPUT = "input/data"  # the source (whole), or its annotation files alone when the images are sharded
 IMAGES_INPUT = "input/images"  # this machine's share of the image files

@@ -125,3 +125,19 @@ def test_sm_env_vars_match_aws_toolkit(tmp_path, name):
     theirs = json.loads(out.stdout.strip().splitlines()[-1])
     ours = sm_env_vars(Environment.from_base_dir(tmp_path, environ=environ))
     assert ours == theirs
+
+
+def test_the_layout_is_declared_once_and_environment_reads_through_it(tmp_path):
+    """Environment and processing name their paths through contract.Layout, so a moved base moves every one."""
+    from container import processing
+    from container.contract import SAGEMAKER, Layout
+
+    env = Environment(base_dir=tmp_path)
+    layout = Layout(tmp_path)
+    assert (env.input_config_dir, env.input_data_dir, env.model_dir, env.output_dir, env.failure_file,
+            env.tensorboard_dir, env.checkpoint_dir) == (
+        layout.input_config, layout.input_data, layout.model, layout.output, layout.failure, layout.tensorboard,
+        layout.checkpoints)
+    assert env.failure_file == tmp_path / "output" / "failure" and SAGEMAKER.base == Path("/opt/ml")
+    assert Path(processing.DEFAULT_PROCESSING_DIR) == SAGEMAKER.processing
+    assert Path(processing.RESOURCE_CONFIG) == SAGEMAKER.base / "config" / "resourceconfig.json"
