@@ -108,17 +108,21 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                     except ValueError as err:  # the image is left out: its boxes cannot be placed without a size
                         size, problem = (None, None), f"{where}: image {a.get('name')}: {err}"
                     width, height = size[0] or math.inf, size[1] or math.inf
-                    boxes = []
+                    boxes, unread = [], []
                     for shape in el:
                         label = shape.get("label", "")
                         if shape.tag in NOT_BOXES:
                             ann.note(NO_BOX, f"{where}: image {a.get('name')}: <{shape.tag}> {label!r}", warning=True)
                         if shape.tag not in SHAPES:
                             continue
+                        if not label.strip():  # a class named '' otherwise
+                            unread.append(f"{where}: image {a.get('name')}: <{shape.tag}> has no label")
+                            continue
                         try:
                             x1, y1, x2, y2 = _cvat_box(shape)
                         except (KeyError, ValueError, IndexError) as err:
-                            ann.note("unreadable annotation", f"{where}: image {a.get('name')}: <{shape.tag}> {err}")
+                            # the image is left out, as for VOC: trained without this object, it would be background
+                            unread.append(f"{where}: image {a.get('name')}: <{shape.tag}> {err}")
                             continue
                         if shape.tag in LINES and (x2 <= x1 or y2 <= y1):
                             ann.note(NO_BOX, f"{where}: image {a.get('name')}: <{shape.tag}> {label!r} has no area "
@@ -130,8 +134,8 @@ def read_cvat(root: Path, names: list[str] | None = None) -> Annotations:
                         labels.setdefault(label)
                     split = split_word(a.get("subset", "")) or file_split
                     ann.items.append(item := Item(key, found, size[0], size[1], boxes, split))
-                    if problem:
-                        ann.note("unreadable annotation", problem, item=item)
+                    for example in ([problem] if problem else []) + unread:
+                        ann.note("unreadable annotation", example, item=item)
                     el.clear()  # a task of 100k images streams through
                 elif el.tag == "track" and stack == ["annotations"]:
                     ann.note("video track (CVAT for video) not read", f"{where}: track {el.get('id')} "

@@ -268,3 +268,25 @@ def test_a_forced_worker_count_past_8_per_cpu_is_refused_naming_the_variable(wor
         resources.plan_workers(cpus=2, memory=2**34, weights_bytes=1, environ={"SERVING_WORKERS": workers})
     plan = resources.plan_workers(cpus=2, memory=2**34, weights_bytes=1, environ={"SERVING_WORKERS": "16"})
     assert plan.workers == 16
+
+
+@pytest.mark.parametrize("shape, said", [
+    ('<box label="" xtl="1" ytl="1" xbr="5" ybr="5"/>', "<box> has no label"),
+    ('<box label="cat" xtl="inf" ytl="1" xbr="5" ybr="5"/>', "<box> xtl must be a finite number"),
+    ('<polygon label="cat" points="1,a;3,4;5,6"/>', "<polygon> points must be a number")])
+def test_a_cvat_shape_that_cannot_be_read_leaves_its_image_out(tmp_path, shape, said):
+    """The image was kept without the unreadable box (trained as background there), and a box without a label
+    was a class named ''."""
+    from PIL import Image
+
+    from container.annotations import check, read
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.jpg")
+    (tmp_path / "annotations.xml").write_text(
+        '<annotations><version>1.1</version><meta><task><labels><label><name>cat</name></label></labels></task>'
+        f'</meta><image id="0" name="a.jpg" width="32" height="32"><box label="cat" xtl="2" ytl="2" xbr="9" ybr="9"/>'
+        f'{shape}</image></annotations>')
+    ann = read(tmp_path, "cvat")
+    assert [e for _, e, _, _ in ann.issues] and said in ann.issues[0][1] and ann.issues[0][3] is ann.items[0]
+    report = check(ann, verify_images=False)
+    assert id(ann.items[0]) in report.left_out and ann.names == ["cat"]
