@@ -42,6 +42,9 @@ def describe_model_dir(job_name: str, directory: Path) -> FetchedModel:
     except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, or nested past the parser: not the image's
         raise FetchError(f"{metrics_file} is not the metrics.json an image writes ({type(err).__name__}): the "
                          "archive is not a model folder of these images") from None
+    if not isinstance(metrics, dict):  # a list or a string: every reader of .metrics takes a mapping
+        raise FetchError(f"{metrics_file} is not the metrics.json an image writes (a JSON {type(metrics).__name__}, "
+                         "not an object): the archive is not a model folder of these images")
     exports: dict[str, Path] = {}
     export_dir = directory / "exports"
     if export_dir.is_dir():
@@ -50,7 +53,9 @@ def describe_model_dir(job_name: str, directory: Path) -> FetchedModel:
             exports[fmt or item.name] = item
     for item in sorted(directory.glob("*.tflite")):
         exports[item.stem] = item
-    saved_models = sorted((p.parent for p in directory.glob("[0-9]*/saved_model.pb")), key=lambda p: int(p.name))
+    saved_models = sorted((p.parent for p in directory.glob("[0-9]*/saved_model.pb")  # TF Serving's <version>/
+                           if p.parent.name.isascii() and p.parent.name.isdigit() and len(p.parent.name) < 20),
+                          key=lambda p: int(p.name))  # '1a' matched the glob and int() raised a ValueError
     if saved_models:
         exports["saved_model"] = saved_models[-1]
     best = directory / "best.pt"
