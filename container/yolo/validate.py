@@ -71,8 +71,8 @@ def check_values(hps: Mapping[str, Any], sources: Mapping[str, str]) -> None:
         problems.append(f"{where('epochs')} must be at least 1, got {epochs}")
     imgsz = hps.get("imgsz")
     sizes = imgsz if isinstance(imgsz, list) else [imgsz]
-    if imgsz is not None and any(not isinstance(s, (int, float)) or isinstance(s, bool) or not 32 <= s <= MAX_IMGSZ
-                                 for s in sizes):
+    if imgsz is not None and (not 1 <= len(sizes) <= 2 or any(  # [] was an int() TypeError traceback in training
+            not isinstance(s, (int, float)) or isinstance(s, bool) or not 32 <= s <= MAX_IMGSZ for s in sizes)):
         problems.append(f"{where('imgsz')} must be between 32 and {MAX_IMGSZ} pixels, got {shorten(str(imgsz), 40)}")
     optimizer = hps.get("optimizer")
     if optimizer is not None and str(optimizer).lower() not in {o.lower() for o in OPTIMIZERS}:

@@ -311,3 +311,13 @@ def test_a_fetched_model_with_a_folder_that_is_no_version_number_is_described(tm
         (tmp_path / name).mkdir()
         (tmp_path / name / "saved_model.pb").write_bytes(b"")
     assert describe_model_dir("job", tmp_path).exports["saved_model"] == tmp_path / "3"
+
+
+@pytest.mark.parametrize("imgsz", [[], [64, 64, 64], [64, "a"], [-1]])
+def test_an_imgsz_list_that_is_no_size_is_a_user_error(imgsz):
+    """imgsz=[] passed the check (any() of nothing) and failed in training with an int() TypeError, exit 1."""
+    from container.yolo.validate import check_values
+
+    with pytest.raises(UserError, match="'imgsz' must be between 32 and"):
+        check_values({"imgsz": imgsz}, {})
+    check_values({"imgsz": [64, 96]}, {})
