@@ -167,7 +167,7 @@ def _tiny_image(data: Path) -> None:
     ("epochs 0", "'epochs' must be between 1 and 100000, got '0'"),
     ("NaN rate", "'lr0' must be a finite number"),
     ("huge imgsz", "'imgsz' must be between 32 and 8192"),
-    ("NUL byte", "'names' holds a NUL character"),
+    ("NUL byte", "'names' holds a NUL"),
     ("optimizer typo", "'optimizer' must be one of Adam, Adamax, AdamW, auto, MuSGD, NAdam, RAdam, RMSprop, SGD, "
                        "got 'Adamm' (did you mean 'Adam'?)"),
     ("ultralytics range", "'hsv_h' must be between 0.0 and 1.0, got '3.0'"),
