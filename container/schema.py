@@ -98,21 +98,27 @@ class Channel:
     help: str = ""
 
 
+def metric_number(value: Any) -> float | None:
+    """The number a metric line prints for ``value`` (an int as it is); None for what it leaves out: None, bools,
+    text that is no number, NaN and inf. One rule for the log line and what MLflow records beside it."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
 def format_metric_line(line: str, values: Mapping[str, Any], *, prefix: Iterable[str] = ()) -> str:
     """``[line] a=1.000000 b=2.000000``: fixed point, so any regex reads it; NaN/inf left out."""
     parts = [f"[{line}]", *prefix]
     for key, value in values.items():
-        if isinstance(value, bool) or value is None:
-            continue
-        if isinstance(value, int):
-            parts.append(f"{key}={value}")
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if number == number and abs(number) != float("inf"):
-            parts.append(f"{key}={number:.6f}")
+        number = metric_number(value)
+        if number is not None:
+            parts.append(f"{key}={value}" if isinstance(value, int) else f"{key}={number:.6f}")
     return " ".join(parts)
 
 
@@ -527,15 +533,9 @@ class Schema:
         (container/tracking.py), so the console, the log and MLflow say the same names."""
         out: dict[str, float] = {}
         for m in self.per_class_metrics if class_name is not None else self.metrics:
-            value = values.get(m.key) if m.line == line else None
-            if value is None or isinstance(value, bool):
-                continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                continue
-            if number == number and abs(number) != float("inf"):
-                out[m.name.format(name=class_name) if class_name is not None else m.name] = number
+            number = metric_number(values.get(m.key)) if m.line == line else None
+            if number is not None:
+                out[m.name.format(name=class_name) if class_name is not None else m.name] = float(number)
         return out
 
     def metric_regexes(self) -> dict[str, str]:
