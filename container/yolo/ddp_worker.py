@@ -12,6 +12,7 @@ goes to ``failure-rank<r>`` in the spec's folder for the host's launcher to repo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -54,8 +55,7 @@ def agree_start(spec: WorkerSpec) -> dict[str, Any]:
             results = Path(spec.run_dir) / "results.csv"
             if results.is_file():
                 files["results.csv"] = results.read_bytes()
-        plain_state = None if state is None else {"finished": state.finished, "path": state.path}
-        payload = [{"state": plain_state, "files": files, "host": spec.host}]
+        payload = [{"state": None if state is None else dataclasses.asdict(state), "files": files, "host": spec.host}]
     dist.broadcast_object_list(payload, src=0)
     start = payload[0]
     if spec.host != start["host"] and _local_rank() == 0:  # another host: keep the leader's checkpoint here too
