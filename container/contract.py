@@ -146,6 +146,12 @@ class Layout:
 
     base: Path = Path(DEFAULT_BASE_DIR)
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Layout:
+        """The tree this process works in: ``$SAGEMAKER_BASE_DIR`` when set, else ``/opt/ml``."""
+        environ = os.environ if environ is None else environ
+        return cls(Path(environ.get(BASE_DIR_ENV) or DEFAULT_BASE_DIR))
+
     @property
     def input_config(self) -> Path:
         return self.base / "input" / "config"
@@ -214,8 +220,8 @@ class Environment:
     ) -> Environment:
         """Read the layout. ``base_dir`` defaults to ``$SAGEMAKER_BASE_DIR`` then ``/opt/ml``."""
         environ = dict(os.environ if environ is None else environ)
-        base = Path(base_dir or environ.get(BASE_DIR_ENV) or DEFAULT_BASE_DIR)
-        config = base / "input" / "config"
+        base = Path(base_dir) if base_dir else Layout.from_environ(environ).base
+        config = Layout(base).input_config
         return cls(
             base_dir=base,
             hyperparameters_raw=_read_json(config / "hyperparameters.json"),

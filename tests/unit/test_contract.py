@@ -141,3 +141,12 @@ def test_the_layout_is_declared_once_and_environment_reads_through_it(tmp_path):
     assert env.failure_file == tmp_path / "output" / "failure" and SAGEMAKER.base == Path("/opt/ml")
     assert Path(processing.DEFAULT_PROCESSING_DIR) == SAGEMAKER.processing
     assert Path(processing.RESOURCE_CONFIG) == SAGEMAKER.base / "config" / "resourceconfig.json"
+
+
+def test_layout_from_environ_follows_the_base_dir_variable(tmp_path):
+    """The failure file (and every path) of the process's own tree: $SAGEMAKER_BASE_DIR, else /opt/ml."""
+    from container.contract import BASE_DIR_ENV, SAGEMAKER, Layout
+
+    assert Layout.from_environ({BASE_DIR_ENV: str(tmp_path)}).failure == tmp_path / "output" / "failure"
+    assert Layout.from_environ({}) == SAGEMAKER
+    assert Environment.from_base_dir(environ={BASE_DIR_ENV: str(tmp_path)}, num_gpus=0).layout == Layout(tmp_path)
