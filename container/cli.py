@@ -10,9 +10,10 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from container import tracking
-from container.contract import Environment
+from container.contract import Environment, Layout
 from container.failure import (
     EXIT_ERROR,
     EXIT_STOPPED,
@@ -23,6 +24,7 @@ from container.failure import (
     write_failure,
 )
 from container.schema import Schema
+from container.serving import variant
 from container.signals import GracefulStop
 from container.toolkit_env import sm_env_vars
 
@@ -39,6 +41,8 @@ def train(argv: list[str] | None = None) -> int:
     env = None
     try:
         env = Environment.from_base_dir()
+        if variant.serve_only():
+            raise variant.refuse("training")
         _refuse_nul_bytes(env)
         os.environ.update(sm_env_vars(env))  # scripts written for AWS's framework images read these
         schema = Schema.load(image_name())
@@ -77,14 +81,9 @@ def _refuse_nul_bytes(env: Environment) -> None:
                             "remove it")
 
 
-def _failure_path(env: Environment | None):
-    if env is not None:
-        return env.failure_file
-    from pathlib import Path
-
-    from container.contract import BASE_DIR_ENV, DEFAULT_BASE_DIR
-
-    return Path(os.environ.get(BASE_DIR_ENV) or DEFAULT_BASE_DIR) / "output" / "failure"
+def _failure_path(env: Environment | None) -> Path:
+    """The job's failure file; before the layout could be read, where ``$SAGEMAKER_BASE_DIR`` (or /opt/ml) puts it."""
+    return env.failure_file if env is not None else Layout.from_environ().failure
 
 
 def describe(argv: list[str] | None = None) -> int:
@@ -94,6 +93,10 @@ def describe(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="the reference tables of docs/reference/")
     parser.add_argument("--image", default=image_name(), help="image schema to show (default: %(default)s)")
     args = parser.parse_args(argv)
+    if variant.serve_only() and not (args.json or args.markdown):
+        print(f"SERVING VARIANT: this image serves a model folder's ONNX export (exports/best.onnx, from training "
+              f"with export=onnx) without torch; training, conversion and best.pt need {variant.FULL_IMAGE}. "
+              "The schema below is the full image's.\n")
     try:
         schema = Schema.load(args.image)
     except UserError as err:
@@ -132,6 +135,9 @@ def describe_main() -> None:
 
 
 def convert_main() -> None:
+    if variant.serve_only():
+        print(f"convert: {variant.refuse('conversion')}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)
     from container.processing import main as convert
 
     sys.exit(convert(sys.argv[1:]))

@@ -55,8 +55,13 @@ SAGEMAKER_HYPERPARAMETERS = (
 )
 
 
+# The files of <base>/input/config/ (and Processing's <base>/config/resourceconfig.json), named once.
+HYPERPARAMETERS_FILE = "hyperparameters.json"
+INPUT_DATA_CONFIG_FILE = "inputdataconfig.json"
+RESOURCE_CONFIG_FILE = "resourceconfig.json"
+CHECKPOINT_CONFIG_FILE = "checkpointconfig.json"
 # Any of these in <base>/input/config/ means a training job was set up (SageMaker writes all three).
-TRAINING_JOB_FILES = ("hyperparameters.json", "inputdataconfig.json", "resourceconfig.json")
+TRAINING_JOB_FILES = (HYPERPARAMETERS_FILE, INPUT_DATA_CONFIG_FILE, RESOURCE_CONFIG_FILE)
 
 TUNING_OBJECTIVE_KEY = "_tuning_objective_metric"  # SageMaker adds it to every training job of a tuning job
 
@@ -157,8 +162,28 @@ class Layout:
         return self.base / "input" / "config"
 
     @property
+    def hyperparameters_file(self) -> Path:
+        return self.input_config / HYPERPARAMETERS_FILE
+
+    @property
+    def input_data_config_file(self) -> Path:
+        return self.input_config / INPUT_DATA_CONFIG_FILE
+
+    @property
+    def resource_config_file(self) -> Path:
+        return self.input_config / RESOURCE_CONFIG_FILE
+
+    @property
+    def checkpoint_config_file(self) -> Path:
+        return self.input_config / CHECKPOINT_CONFIG_FILE
+
+    @property
     def input_data(self) -> Path:
         return self.base / "input" / "data"
+
+    def channel(self, name: str) -> Path:
+        """A channel's folder (``name`` checked by :func:`is_channel_name` where it comes from a user)."""
+        return self.input_data / name
 
     @property
     def model(self) -> Path:
@@ -167,6 +192,10 @@ class Layout:
     @property
     def output(self) -> Path:
         return self.base / "output"
+
+    @property
+    def output_data(self) -> Path:
+        return self.output / "data"
 
     @property
     def failure(self) -> Path:
@@ -187,7 +216,21 @@ class Layout:
 
     @property
     def processing_resource_config(self) -> Path:
-        return self.base / "config" / "resourceconfig.json"
+        return self.base / "config" / RESOURCE_CONFIG_FILE
+
+    def write_training_job(self, *, hyperparameters: Mapping[str, str],
+                           input_data_config: Mapping[str, Mapping[str, Any]], resource_config: Mapping[str, Any],
+                           checkpoint_config: Mapping[str, Any]) -> None:
+        """Write what SageMaker writes before a training container starts: the four ``input/config`` files (what
+        :class:`Environment` reads back) and empty ``model``, ``output/data`` and ``checkpoints`` folders. For a run
+        without SageMaker (container/local.py); ``hyperparameters`` are the strings SageMaker would pass."""
+        self.input_config.mkdir(parents=True, exist_ok=True)
+        for folder in (self.model, self.output_data, self.checkpoints):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.hyperparameters_file.write_text(json.dumps(dict(hyperparameters), indent=2))
+        self.input_data_config_file.write_text(json.dumps(dict(input_data_config), indent=2))
+        self.resource_config_file.write_text(json.dumps(dict(resource_config), indent=2))
+        self.checkpoint_config_file.write_text(json.dumps(dict(checkpoint_config)))
 
 
 SAGEMAKER = Layout()  # the tree as SageMaker mounts it, at /opt/ml
@@ -221,13 +264,13 @@ class Environment:
         """Read the layout. ``base_dir`` defaults to ``$SAGEMAKER_BASE_DIR`` then ``/opt/ml``."""
         environ = dict(os.environ if environ is None else environ)
         base = Path(base_dir) if base_dir else Layout.from_environ(environ).base
-        config = Layout(base).input_config
+        layout = Layout(base)
         return cls(
             base_dir=base,
-            hyperparameters_raw=_read_json(config / "hyperparameters.json"),
-            input_data_config=_read_json(config / "inputdataconfig.json"),
-            resource_config=_read_json(config / "resourceconfig.json"),
-            checkpoint_config=_read_json(config / "checkpointconfig.json"),
+            hyperparameters_raw=_read_json(layout.hyperparameters_file),
+            input_data_config=_read_json(layout.input_data_config_file),
+            resource_config=_read_json(layout.resource_config_file),
+            checkpoint_config=_read_json(layout.checkpoint_config_file),
             environ=environ,
             num_gpus=count_gpus() if num_gpus is None else num_gpus,
             num_cpus=multiprocessing.cpu_count() if num_cpus is None else num_cpus,
@@ -260,7 +303,7 @@ class Environment:
 
     @property
     def output_data_dir(self) -> Path:
-        return self.output_dir / "data"
+        return self.layout.output_data
 
     @property
     def output_intermediate_dir(self) -> Path:

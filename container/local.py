@@ -26,7 +26,15 @@ from typing import Any
 import yaml
 
 from container.archive import make_tarball
-from container.contract import BASE_DIR_ENV, CHANNEL_NAME_RULE, encode_value, is_channel_name
+from container.contract import (
+    BASE_DIR_ENV,
+    CHANNEL_NAME_RULE,
+    DEFAULT_HOST,
+    SAGEMAKER,
+    Layout,
+    encode_value,
+    is_channel_name,
+)
 from container.failure import EXIT_USER_ERROR, UserError, plain
 from container.walk import walk_files
 
@@ -38,8 +46,11 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+LOCAL_INSTANCE = "local"  # resourceconfig.json's current_instance_type in a tree build_tree wrote
+
+
 def build_tree(base: Path, channels: Mapping[str, Path], hyperparameters: Mapping[str, Any], *,
-               hosts: tuple[str, ...] = ("algo-1",), current_host: str = "algo-1",
+               hosts: tuple[str, ...] = (DEFAULT_HOST,), current_host: str = DEFAULT_HOST,
                interface: str = "eth0") -> Path:
     """Write ``base`` as SageMaker would: config files, one folder per channel (hard links, not moves).
 
@@ -47,22 +58,18 @@ def build_tree(base: Path, channels: Mapping[str, Path], hyperparameters: Mappin
     followed, links out of it, loops, dangling links and special files refused (:class:`UnsafeTree`).
     """
     check_channels(base, channels)  # before anything is created or removed
-    config = base / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    for sub in ("model", "output/data", "checkpoints"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    hp = {k: v if isinstance(v, str) else encode_value(v) for k, v in hyperparameters.items()}  # strings as given
-    (config / "hyperparameters.json").write_text(json.dumps(hp, indent=2))
-    (config / "inputdataconfig.json").write_text(json.dumps(
-        {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-         for name in channels}, indent=2))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": current_host, "hosts": list(hosts), "network_interface_name": interface,
-         "current_instance_type": "local"}, indent=2))
-    (config / "checkpointconfig.json").write_text(json.dumps({"LocalPath": "/opt/ml/checkpoints"}))
+    layout = Layout(base)
+    layout.write_training_job(
+        hyperparameters={k: v if isinstance(v, str) else encode_value(v)  # strings as given
+                         for k, v in hyperparameters.items()},
+        input_data_config={name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                                  "RecordWrapperType": "None"} for name in channels},
+        resource_config={"current_host": current_host, "hosts": list(hosts), "network_interface_name": interface,
+                         "current_instance_type": LOCAL_INSTANCE},
+        checkpoint_config={"LocalPath": str(SAGEMAKER.checkpoints)})  # as SageMaker names it; Environment moves it
     trees = {name: walk_files(src) for name, src in channels.items()}  # every channel checked before any is linked
     for name, files in trees.items():
-        dst = base / "input" / "data" / name  # one folder of this tree: check_channels refused "..", "/"
+        dst = layout.channel(name)  # one folder of this tree: check_channels refused "..", "/"
         if dst.is_symlink() or dst.is_file():
             dst.unlink()
         elif dst.is_dir():
@@ -109,10 +116,15 @@ def run_train(base: Path, *, image: str = "yolo", env: Mapping[str, str] | None 
     return subprocess.run(list(TRAIN_COMMAND), env=train_environ(base, image=image, env=env), **run_kwargs)
 
 
+TREE = "opt_ml"  # the tree's folder in --out
+MODEL_TARBALL, OUTPUT_TARBALL = OUTPUTS = ("model.tar.gz", "output.tar.gz")  # what pack writes beside the tree
+
+
 def pack(base: Path, out: Path) -> Path:
     """``model.tar.gz`` (and ``output.tar.gz``) as SageMaker uploads them."""
-    model = make_tarball(base / "model", out / "model.tar.gz")
-    make_tarball(base / "output", out / "output.tar.gz")
+    layout = Layout(base)
+    model = make_tarball(layout.model, out / MODEL_TARBALL)
+    make_tarball(layout.output, out / OUTPUT_TARBALL)
     return model
 
 
@@ -139,18 +151,17 @@ def load_hyperparameters(path: Path | None, pairs: list[str]) -> dict[str, Any]:
 def is_local_tree(base: Path) -> bool:
     """True where ``base`` is a tree :func:`build_tree` wrote (its resourceconfig names the instance ``local``)."""
     try:
-        config = json.loads((base / "input" / "config" / "resourceconfig.json").read_text(encoding="utf-8"))
+        config = json.loads(Layout(base).resource_config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(config, dict) and config.get("current_instance_type") == "local"
+    return isinstance(config, dict) and config.get("current_instance_type") == LOCAL_INSTANCE
 
 
-OUTPUTS = ("model.tar.gz", "output.tar.gz")  # what pack writes beside the tree
 
 
 def _check_out(out: Path) -> None:
     """``--out`` may hold anything; what a run replaces there (``opt_ml/``, the tarballs) must be a run's own."""
-    base = out / "opt_ml"
+    base = out / TREE
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder (new, or the --out of an earlier run)")
     if base.exists() or base.is_symlink():
@@ -300,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = args.out.resolve()
-    base = out / "opt_ml"
+    base = out / TREE
+    layout = Layout(base)
     try:  # every check before anything is created or removed
         channels = _channels(args)
         hyperparameters = load_hyperparameters(args.hyperparameters, args.hp)
@@ -313,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep_checkpoints:
         shutil.rmtree(base, ignore_errors=True)
     else:
-        for sub in ("model", "output"):
-            shutil.rmtree(base / sub, ignore_errors=True)
+        for folder in (layout.model, layout.output):
+            shutil.rmtree(folder, ignore_errors=True)
     try:
         build_tree(base, channels, hyperparameters)
     except UserError as err:
@@ -326,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model: {model}")
     elif signals:
         print(f"stopped ({signal.Signals(signals[0]).name}; train exit {code}): checkpoints kept in "
-              f"{base / 'checkpoints'}; rerun with --keep-checkpoints to resume", file=sys.stderr)
+              f"{layout.checkpoints}; rerun with --keep-checkpoints to resume", file=sys.stderr)
     else:
-        failure = base / "output" / "failure"
+        failure = layout.failure
         print(f"training failed (exit {code})" + (f": {failure.read_text()}" if failure.exists() else ""),
               file=sys.stderr)
     return code

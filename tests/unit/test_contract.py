@@ -150,3 +150,30 @@ def test_layout_from_environ_follows_the_base_dir_variable(tmp_path):
     assert Layout.from_environ({BASE_DIR_ENV: str(tmp_path)}).failure == tmp_path / "output" / "failure"
     assert Layout.from_environ({}) == SAGEMAKER
     assert Environment.from_base_dir(environ={BASE_DIR_ENV: str(tmp_path)}, num_gpus=0).layout == Layout(tmp_path)
+
+
+def test_the_layout_writes_the_tree_environment_reads(tmp_path):
+    """The local runner writes input/config through Layout: what Environment reads back, file for file."""
+    from container.contract import SAGEMAKER, TRAINING_JOB_FILES, Layout
+    from container.local import build_tree
+
+    layout = Layout(tmp_path / "job")
+    layout.write_training_job(hyperparameters={"epochs": "3"},
+                              input_data_config={"train": {"TrainingInputMode": "FastFile"}},
+                              resource_config={"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]},
+                              checkpoint_config={"LocalPath": str(SAGEMAKER.checkpoints)})
+    env = Environment.from_base_dir(layout.base, environ={}, num_gpus=0)
+    assert env.holds_training_job and sorted(p.name for p in layout.input_config.iterdir()) == sorted(
+        [*TRAINING_JOB_FILES, layout.checkpoint_config_file.name])
+    assert (env.hyperparameters, env.input_mode("train"), env.hosts, env.current_host) == (
+        {"epochs": 3}, "FastFile", ["algo-1", "algo-2"], "algo-2")
+    assert env.checkpoint_dir == layout.checkpoints and layout.output_data.is_dir() and layout.model.is_dir()
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    built = Layout(build_tree(tmp_path / "local", {"train": data}, {"epochs": 2}))
+    local = Environment.from_base_dir(built.base, environ={}, num_gpus=0)
+    assert local.channel("train") == built.channel("train") and (built.channel("train") / "a.txt").is_file()
+    assert (local.hyperparameters, local.checkpoint_dir, local.current_instance_type) == (
+        {"epochs": 2}, built.checkpoints, "local")
