@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Build a training image and push it to Amazon ECR.
 #
-#   ./build-and-push.sh <image-name> [yolo|tfod] [tag]
+#   ./build-and-push.sh <image-name> [yolo|tfod|yolo-serve] [tag]
 #
 # Resolves the account (aws sts get-caller-identity) and region (aws configure) unless
 # AWS_ACCOUNT_ID / AWS_REGION are set, creates the ECR repository if missing, logs in, builds
 # Dockerfile.<kind>, tags it git-<revision> (the commit it was built from; -dirty with local changes)
 # and, when given, <tag> too, pushes them, and writes the full URI to ecr_image_fullname.txt (what the
 # SDK's launch_job reads). No moving tag such as `latest` unless you ask for it.
+# yolo-serve: Dockerfile.yolo's serving variant (--target serve: ONNX Runtime, no torch, docs/serving.md), pushed
+# to the same repository with every tag suffixed -serve (git-<revision>-serve, <tag>-serve), where
+# deploy(weights="onnx") finds it next to the training image; its URI goes to ecr_serve_image_fullname.txt.
 #
 # Environment overrides:
 #   ENGINE=docker|podman      container engine (default: docker if its engine answers, else podman)
@@ -30,10 +33,20 @@ tag=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 dockerfile="$here/Dockerfile.$kind"
 
-case "$kind" in yolo|tfod) ;; *) die "unknown image kind '$kind': use yolo or tfod" ;; esac
+target=()
+suffix=""
+default_output=ecr_image_fullname.txt
+case "$kind" in
+    yolo|tfod) ;;
+    yolo-serve)
+        dockerfile="$here/Dockerfile.yolo"; target=(--target serve); suffix="-serve"
+        default_output=ecr_serve_image_fullname.txt ;;
+    *) die "unknown image kind '$kind': use yolo, tfod or yolo-serve" ;;
+esac
 [ -f "$dockerfile" ] || die "$dockerfile not found"
 [[ "$name" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || die "'$name' is not a valid ECR repository name (lowercase letters, digits, . _ - /)"
 [ -z "$tag" ] || [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "'$tag' is not a valid image tag"
+[ -z "$tag" ] || [ $(( ${#tag} + ${#suffix} )) -le 128 ] || die "'$tag$suffix' is longer than an image tag may be (128 characters)"
 
 command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is not installed: https://docs.aws.amazon.com/cli/ (or pip install awscli)"
 
@@ -87,9 +100,9 @@ for pair in ${BUILD_ARGS:-}; do
 done
 read -r -a extra_flags <<< "${BUILD_FLAGS:-}"
 
-tags=("git-$revision")
+tags=("git-$revision$suffix")
 if [ -n "$tag" ] && [ "$tag" != "git-$revision" ]; then
-    tags=("$tag" "git-$revision")
+    tags=("$tag$suffix" "git-$revision$suffix")
 fi
 tag_flags=()
 for t in "${tags[@]}"; do
@@ -97,12 +110,12 @@ for t in "${tags[@]}"; do
 done
 
 echo "==> building $dockerfile as ${tags[*]/#/$uri:}"
-"$ENGINE" build "${extra_flags[@]}" "${build_args[@]}" -f "$dockerfile" "${tag_flags[@]}" "$here"
+"$ENGINE" build "${extra_flags[@]}" "${build_args[@]}" "${target[@]}" -f "$dockerfile" "${tag_flags[@]}" "$here"
 
 echo "==> pushing"
 for t in "${tags[@]}"; do
     "$ENGINE" push "${tls[@]}" "$uri:$t"
 done
 
-echo "$uri:${tags[0]}" > "${OUTPUT_FILE:-ecr_image_fullname.txt}"
-echo "==> pushed ${tags[*]/#/$uri:}; URI $uri:${tags[0]} written to ${OUTPUT_FILE:-ecr_image_fullname.txt}"
+echo "$uri:${tags[0]}" > "${OUTPUT_FILE:-$default_output}"
+echo "==> pushed ${tags[*]/#/$uri:}; URI $uri:${tags[0]} written to ${OUTPUT_FILE:-$default_output}"

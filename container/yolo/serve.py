@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from container.failure import UserError
+from container.serving import variant
 from container.serving.protocol import Detection, ModelLoadError, Thresholds
 from container.serving.resources import WEIGHTS_ENV, intra_op_threads
 
@@ -30,15 +31,19 @@ ULTRALYTICS_DEFAULT_CONF = 0.25  # ultralytics' predict default; training's conf
 
 def weights_path(model_dir: Path, choice: str | None = None) -> Path:
     """The weights ``SERVING_WEIGHTS`` names: ``best.pt``, a format (``onnx``), or a path in the folder."""
-    choice = (choice if choice is not None else os.environ.get(WEIGHTS_ENV, "")).strip() or "best.pt"
+    serve_only = variant.serve_only()  # the torch-free serving variant: ONNX exports only
+    choice = (choice if choice is not None else os.environ.get(WEIGHTS_ENV, "")).strip() or (
+        "onnx" if serve_only else "best.pt")
     exports = model_dir / "exports"
     if "/" not in choice and "." not in choice:  # a format name
         found = sorted(exports.glob(f"*.{choice}")) if exports.is_dir() else []
         if not found:
             have = sorted(p.name for p in exports.iterdir()) if exports.is_dir() else []
+            instead = f"or serve best.pt with {variant.FULL_IMAGE}" if serve_only else "or serve best.pt"
             raise UserError(f"{WEIGHTS_ENV}={choice}: no *.{choice} in {exports} (exports there: "
-                            f"{', '.join(have) or 'none'}). Train with the hyperparameter export={choice}, "
-                            "or serve best.pt")
+                            f"{', '.join(have) or 'none'}). Train with the hyperparameter export={choice}, {instead}")
+        if serve_only and choice != "onnx":
+            raise variant.refuse(f"{WEIGHTS_ENV}={choice}")
         return found[0]
     path = (model_dir / choice).resolve()
     if not path.is_relative_to(model_dir.resolve()) or not path.exists():
@@ -46,6 +51,8 @@ def weights_path(model_dir: Path, choice: str | None = None) -> Path:
                         f"{', '.join(sorted(p.name for p in model_dir.iterdir()))})")
     if path.suffix not in (".pt", ".onnx"):
         raise UserError(f"{WEIGHTS_ENV}={choice}: serving runs .pt or .onnx weights, not {path.suffix or path.name}")
+    if serve_only and path.suffix != ".onnx":
+        raise variant.refuse(f"{WEIGHTS_ENV}={choice}")
     return path
 
 

@@ -25,6 +25,8 @@ PUBLIC_BASE = "python:3.11-slim-bookworm"
 LOCAL_BASE = "localhost/bookworm-python:latest"
 # the tags the image tests build and run, one build per Dockerfile for every test
 IMAGES = {"Dockerfile.yolo": "localhost/sm-yolo:test", "Dockerfile.tfod": "localhost/sm-tfod:test"}
+# the YOLO image's serving variant (Dockerfile.yolo --target serve: no torch), built after the two
+SERVE_VARIANT = ("Dockerfile.yolo", "serve", "localhost/sm-yolo:test-serve")
 # one build of a tag at a time on this machine: .ci/run builds the images in the background while the tests that
 # need none run; an image test that gets there first waits for that build, then finds every layer cached
 LOCK_DIR = Path(os.environ.get("SM_DETECTORS_BUILD_LOCKS", "/tmp"))
@@ -99,11 +101,12 @@ class Engine:
             args["ACCELERATOR"] = os.environ.get("SM_TEST_ACCELERATOR", "cpu")
         return args
 
-    def build(self, dockerfile: str, tag: str, timeout: float = 3000) -> None:
+    def build(self, dockerfile: str, tag: str, timeout: float = 3000, target: str | None = None) -> None:
         pairs = [f"--build-arg={k}={v}" for k, v in self.build_args(dockerfile).items()]
+        targets = ["--target", target] if target else []
         with build_lock(tag):
-            self.run("build", *self.build_flags(), "-f", str(ROOT / dockerfile), *pairs, "-t", tag, str(ROOT),
-                     timeout=timeout)
+            self.run("build", *self.build_flags(), "-f", str(ROOT / dockerfile), *pairs, *targets, "-t", tag,
+                     str(ROOT), timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -141,14 +144,14 @@ def find_engine() -> Engine | None:
     return None
 
 
-def built_engine(dockerfile: str, tag: str) -> Engine:
-    """The engine, with ``dockerfile`` built as ``tag`` (the layer cache makes a second build cheap);
-    no engine is a failure unless SM_DETECTORS_NO_ENGINE=1 (see :func:`no_engine`)."""
+def built_engine(dockerfile: str, tag: str, target: str | None = None) -> Engine:
+    """The engine, with ``dockerfile`` (its stage ``target``, else the last) built as ``tag`` (the layer cache
+    makes a second build cheap); no engine is a failure unless SM_DETECTORS_NO_ENGINE=1 (see :func:`no_engine`)."""
     found = find_engine()
     if found is None:
         no_engine()
         raise AssertionError("unreachable: no_engine() fails or skips")
-    found.build(dockerfile, tag)
+    found.build(dockerfile, tag, target=target)
     return found
 
 
@@ -159,11 +162,12 @@ def build_all() -> int:
     if found is None:
         print("no container engine answers: nothing built", file=sys.stderr)
         return 1
-    for dockerfile, tag in IMAGES.items():
+    builds = [(dockerfile, None, tag) for dockerfile, tag in IMAGES.items()] + [SERVE_VARIANT]
+    for dockerfile, target, tag in builds:
         started = time.monotonic()
-        print(f"building {dockerfile} as {tag}", flush=True)
+        print(f"building {dockerfile}{f' (target {target})' if target else ''} as {tag}", flush=True)
         try:
-            found.build(dockerfile, tag)
+            found.build(dockerfile, tag, target=target)
         except subprocess.CalledProcessError as err:
             print(f"{dockerfile}: build failed ({err.returncode}); the image tests build it again and say why",
                   file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ import requests
 
 from sdk._hosting import free_port
 from tests.images.conftest import TF_TAG
-from tests.images.engine import IMAGES, built_engine
+from tests.images.engine import IMAGES, SERVE_VARIANT, built_engine
 from tests.serving_models import image_bytes, yolo_model_dir
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -92,6 +92,60 @@ def test_sdk_local_deploy_runs_the_image(engine, tmp_path_factory):
     finally:
         endpoint.delete()
     assert endpoint.status == "OutOfService"
+
+
+def test_serving_variant_serves_the_onnx_export_without_torch(tmp_path_factory, tmp_path):
+    """Dockerfile.yolo --target serve: under 1.5 GB, no torch; it serves the training job's exports/best.onnx by
+    default with the answers the ONNX path gives in process, and refuses training and best.pt naming the full image.
+    How fast its workers start is measured in benchmarks/bench_serve.py, not here."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from container.serving.protocol import Thresholds
+    from container.yolo import serve as yolo_serve
+
+    dockerfile, target, tag = SERVE_VARIANT
+    found = built_engine(dockerfile, tag, target=target)
+    size = int(found.run("image", "inspect", "-f", "{{.Size}}", tag, capture_output=True).stdout.strip())
+    assert size < 1.5e9, f"the serving variant is {size / 1e9:.2f} GB"
+    no_torch = found.run("run", "--rm", tag, "python", "-c", "import torch", check=False, capture_output=True)
+    assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
+
+    model = yolo_model_dir(tmp_path_factory)
+    trained = found.run("run", "--rm", "-v", f"{tmp_path}:/opt/ml", tag, "train", check=False, capture_output=True)
+    assert trained.returncode == 2, trained.stdout[-2000:] + trained.stderr[-2000:]
+    assert "full YOLO image" in (tmp_path / "output" / "failure").read_text()
+    pt = found.run("run", "--rm", "-e", "SERVING_WEIGHTS=best.pt", "-v", f"{model}:/opt/ml/model:ro", tag, "serve",
+                   check=False, capture_output=True)
+    assert pt.returncode == 2 and "needs torch" in pt.stderr, pt.stderr[-2000:]
+
+    port = free_port()
+    name = f"sm-yolo-serve-variant-{uuid.uuid4().hex[:8]}"
+    url = f"http://127.0.0.1:{port}"
+    started = found.run("run", "-d", "--name", name, "--network", "host", "-e", f"SAGEMAKER_BIND_TO_PORT={port}",
+                        "-v", f"{model}:/opt/ml/model:ro", tag, check=False, capture_output=True)  # no command: serve
+    assert started.returncode == 0, started.stderr
+    try:
+        _wait_ready(found, name, url)
+        body = image_bytes(100, 70)
+        answer = requests.post(f"{url}/invocations", data=body, timeout=60, headers={
+            "Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": "conf=0.0001,max_det=3"})
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert (result["width"], result["height"], result["model"]) == (100, 70, "best.onnx")
+        local = yolo_serve.load_weights(model, model / "exports" / "best.onnx")
+        image = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+        expected = local.predict([image], Thresholds(conf=0.0001, iou=local.defaults.iou, max_det=3))[0]
+        assert len(result["detections"]) == len(expected) == 3
+        for got, want in zip(result["detections"], expected, strict=True):  # the same onnxruntime: the same numbers
+            assert got["class_id"] == want.class_id and abs(got["score"] - want.score) < 1e-4
+            np.testing.assert_allclose(got["box"], want.box, atol=0.05)
+    finally:
+        logs = found.run("logs", name, check=False, capture_output=True)
+        found.run("rm", "-f", name, check=False, capture_output=True)
+    assert "model best.onnx loaded from /opt/ml/model" in logs.stderr, logs.stderr[-2000:]
 
 
 def test_tf_image_serves_its_saved_model(tfod_trained):

@@ -1,0 +1,42 @@
+"""The YOLO image's serving variant: ``Dockerfile.yolo`` built with ``--target serve``.
+
+ONNX Runtime, OpenCV and NumPy behind the same server, no torch, no CUDA, no ultralytics (under 1.5 GB against
+the full image's 5.6; a worker ready in about a second, docs/serving.md). It serves a model folder's ONNX export
+(``exports/best.onnx``, from training with ``export=onnx``) and refuses, naming the full image, what needs torch:
+training, conversion, ``best.pt``. The variant says what it is through ``SM_DETECTORS_VARIANT=serve`` (set in its
+stage of the Dockerfile); ``build-and-push.sh NAME yolo-serve`` pushes it next to the full image's tag with
+:data:`TAG_SUFFIX`, where ``sdk.serving.deploy(weights="onnx")`` looks for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from container.failure import UserError
+
+VARIANT_ENV = "SM_DETECTORS_VARIANT"
+SERVE_ONLY = "serve"  # the value of VARIANT_ENV in the serving variant
+TAG_SUFFIX = "-serve"  # IMAGE:TAG's serving variant is IMAGE:TAG-serve (build-and-push.sh, sdk.serving.deploy)
+FULL_IMAGE = "the full YOLO image (Dockerfile.yolo's default target, build-and-push.sh NAME yolo)"
+
+
+def serve_only(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this is the serving variant (no torch)."""
+    return environ.get(VARIANT_ENV, "").strip() == SERVE_ONLY
+
+
+def refuse(what: str) -> UserError:
+    """The error for a command or a file the serving variant cannot run."""
+    return UserError(f"{what} needs torch, which this serving variant of the YOLO image leaves out (it serves ONNX "
+                     f"exports only): use {FULL_IMAGE}")
+
+
+def serving_tag(image: str) -> str | None:
+    """``REPO:TAG`` -> ``REPO:TAG-serve``; None for an image named by digest or without a tag (no variant to find)."""
+    if "@" in image:
+        return None
+    repo, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag or not tag or tag.endswith(TAG_SUFFIX):
+        return None
+    return f"{repo}:{tag}{TAG_SUFFIX}"
