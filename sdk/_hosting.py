@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from container.contract import SAGEMAKER
 from container.serving.protocol import CUSTOM_ATTRIBUTES
 from container.serving.resources import WORKERS_ENV
 from container.serving.video import VIDEO_TYPES
@@ -133,7 +134,7 @@ def decode_answer(status: int, body: bytes, content_type: str) -> Any:
 
 class LocalServer:
     """``serve`` on 127.0.0.1: ``python -m container serve`` (no container engine needed), or ``image`` in
-    docker/podman with the model folder mounted read-only at ``/opt/ml/model``, as SageMaker runs it."""
+    docker/podman with the model folder mounted read-only at ``contract.SAGEMAKER.model``, as SageMaker runs it."""
 
     def __init__(self, model_dir: str | Path, *, image: str | None = None, engine: str | None = None,
                  port: int | None = None, workers: int | None = None, environment: dict[str, str] | None = None,
@@ -163,7 +164,7 @@ class LocalServer:
             flags = [f"--env={k}={v}" for k, v in env.items()]
             # host network: the port is this machine's, as SAGEMAKER_BIND_TO_PORT says
             return [self.engine, "run", "--rm", "--name", self.container, "--network", "host",
-                    "-v", f"{self.model_dir}:/opt/ml/model:ro", *flags, self.image, "serve"]
+                    "-v", f"{self.model_dir}:{SAGEMAKER.model}:ro", *flags, self.image, "serve"]
         self.environment.update(env)
         return [sys.executable, "-m", "container", "serve", "--model-dir", str(self.model_dir), "--host", "127.0.0.1"]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from container.contract import CHANNEL_NAME_RULE, is_channel_name
+from container.contract import CHANNEL_NAME_RULE, SAGEMAKER, Layout, is_channel_name
 from container.failure import plain
 from container.local import TRAIN_COMMAND, build_tree, pack, train_environ
 from sdk._errors import ConfigurationError, user_errors
@@ -136,7 +136,7 @@ class LocalRun:
         if self.image:
             # "--env NAME" takes the value from the engine's own environment: no value on a command line
             # (which any user of the machine can read with ps).
-            command = [self.engine, "run", "--rm", "--name", self.name, "-v", f"{self.base}:/opt/ml",
+            command = [self.engine, "run", "--rm", "--name", self.name, "-v", f"{self.base}:{SAGEMAKER.base}",
                        *(a for k in env for a in ("--env", k)), self.image, "train"]
             run_env = {**os.environ, **env}
         else:
@@ -209,7 +209,7 @@ class LocalRun:
         out = self.job_dir / "output"
         out.mkdir(parents=True, exist_ok=True)
         model = pack(self.base, out)
-        failure = self.base / "output" / "failure"
+        failure = Layout(self.base).failure
         if code == 0:
             status, reason = "Completed", ""
         elif self._stopping:

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from container.contract import CHANNEL_NAME_RULE, encode_value, is_channel_name, is_reserved
+from container.contract import CHANNEL_NAME_RULE, SAGEMAKER, encode_value, is_channel_name, is_reserved
 from container.schema import Schema, known_images
 from sdk._errors import ConfigurationError, user_errors
 
 IMAGE_FILE = "ecr_image_fullname.txt"  # what build-and-push.sh writes
 KINDS = tuple(known_images())  # the images that exist: each container/<name>/schema.yaml
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
+CHECKPOINT_LOCAL_PATH = str(SAGEMAKER.checkpoints)  # CheckpointConfig.LocalPath: where the image looks
+TENSORBOARD_LOCAL_PATH = str(SAGEMAKER.tensorboard)
 INPUT_MODES = ("File", "FastFile", "Pipe")
 
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

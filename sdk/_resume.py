@@ -2,8 +2,9 @@
 
 ``DescribeTrainingJob`` returns everything ``CreateTrainingJob`` was sent; the new job reuses it,
 with the same ``CheckpointConfig``, so SageMaker puts the stopped job's checkpoints back into
-``/opt/ml/checkpoints`` and the image resumes from ``last.pt``. Arguments the caller gives with
-a value other than the default override what the stopped job had (hyperparameters are merged).
+the image's checkpoint folder (``CHECKPOINT_LOCAL_PATH``) and the image resumes from ``last.pt``.
+Arguments the caller gives with a value other than the default override what the stopped job had
+(hyperparameters are merged).
 """
 
 from __future__ import annotations

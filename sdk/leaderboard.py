@@ -5,8 +5,8 @@
     print(board.text())          # sorted by mAP50-95; also board.csv and board.png (mAP against ms per image)
 
 Each entry is a SageMaker job name, a local-mode job name (``local=True``), a model folder (what
-``fetch_model`` unpacked, ``/opt/ml/model``, or a ``container.local --out`` folder), or a
-:class:`sdk.FetchedModel`. Accuracy comes from the job's own ``metrics.json`` (YOLO's final evaluation of
+``fetch_model`` unpacked, an image's model folder (``contract.SAGEMAKER.model``), or a ``container.local --out``
+folder), or a :class:`sdk.FetchedModel`. Accuracy comes from the job's own ``metrics.json`` (YOLO's final evaluation of
 ``best.pt``; the TensorFlow image's last COCO evaluation: AP is mAP50-95, AP50 is mAP50). Speed is
 measured here, on the same images for every model: YOLO's ``best.pt`` with ultralytics, a TensorFlow
 model's TFLite export with LiteRT — milliseconds per image, end to end, after a warm-up.

@@ -82,6 +82,8 @@ def hp_parameter(key: str) -> str:
 def pipeline_definition(request: Mapping[str, Any], *, data_channel: str = "train",
                         checkpoint_base: str | None = None) -> dict[str, Any]:
     """A pipeline definition (schema 2020-12-01) whose Training step sends ``request`` with parameters in it."""
+    from sdk._request import CHECKPOINT_LOCAL_PATH
+
     args = json.loads(json.dumps(request))
     args.pop("TrainingJobName", None)  # the pipeline names each execution's job
     parameters = [
@@ -106,7 +108,7 @@ def pipeline_definition(request: Mapping[str, Any], *, data_channel: str = "trai
         args["CheckpointConfig"] = {
             "S3Uri": {"Std:Join": {"On": "/", "Values": [checkpoint_base.rstrip("/"),
                                                          {"Get": "Execution.PipelineExecutionId"}, "checkpoints"]}},
-            "LocalPath": "/opt/ml/checkpoints"}
+            "LocalPath": CHECKPOINT_LOCAL_PATH}
     else:
         args.pop("CheckpointConfig", None)
     args.pop("Tags", None)  # tags go on the pipeline

@@ -113,3 +113,12 @@ def test_sdk_data_raises_sdk_errors(tmp_path):
 
     with pytest.raises(sdk.SDKError, match="does not exist|no such|not found"):
         data.read(tmp_path / "missing")
+
+
+def test_the_sdk_names_the_opt_ml_tree_through_the_contract():
+    """container/contract.py declares the /opt/ml tree (Layout, SAGEMAKER); the SDK spells none of its paths."""
+    found = [f"{path.relative_to(ROOT)}:{number}"
+             for path in sorted((ROOT / "sdk").rglob("*.py"))
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if "/opt/ml" in line or '"output" / "failure"' in line]
+    assert not found, f"name the path through container.contract.Layout / SAGEMAKER: {found}"
