@@ -24,12 +24,14 @@ that. See docs/serving.md for the request and response contract.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from container.serving import variant as serving_image
 from container.serving.protocol import BODY_TIMEOUT_ENV
 from container.serving.resources import WEIGHTS_ENV
 from container.serving.video import ASYNC_BODY_SECONDS, ASYNC_INVOCATION_SECONDS, INVOCATION_SECONDS_ENV
@@ -128,6 +130,33 @@ def model_source(job_or_model: Any, *, image: str | None, role: str | None, sess
     if not image:
         raise ConfigurationError("no image: pass image=<the training image URI>")
     return ModelSource(image=image, model_data=model_data, role=role, name=base)
+
+
+ECR_IMAGE = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+                       r"(?P<repo>[^:@]+):(?P<tag>[^:@/]+)")
+
+
+def serving_variant(image: str, session: Any) -> str:
+    """The training image's serving variant (``IMAGE:TAG-serve``: ONNX Runtime, no torch, workers ready in about
+    a second) when ``build-and-push.sh NAME yolo-serve TAG`` pushed it to the same ECR repository; else ``image``,
+    with a line saying how to get the variant (the full image serves the ONNX export as well, it starts slower)."""
+    tag = serving_image.serving_tag(image)
+    found = ECR_IMAGE.fullmatch(tag) if tag else None
+    if tag is None or found is None:
+        return image
+    try:
+        ecr = session.client("ecr", region_name=found["region"])
+        ecr.describe_images(registryId=found["account"], repositoryName=found["repo"],
+                            imageIds=[{"imageTag": found["tag"]}])
+    except Exception as err:  # not pushed (ImageNotFound, RepositoryNotFound), or no ecr:DescribeImages
+        why = getattr(err, "response", {}).get("Error", {}).get("Code") or type(err).__name__
+        print(f"deploy: weights='onnx' runs in {image} (no serving variant {tag}: {why}); "
+              f"`./build-and-push.sh {found['repo']} yolo-serve {found['tag'].removesuffix(serving_image.TAG_SUFFIX)}` "
+              "pushes the torch-free variant (under 1.5 GB, workers ready in about a second), which deploy then uses",
+              file=sys.stderr)
+        return image
+    print(f"deploy: serving the ONNX export with the serving variant {tag} (no torch)", file=sys.stderr)
+    return tag
 
 
 def _environment(environment: dict[str, str] | None, weights: str | None) -> dict[str, str]:
@@ -389,7 +418,8 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
 
     ``job_or_model``: a Job handle, a job name, ``"latest"``, or an ``s3://.../model.tar.gz`` (with ``image=``);
     for ``instance_type="local"`` also a model folder, a local ``model.tar.gz`` or a :class:`FetchedModel`.
-    ``weights``: YOLO ``"best.pt"`` (default) or ``"onnx"`` (the export, run without torch).
+    ``weights``: YOLO ``"best.pt"`` (default) or ``"onnx"`` (the export, run without torch; with no ``image=``, in
+    the image's serving variant ``IMAGE:TAG-serve`` where build-and-push.sh pushed one, see :func:`serving_variant`).
     ``asynchronous``: an asynchronous endpoint (requests and answers in S3, an hour per request: videos);
     ``autoscaling``: Application Auto Scaling on the variant (``min=0`` for asynchronous endpoints).
     ``group=``: the latest Approved version of that Model Registry group (sdk.registry), or a RegisteredModel as
@@ -421,6 +451,8 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
     package = package_source(job_or_model, group=group, role=role, session=session)
     if package is None:
         source = model_source(job_or_model, image=image, role=role, session=session)
+        if weights == "onnx" and image is None:
+            source = replace(source, image=serving_variant(source.image, session))
     else:
         source = ModelSource(image="", model_data="", role=package.role, name=package.name)
     endpoint_name = check_job_name(name) if name else unique_job_name(source.name[:40])

@@ -230,3 +230,33 @@ def test_local_deploy_serves_on_this_machine(tmp_path_factory):
     finally:
         endpoint.delete()
     assert endpoint.status == "OutOfService"
+
+
+def test_onnx_deploys_the_serving_variant_when_it_was_pushed(hosting, job, aws, capsys):
+    """weights="onnx" and no image=: IMAGE:TAG-serve when build-and-push.sh pushed the variant to the training
+    image's ECR repository (asked with ecr:DescribeImages on the moto server), else the training image and a line
+    saying how to push the variant."""
+    from sdk.serving import serving_variant
+
+    assert serving_variant(IMAGE, aws) == IMAGE
+    assert "yolo-serve 1.0" in capsys.readouterr().err  # the command that pushes it
+    ecr = aws.client("ecr")
+    ecr.create_repository(repositoryName="sm-yolo")
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                           "digest": "sha256:" + "0" * 64}, "layers": []}
+    ecr.put_image(repositoryName="sm-yolo", imageManifest=json.dumps(manifest), imageTag="1.0")
+    assert serving_variant(IMAGE, aws) == IMAGE  # the training image alone is not the variant
+    layer = {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 1,
+             "digest": "sha256:" + "1" * 64}
+    ecr.put_image(repositoryName="sm-yolo", imageManifest=json.dumps({**manifest, "layers": [layer]}),
+                  imageTag="1.0-serve")
+    endpoint = deploy(job, weights=ONNX, wait=False)
+    try:
+        assert dict(hosting.requests)["CreateModel"]["PrimaryContainer"]["Image"] == f"{IMAGE}-serve"
+        assert "serving variant" in capsys.readouterr().err
+        explicit = deploy(job, weights=ONNX, image=IMAGE, wait=False, name="explicit-image")
+        assert dict(hosting.requests)["CreateModel"]["PrimaryContainer"]["Image"] == IMAGE  # image= is the user's
+        explicit.delete()
+    finally:
+        endpoint.delete()
