@@ -308,6 +308,9 @@ def apply(data_yaml: Path, *, imgsz: int, cache_dir: Path, threads: int, log: Ca
     ``data_yaml``: ultralytics' data YAML whose ``train``/``val`` are ``*.txt`` lists (what the dataset step
     writes); it is rewritten in place, so a resumed run finds the same path. ``imgsz``: the size
     ultralytics trains at (after its own stride rounding). ``threads``: the CPUs to use.
+
+    The steps: the images sized and fingerprinted, the format and disk budget chosen (copies reused or
+    planned), the missing copies built, then the labels linked and the data YAML pointed at the copies.
     """
     summary = Summary(data_yaml=data_yaml)
     start = time.monotonic()
@@ -328,7 +331,27 @@ def apply(data_yaml: Path, *, imgsz: int, cache_dir: Path, threads: int, log: Ca
     summary.images = len(items)
     threads = max(1, threads)
 
-    # 1. sizes and fingerprints (headers and 128 KiB per image, in parallel)
+    _size_images(items, threads, log)
+    large = [it for it in items.values() if max(it.size) >= MIN_RATIO * imgsz]
+    if not large:
+        _write_yaml(data_yaml, data, {s: str(p) for s, p in lists.items()})
+        log(f"image cache: no image is {MIN_RATIO}x imgsz={imgsz} or larger; images are read as they are")
+        return summary
+    fmt, reserve = _choose_format(large, len(items), copies, cache_dir, imgsz, log)
+    summary.format = fmt
+    todo = _plan_copies(large, copies, root, cache_dir / TREE, fmt, summary)
+    rate = _build_missing(todo, copies, fmt, reserve, cache_dir, manifest_path, imgsz, threads, summary, log)
+    _point_at_copies(data_yaml, data, lists, listed, items, large, cache_dir)
+
+    summary.cached = sum(it.copy is not None for it in large)
+    summary.bytes = sum(it.bytes for it in large if it.copy is not None)
+    summary.seconds = time.monotonic() - start
+    _report(summary, len(items), imgsz, rate, cache_dir, log)
+    return summary
+
+
+def _size_images(items: dict[Path, Item], threads: int, log: Callable[[str], None]) -> None:
+    """Sizes and fingerprints: headers and 128 KiB per image, in parallel; an unreadable image is sized (0, 0)."""
     def probe(item: Item) -> None:
         if item.source.suffix.lower() in CV2_SUFFIXES:
             item.size, item.fingerprint = _probe(item.source)
@@ -340,26 +363,30 @@ def apply(data_yaml: Path, *, imgsz: int, cache_dir: Path, threads: int, log: Ca
 
     _parallel(probe, items.values(), threads, on_done=probed, progress=lambda n: log(
         f"image cache: sizing images {n:,}/{len(items):,}"))
-    large = [it for it in items.values() if max(it.size) >= MIN_RATIO * imgsz]
-    if not large:
-        _write_yaml(data_yaml, data, {s: str(p) for s, p in lists.items()})
-        log(f"image cache: no image is {MIN_RATIO}x imgsz={imgsz} or larger; images are read as they are")
-        return summary
 
-    # 2. format and disk budget
+
+def _choose_format(large: list[Item], total: int, copies: dict[str, dict[str, Any]], cache_dir: Path, imgsz: int,
+                   log: Callable[[str], None]) -> tuple[str, int]:
+    """(format, bytes kept free): BMP when every large image's copy fits on the disk (the present copies' room
+    counts), else PNG. Sets each large image's target size."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     held = sum(int(c.get("bytes", 0)) for c in copies.values())
-    free, total = free_bytes(cache_dir)
-    reserve = max(RESERVE_MIN, int(RESERVE_FRACTION * total))
+    free, disk = free_bytes(cache_dir)
+    reserve = max(RESERVE_MIN, int(RESERVE_FRACTION * disk))
     for it in large:
         it.target = target_size(*it.size, imgsz)
     need_bmp = sum(encoded_size("bmp", *it.target) for it in large)
-    fmt = "bmp" if need_bmp <= free + held - reserve else "png"  # the present copies' room counts
-    log(f"image cache: {len(large):,} of {len(items):,} images are {MIN_RATIO}x imgsz={imgsz} or larger; "
+    fmt = "bmp" if need_bmp <= free + held - reserve else "png"
+    log(f"image cache: {len(large):,} of {total:,} images are {MIN_RATIO}x imgsz={imgsz} or larger; "
         f"as BMP they need {_mib(need_bmp)}; disk at {cache_dir}: {_mib(free)} free, {_mib(reserve)} kept free"
         + ("" if fmt == "bmp" else "; BMP does not fit: PNG (smaller, slower to decode)"))
-    summary.format = fmt
-    tree = cache_dir / TREE
+    return fmt, reserve
+
+
+def _plan_copies(large: list[Item], copies: dict[str, dict[str, Any]], root: Path, tree: Path, fmt: str,
+                 summary: Summary) -> list[Item]:
+    """Each large image's copy path and key; copies the manifest holds for the same key are reused, others (and
+    copies no image needs now) removed. Returns the images whose copy is to be built."""
     suffix = FORMATS[fmt][0]
     taken: set[Path] = set()
     todo: list[Item] = []
@@ -381,9 +408,15 @@ def apply(data_yaml: Path, *, imgsz: int, cache_dir: Path, threads: int, log: Ca
     for stale in [c for c in copies if Path(c) not in taken]:  # images no longer listed, another format
         Path(stale).unlink(missing_ok=True)
         del copies[stale]
-    free, _ = free_bytes(cache_dir)
+    return todo
 
-    # 3. build what is missing, within the disk budget
+
+def _build_missing(todo: list[Item], copies: dict[str, dict[str, Any]], fmt: str, reserve: int, cache_dir: Path,
+                   manifest_path: Path, imgsz: int, threads: int, summary: Summary,
+                   log: Callable[[str], None]) -> float:
+    """Build the copies in ``todo`` within the disk budget (those past it keep their originals), the manifest saved
+    as they come and at the end (a stop keeps what is done). Returns the images built per second."""
+    free, _ = free_bytes(cache_dir)
     room = free - reserve
     in_flight = 0
     written = 0
@@ -428,9 +461,13 @@ def apply(data_yaml: Path, *, imgsz: int, cache_dir: Path, threads: int, log: Ca
         _parallel(lambda it: _build(it, fmt), admitted(), threads, on_done=built, progress=progress)
     finally:
         _save_manifest(manifest_path, copies)
-    rate = summary.built / max(time.monotonic() - build_start, 1e-9)
+    return summary.built / max(time.monotonic() - build_start, 1e-9)
 
-    # 4. label links, lists pointing at the copies, the data YAML
+
+def _point_at_copies(data_yaml: Path, data: dict[str, Any], lists: dict[str, Path], listed: dict[str, list[Path]],
+                     items: dict[Path, Item], large: list[Item], cache_dir: Path) -> None:
+    """Label links beside the copies, a list per split naming each copy (or its original), and the data YAML
+    pointed at those lists (the lists they replace kept under ``SOURCES_KEY``)."""
     for it in large:
         if it.copy is not None:
             _link_label(it.source, it.copy)
@@ -440,19 +477,18 @@ def apply(data_yaml: Path, *, imgsz: int, cache_dir: Path, threads: int, log: Ca
         Path(ours[split]).write_text("".join(f"{items[p].copy or p}\n" for p in listed[split]), encoding="utf-8")
     _write_yaml(data_yaml, data, ours, sources={split: str(path) for split, path in lists.items()})
 
-    summary.cached = sum(it.copy is not None for it in large)
-    summary.bytes = sum(it.bytes for it in large if it.copy is not None)
-    summary.seconds = time.monotonic() - start
-    log(f"image cache: {summary.cached:,} of {len(items):,} images read from copies at {imgsz} px "
+
+def _report(summary: Summary, total: int, imgsz: int, rate: float, cache_dir: Path,
+            log: Callable[[str], None]) -> None:
+    log(f"image cache: {summary.cached:,} of {total:,} images read from copies at {imgsz} px "
         f"({summary.built:,} built at {rate:.1f} images/s, {summary.reused:,} reused), {_mib(summary.bytes)} as "
-        f"{fmt.upper()} in {cache_dir}; {summary.seconds:.1f} s")
+        f"{summary.format.upper()} in {cache_dir}; {summary.seconds:.1f} s")
     if summary.over_budget:
         log(f"WARNING image cache: the disk holds no more; {summary.over_budget:,} large images are decoded at full "
             f"size every epoch (free space at {cache_dir}, or a larger volume, would cache them)")
     if summary.failed:
         examples = "; ".join(f"{k}: {v}" for k, v in list(summary.failed.items())[:3])
         log(f"WARNING image cache: {len(summary.failed)} image(s) not cached, read as they are ({examples})")
-    return summary
 
 
 def training_imgsz(model: Any, kwargs: dict[str, Any]) -> int:
