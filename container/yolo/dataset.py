@@ -245,7 +245,37 @@ def _mirror(image: Path, input_dir: Path, links: Path) -> Path:
 
 
 def resolve(env: Environment, hps: Mapping[str, Any], workdir: Path, *, seed: int, log=print) -> Dataset:
-    """Find the data, check it, split it, and write ``workdir/data.yaml`` for ultralytics."""
+    """Find the data, check it, split it, and write ``workdir/data.yaml`` for ultralytics.
+
+    The steps: the train data found (converted to YOLO when it is another format), the class names, the val
+    images (a channel, the data's own split, or a seeded share of train), every image and label checked, then
+    the lists and data YAML written."""
+    splits, layout, roots = _find_train(env, hps, workdir, log)
+    names, names_source = find_names(env, hps, roots)
+    if not names:
+        raise UserError(f"{names_source} lists no class names")
+    train = splits.get("train", []) + splits.get("pool", [])
+    if not train:
+        raise UserError(f"no training images found ({layout}); supported image types: "
+                        + ", ".join(sorted(IMG_SUFFIXES)))
+    train, val, val_source = _split_val(env, hps, workdir, log, splits, train, names, seed)
+    if splits.get("test"):
+        log(f"dataset: ignoring {len(splits['test'])} test images (not used in training)")
+    checked = _check_images(train, val, names, hps, log)
+    ds = Dataset(names=names, train=checked.train, val=checked.val, layout=layout, val_source=val_source,
+                 data_yaml=workdir / "data.yaml",
+                 boxes_per_class={names[i]: checked.boxes.get(i, 0) for i in range(len(names))},
+                 background_images=checked.background, skipped=dict(checked.counts))
+    _write_lists(ds, env.input_data_dir, workdir)
+    log(f"dataset: {checked.line}")  # the words and counts `python -m sdk.data check` prints
+    log(f"dataset: {layout}; classes from {names_source}; " + json.dumps(ds.summary()))
+    return ds
+
+
+def _find_train(env: Environment, hps: Mapping[str, Any], workdir: Path,
+                log) -> tuple[dict[str, list[Path]], str, list[Path]]:
+    """(images by split, the layout's name, the folders class names may be found in): a ``train`` channel (as
+    YOLO), or ``images`` and ``labels`` channels. Pipe mode and no training data are user errors."""
     train_ch, images_ch, labels_ch = env.channel("train"), env.channel("images"), env.channel("labels")
     for name in ("train", "val", "images", "labels"):
         if env.channel(name) and env.input_mode(name) == "Pipe":
@@ -253,45 +283,53 @@ def resolve(env: Environment, hps: Mapping[str, Any], workdir: Path, *, seed: in
     if train_ch is not None:
         train_ch = as_yolo(train_ch, "train", hps, workdir, log)
         splits, layout = _discover(train_ch, "train")
-        roots = [train_ch]
-    elif images_ch is not None and labels_ch is not None:
-        splits, layout = _splits_of_images_dir(images_ch), "images+labels channels"
-        roots = [images_ch, labels_ch]
-    else:
-        present = ", ".join(env.channels) or "none"
-        raise UserError(f"no training data: give a 'train' channel (a YOLO tree) or both 'images' and 'labels' "
-                        f"channels (channels present: {present})")
-    names, names_source = find_names(env, hps, roots)
-    if not names:
-        raise UserError(f"{names_source} lists no class names")
+        return splits, layout, [train_ch]
+    if images_ch is not None and labels_ch is not None:
+        return _splits_of_images_dir(images_ch), "images+labels channels", [images_ch, labels_ch]
+    present = ", ".join(env.channels) or "none"
+    raise UserError(f"no training data: give a 'train' channel (a YOLO tree) or both 'images' and 'labels' "
+                    f"channels (channels present: {present})")
 
-    train = splits.get("train", []) + splits.get("pool", [])
-    if not train:
-        raise UserError(f"no training images found ({layout}); supported image types: "
-                        + ", ".join(sorted(IMG_SUFFIXES)))
+
+def _split_val(env: Environment, hps: Mapping[str, Any], workdir: Path, log, splits: dict[str, list[Path]],
+               train: list[Path], names: list[str], seed: int) -> tuple[list[Path], list[Path], str]:
+    """(train, val, where val came from): the ``val`` channel, the train data's own val split, or
+    ``val_fraction`` of the train images held out (shuffled with ``seed``)."""
     val_ch = env.channel("val")
     if val_ch is not None:
         val_ch = as_yolo(val_ch, "val", hps, workdir, log, names=names)
         val_splits, _ = _discover(val_ch, "val")
         val = [p for imgs in val_splits.values() for p in imgs]
-        val_source = "val channel"
         if not val:
             raise UserError("channel 'val' holds no images")
-    elif splits.get("val"):
-        val, val_source = splits["val"], "val split of the train data"
-    else:
-        frac = hps["val_fraction"]  # 0 < frac < 1: schema.yaml
-        if len(train) < 2:
-            raise UserError(f"only {len(train)} training image(s): need at least 2 to hold some out for validation, "
-                            "or give a 'val' channel")
-        shuffled = sorted(train)
-        random.Random(seed).shuffle(shuffled)
-        n_val = min(len(train) - 1, max(1, round(frac * len(train))))
-        val, train = sorted(shuffled[:n_val]), sorted(shuffled[n_val:])
-        val_source = f"{frac:.0%} of the train images (seed {seed})"
-    if splits.get("test"):
-        log(f"dataset: ignoring {len(splits['test'])} test images (not used in training)")
+        return train, val, "val channel"
+    if splits.get("val"):
+        return train, splits["val"], "val split of the train data"
+    frac = hps["val_fraction"]  # 0 < frac < 1: schema.yaml
+    if len(train) < 2:
+        raise UserError(f"only {len(train)} training image(s): need at least 2 to hold some out for validation, "
+                        "or give a 'val' channel")
+    shuffled = sorted(train)
+    random.Random(seed).shuffle(shuffled)
+    n_val = min(len(train) - 1, max(1, round(frac * len(train))))
+    return sorted(shuffled[n_val:]), sorted(shuffled[:n_val]), f"{frac:.0%} of the train images (seed {seed})"
 
+
+@dataclass
+class _Checked:
+    """What checking every image and label found: the images kept, and the counts the summary reports."""
+
+    train: list[Path]
+    val: list[Path]
+    counts: Counter  # images with each kind of problem
+    boxes: Counter  # boxes per class id
+    background: int  # images without a box
+    line: str  # the check's summary line, as `python -m sdk.data check` prints it
+
+
+def _check_images(train: list[Path], val: list[Path], names: list[str], hps: Mapping[str, Any], log) -> _Checked:
+    """Every image and label checked; with problems, a user error naming them (``strict_data``) or the images
+    skipped with a warning. No box at all, or no image left in a split, is a user error."""
     log(f"dataset: checking {len(train) + len(val)} images and their labels ...")
     results = _check_all(train + val, len(names))
     problems: dict[str, list[str]] = {}
@@ -321,22 +359,19 @@ def resolve(env: Environment, hps: Mapping[str, Any], workdir: Path, *, seed: in
                         f"should be at {label_path(example)} (labels/ beside images/, same relative name, .txt)")
     if not train or not val:
         raise UserError("no usable images left in " + ("train" if not train else "val"))
+    line = summary_line(len(train) + len(val) + len(bad), len(bad), background, sum(map(len, problems.values())))
+    return _Checked(train, val, counts, boxes, background, line)
 
-    ds = Dataset(names=names, train=train, val=val, layout=layout, val_source=val_source,
-                 data_yaml=workdir / "data.yaml",
-                 boxes_per_class={names[i]: boxes.get(i, 0) for i in range(len(names))},
-                 background_images=background, skipped=dict(counts))
+
+def _write_lists(ds: Dataset, input_dir: Path, workdir: Path) -> None:
+    """``train.txt``, ``val.txt`` (channel images as links in scratch space, :func:`_mirror`) and the data YAML."""
     workdir.mkdir(parents=True, exist_ok=True)
     links = workdir / "links"
     shutil.rmtree(links, ignore_errors=True)
-    for split, images in (("train", train), ("val", val)):
-        listed = [_mirror(p, env.input_data_dir, links) for p in images]
+    for split, images in (("train", ds.train), ("val", ds.val)):
+        listed = [_mirror(p, input_dir, links) for p in images]
         (workdir / f"{split}.txt").write_text("".join(f"{p}\n" for p in listed), encoding="utf-8")
     ds.data_yaml.write_text(yaml.safe_dump({
         "path": str(workdir), "train": "train.txt", "val": "val.txt",
-        "nc": len(names), "names": dict(enumerate(names)),
+        "nc": len(ds.names), "names": dict(enumerate(ds.names)),
     }, sort_keys=False), encoding="utf-8")
-    checked = summary_line(len(train) + len(val) + len(bad), len(bad), background, sum(map(len, problems.values())))
-    log(f"dataset: {checked}")  # the words and counts `python -m sdk.data check` prints
-    log(f"dataset: {layout}; classes from {names_source}; " + json.dumps(ds.summary()))
-    return ds
