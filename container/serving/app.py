@@ -69,8 +69,9 @@ class App:
         started = time.monotonic()
         try:
             self.predictor = self.loader(self.model_dir)
-            log(f"model {self.predictor.name} loaded from {self.model_dir} in {time.monotonic() - started:.1f}s; "
-                f"classes {self.predictor.names}; defaults {self.predictor.defaults}")
+            log(f"model {self.predictor.name} loaded from {self.model_dir} in {time.monotonic() - started:.1f}s "
+                f"on {getattr(self.predictor, 'device', 'an unnamed device')}; classes {self.predictor.names}; "
+                f"defaults {self.predictor.defaults}")
         except ModelLoadError as err:
             self.load_error = str(err)
             log(f"ERROR loading the model from {self.model_dir}: {self.load_error}\n{traceback.format_exc()}")

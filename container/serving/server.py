@@ -153,13 +153,15 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
     module, weights = resolve(model_dir, args.image)
     from container.contract import count_gpus
 
+    gpus = count_gpus()
     try:
         plan = resources.plan_workers(cpus=resources.cpu_count(), memory=resources.memory_bytes(),
-                                      weights_bytes=_size(weights), gpus=count_gpus())
+                                      weights_bytes=_size(weights), gpus=gpus)
     except ValueError as err:
         raise UserError(str(err)) from None
     os.environ[resources.THREADS_ENV] = str(plan.threads)
-    print(f"[serve] {module.__name__.split('.')[1]} model {weights} on port {port}; {plan.why}; "
+    device = f"{gpus} GPU(s)" if gpus else "CPU (nvidia-smi finds no GPU)"  # each worker's load line names its own
+    print(f"[serve] device: {device}; {module.__name__.split('.')[1]} model {weights} on port {port}; {plan.why}; "
           f"{plan.threads} inference thread(s) per worker; per request at most {limits.max_body_bytes} bytes, "
           f"{limits.max_images} images, {limits.max_pixels / 1e6:g} megapixels decoded at once; "
           f"{limits.header_timeout:g} s for headers, {limits.body_timeout:g} s for the body",

@@ -112,6 +112,8 @@ class SavedModelPredictor:
         self.name = f"{job}/saved_model/{path.name}" if job else f"saved_model/{path.name}"
         self.defaults = DEFAULTS
         self._tf = tf
+        gpus = tf.config.list_logical_devices("GPU")
+        self.device = f"tensorflow {gpus[0].name if gpus else '/device:CPU:0'}"
         self.predict([np.zeros((*self.size, 3), np.uint8)], self.defaults)  # warm up (traces the graph)
 
     def predict(self, images: list[Any], thresholds: Thresholds) -> list[list[Detection]]:

@@ -131,6 +131,9 @@ class TorchPredictor:
         self.nms_free = nms_free(self.model)
         self.options: dict[str, Any] = {"nms": False} if self.nms_free else {}  # ultralytics: False = NMS-free head
         self.predict([np.zeros((self.imgsz, self.imgsz, 3), np.uint8)], self.defaults)  # warm up
+        # where ultralytics put the model (cuda:0 on a GPU instance, as it picks by itself), read after the warm-up
+        device = getattr(getattr(self.model, "predictor", None), "device", None) or torch.device("cpu")
+        self.device = f"torch {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
 
     def predict(self, images: list[Any], thresholds: Thresholds) -> list[list[Detection]]:
         results = self.model.predict([image[..., ::-1] for image in images],  # ultralytics takes BGR arrays
@@ -255,7 +258,12 @@ class OnnxPredictor:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads()
-        self.session = ort.InferenceSession(str(weights), options, providers=ort.get_available_providers())
+        # CUDA where this onnxruntime has it (onnxruntime-gpu on a GPU instance), else the CPU; never TensorRT
+        # unasked (it fails at the first run without its libraries)
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        self.session = ort.InferenceSession(str(weights), options, providers=providers)
+        self.device = f"onnxruntime {self.session.get_providers()[0]}"
         meta = self.session.get_modelmeta().custom_metadata_map  # ultralytics writes names and imgsz here
         self.input = self.session.get_inputs()[0]
         shape = self.input.shape
