@@ -52,8 +52,8 @@ from sdk._errors import (
 )
 from sdk._errors import user_errors as _user_errors
 from sdk._fetch import FetchedModel, fetch_model
-from sdk._job import Job, LocalJob
-from sdk._launch import Plan, launch_job, plan_job
+from sdk._job import Job, LocalJob, launch_job
+from sdk._launch import Plan, plan_job
 from sdk.registry import RegisteredModel, approve, register, registered_models, reject
 from sdk.serving import (
     AsyncConfig,

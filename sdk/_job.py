@@ -9,6 +9,9 @@
     job.metrics_history() per-epoch series read from the log, {name: [(epoch, value), ...]}
     job.plot("run.png")   losses and mAP per epoch as a PNG (matplotlib, the [plot] extra)
     job.restart()         resume a stopped job from its checkpoints (same image, channels, hyperparameters)
+
+:func:`launch_job` lives here too, beside the handles it returns and ``restart`` calls: imports run one way,
+this module imports :mod:`sdk._launch` (``plan_job``) and nothing below imports it back.
 """
 
 from __future__ import annotations
@@ -16,22 +19,25 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from sdk._errors import ConfigurationError, JobFailedError, NotFoundError, WaitTimeoutError, aws_errors
+from sdk._errors import JobFailedError, NotFoundError, WaitTimeoutError, aws_errors
+from sdk._launch import LOCAL, Plan, plan_job, prepare_inputs, session_with_region
 from sdk._progress import History, for_request, kind_of, metrics_history
+from sdk._request import is_s3
+from sdk._session import aws_session
+from sdk._spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
 from sdk._unpack import FetchedModel, fetch_job_model
 
 TERMINAL = ("Completed", "Failed", "Stopped")
-# sdk._launch puts launch_job here when imported: it imports this module, so this one never imports it back
-LAUNCHER: list[Callable[..., Any]] = []
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
 class _Handle:
     name: str
+    runs_here = False  # a LocalJob's run is on this machine (what resume=job reads)
 
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -99,9 +105,7 @@ class _Handle:
 
     def restart(self, **overrides: Any) -> Any:
         """Resume this stopped job from its checkpoints: ``launch_job(resume=self, **overrides)``."""
-        if not LAUNCHER:
-            raise ConfigurationError("job.restart() needs sdk.launch_job: import sdk (or sdk._launch) first")
-        return LAUNCHER[0](resume=self, session=getattr(self, "session", None), **overrides)
+        return launch_job(resume=self, session=getattr(self, "session", None), **overrides)
 
     def fetch_model(self, dest: str | Path | None = None) -> FetchedModel:
         """Download and unpack this job's ``model.tar.gz`` (see :func:`sdk.fetch_model` for ``dest``)."""
@@ -245,6 +249,8 @@ class _CloudWatchReader:
 class LocalJob(_Handle):
     """A job run on this machine (``launch_job(instance_type="local")``), in ``jobs_home()/<name>``."""
 
+    runs_here = True
+
     def __init__(self, name: str, job_dir: Path, run: Any = None) -> None:
         self.name = name
         self.job_dir = Path(job_dir)
@@ -360,3 +366,109 @@ def stop_reason(info: dict[str, Any]) -> str:
     transitions = info.get("SecondaryStatusTransitions") or []
     message = transitions[-1].get("StatusMessage", "") if transitions else ""
     return why + (f" - SageMaker said: {message}" if message else "")
+
+
+def launch_job(
+    *,
+    image: str | Path | None = None,
+    kind: str | None = None,
+    train: str | Path | None = None,
+    val: str | Path | None = None,
+    channels: Mapping[str, str | Path] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    role: str | None = None,
+    instance_type: str = DEFAULT_INSTANCE_TYPE,
+    instance_count: int = 1,
+    volume_size_gb: int = 50,
+    spot: bool = False,
+    max_run: int = DEFAULT_MAX_RUN,
+    max_wait: int | None = None,
+    output_path: str | None = None,
+    checkpoint_s3_uri: str | None = None,
+    checkpoints: bool = True,
+    tensorboard: bool | str = False,
+    input_modes: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+    mlflow: str | None = None,
+    experiment: str | None = None,
+    job_name: str | None = None,
+    base_job_name: str | None = None,
+    class_names: Iterable[str] | None = None,
+    resume: Any = None,
+    session: Any = None,
+    wait: bool = True,
+    logs: bool = False,
+    progress: bool = True,
+    engine: str | None = None,
+) -> Job | LocalJob:
+    """Create a training job of one of this project's images and (by default) follow it to the end.
+
+    Takes every argument of :func:`plan_job` (all checked before anything is uploaded), plus
+    ``wait`` (follow the job), ``logs`` (print its log lines while waiting), ``progress`` (one
+    updating line: epoch k/N, elapsed, ETA, latest mAP) and ``engine`` (docker or podman, for a
+    local run of an image). ``resume=job`` resumes a stopped job from its checkpoints. Returns a
+    :class:`Job`, or a :class:`LocalJob` when ``instance_type="local"``. Raises
+    :class:`JobFailedError` (job name and reason) when a waited-for job fails or is stopped.
+    """
+    kwargs = {k: v for k, v in locals().items() if k in JOB_ARG_NAMES and k != "session"}
+    follow = {"wait": wait, "logs": logs, "progress": progress}
+    if instance_type == LOCAL or isinstance(resume, LocalJob):
+        plan = plan_job(**kwargs)
+        return _launch_local(plan, session=session, engine=engine, **follow)
+    plan = plan_job(session=session, **kwargs)
+    session, _ = session_with_region(session)
+    print(f"{plan.request['TrainingJobName']}: {plan.region}", file=sys.stderr)
+    request = prepare_inputs(plan, session=session, create_bucket=output_path is None and resume is None)
+    with aws_errors(f"creating training job {request['TrainingJobName']}"):
+        session.client("sagemaker").create_training_job(**request)
+    job = Job(request["TrainingJobName"], session=session, request=request)
+    print(f"training job {job.name} created", file=sys.stderr)
+    if wait:
+        job.wait(logs=logs, progress=progress)
+    return job
+
+
+def _launch_local(plan: Plan, *, wait: bool, logs: bool, progress: bool, session: Any,
+                  engine: str | None) -> LocalJob:
+    from sdk._local import LocalRun, jobs_home, write_record
+
+    request = plan.request
+    job_dir = jobs_home() / request["TrainingJobName"]
+    job_dir.mkdir(parents=True, exist_ok=True)
+    s3 = None
+    if any(is_s3(c["DataSource"]["S3DataSource"]["S3Uri"]) for c in request["InputDataConfig"]):
+        with aws_errors("connecting to S3"):
+            s3 = aws_session(session).client("s3")
+    run = LocalRun(request, job_dir, kind=plan.kind, image=plan.image_uri, engine=engine, s3=s3)
+    write_record(job_dir, {"TrainingJobName": run.name, "TrainingJobStatus": "InProgress",
+                           "SecondaryStatus": "Downloading", "Request": request})
+    try:
+        run.prepare()
+        run.start()
+    except Exception as err:
+        write_record(job_dir, {"TrainingJobName": run.name, "TrainingJobStatus": "Failed",
+                               "FailureReason": str(err), "Request": request})
+        raise
+    job = LocalJob(run.name, job_dir, run)
+    job._start(timeout=request["StoppingCondition"]["MaxRuntimeInSeconds"])
+    print(f"local job {job.name} started in {job_dir}", file=sys.stderr)
+    if wait:
+        try:
+            job.wait(logs=logs, progress=progress)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM to the CLI: the job is this process's child, it ends too
+            _stop_local(job, run)
+    return job
+
+
+def _stop_local(job: LocalJob, run: Any) -> None:
+    print(f"\nstopping local job {job.name}: the trainer saves a checkpoint (interrupt again to kill it at once)",
+          file=sys.stderr, flush=True)
+    try:
+        job.stop()
+        job._done.wait()
+    except KeyboardInterrupt:
+        run.kill()
+        job._done.wait()
+    raise KeyboardInterrupt(f"local job {job.name} stopped ({job.describe()['TrainingJobStatus']}); "
+                            f"`python -m sdk resume {job.name} --local` resumes it from its checkpoint")

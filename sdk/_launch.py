@@ -1,4 +1,4 @@
-"""``launch_job``: validate, upload local channels, create the job (or run it here), follow it.
+"""``plan_job``: validate and plan a job, and the uploads it needs (``sdk._job.launch_job`` sends it).
 
 Order matters: everything that can be checked without AWS is checked first (image, name,
 hyperparameters against the image's schema, channel names and modes), so a typo costs nothing;
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from sdk._errors import ConfigurationError, NotFoundError, aws_errors, user_errors
-from sdk._job import LAUNCHER, Job, LocalJob
 from sdk._request import (
     build_request,
     check_channels,
@@ -49,7 +48,7 @@ class Plan:
         return self.request["ResourceConfig"]["InstanceType"] == LOCAL
 
 
-def _session(session: Any) -> tuple[Any, str]:
+def session_with_region(session: Any) -> tuple[Any, str]:
     """A boto3 session with its region resolved (and said where it came from), before anything is uploaded."""
     region, source = resolve_region(session)
     return aws_session(session), f"region {region} (from {source})"
@@ -197,7 +196,7 @@ def plan_job(
                                  output_path=stand_in.rstrip("/"), **common,
                                  **_checkpoint_args(checkpoint_s3_uri, checkpoints, tensorboard, stand_in, name)))
         if output_path is None:
-            output_path = _default_output_path(_session(session)[0])
+            output_path = _default_output_path(session_with_region(session)[0])
         output = output_path.rstrip("/")
         from sdk._s3 import plan_upload
 
@@ -319,71 +318,6 @@ def plan_with_gaps(planner: Any = None, **kwargs: Any) -> tuple[Any, dict[str, s
     return plan, missing
 
 
-def launch_job(
-    *,
-    image: str | Path | None = None,
-    kind: str | None = None,
-    train: str | Path | None = None,
-    val: str | Path | None = None,
-    channels: Mapping[str, str | Path] | None = None,
-    hyperparameters: Mapping[str, Any] | None = None,
-    role: str | None = None,
-    instance_type: str = DEFAULT_INSTANCE_TYPE,
-    instance_count: int = 1,
-    volume_size_gb: int = 50,
-    spot: bool = False,
-    max_run: int = DEFAULT_MAX_RUN,
-    max_wait: int | None = None,
-    output_path: str | None = None,
-    checkpoint_s3_uri: str | None = None,
-    checkpoints: bool = True,
-    tensorboard: bool | str = False,
-    input_modes: Mapping[str, str] | None = None,
-    environment: Mapping[str, str] | None = None,
-    tags: Mapping[str, str] | None = None,
-    mlflow: str | None = None,
-    experiment: str | None = None,
-    job_name: str | None = None,
-    base_job_name: str | None = None,
-    class_names: Iterable[str] | None = None,
-    resume: Any = None,
-    session: Any = None,
-    wait: bool = True,
-    logs: bool = False,
-    progress: bool = True,
-    engine: str | None = None,
-) -> Job | LocalJob:
-    """Create a training job of one of this project's images and (by default) follow it to the end.
-
-    Takes every argument of :func:`plan_job` (all checked before anything is uploaded), plus
-    ``wait`` (follow the job), ``logs`` (print its log lines while waiting), ``progress`` (one
-    updating line: epoch k/N, elapsed, ETA, latest mAP) and ``engine`` (docker or podman, for a
-    local run of an image). ``resume=job`` resumes a stopped job from its checkpoints. Returns a
-    :class:`Job`, or a :class:`LocalJob` when ``instance_type="local"``. Raises
-    :class:`JobFailedError` (job name and reason) when a waited-for job fails or is stopped.
-    """
-    kwargs = {k: v for k, v in locals().items() if k in JOB_ARG_NAMES and k != "session"}
-    follow = {"wait": wait, "logs": logs, "progress": progress}
-    if instance_type == LOCAL or (resume is not None and _is_local(resume)):
-        plan = plan_job(**kwargs)
-        return _launch_local(plan, session=session, engine=engine, **follow)
-    plan = plan_job(session=session, **kwargs)
-    session, _ = _session(session)
-    print(f"{plan.request['TrainingJobName']}: {plan.region}", file=sys.stderr)
-    request = prepare_inputs(plan, session=session, create_bucket=output_path is None and resume is None)
-    with aws_errors(f"creating training job {request['TrainingJobName']}"):
-        session.client("sagemaker").create_training_job(**request)
-    job = Job(request["TrainingJobName"], session=session, request=request)
-    print(f"training job {job.name} created", file=sys.stderr)
-    if wait:
-        job.wait(logs=logs, progress=progress)
-    return job
-
-
-def _is_local(job: Any) -> bool:
-    return isinstance(job, LocalJob)
-
-
 def prepare_inputs(plan: Plan, *, session: Any, create_bucket: bool) -> dict[str, Any]:
     """What must exist before ``CreateTrainingJob``: the output bucket, the uploaded channels, S3 channels that
     hold something (their URIs fixed with a trailing ``/`` where they name a folder). Returns the request."""
@@ -403,51 +337,3 @@ def prepare_inputs(plan: Plan, *, session: Any, create_bucket: bool) -> dict[str
         else:
             source["S3Uri"] = check_s3_channel(s3, source["S3Uri"], channel=ch)
     return request
-
-
-def _launch_local(plan: Plan, *, wait: bool, logs: bool, progress: bool, session: Any,
-                  engine: str | None) -> LocalJob:
-    from sdk._local import LocalRun, jobs_home, write_record
-
-    request = plan.request
-    job_dir = jobs_home() / request["TrainingJobName"]
-    job_dir.mkdir(parents=True, exist_ok=True)
-    s3 = None
-    if any(is_s3(c["DataSource"]["S3DataSource"]["S3Uri"]) for c in request["InputDataConfig"]):
-        with aws_errors("connecting to S3"):
-            s3 = aws_session(session).client("s3")
-    run = LocalRun(request, job_dir, kind=plan.kind, image=plan.image_uri, engine=engine, s3=s3)
-    write_record(job_dir, {"TrainingJobName": run.name, "TrainingJobStatus": "InProgress",
-                           "SecondaryStatus": "Downloading", "Request": request})
-    try:
-        run.prepare()
-        run.start()
-    except Exception as err:
-        write_record(job_dir, {"TrainingJobName": run.name, "TrainingJobStatus": "Failed",
-                               "FailureReason": str(err), "Request": request})
-        raise
-    job = LocalJob(run.name, job_dir, run)
-    job._start(timeout=request["StoppingCondition"]["MaxRuntimeInSeconds"])
-    print(f"local job {job.name} started in {job_dir}", file=sys.stderr)
-    if wait:
-        try:
-            job.wait(logs=logs, progress=progress)
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM to the CLI: the job is this process's child, it ends too
-            _stop_local(job, run)
-    return job
-
-
-def _stop_local(job: LocalJob, run: Any) -> None:
-    print(f"\nstopping local job {job.name}: the trainer saves a checkpoint (interrupt again to kill it at once)",
-          file=sys.stderr, flush=True)
-    try:
-        job.stop()
-        job._done.wait()
-    except KeyboardInterrupt:
-        run.kill()
-        job._done.wait()
-    raise KeyboardInterrupt(f"local job {job.name} stopped ({job.describe()['TrainingJobStatus']}); "
-                            f"`python -m sdk resume {job.name} --local` resumes it from its checkpoint")
-
-
-LAUNCHER[:] = [launch_job]  # job.restart() resumes through launch_job (sdk._job cannot import this module)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sdk._errors import ConfigurationError
+from sdk._errors import ConfigurationError, aws_errors
 from sdk._spec import JOB_ARGS
 
 _DEFAULTS = {a.name: a.default for a in JOB_ARGS}
@@ -21,12 +21,17 @@ _STAMP = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")  # unique_job_name's suffix
 
 
 def _describe(job: Any, session: Any) -> tuple[dict[str, Any], bool]:
-    from sdk._job import Job, LocalJob
-
-    if isinstance(job, (Job, LocalJob)):
-        return job.describe(), isinstance(job, LocalJob)
+    """The stopped job's description, and whether it ran here. A handle (sdk._job, which imports this module
+    through sdk._launch: imports run one way) says so itself; a name is a SageMaker job's."""
     if isinstance(job, str):
-        return Job.attach(job, session=session).describe(), False
+        from sdk._session import aws_session
+
+        with aws_errors("connecting to SageMaker"):
+            sagemaker = aws_session(session).client("sagemaker")
+        with aws_errors(f"describing training job {job}"):
+            return sagemaker.describe_training_job(TrainingJobName=job), False
+    if isinstance(getattr(type(job), "runs_here", None), bool) and callable(getattr(job, "describe", None)):
+        return job.describe(), type(job).runs_here
     raise ConfigurationError(f"resume takes a Job, a LocalJob or a job name, got {type(job).__name__}")
 
 

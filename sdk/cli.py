@@ -81,7 +81,8 @@ def _follow_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from sdk._launch import launch_job, plan_with_gaps
+    from sdk._job import launch_job
+    from sdk._launch import plan_with_gaps
 
     kwargs = _launch_kwargs(args)
     if args.dry_run:
@@ -104,7 +105,7 @@ def _say_missing(missing: dict[str, str]) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from sdk._launch import launch_job
+    from sdk._job import launch_job
 
     kwargs: dict[str, Any] = {"hyperparameters": _pairs(args.hp, "--hp") or None}
     if args.max_run is not None:

@@ -122,3 +122,24 @@ def test_the_sdk_names_the_opt_ml_tree_through_the_contract():
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if "/opt/ml" in line or '"output" / "failure"' in line]
     assert not found, f"name the path through container.contract.Layout / SAGEMAKER: {found}"
+
+
+def test_no_module_fills_another_modules_registry():
+    """One-way means one-way: no module puts its function into a list or attribute of a module it imports (the
+    way sdk._launch once filled sdk._job.LAUNCHER so that job.restart() could reach launch_job unseen)."""
+    found = []
+    for path in sorted((ROOT / "sdk").rglob("*.py")) + sorted((ROOT / "container").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {a.asname or a.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                    and (node.module or "").split(".")[0] in PACKAGES for a in node.names}
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            calls = [node.value.func] if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) else []
+            for target in [*targets, *calls]:
+                base = target
+                while isinstance(base, (ast.Subscript, ast.Attribute)):
+                    base = base.value
+                if base is not target and isinstance(base, ast.Name) and base.id in imported:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"a module changes another module's object at import: {found}"
