@@ -8,6 +8,13 @@ the worker count it picks for this machine) over HTTP on 127.0.0.1, JPEG bodies,
 ``--clients`` clients at once. Prints p50/p95 latency (ms), throughput (images/s), and ratios to the baseline.
 Without ``--model-dir`` it trains yolo11n for one epoch at ``--imgsz`` on generated shapes (the weights' values
 do not change the work done; the size does). TF SavedModel: ``--tf-model-dir`` (served with ``.venv-tf``).
+
+``--images FULL SERVE`` (built images, e.g. ``localhost/sm-yolo:test localhost/sm-yolo:test-serve``): the full image
+against its serving variant as SageMaker starts them (``IMAGE serve``, the model mounted at /opt/ml/model, host
+network), ``--starts`` times each, alternating: cold start (``run`` to the first 200 from ``/invocations``, the
+median) and single-client latency after it. Baseline: the full image serving best.pt (its default); then the full
+image serving the ONNX export, then the variant (which serves the ONNX export). Image sizes from the engine.
+The video A/B (one request against frame-by-frame calls) is ``benchmarks/bench_video.py``.
 """
 
 from __future__ import annotations
@@ -117,6 +124,72 @@ def served(model_dir: Path, images: list[bytes], clients: int, env: dict[str, st
         server.stop()
 
 
+def images_ab(full: str, variant: str, model_dir: Path, images: list[bytes], starts: int) -> None:
+    """Cold start and one client's latency: the full image (best.pt, then ONNX) against the serving variant."""
+    import statistics
+    import subprocess
+    import uuid
+
+    import requests
+
+    from sdk._hosting import free_port
+    from tests.images.engine import find_engine
+
+    engine = find_engine()
+    assert engine is not None, "no container engine answers"
+
+    def size(tag: str) -> float:
+        return int(engine.run("image", "inspect", "-f", "{{.Size}}", tag, capture_output=True).stdout) / 1e9
+
+    def once(tag: str, env: dict[str, str]) -> tuple[float, list[float]]:
+        port, name = free_port(), f"bench-serve-{uuid.uuid4().hex[:8]}"
+        flags = [x for k, v in {**env, "SAGEMAKER_BIND_TO_PORT": str(port)}.items() for x in ("-e", f"{k}={v}")]
+        url = f"http://127.0.0.1:{port}/invocations"
+        t = time.perf_counter()
+        engine.run("run", "-d", "--name", name, "--network", "host", *flags, "-v", f"{model_dir}:/opt/ml/model:ro",
+                   tag, "serve", capture_output=True)
+        try:
+            while True:
+                try:
+                    if requests.post(url, data=images[0], headers={"Content-Type": "image/jpeg"},
+                                     timeout=30).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                state = engine.run("inspect", "-f", "{{.State.Running}}", name, check=False, capture_output=True)
+                if state.stdout.strip() != "true":
+                    raise RuntimeError(engine.run("logs", name, check=False, capture_output=True).stderr[-2000:])
+                time.sleep(0.05)
+            cold = time.perf_counter() - t
+            latencies = []
+            for body in images:
+                t = time.perf_counter()
+                assert requests.post(url, data=body, headers={"Content-Type": "image/jpeg"}, timeout=60).ok
+                latencies.append(time.perf_counter() - t)
+            return cold, latencies
+        finally:
+            subprocess.run(engine.cmd("rm", "-f", name), capture_output=True)
+
+    runs = [("full image, best.pt (baseline)", full, {}), ("full image, ONNX", full, {"SERVING_WEIGHTS": "onnx"}),
+            ("serving variant, ONNX", variant, {})]
+    colds: dict[str, list[float]] = {label: [] for label, _, _ in runs}
+    lats: dict[str, list[float]] = {label: [] for label, _, _ in runs}
+    for _ in range(starts):  # alternating, so that a burst of load elsewhere touches every row alike
+        for label, tag, env in runs:
+            cold, latencies = once(tag, env)
+            colds[label].append(cold)
+            lats[label].extend(latencies)
+    base_cold = statistics.median(colds[runs[0][0]])
+    base_p50 = percentile(lats[runs[0][0]], 0.5)
+    print(f"\n{starts} cold start(s) each, {len(images)} requests after each, one client")
+    print("| image, weights | size GB | cold start s (median) | vs baseline | p50 ms | p95 ms | p50 vs baseline |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, tag, _ in runs:
+        cold, p50 = statistics.median(colds[label]), percentile(lats[label], 0.5)
+        print(f"| {label} | {size(tag):.2f} | {cold:.1f} | {cold / base_cold:.2f}x | {p50 * 1000:.1f} | "
+              f"{percentile(lats[label], 0.95) * 1000:.1f} | {p50 / base_p50:.2f}x |", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, help="a YOLO model folder with exports/best.onnx")
@@ -126,10 +199,17 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--images", nargs=2, metavar=("FULL", "SERVE"), help="built images: full and serving variant")
+    parser.add_argument("--starts", type=int, default=3, help="--images: cold starts of each")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or train(args.imgsz, Path(tmp))
         images = make_images(args.requests, args.width, args.height)
+        if args.images:
+            print(f"machine: {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.1f}; JPEGs of {args.width}x"
+                  f"{args.height}, model imgsz {args.imgsz}")
+            images_ab(*args.images, model_dir, images, args.starts)
+            return 0
         import torch
 
         print(f"machine: {os.cpu_count()} CPU(s), torch {torch.__version__}; {len(images)} JPEG requests of "
