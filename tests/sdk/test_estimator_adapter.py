@@ -7,13 +7,13 @@ its own virtual environment, ``.venv-sm2`` (``.ci/run`` makes it from ``requirem
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
 
 from tests.conftest import FAST, ROOT
 from tests.sdk.conftest import BUCKET, IMAGE, ROLE
+from tests.sdk.sagemaker_python import script_env
 
 PYTHON = ROOT / ".venv-sm2" / "bin" / "python"
 
@@ -28,10 +28,7 @@ pytestmark = pytest.mark.skipif(not PYTHON.exists(), reason="no .venv-sm2 (made 
 def test_same_request_as_launch_job(aws, shapes, tmp_path, extra):
     kwargs = {"image": IMAGE, "role": ROLE, "output_path": f"s3://{BUCKET}/jobs", "train": str(shapes),
               "hyperparameters": {**FAST, "cos_lr": True, "lr0": 0.01}, "job_name": "same", **extra}
-    config = tmp_path / "sagemaker-config.yaml"  # v2 sends telemetry unless opted out
-    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
-           "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}
+    env = script_env(tmp_path, version=2)  # no user's SageMaker config, telemetry off
     out = subprocess.run([str(PYTHON), str(ROOT / "tests/sdk/v2_requests.py"), json.dumps(kwargs)], env=env,
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -8,7 +8,6 @@ The SageMaker SDK v3 conflicts with this project's pins, so it lives in its own 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 
@@ -16,6 +15,7 @@ import pytest
 
 from tests.conftest import FAST, ROOT
 from tests.sdk.conftest import BUCKET, IMAGE, ROLE
+from tests.sdk.sagemaker_python import script_env
 
 PYTHON = ROOT / ".venv-sm3" / "bin" / "python"
 
@@ -31,11 +31,7 @@ pytestmark = pytest.mark.skipif(not PYTHON.exists(), reason="no .venv-sm3 (made 
 def test_same_request_as_launch_job(aws, shapes, tmp_path, extra):
     kwargs = {"image": IMAGE, "role": ROLE, "output_path": f"s3://{BUCKET}/jobs", "train": str(shapes),
               "hyperparameters": {**FAST, "cos_lr": True, "lr0": 0.01}, "job_name": "same", **extra}
-    config = tmp_path / "sagemaker-config.yaml"  # v3 reads its config files; none of the user's here
-    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
-           "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(config),
-           "SAGEMAKER_VALIDATE_ROLE": "false"}  # v3 asks IAM's policy simulator about the role; moto has none
+    env = script_env(tmp_path, version=3)  # no user's SageMaker config, telemetry off
     out = subprocess.run([str(PYTHON), str(ROOT / "tests/sdk/v3_requests.py"), json.dumps(kwargs)], env=env,
                          capture_output=True, text=True, timeout=300, check=False)
     # v3's tracebacks are long: its own frames and the error say where it failed

@@ -438,11 +438,11 @@ def test_retrain_pipeline_definition_is_the_one_the_sagemaker_sdk_builds(aws, tm
     """The same pipeline built with SageMaker SDK v2's TrainingStep, ConditionStep, RegisterModel and FailStep:
     the definitions are equal, training step included, but for v2's step-name suffix ('Register-RegisterModel')
     and the ``"PipelineExperimentConfig": null`` it writes when told to have none."""
-    import os
     import subprocess
 
     from sdk.pipeline import retrain_on_upload
     from tests.conftest import ROOT
+    from tests.sdk.sagemaker_python import script_env
 
     trigger = retrain_on_upload(name="pcb-retrain", data=DATA, image=IMAGE, role=ROLE, output_path=OUT,
                                 hyperparameters={"epochs": 30, "imgsz": 640}, val=f"s3://{BUCKET}/val/",
@@ -453,10 +453,7 @@ def test_retrain_pipeline_definition_is_the_one_the_sagemaker_sdk_builds(aws, tm
     spec = {"request": request, "checkpoint_base": f"{OUT}/pipelines/pcb-retrain", "group": GROUP, "kind": "yolo",
             "approval": "PendingManualApproval", "min_map": 0.5, "name": "pcb-retrain",
             "description": f"trained by pipeline pcb-retrain on an upload to {DATA}"}
-    config = tmp_path / "sagemaker-config.yaml"  # v2 sends telemetry unless opted out
-    config.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
-           "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}
+    env = script_env(tmp_path, version=2)  # no user's SageMaker config, telemetry off
     out = subprocess.run([str(V2), str(ROOT / "tests/sdk/v2_pipeline.py"), json.dumps(spec)], env=env,
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -5,21 +5,11 @@ sdk.model_trainer for the same job, captured at botocore's boundary, printed as 
 """
 
 import json
-import os
-import socket
 import sys
 
-_connect = socket.socket.connect
+from tests.sdk.sagemaker_python import loopback_only
 
-
-def _loopback_only(self, address):  # this process too may reach nothing but 127.0.0.1
-    if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1", "localhost"):
-        raise ConnectionRefusedError(f"only 127.0.0.1 may be reached, not {address[0]}")
-    return _connect(self, address)
-
-
-socket.socket.connect = _loopback_only
-assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+loopback_only()  # before anything else is imported: this process too may reach nothing but 127.0.0.1
 
 import boto3
 from sagemaker.core.helper.session_helper import Session
