@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from container.signals import child_pids
 from sdk._hosting import LocalServer
 from tests.conftest import ROOT
+from tests.processes import gone
 
 # A stand-in server: starts a child of its own (a worker), says so, and serves nothing
 STAND_IN = textwrap.dedent("""
@@ -30,19 +30,6 @@ STAND_IN = textwrap.dedent("""
     while True:
         signal.pause()
 """)
-
-
-def _gone(pid: int) -> bool:
-    """True once ``pid`` has ended. A SIGKILL is delivered, not done, when kill() returns: wait for the exit itself
-    (a pidfd turns readable then; 300 s is a guard against a hang, not a measure)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return select.select([fd], [], [], 300)[0] == [fd]
-    finally:
-        os.close(fd)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -70,7 +57,7 @@ def test_an_interrupt_while_the_server_starts_stops_it_and_its_workers(tmp_path,
     monkeypatch.setattr(server, "wait_ready", interrupted)
     with pytest.raises(KeyboardInterrupt):
         server.start()
-    assert len(seen) == 2 and all(_gone(pid) for pid in seen)
+    assert len(seen) == 2 and all(gone(pid) for pid in seen)
 
 
 def _deploy_cli(model: Path) -> subprocess.Popen:
@@ -94,7 +81,7 @@ def test_stopping_a_local_deploy_stops_gunicorn_and_frees_the_port(tmp_path_fact
     _, err = proc.communicate(timeout=300)  # a guard against a hang, not a measure
     assert proc.returncode == 130, err
     assert "local endpoint" in err and "no longer serves" in err and "training job" not in err
-    assert all(_gone(pid) for pid in server)
+    assert all(gone(pid) for pid in server)
     port = int(url.rsplit(":", 1)[1])
     with socket.socket() as s, pytest.raises(ConnectionRefusedError):  # nobody listens there
         s.connect(("127.0.0.1", port))
@@ -150,7 +137,7 @@ def test_ctrl_c_on_a_local_training_job_stops_it_as_stop_training_job_does(tmp_p
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)  # a guard against a hang, not a measure
     assert proc.returncode == 130, err
-    assert _gone(container)
+    assert gone(container)
     assert "local job stopme stopped (Stopped)" in err and "resume stopme --local" in err
     assert "SIGTERM: checkpoint saved" in (home / "jobs" / "stopme" / "log.txt").read_text()
     assert json.loads((home / "jobs" / "stopme" / "job.json").read_text())["TrainingJobStatus"] == "Stopped"
@@ -177,4 +164,4 @@ def test_a_python_session_that_ends_without_delete_leaves_no_server(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     pids = [int(p) for p in done.stdout.split()[1:3]]
-    assert len(pids) == 2 and all(_gone(pid) for pid in pids)
+    assert len(pids) == 2 and all(gone(pid) for pid in pids)

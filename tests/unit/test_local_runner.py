@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from container import local
 from container.contract import is_channel_name
 from container.failure import UserError
 from tests.conftest import ROOT
+from tests.processes import GUARD, gone, watching
 
 STAND_IN = textwrap.dedent("""
     import os, signal, subprocess, sys, pathlib
@@ -46,19 +46,6 @@ STAND_IN = textwrap.dedent("""
     while True:
         signal.pause()
 """)
-
-
-def _gone(pid: int) -> bool:
-    """True once ``pid`` has ended. A SIGKILL is delivered, not done, when kill() returns: wait for the exit itself
-    (a pidfd turns readable then; 300 s is a guard against a hang, not a measure)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        return select.select([fd], [], [], 300)[0] == [fd]
-    finally:
-        os.close(fd)
 
 
 def _runner(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -183,7 +170,7 @@ def test_a_signal_to_the_runner_stops_train_and_its_children_and_packs(tmp_path,
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert _gone(train) and _gone(grandchild)
+    assert gone(train) and gone(grandchild)
     checkpoint = out / "opt_ml" / "checkpoints" / "last.ckpt"
     assert checkpoint.read_text() == "saved on SIGTERM"  # train got SIGTERM, as from StopTrainingJob
     with tarfile.open(out / "model.tar.gz") as tar:
@@ -198,15 +185,14 @@ def test_a_reader_that_leaves_does_not_block_train(tmp_path):
     assert proc.stdout.readline().startswith("ready")
     proc.stdout.close()  # the reader leaves
     flooded = out / "opt_ml" / "flooded"
-    ended = os.pidfd_open(proc.pid)
-    guard = time.monotonic() + 300  # against a hang, not a measure
+    guard = time.monotonic() + GUARD  # against a hang, not a measure
     try:
-        while not flooded.exists():  # train wrote 1.3 MB past a gone reader (a blocked train never gets here)
-            assert not select.select([ended], [], [], 0)[0], proc.stderr.read()
-            assert time.monotonic() < guard, "train is blocked writing to a pipe nobody reads"
-            os.sched_yield()
+        with watching(proc.pid) as ended:
+            while not flooded.exists():  # train wrote 1.3 MB past a gone reader (a blocked train never gets here)
+                assert not ended(0), proc.stderr.read()
+                assert time.monotonic() < guard, "train is blocked writing to a pipe nobody reads"
+                os.sched_yield()
     finally:
-        os.close(ended)
         if not flooded.exists():
             proc.kill()  # train follows (PR_SET_PDEATHSIG)
     proc.send_signal(signal.SIGTERM)
@@ -224,20 +210,19 @@ def test_a_second_signal_kills_a_train_that_ignores_the_first(tmp_path):
     assert "Signal again to kill it" in proc.stderr.readline() + proc.stderr.readline()  # the first was passed on
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGKILL and _gone(train) and _gone(grandchild)
+    assert proc.returncode == 128 + signal.SIGKILL and gone(train) and gone(grandchild)
 
 
 def test_train_gets_sigterm_when_the_runner_is_killed(tmp_path):
     data, out = _data(tmp_path), tmp_path / "O"
     proc = _runner(tmp_path, "--train", str(data), "--out", str(out))
     train, grandchild = map(int, proc.stdout.readline().split()[1:])
-    ended = os.pidfd_open(train)  # readable once train has exited (it is not our child to wait for)
     try:
-        proc.kill()  # no handler of the runner's runs: the kernel tells train (PR_SET_PDEATHSIG)
-        proc.wait()
-        assert select.select([ended], [], [], 300)[0] == [ended]
+        with watching(train) as ended:  # train is not our child to wait for
+            proc.kill()  # no handler of the runner's runs: the kernel tells train (PR_SET_PDEATHSIG)
+            proc.wait()
+            assert ended(GUARD)
     finally:
-        os.close(ended)
         with contextlib.suppress(ProcessLookupError):
             os.kill(grandchild, signal.SIGKILL)  # the stand-in's own child: nobody else is left to end it
     assert (out / "opt_ml" / "checkpoints" / "last.ckpt").read_text() == "saved on SIGTERM"
