@@ -59,7 +59,7 @@ def offences(source: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("package", ["container"])  # sdk/ joins once its own fix (issue 23) is committed
+@pytest.mark.parametrize("package", ["container", "sdk"])
 def test_no_path_of_the_tree_is_spelled_outside_the_contract(package):
     spelled = {str(path.relative_to(ROOT)): hits for path in sorted((ROOT / package).rglob("*.py")) if path != CONTRACT
                if (hits := offences(path.read_text(encoding="utf-8")))}
