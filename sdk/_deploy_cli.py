@@ -1,6 +1,6 @@
 """``python -m sdk deploy|invoke|undeploy|transform`` (registered by ``sdk.cli.parser``).
 
-    python -m sdk deploy JOB|latest|s3://.../model.tar.gz [--instance-type ml.m5.large] [--serverless 4096:5]
+    python -m sdk deploy JOB|latest|s3://.../model.tar.gz [--instance-type TYPE] [--serverless 4096:5]
     python -m sdk deploy --group pcb-detectors [...]                      # its latest Approved version
     python -m sdk deploy FOLDER --instance-type local [--port 8080]      # serves until Ctrl-C
     python -m sdk invoke ENDPOINT IMAGE|FOLDER ... [--conf 0.4] [--iou 0.5] [--max-det 50] [--url http://...]
@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from sdk._errors import ConfigurationError
+from sdk._registry import DEFAULT_INSTANCE_TYPE
 
 
 def _serverless(text: str | None) -> Any:
@@ -151,7 +152,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
 def _model_options(cmd: argparse.ArgumentParser, *, optional: bool = False) -> None:
     cmd.add_argument("model", nargs="?" if optional else None,
                      help="a training job name, 'latest', or s3://.../model.tar.gz (with --image)")
-    cmd.add_argument("--instance-type", default="ml.m5.large", help="default %(default)s")
+    cmd.add_argument("--instance-type", default=DEFAULT_INSTANCE_TYPE, help="default %(default)s")
     cmd.add_argument("--instance-count", type=int, default=1)
     cmd.add_argument("--image", help="the image URI (default: the training job's)")
     cmd.add_argument("--role", help="execution role ARN (default: the training job's, else $SM_DETECTORS_ROLE)")

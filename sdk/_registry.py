@@ -34,9 +34,10 @@ CONTENT_TYPES = [*IMAGE_TYPES, JSON, JSONLINES[0]]
 RESPONSE_TYPES = [JSON, JSONLINES[0]]
 # recorded on each version (the console shows them; Inference Recommender starts from them); deploy is not
 # limited to them. CPU types serve best.pt or ONNX; the GPU types run CUDA where the image has it
-REALTIME_INSTANCE_TYPES = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.g4dn.xlarge",
+DEFAULT_INSTANCE_TYPE = "ml.m5.large"  # deploy's and transform's (and their CLI's) default: plenty for yolo11n
+REALTIME_INSTANCE_TYPES = [DEFAULT_INSTANCE_TYPE, "ml.m5.xlarge", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.g4dn.xlarge",
                            "ml.g5.xlarge"]
-TRANSFORM_INSTANCE_TYPES = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.g4dn.xlarge"]
+TRANSFORM_INSTANCE_TYPES = [DEFAULT_INSTANCE_TYPE, "ml.m5.xlarge", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.g4dn.xlarge"]
 # the score of each image: which line/key of its schema's metrics, and its name in metrics.json's "final"
 SCORES = {"yolo": {"mAP50-95": ("final", "mAP50-95"), "mAP50": ("final", "mAP50"),
                    "precision": ("final", "precision"), "recall": ("final", "recall")},

@@ -11,7 +11,7 @@
     python -m sdk tune-best TUNING_JOB [--fetch] [--dest models/]
     python -m sdk leaderboard JOB|FOLDER ... [--local] [--images DIR] [--out leaderboard/]
     python -m sdk predict MODEL IMAGE|FOLDER|VIDEO [--track] [--out predictions/]
-    python -m sdk deploy JOB [--instance-type ml.m5.large | local] [--serverless 4096:5]
+    python -m sdk deploy JOB [--instance-type TYPE | local] [--serverless 4096:5]
     python -m sdk invoke ENDPOINT IMAGE... [--conf 0.4]     python -m sdk undeploy ENDPOINT
     python -m sdk transform JOB s3://bucket/in/ s3://bucket/out/
     python -m sdk register JOB --group G     python -m sdk models G     python -m sdk approve|reject ARN [--note ...]

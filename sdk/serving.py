@@ -39,6 +39,7 @@ from sdk._async import AsyncConfig, AsyncResult, invoke_async
 from sdk._autoscaling import Autoscaling
 from sdk._errors import ConfigurationError, DeployFailedError, NotFoundError, WaitTimeoutError, aws_errors
 from sdk._hosting import LocalServer, custom_attributes, decode_answer, encode_inputs, free_port
+from sdk._registry import DEFAULT_INSTANCE_TYPE
 
 LOCAL = "local"
 CREATED_TAG = "sm-detectors:created-for"
@@ -172,7 +173,7 @@ def _variant(model_name: str, instance_type: str, instance_count: int,
         return {"VariantName": "AllTraffic", "ModelName": model_name, "ServerlessConfig": serverless.to_request()}
     if not instance_type.startswith("ml."):
         raise ConfigurationError(f"instance_type {instance_type!r} is not a SageMaker hosting instance type "
-                                 "(ml.m5.large, ml.g4dn.xlarge, ...) or 'local'")
+                                 f"({DEFAULT_INSTANCE_TYPE}, ml.g4dn.xlarge, ...) or 'local'")
     if instance_count < 1:
         raise ConfigurationError(f"instance_count must be at least 1, got {instance_count}")
     return {"VariantName": "AllTraffic", "ModelName": model_name, "InstanceType": instance_type,
@@ -283,7 +284,8 @@ class Endpoint:
         if serverless is None and instance_type is None and "ServerlessConfig" in variant:
             serverless = ServerlessConfig(variant["ServerlessConfig"]["MemorySizeInMB"],
                                           variant["ServerlessConfig"]["MaxConcurrency"])
-        new_variant = _variant(variant["ModelName"], instance_type or variant.get("InstanceType", "ml.m5.large"),
+        new_variant = _variant(variant["ModelName"],
+                               instance_type or variant.get("InstanceType", DEFAULT_INSTANCE_TYPE),
                                instance_count or variant.get("InitialInstanceCount", 1), serverless)
         kept = {"AsyncInferenceConfig": old["AsyncInferenceConfig"]} if old.get("AsyncInferenceConfig") else {}
         if kept and "ServerlessConfig" in new_variant:  # an asynchronous endpoint stays one
@@ -406,7 +408,7 @@ def _local_model_dir(job_or_model: Any, dest: Path | None) -> tuple[Path, str]:
     return fetched.directory, fetched.job_name
 
 
-def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_type: str = "ml.m5.large",
+def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_type: str = DEFAULT_INSTANCE_TYPE,
            instance_count: int = 1,
            serverless: ServerlessConfig | None = None, image: str | None = None, role: str | None = None,
            name: str | None = None, weights: str | None = None, environment: dict[str, str] | None = None,
@@ -573,7 +575,7 @@ class TransformJob:
         return found
 
 
-def transform(job_or_model: Any, input: str, output: str, *, instance_type: str = "ml.m5.large",
+def transform(job_or_model: Any, input: str, output: str, *, instance_type: str = DEFAULT_INSTANCE_TYPE,
               instance_count: int = 1, content_type: str = "application/x-image", split_type: str | None = None,
               max_payload_mb: int = 6, concurrency: int | None = None, image: str | None = None,
               role: str | None = None, name: str | None = None, weights: str | None = None,

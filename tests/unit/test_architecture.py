@@ -143,3 +143,11 @@ def test_no_module_fills_another_modules_registry():
                 if base is not target and isinstance(base, ast.Name) and base.id in imported:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found, f"a module changes another module's object at import: {found}"
+
+
+def test_the_serving_instance_type_default_is_declared_once():
+    """deploy, transform, Endpoint.update, the deploy CLI and the registry's recorded types share one default."""
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}" for path in sorted((ROOT / "sdk").rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Constant) and node.value == "ml.m5.large"]
+    assert len(found) == 1, found
