@@ -22,6 +22,7 @@ import os
 import shutil
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -539,6 +540,29 @@ def _export_model(env: Environment, hps: Mapping[str, Any], exp: Any, model_dir:
 
 
 def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
+    """The job, as named steps in the YOLO trainer's order (container/yolo/trainer.py): inputs checked, data
+    prepared, framework set up, resume point found, model built, fit (stoppable at any interval), packaged. The
+    input pipeline is Model Garden's own (tf.data reading the TFRecords the data step names, as the experiment's
+    ``train_data`` and ``validation_data`` say). On several hosts every worker fits; worker 0 packages."""
+    hps = check_job(env, schema)
+    scratch, model_dir = job_folders(env)
+    log(checkpoint_folder_report(env.checkpoint_dir))
+    init = fine_tune_checkpoint(env)  # an input, checked before the data is converted
+    data = prepare_data(env, hps, scratch)
+    framework = set_up_framework(env)
+    find_resume_point(model_dir)
+    exp = build_model(env, hps, data, init, model_dir, framework)
+    final = fit(env, exp, framework.strategy, model_dir, init, stop)
+    log(checkpoint_folder_report(env.checkpoint_dir))
+    if not framework.exports:
+        log("training finished (worker 0 exports the model)")
+        return
+    package(env, hps, exp, model_dir, scratch, data, final, stop)
+
+
+def check_job(env: Environment, schema: Schema) -> Hyperparameters:
+    """Inputs checked: every hyperparameter typed and in range (the schema), the channels, the exports asked for;
+    MLflow, when the job names a server, gets the parameters."""
     hps = job_hyperparameters(env, schema)
     if hps["model_dir"]:
         log(f"WARNING model_dir={echo(hps['model_dir'])} is ignored: the model directory is "
@@ -548,32 +572,83 @@ def train(env: Environment, schema: Schema, stop: GracefulStop) -> None:
     export_list(hps["export"])
     if hps["inference_type"] == "int8" and not hps["quantize"]:
         raise UserError("inference_type int8 needs quantize true (the int8 model is calibrated on training images)")
-    scratch, model_dir = job_folders(env)
-    log(checkpoint_folder_report(env.checkpoint_dir))
+    return hps
+
+
+def fine_tune_checkpoint(env: Environment) -> str | None:
+    """The ``checkpoint`` channel's newest readable checkpoint, to fine-tune from (None without the channel)."""
     ckpt = env.channel("checkpoint")
-    init = str(channel_checkpoint(ckpt, readable, log)) if ckpt is not None else None
-    train_path, val_path, names = resolve_data(env, hps, scratch)
+    return str(channel_checkpoint(ckpt, readable, log)) if ckpt is not None else None
+
+
+@dataclass(frozen=True)
+class Data:
+    """What the data step prepared: TFRecord patterns, the class names, and their label maps (pbtxt, csv)."""
+
+    train: Path
+    val: Path
+    names: list[str]
+    labels: tuple[Path, Path]
+
+
+def prepare_data(env: Environment, hps: Mapping[str, Any], scratch: Path) -> Data:
+    """Data prepared: TFRecords as given or converted into scratch space (:func:`resolve_data`), label maps written."""
     from container.annotations.labelmap import write_label_map
 
-    labels = write_label_map(names, scratch / "label-map")
-    cfg = env.channel("cfg")
-    exp = experiment_config(hps, train_path, val_path, labels[1], len(names), init,
-                            sorted(cfg.glob("*.y*ml")) if cfg else [])
-    log(f"tfod: {hps['experiment']}, {len(names)} classes {names}, {hps['num_steps']} steps, model_dir {model_dir}")
-    if init:
-        log(f"tfod: fine-tuning from {init} (modules: {exp.task.init_checkpoint_modules}); a checkpoint in "
-            f"{model_dir} takes precedence")
-    resumed = repair(model_dir, readable, log)
-    if resumed is not None:
-        log(f"tfod: {model_dir} holds {resumed.name}: resuming from step {step_of(resumed)}")
+    train_path, val_path, names = resolve_data(env, hps, scratch)
+    return Data(train_path, val_path, names, write_label_map(names, scratch / "label-map"))
+
+
+@dataclass(frozen=True)
+class Framework:
+    """TensorFlow set up for this host: the strategy, ``TF_CONFIG`` (None on one host), and the runtime section
+    the experiment records (strategy name, GPUs)."""
+
+    strategy: Any
+    tf_config: dict[str, Any] | None
+    runtime: dict[str, Any]
+
+    @property
+    def exports(self) -> bool:
+        """One host, or worker 0 of several: the one that packages the model."""
+        return self.tf_config is None or self.tf_config["task"]["index"] == 0
+
+
+def set_up_framework(env: Environment) -> Framework:
+    """Framework set up: the tf.distribute strategy for this host's GPUs and the cluster (:func:`pick_strategy`)."""
     strategy, config, name = pick_strategy(env)
     import tensorflow as tf
 
     gpus = len(tf.config.list_physical_devices("GPU"))
-    exp.override({"runtime": {"num_gpus": gpus, "distribution_strategy": name}}, is_strict=False)  # saved in params
-    final = fit(env, exp, strategy, model_dir, init, stop)
-    log(checkpoint_folder_report(env.checkpoint_dir))
-    if config is not None and config["task"]["index"] != 0:
-        log("training finished (worker 0 exports the model)")
-        return
-    export_model(env, hps, exp, model_dir, scratch, train_path, labels, names, final, stop)
+    return Framework(strategy, config, {"num_gpus": gpus, "distribution_strategy": name})
+
+
+def find_resume_point(model_dir: Path) -> Path | None:
+    """Resume point: the newest checkpoint in the model directory that reads back (damaged ones set aside); Model
+    Garden resumes from it in :func:`fit`. None: a fresh start."""
+    resumed = repair(model_dir, readable, log)
+    if resumed is not None:
+        log(f"tfod: {model_dir} holds {resumed.name}: resuming from step {step_of(resumed)}")
+    return resumed
+
+
+def build_model(env: Environment, hps: Mapping[str, Any], data: Data, init: str | None, model_dir: Path,
+                framework: Framework) -> Any:
+    """Model built: the Model Garden experiment (:func:`experiment_config`) for this data, the ``cfg`` channel's
+    YAML files, the hyperparameters and the framework's runtime."""
+    cfg = env.channel("cfg")
+    exp = experiment_config(hps, data.train, data.val, data.labels[1], len(data.names), init,
+                            sorted(cfg.glob("*.y*ml")) if cfg else [])
+    log(f"tfod: {hps['experiment']}, {len(data.names)} classes {data.names}, {hps['num_steps']} steps, "
+        f"model_dir {model_dir}")
+    if init:
+        log(f"tfod: fine-tuning from {init} (modules: {exp.task.init_checkpoint_modules}); a checkpoint in "
+            f"{model_dir} takes precedence")
+    exp.override({"runtime": framework.runtime}, is_strict=False)  # saved in params
+    return exp
+
+
+def package(env: Environment, hps: Mapping[str, Any], exp: Any, model_dir: Path, scratch: Path, data: Data,
+            final: dict[str, Any], stop: GracefulStop) -> None:
+    """Packaged: the exports, label maps and metrics.json, moved into the model folder whole (:func:`export_model`)."""
+    export_model(env, hps, exp, model_dir, scratch, data.train, data.labels, data.names, final, stop)
