@@ -2,7 +2,7 @@
 
     python benchmarks/bench_processing_shards.py [--keys 1000000] [--machines 4]
 
-The SDK side (``sdk/_convert_inputs.py``): classifying N listed keys (images by suffix) and writing the two
+The SDK side (``sdk/data/convert_inputs.py``): classifying N listed keys (images by suffix) and writing the two
 manifest files' bodies; ListObjectsV2 itself is N/1000 requests (printed, not run: no AWS here). The
 machine side (``container/processing.py``): reading the image list, then the dataset tree (a link to each
 of its 1/machines of the images, the other keys written to ``.images-elsewhere``) and its index

@@ -93,7 +93,7 @@ def baseline(model_dir: Path, images: list[bytes], imgsz: int) -> tuple[list[flo
 
 def served(model_dir: Path, images: list[bytes], clients: int, env: dict[str, str],
            python: str | None = None) -> tuple[tuple[list[float], float], tuple[list[float], float], str]:
-    from sdk._hosting import LocalServer
+    from sdk.serving.hosting import LocalServer
 
     server = LocalServer(model_dir, environment=env)
     if python:  # another interpreter (the TF one): run its serve directly
@@ -132,7 +132,7 @@ def images_ab(full: str, variant: str, model_dir: Path, images: list[bytes], sta
 
     import requests
 
-    from sdk._hosting import free_port
+    from sdk.serving.hosting import free_port
     from tests.images.engine import find_engine
 
     engine = find_engine()

@@ -70,7 +70,7 @@ def main() -> int:
     import cv2
 
     from benchmarks.bench_serve import train
-    from sdk._hosting import LocalServer
+    from sdk.serving.hosting import LocalServer
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or train(args.imgsz, Path(tmp))

@@ -51,9 +51,9 @@ from sdk._errors import (
     WaitTimeoutError,
 )
 from sdk._errors import user_errors as _user_errors
-from sdk._fetch import FetchedModel, fetch_model
-from sdk._job import Job, LocalJob, launch_job
-from sdk._launch import Plan, plan_job
+from sdk.jobs.fetch import FetchedModel, fetch_model
+from sdk.jobs.job import Job, LocalJob, launch_job
+from sdk.jobs.plan import Plan, plan_job
 from sdk.registry import RegisteredModel, approve, register, registered_models, reject
 from sdk.serving import (
     AsyncConfig,
@@ -82,7 +82,7 @@ def metric_definitions(image: str = "yolo", class_names: tuple[str, ...] = ()) -
 
 def validate_hyperparameters(hyperparameters: dict, image: str = "yolo") -> dict:
     """Typed values, or :class:`ConfigurationError` naming every problem (unknown keys get suggestions)."""
-    from sdk._request import encode_hyperparameters
+    from sdk.jobs.request import encode_hyperparameters
 
     schema = image_schema(image)
     encode_hyperparameters(schema, hyperparameters)  # every check launch_job makes, SageMaker's limits included

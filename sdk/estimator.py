@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdk._errors import ConfigurationError
-from sdk._launch import plan_job, prepare_inputs
-from sdk._spec import check_kwargs
+from sdk.jobs.plan import plan_job, prepare_inputs
+from sdk.jobs.spec import check_kwargs
 
 
 @dataclass
@@ -35,7 +35,7 @@ class EstimatorRun:
 
 
 def make_estimator(*, sagemaker_session: Any = None, **launch_kwargs: Any) -> EstimatorRun:
-    """Takes ``plan_job``'s arguments (:data:`sdk._spec.JOB_ARGS`; ``wait``/``logs`` go to ``fit``)."""
+    """Takes ``plan_job``'s arguments (:data:`sdk.jobs.spec.JOB_ARGS`; ``wait``/``logs`` go to ``fit``)."""
     check_kwargs(launch_kwargs, what="make_estimator")
     try:
         from sagemaker.debugger import TensorBoardOutputConfig

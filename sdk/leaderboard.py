@@ -62,7 +62,7 @@ def _model_dir(path: Path, scratch: Path) -> Path:
             return candidate
     tarball = path if path.name.endswith(".tar.gz") else path / "model.tar.gz"
     if tarball.is_file():
-        from sdk._unpack import unpack  # the archive checks, with SDK errors
+        from sdk.jobs.unpack import unpack  # the archive checks, with SDK errors
 
         target = scratch / (path.stem if path.is_file() else path.name)
         unpack(tarball, target, exclusive=False)
@@ -204,7 +204,7 @@ def leaderboard(sources: Iterable[Any], *, local: bool = False, images: str | Pa
                 count: int = 10, out: str | Path = "leaderboard", timed: bool = True, session: Any = None,
                 title: str = "mAP against inference time") -> Board:
     """Fetch (if needed), read, time and rank models; writes ``leaderboard.csv`` and ``leaderboard.png`` in ``out``."""
-    from sdk._fetch import FetchedModel, fetch_model
+    from sdk.jobs.fetch import FetchedModel, fetch_model
 
     out = Path(out)
     entries: list[Entry] = []
@@ -218,7 +218,7 @@ def leaderboard(sources: Iterable[Any], *, local: bool = False, images: str | Pa
             elif "/" in str(source) or isinstance(source, Path):  # job names have no slashes: a folder was meant
                 raise ConfigurationError(f"no such model folder: {source}")
             else:
-                from sdk._local import jobs_home
+                from sdk.jobs.local import jobs_home
 
                 # a local job's name is one without local=True too: asking AWS would need a region for nothing
                 is_local = local or (jobs_home() / str(source) / "job.json").is_file()

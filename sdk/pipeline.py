@@ -82,7 +82,7 @@ def hp_parameter(key: str) -> str:
 def pipeline_definition(request: Mapping[str, Any], *, data_channel: str = "train",
                         checkpoint_base: str | None = None) -> dict[str, Any]:
     """A pipeline definition (schema 2020-12-01) whose Training step sends ``request`` with parameters in it."""
-    from sdk._request import CHECKPOINT_LOCAL_PATH
+    from sdk.jobs.request import CHECKPOINT_LOCAL_PATH
 
     args = json.loads(json.dumps(request))
     args.pop("TrainingJobName", None)  # the pipeline names each execution's job
@@ -150,9 +150,9 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
     approval (``auto_approve=True``: Approved, so ``deploy(group=...)`` serves it with no human in between);
     with ``min_map``, only when the job's final mAP50-95 is at least that (else the execution fails saying so).
     """
-    from sdk._launch import plan_job
-    from sdk._request import is_s3, s3_join, split_s3
     from sdk._session import aws_session
+    from sdk.jobs.plan import plan_job
+    from sdk.jobs.request import is_s3, s3_join, split_s3
 
     if not PIPELINE_NAME_RE.match(name):
         raise ConfigurationError(f"pipeline name {name!r} is not valid: letters, digits and hyphens, at most 256")
@@ -181,7 +181,7 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
                     "(output_path=...), or pass marker='_READY' so only that file starts a training")
     definition = pipeline_definition(plan.request, checkpoint_base=checkpoint_base)
     if register_to is not None:
-        from sdk._registry import APPROVED, PENDING, pipeline_steps
+        from sdk.jobs.model_registry import APPROVED, PENDING, pipeline_steps
 
         hps = plan.request.get("HyperParameters", {})
         definition["Steps"] += pipeline_steps(
@@ -232,7 +232,7 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
                        code=str(failed[0].get("ErrorCode", "FailedEntry")), operation="PutTargets")
     print(f"rule {rule}: {'s3://' + bucket + '/' + prefix + (marker or '*')} → pipeline {name}", file=sys.stderr)
     if register_to is not None:  # last: a pipeline refused above leaves no group behind
-        from sdk._registry import ensure_group
+        from sdk.jobs.model_registry import ensure_group
 
         if ensure_group(sm, register_to, f"{plan.kind} models registered by pipeline {name}"):
             print(f"model package group {register_to} created", file=sys.stderr)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdk._errors import AWSError, ConfigurationError, JobFailedError, NotFoundError, SDKError, aws_errors
-from sdk._registry import (
+from sdk.jobs.model_registry import (
     APPROVED,
     CREATED_BY,
     PENDING,
@@ -87,7 +87,7 @@ def served_version(endpoint: str, *, session: Any = None) -> RegisteredModel | N
 
 # -- register -------------------------------------------------------------------------------------------------
 def _job_info(job: Any, session: Any, sm: Any) -> dict[str, Any]:
-    from sdk._job import Job, LocalJob
+    from sdk.jobs.job import Job, LocalJob
 
     if isinstance(job, LocalJob):
         raise ConfigurationError(f"local job {job.name} has its model on this machine, not in S3: the registry "
@@ -95,7 +95,7 @@ def _job_info(job: Any, session: Any, sm: Any) -> dict[str, Any]:
                                  "instance_type='local'), then register that job")
     if isinstance(job, str):
         if job == "latest":
-            from sdk._fetch import latest_job
+            from sdk.jobs.fetch import latest_job
 
             job = latest_job(sm)
         job = Job(job, session=session)
@@ -116,7 +116,7 @@ def _job_info(job: Any, session: Any, sm: Any) -> dict[str, Any]:
 def read_metrics_json(s3: Any, uri: str) -> bytes | None:
     """``metrics.json`` from a ``model.tar.gz`` in S3, read as a stream (nothing written to disk); None if the
     archive has none. The images write it at the archive's root."""
-    from sdk._request import split_s3
+    from sdk.jobs.request import split_s3
 
     bucket, key = split_s3(uri)
     with aws_errors(f"reading {uri} (s3:GetObject)"):
@@ -158,7 +158,7 @@ def _scores(kind: str | None, metrics: Mapping[str, Any], info: Mapping[str, Any
 def _kind(info: Mapping[str, Any]) -> str | None:
     """Which image trained the job: from its URI's repository name, else from its metric definitions (a
     repository named otherwise, launched with kind=)."""
-    from sdk._progress import kind_of
+    from sdk.jobs.progress import kind_of
 
     kind = kind_of(dict(info))
     if kind:
@@ -248,8 +248,8 @@ def register(job: Any = "latest", *, group: str, approval: str = PENDING, descri
     info = _job_info(job, session, sm)
     job_name = info["TrainingJobName"]
     model_data = info.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
-    from sdk._api import check_request
-    from sdk._request import split_s3
+    from sdk.jobs.api import check_request
+    from sdk.jobs.request import split_s3
 
     if not model_data.startswith("s3://"):
         raise ConfigurationError(f"training job {job_name} has no model in S3 ({model_data or 'none'})")

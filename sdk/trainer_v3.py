@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from sdk._errors import ConfigurationError
-from sdk._launch import plan_job, prepare_inputs
-from sdk._spec import check_kwargs
+from sdk.jobs.plan import plan_job, prepare_inputs
+from sdk.jobs.spec import check_kwargs
 
 
 def model_trainer(*, sagemaker_session: Any = None, **launch_kwargs: Any) -> Any:
-    """A v3 ``ModelTrainer`` for ``plan_job``'s arguments (:data:`sdk._spec.JOB_ARGS`); call its ``train()``."""
+    """A v3 ``ModelTrainer`` for ``plan_job``'s arguments (:data:`sdk.jobs.spec.JOB_ARGS`); call its ``train()``."""
     check_kwargs(launch_kwargs, what="model_trainer")
     try:
         from sagemaker.core.helper.session_helper import Session

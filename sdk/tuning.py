@@ -44,7 +44,7 @@ class TuningPlan:
 
 def _check_value(schema: Any, name: str, value: Any) -> str:
     """The value as the image reads it, or ConfigurationError naming the problem (unknown names get suggestions)."""
-    from sdk._request import encode_hyperparameters
+    from sdk.jobs.request import encode_hyperparameters
 
     try:
         return encode_hyperparameters(schema, {name: value})[name]
@@ -105,9 +105,9 @@ def plan_tuning(*, ranges: Mapping[str, Any], objective: str | None = None, mini
                 max_jobs: int = 10, max_parallel: int = 2, strategy: str = "Bayesian", early_stopping: bool = True,
                 tuning_job_name: str | None = None, **job_kwargs: Any) -> TuningPlan:
     """The ``CreateHyperParameterTuningJob`` request, validated, without creating or uploading anything."""
-    from sdk._launch import plan_job
-    from sdk._request import CHECKPOINT_LOCAL_PATH, as_prefix, s3_join
-    from sdk._spec import JOB_ARG_NAMES, check_kwargs
+    from sdk.jobs.plan import plan_job
+    from sdk.jobs.request import CHECKPOINT_LOCAL_PATH, as_prefix, s3_join
+    from sdk.jobs.spec import JOB_ARG_NAMES, check_kwargs
 
     check_kwargs(job_kwargs, allowed=[n for n in JOB_ARG_NAMES if n not in ("resume", "job_name", "checkpoints")],
                  what="tune_job")
@@ -213,7 +213,7 @@ class TuningJob:
 
     def fetch_model(self, **kwargs: Any) -> Any:
         """``sdk.fetch_model`` of the best training job."""
-        from sdk._fetch import fetch_model
+        from sdk.jobs.fetch import fetch_model
 
         return fetch_model(self.best()["job_name"], session=self.session, **kwargs)
 
@@ -231,8 +231,8 @@ def tune_job(*, wait: bool = False, session: Any = None, **kwargs: Any) -> Tunin
     Takes every argument of :func:`plan_tuning` (``ranges``, ``objective``, ``max_jobs``, ``max_parallel``,
     ``strategy``, ``early_stopping``) and of :func:`sdk.plan_job`. Returns a :class:`TuningJob`.
     """
-    from sdk._launch import prepare_inputs
     from sdk._session import aws_session
+    from sdk.jobs.plan import prepare_inputs
 
     session = aws_session(session)
     plan = plan_tuning(session=session, **kwargs)

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from sdk._hosting import free_port
+from sdk.serving.hosting import free_port
 from tests.images.conftest import TF_TAG
 from tests.images.engine import IMAGES, SERVE_VARIANT, built_engine
 from tests.serving_models import image_bytes, yolo_model_dir

@@ -192,7 +192,7 @@ def test_temporary_files_are_gone_after_answers_and_refusals(served, monkeypatch
 
 
 def test_the_sdk_sends_a_video_file_as_a_video(served, tmp_path):
-    from sdk._hosting import decode_answer, encode_inputs, http
+    from sdk.serving.hosting import decode_answer, encode_inputs, http
 
     url, _ = served
     clip = tmp_path / "clip.avi"

@@ -6,7 +6,7 @@ moto's SageMaker handler (the server runs in this process, on 127.0.0.1, spoken 
 * a new job starts ``InProgress``; its raw request is checked against botocore's service model;
 * a worker thread plays the instance: downloads the channels (and the checkpoint prefix, as
   SageMaker does before ``train`` starts, so a resumed job finds ``last.pt``) from moto's S3, writes the
-  config files, runs the real ``train`` (``sdk._local.LocalRun``: a process, or the image in
+  config files, runs the real ``train`` (``sdk.jobs.local.LocalRun``: a process, or the image in
   podman), streams its output to CloudWatch Logs as ``<job>/algo-1-<epoch>``, uploads
   ``model.tar.gz`` where ``ModelArtifacts`` points, and sets the final status, failure reason
   and ``FinalMetricDataList`` (read with the job's own ``MetricDefinitions``);
@@ -50,8 +50,8 @@ from moto.core.utils import utcnow
 from moto.sagemaker.responses import SageMakerResponse
 
 from container.signals import PAUSE_VARIABLE
-from sdk._local import LocalRun
-from sdk._request import resolve_image, split_s3
+from sdk.jobs.local import LocalRun
+from sdk.jobs.request import resolve_image, split_s3
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 

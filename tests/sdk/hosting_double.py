@@ -8,7 +8,7 @@ double hooks moto's handlers (the server runs in this process, spoken to over HT
 * ``CreateEndpoint`` / ``UpdateEndpoint``: ``Creating``/``Updating`` while a worker thread plays the instance:
   downloads the Model's ``ModelDataUrl`` (a Model made from a registry version: the version's) from moto's S3,
   unpacks it, starts the real ``serve`` with the
-  Model's ``Environment`` (``sdk._hosting.LocalServer``: a process, or the image in podman) and sets
+  Model's ``Environment`` (``sdk.serving.hosting.LocalServer``: a process, or the image in podman) and sets
   ``InService`` once ``/ping`` answers 200, or ``Failed`` with the reason;
 * ``InvokeEndpoint`` (sagemaker-runtime) goes to that server; a 4xx/5xx from it becomes SageMaker's
   ``ModelError`` (HTTP 424 with ``OriginalStatusCode`` and ``OriginalMessage``);
@@ -40,8 +40,8 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
 from container.archive import safe_extract
-from sdk._hosting import LocalServer, transform_objects
-from sdk._request import split_s3
+from sdk.jobs.request import split_s3
+from sdk.serving.hosting import LocalServer, transform_objects
 from tests.sdk.double import check_against_service_model
 
 # InvokeEndpointAsync's members sent as headers (botocore's model: sagemaker-runtime)

@@ -156,7 +156,7 @@ def test_cli_async_deploy_invoke_undeploy(hosting, job, aws, tmp_path, capsys, m
     from sdk import cli
 
     monkeypatch.setattr("sdk.serving.POLL_SECONDS", FAST_POLL)
-    monkeypatch.setattr("sdk._async.POLL_SECONDS", FAST_POLL)
+    monkeypatch.setattr("sdk.serving.asynchronous.POLL_SECONDS", FAST_POLL)
     assert cli.main(["deploy", job, "--name", "shapes-cli", "--weights", ONNX, "--autoscaling", "1"]) == 2
     assert "--autoscaling takes MIN:MAX[:TARGET]" in capsys.readouterr().err
     assert cli.main(["deploy", job, "--name", "shapes-cli", "--weights", ONNX, "--async-output",

@@ -10,8 +10,8 @@ import time
 import pytest
 
 import sdk
-from sdk import _s3
 from sdk.cli import main as cli
+from sdk.jobs import s3 as _s3
 from tests.conftest import FAST
 from tests.sdk.conftest import BUCKET, IMAGE, ROLE
 

@@ -9,8 +9,8 @@ import stat
 import pytest
 
 import sdk
-from sdk._local import LocalRun, jobs_home, path_of_uri
 from sdk.cli import main as cli
+from sdk.jobs.local import LocalRun, jobs_home, path_of_uri
 from tests.sdk.conftest import IMAGE, ROLE
 
 SECRET = "s3cr3t-value-1234"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from container.signals import child_pids
-from sdk._hosting import LocalServer
+from sdk.serving.hosting import LocalServer
 from tests.conftest import ROOT
 from tests.processes import gone
 
@@ -147,7 +147,7 @@ def test_a_python_session_that_ends_without_delete_leaves_no_server(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         from pathlib import Path
-        from sdk._hosting import LocalServer
+        from sdk.serving.hosting import LocalServer
         log = Path({str(tmp_path / "serve.log")!r})
         server = LocalServer(Path({str(tmp_path)!r}), log_path=log)
         server.command = lambda: [sys.executable, "-c", {STAND_IN!r}]

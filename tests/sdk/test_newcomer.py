@@ -91,7 +91,7 @@ def test_launch_help_says_what_each_no_flag_does():
     assert helps["--no-checkpoints"].startswith("do not sync checkpoints")
     assert helps["--no-wait"].startswith("return once the job is created")
     assert helps["--no-progress"].startswith("while waiting, no")
-    from sdk._spec import FOLLOW_ARGS, JOB_ARGS
+    from sdk.jobs.spec import FOLLOW_ARGS, JOB_ARGS
 
     assert all(a.flag_help for a in (*JOB_ARGS, *FOLLOW_ARGS) if a.cli == "negflag")
     unhelped = [f"{name} {option}" for name, command in parser()._subparsers._group_actions[0].choices.items()

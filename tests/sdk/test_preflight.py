@@ -137,7 +137,7 @@ def test_class_names_from_other_formats(aws, tmp_path):
 def test_signatures_are_declared_once():
     import inspect
 
-    from sdk._spec import FOLLOW_ARGS, JOB_ARGS
+    from sdk.jobs.spec import FOLLOW_ARGS, JOB_ARGS
 
     plan = inspect.signature(sdk.plan_job).parameters
     launch_ = inspect.signature(sdk.launch_job).parameters
@@ -171,7 +171,7 @@ def test_wait_timeout_is_an_sdk_error(aws):
     ({"StoppedBy": "job.stop() in this Python session"}, "stopped by job.stop()"),
 ])
 def test_who_stopped_a_job_and_why(info, words):
-    err = sdk.JobFailedError("j", "Stopped", __import__("sdk._job", fromlist=["stop_reason"]).stop_reason(
+    err = sdk.JobFailedError("j", "Stopped", __import__("sdk.jobs.job", fromlist=["stop_reason"]).stop_reason(
         {"TrainingJobStatus": "Stopped", **info}))
     assert words in str(err) and "no reason given" not in str(err) and "sdk resume j" in str(err)
 

@@ -13,8 +13,8 @@ import tarfile
 import pytest
 
 import sdk
-from sdk._registry import CONTENT_TYPES, CREATED_BY, REALTIME_INSTANCE_TYPES, RESPONSE_TYPES, ModelList
 from sdk.cli import main as cli
+from sdk.jobs.model_registry import CONTENT_TYPES, CREATED_BY, REALTIME_INSTANCE_TYPES, RESPONSE_TYPES, ModelList
 from tests.sdk.conftest import BUCKET, IMAGE, ROLE
 from tests.sdk.registry_double import RegistryDouble
 
@@ -197,7 +197,7 @@ def test_bad_input_is_refused_before_anything_is_created(registry, aws):
 
 def test_a_request_botocore_would_refuse_is_refused_before_the_group_is_made(registry, aws):
     """One problem alone (an empty tag key) is named too: botocore's report has no header line to skip."""
-    from sdk._api import problems_of
+    from sdk.jobs.api import problems_of
 
     assert problems_of("CreateModelPackageGroup", {"ModelPackageGroupName": "g", "Tags": [{"Key": "", "Value": "x"}]}) \
         == ["Invalid length for parameter Tags[0].Key, value: 0, valid min length: 1"]

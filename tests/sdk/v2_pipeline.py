@@ -27,7 +27,7 @@ from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.step_collections import RegisterModel
 from sagemaker.workflow.steps import TrainingStep
 
-from sdk._registry import (
+from sdk.jobs.model_registry import (
     CONTENT_TYPES,
     CREATED_BY,
     REALTIME_INSTANCE_TYPES,

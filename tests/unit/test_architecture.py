@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("container", "sdk")
 
@@ -151,3 +153,27 @@ def test_the_serving_instance_type_default_is_declared_once():
              for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
              if isinstance(node, ast.Constant) and node.value == "ml.m5.large"]
     assert len(found) == 1, found
+
+
+# sdk/ by concern (docs/architecture.md): each package imports only those below it; the public modules at the top
+# (registry, tuning, pipeline, leaderboard, predict, estimator, trainer_v3, edge) use the packages, never the CLI.
+SDK_LAYERS = ("sdk.jobs", "sdk.serving", "sdk.data", "sdk.cli")
+SDK_TOP_MODULES = 12
+
+
+def test_sdk_is_grouped_by_concern_with_few_modules_at_the_top():
+    top = sorted(p.name for p in (ROOT / "sdk").glob("*.py"))
+    assert len(top) <= SDK_TOP_MODULES, top
+    assert all((ROOT / name.replace(".", "/") / "__init__.py").is_file() for name in SDK_LAYERS)
+
+
+@pytest.mark.parametrize("layer", SDK_LAYERS[:-1])
+def test_an_sdk_package_imports_only_what_lies_below_it(layer):
+    above = SDK_LAYERS[SDK_LAYERS.index(layer) + 1:]
+    public = tuple(f"sdk.{p.stem}" for p in (ROOT / "sdk").glob("*.py") if not p.stem.startswith("_"))
+    into_init = [e for e in _edges_from(layer, ("sdk",)) if e.endswith(" -> sdk")]
+    assert _edges_from(layer, above + public) == [] and into_init == []
+
+
+def test_only_the_cli_imports_the_cli():
+    assert [e for e in _edges_from("sdk", ("sdk.cli",)) if not e.startswith(("sdk.cli", "sdk.__main__"))] == []

@@ -415,7 +415,7 @@ def test_a_tfrecord_claiming_a_huge_record_is_refused_without_allocating_it(tmp_
 
 def test_a_fetched_model_with_a_damaged_metrics_file_is_a_fetch_error(tmp_path):
     from sdk._errors import FetchError
-    from sdk._unpack import describe_model_dir
+    from sdk.jobs.unpack import describe_model_dir
 
     for text in ("[" * 100_000, "{not json", b"\xff\xfe"):
         (tmp_path / "metrics.json").write_bytes(text.encode() if isinstance(text, str) else text)

@@ -296,7 +296,7 @@ def test_a_cvat_shape_that_cannot_be_read_leaves_its_image_out(tmp_path, shape, 
 def test_a_fetched_model_whose_metrics_are_no_object_is_a_fetch_error(tmp_path, text):
     """A metrics.json holding a list was taken, and every reader of .metrics then failed with AttributeError."""
     from sdk._errors import FetchError
-    from sdk._unpack import describe_model_dir
+    from sdk.jobs.unpack import describe_model_dir
 
     (tmp_path / "metrics.json").write_text(text)
     with pytest.raises(FetchError, match="not an object"):
@@ -305,7 +305,7 @@ def test_a_fetched_model_whose_metrics_are_no_object_is_a_fetch_error(tmp_path, 
 
 def test_a_fetched_model_with_a_folder_that_is_no_version_number_is_described(tmp_path):
     """'1a/saved_model.pb' matched the [0-9]* glob and int('1a') was a ValueError traceback."""
-    from sdk._unpack import describe_model_dir
+    from sdk.jobs.unpack import describe_model_dir
 
     for name in ("1a", "2", "9" * 40, "3"):
         (tmp_path / name).mkdir()

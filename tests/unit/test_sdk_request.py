@@ -13,8 +13,9 @@ from botocore.exceptions import ClientError, NoCredentialsError
 import sdk
 from container.failure import UserError
 from container.schema import Schema
-from sdk import _errors, _request
+from sdk import _errors
 from sdk.cli import main as cli
+from sdk.jobs import request as _request
 from tests.conftest import ROOT
 from tests.sdk.double import check_against_service_model
 
@@ -192,7 +193,7 @@ def test_cli_bad_input_exits_2_with_the_cause(capsys):
     assert "Traceback" not in err
 
 
-# -- a conversion's inputs on several Processing machines (sdk/_convert_inputs.py) --------------------------
+# -- a conversion's inputs on several Processing machines (sdk/data/convert_inputs.py) --------------------------
 class _Pages:
     """A stand-in for boto3's S3 client: list_objects_v2 pages as given, puts recorded."""
 
@@ -216,7 +217,7 @@ class _Pages:
 
 def test_listing_splits_images_from_the_rest_and_stages_sagemaker_manifests(monkeypatch, capsys, tmp_path):
     from container.processing import manifest_keys
-    from sdk import _convert_inputs as ci
+    from sdk.data import convert_inputs as ci
 
     client = _Pages([[("raw/", 0), ("raw/a/1.JPG", 100), ("raw/a/1.xml", 7)],
                      [("raw/b/2.png", 50), ("raw/coco.json", 9), ("raw/notes/", 0)],

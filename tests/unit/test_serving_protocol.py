@@ -134,7 +134,7 @@ def test_model_folders(tmp_path):
 
 
 def test_sdk_encodes_what_the_server_parses(tmp_path):
-    from sdk._hosting import custom_attributes, encode_inputs
+    from sdk.serving.hosting import custom_attributes, encode_inputs
 
     path = tmp_path / "a.png"
     path.write_bytes(png())

@@ -71,7 +71,7 @@ def test_tf_pieces_log_to_mlflow(mlflow_server, job_env, capsys, monkeypatch, ca
     kept = json.loads(env.tracking_run_file.read_text())
     assert kept["run_id"] == run_id and kept["params_logged"] is True
     # the SDK reads the run back from the line the job printed
-    from sdk._mlflow import run_of
+    from sdk.jobs.mlflow import run_of
 
     found = run_of(out.splitlines())
     assert found == {"run_id": run_id, "experiment_id": run.info.experiment_id,

@@ -10,7 +10,7 @@ import pytest
 from container.local import build_tree
 from container.walk import UnsafeTree, walk_files
 from sdk import ConfigurationError
-from sdk._s3 import plan_upload
+from sdk.jobs.s3 import plan_upload
 
 
 def _dataset(root):

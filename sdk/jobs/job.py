@@ -11,7 +11,7 @@
     job.restart()         resume a stopped job from its checkpoints (same image, channels, hyperparameters)
 
 :func:`launch_job` lives here too, beside the handles it returns and ``restart`` calls: imports run one way,
-this module imports :mod:`sdk._launch` (``plan_job``) and nothing below imports it back.
+this module imports :mod:`sdk.jobs.plan` (``plan_job``) and nothing below imports it back.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from sdk._errors import JobFailedError, NotFoundError, WaitTimeoutError, aws_errors
-from sdk._launch import LOCAL, Plan, plan_job, prepare_inputs, session_with_region
-from sdk._progress import History, for_request, kind_of, metrics_history
-from sdk._request import is_s3
 from sdk._session import aws_session
-from sdk._spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
-from sdk._unpack import FetchedModel, fetch_job_model
+from sdk.jobs.plan import LOCAL, Plan, plan_job, prepare_inputs, session_with_region
+from sdk.jobs.progress import History, for_request, kind_of, metrics_history
+from sdk.jobs.request import is_s3
+from sdk.jobs.spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
+from sdk.jobs.unpack import FetchedModel, fetch_job_model
 
 TERMINAL = ("Completed", "Failed", "Stopped")
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -84,7 +84,7 @@ class _Handle:
 
     def plot(self, path: str | Path | None = None) -> Path:
         """Losses and scores per epoch, saved as a PNG (default ``<job>.png``); returns its path."""
-        from sdk._plot import plot_history
+        from sdk.jobs.plot import plot_history
 
         info = self._request()
         kind = kind_of(info)
@@ -99,7 +99,7 @@ class _Handle:
     def mlflow_run(self) -> dict[str, str] | None:
         """The job's MLflow run, from the line the image prints when it opens it (``launch_job(mlflow=...)``):
         ``run_id``, ``experiment_id`` and, for an http(s) server, ``link`` (the run's page). None without one."""
-        from sdk._mlflow import run_of
+        from sdk.jobs.mlflow import run_of
 
         return run_of(self._log_lines())
 
@@ -260,7 +260,7 @@ class LocalJob(_Handle):
 
     @classmethod
     def attach(cls, name: str) -> LocalJob:
-        from sdk._local import jobs_home
+        from sdk.jobs.local import jobs_home
 
         job_dir = jobs_home() / name
         if not (job_dir / "job.json").is_file():
@@ -268,7 +268,7 @@ class LocalJob(_Handle):
         return cls(name, job_dir)
 
     def _start(self, timeout: float | None) -> None:
-        from sdk._local import write_record
+        from sdk.jobs.local import write_record
 
         def finish() -> None:
             try:
@@ -281,7 +281,7 @@ class LocalJob(_Handle):
         self._thread.start()
 
     def describe(self) -> dict[str, Any]:
-        from sdk._local import read_record
+        from sdk.jobs.local import read_record
 
         return read_record(self.job_dir)
 
@@ -290,7 +290,7 @@ class LocalJob(_Handle):
             raise NotFoundError(f"local job {self.name} is not running in this Python session", code="NotRunning")
         record = self.describe()
         if record["TrainingJobStatus"] == "InProgress":
-            from sdk._local import write_record
+            from sdk.jobs.local import write_record
 
             write_record(self.job_dir, {**record, "TrainingJobStatus": "Stopping", "SecondaryStatus": "Stopping",
                                         "StoppedBy": "job.stop() in this Python session"})
@@ -431,7 +431,7 @@ def launch_job(
 
 def _launch_local(plan: Plan, *, wait: bool, logs: bool, progress: bool, session: Any,
                   engine: str | None) -> LocalJob:
-    from sdk._local import LocalRun, jobs_home, write_record
+    from sdk.jobs.local import LocalRun, jobs_home, write_record
 
     request = plan.request
     job_dir = jobs_home() / request["TrainingJobName"]

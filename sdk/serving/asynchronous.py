@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sdk._errors import ConfigurationError, InvocationError, NotFoundError, WaitTimeoutError, aws_errors
-from sdk._hosting import content_type_of, decode_answer, encode_inputs
+from sdk.serving.hosting import content_type_of, decode_answer, encode_inputs
 
 MAX_INPUT_BYTES = 1024**3  # SageMaker's cap on one asynchronous request
 MAX_INVOCATION_SECONDS = 3600  # InvokeEndpointAsync's InvocationTimeoutSeconds at most
@@ -41,7 +41,7 @@ class AsyncConfig:
     max_concurrent: int | None = None
 
     def to_request(self) -> dict[str, Any]:
-        from sdk._request import split_s3
+        from sdk.jobs.request import split_s3
 
         split_s3(self.output)
         if self.failures:
@@ -80,7 +80,7 @@ class AsyncResult:
     def _head(self, uri: str | None) -> dict[str, Any] | None:
         if not uri:
             return None
-        from sdk._request import split_s3
+        from sdk.jobs.request import split_s3
 
         bucket, key = split_s3(uri)
         try:
@@ -90,7 +90,7 @@ class AsyncResult:
             return None
 
     def _read(self, uri: str) -> tuple[bytes, str]:
-        from sdk._request import split_s3
+        from sdk.jobs.request import split_s3
 
         bucket, key = split_s3(uri)
         with aws_errors(f"reading {uri}"):
@@ -127,7 +127,7 @@ class AsyncResult:
 def upload_input(s3: Any, source: Any, prefix: str, *, content_type: str | None = None) -> tuple[str, str]:
     """``(s3 uri, content type)`` of the request body: an ``s3://`` URI as it is, a local file uploaded as it is
     (streamed), anything ``predict`` takes (bytes, PIL, array, a list) encoded as ``predict`` sends it."""
-    from sdk._request import split_s3
+    from sdk.jobs.request import split_s3
 
     if isinstance(source, str) and source.startswith("s3://"):
         split_s3(source)
@@ -154,7 +154,7 @@ def upload_input(s3: Any, source: Any, prefix: str, *, content_type: str | None 
 
 def inputs_prefix(output: str, endpoint: str) -> str:
     """Where local inputs go by default: ``s3://<bucket of the answers>/async-inputs/<endpoint>/``."""
-    from sdk._request import split_s3
+    from sdk.jobs.request import split_s3
 
     bucket, _ = split_s3(output)
     return f"s3://{bucket}/{INPUTS_FOLDER}/{endpoint}/"

@@ -20,7 +20,7 @@ from typing import Any
 
 from container.walk import walk_files
 from sdk._errors import ConfigurationError, NotFoundError, aws_errors, user_errors
-from sdk._request import as_prefix, s3_join, split_s3
+from sdk.jobs.request import as_prefix, s3_join, split_s3
 
 PART_SIZE = 16 * 1024 * 1024
 WORKERS = 8

@@ -1,5 +1,5 @@
 """``python -m sdk register|models|approve|reject`` (registered by ``sdk.cli.parser``); ``deploy --group`` is in
-:mod:`sdk._deploy_cli`.
+:mod:`sdk.cli.deploy`.
 
     python -m sdk register JOB|latest --group pcb-detectors [--weights onnx] [--approval Approved]
     python -m sdk models pcb-detectors [--status Approved] [--json]

@@ -31,9 +31,9 @@ from typing import Any, TypeVar, cast
 import container.annotations as _annotations
 from container.annotations import FORMATS, WRITERS, Annotations, Report
 from container.processing import DATA_INPUT, OUTPUT
-from sdk._convert_inputs import PROCESSING, Staged, sharded_inputs
 from sdk._errors import ConfigurationError, JobFailedError, aws_errors, user_errors
-from sdk._s3 import _bar
+from sdk.data.convert_inputs import PROCESSING, Staged, sharded_inputs
+from sdk.jobs.s3 import _bar
 
 __all__ = ["Annotations", "Report", "check", "convert", "convert_on_sagemaker", "detect", "read", "split"]
 
@@ -67,8 +67,8 @@ def processing_request(*, source: str, to: str, out: str, image: str, role: str,
     """The ``CreateProcessingJob`` request of a conversion (validated, nothing sent). Without ``staged``
     every machine gets the whole source (one ``S3Prefix`` input) and converts the images whose key hashes to
     it; with ``staged`` (the manifest files ``convert_on_sagemaker`` writes) every machine gets the
-    annotation files and the image list, and only its share of the images (``sdk/_convert_inputs.py``)."""
-    from sdk._request import check_job_name, is_s3, resolve_image, unique_job_name
+    annotation files and the image list, and only its share of the images (``sdk/data/convert_inputs.py``)."""
+    from sdk.jobs.request import check_job_name, is_s3, resolve_image, unique_job_name
 
     if not (is_s3(source) and is_s3(out)):
         raise ConfigurationError(f"a conversion on SageMaker reads and writes S3: got {source!r} -> {out!r}")
@@ -123,11 +123,11 @@ def convert_on_sagemaker(*, source: str, to: str, out: str, image: str, role: st
 
     With ``instance_count > 1`` (or ``annotations_only``) the source is listed first and the images are
     sharded: each machine downloads the annotation files and about 1/N of the images, not the whole source
-    (manifest files under ``s3://<out bucket>/sm-detectors/convert/<job>/``, see ``sdk/_convert_inputs.py``).
+    (manifest files under ``s3://<out bucket>/sm-detectors/convert/<job>/``, see ``sdk/data/convert_inputs.py``).
     ``annotations_only`` downloads no image at all (not for TFRecords)."""
-    from sdk._convert_inputs import check_listing, describe, list_source, stage, staging_uri
-    from sdk._launch import ROLE_ENV
     from sdk._session import aws_session
+    from sdk.data.convert_inputs import check_listing, describe, list_source, stage, staging_uri
+    from sdk.jobs.plan import ROLE_ENV
 
     role = role or next((os.environ[v] for v in ROLE_ENV if os.environ.get(v)), None)
     if role is None:
@@ -274,7 +274,3 @@ def _convert_on_sagemaker(args: argparse.Namespace, names: list[str] | None) -> 
     print(json.dumps({"written": args.out, "as": args.to or "yolo", "job": info["ProcessingJobName"],
                       "status": info["ProcessingJobStatus"]}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

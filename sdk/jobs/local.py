@@ -121,7 +121,7 @@ class LocalRun:
             if uri.startswith("file://"):
                 channels[name] = path_of_uri(uri)
             else:
-                from sdk._s3 import download
+                from sdk.jobs.s3 import download
 
                 channels[name] = download(self.s3, uri, staging / name, what=f"channel {name!r}")
         for sub in ("model", "output"):  # a fresh result; checkpoints stay, so a re-run resumes

@@ -157,7 +157,7 @@ class LocalServer:
         if self.workers:
             env[WORKERS_ENV[0]] = str(self.workers)
         if self.image:
-            from sdk._local import find_engine
+            from sdk.jobs.local import find_engine
 
             self.engine = find_engine(self.engine)
             self.container = f"sm-serve-{uuid.uuid4().hex[:8]}"

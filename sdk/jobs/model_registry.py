@@ -8,7 +8,7 @@
     latest_approved(...)       the version ``deploy(group=...)`` serves, or NoApprovedModelError naming the
                                pending versions and how to approve one
 
-Imports run one way: :mod:`sdk.registry` (``register``), :mod:`sdk.serving` (``deploy``), :mod:`sdk._fetch`
+Imports run one way: :mod:`sdk.registry` (``register``), :mod:`sdk.serving` (``deploy``), :mod:`sdk.jobs.fetch`
 (``fetch_model``) and :mod:`sdk.pipeline` import this module; it imports none of them. No boto3 here: clients
 are passed in.
 """
@@ -292,7 +292,7 @@ def set_status(model: Any, status: str, note: str | None, session: Any = None) -
     request: dict[str, Any] = {"ModelPackageArn": current.arn, "ModelApprovalStatus": status}
     if note is not None:
         request["ApprovalDescription"] = note
-    from sdk._api import check_request
+    from sdk.jobs.api import check_request
 
     check_request("UpdateModelPackage", request)
     with aws_errors(f"setting {current.name} {status} (sagemaker:UpdateModelPackage)"):
@@ -330,7 +330,7 @@ def package_request(*, group: str, image: str, model_data: Any, approval: str = 
 
 
 def check_approval(approval: str) -> str:
-    from sdk._api import enum_of
+    from sdk.jobs.api import enum_of
 
     allowed = enum_of("CreateModelPackage", "ModelApprovalStatus")
     if approval not in allowed:
@@ -386,7 +386,7 @@ def _role(sm: Any, model: RegisteredModel) -> str:
     """The role to run the Model with: $SM_DETECTORS_ROLE, else the training job's (as deploy(job) does)."""
     import os
 
-    from sdk._launch import ROLE_ENV
+    from sdk.jobs.plan import ROLE_ENV
 
     role = next((os.environ[k] for k in ROLE_ENV if os.environ.get(k)), None)
     if role:
@@ -420,8 +420,8 @@ def replace_model(sm: Any, session: Any, old_model: str, endpoint: str, *, model
     assert source is not None  # a RegisteredModel or a group was given
     if (old.get("PrimaryContainer") or {}).get("ModelPackageName") == source.model.arn:
         raise ConfigurationError(f"endpoint {endpoint} already serves {source.name}: nothing to update")
-    from sdk._api import check_request
-    from sdk._request import unique_job_name
+    from sdk.jobs.api import check_request
+    from sdk.jobs.request import unique_job_name
 
     request: dict[str, Any] = {"ModelName": unique_job_name(source.name[:40]), "PrimaryContainer": source.container(),
                "ExecutionRoleArn": source.role, "Tags": [{"Key": tag, "Value": endpoint}]}

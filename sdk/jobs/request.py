@@ -237,7 +237,7 @@ def build_request(
         stopping["MaxWaitTimeInSeconds"] = wait
     elif max_wait is not None:
         raise ConfigurationError("max_wait only applies to spot training (spot=True)")
-    # counts, lengths and patterns of Environment, Tags, names...: botocore's service model (sdk._api)
+    # counts, lengths and patterns of Environment, Tags, names...: botocore's service model (sdk.jobs.api)
     env = {str(k): str(v) for k, v in (environment or {}).items()}
 
     request: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """``fetch_model``: a job's ``model.tar.gz``, downloaded, safely unpacked, its files named.
 
 This module finds the job (by handle, name, or ``"latest"``); the handle downloads and unpacks
-(:mod:`sdk._unpack`). Imports run one way: ``_fetch -> _job -> _unpack``.
+(:mod:`sdk.jobs.unpack`). Imports run one way: ``_fetch -> _job -> _unpack``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sdk._errors import ConfigurationError, NoJobError, aws_errors
-from sdk._job import Job, LocalJob, _Handle
-from sdk._unpack import FetchedModel, describe_model_dir
+from sdk.jobs.job import Job, LocalJob, _Handle
+from sdk.jobs.unpack import FetchedModel, describe_model_dir
 
 __all__ = ["FetchedModel", "describe_model_dir", "fetch_model", "latest_job"]
 
@@ -46,7 +46,7 @@ def latest_job(sagemaker: Any, *, name_prefix: str | None = None, tags: Mapping[
 
 
 def _latest_local(name_prefix: str | None) -> str:
-    from sdk._local import jobs_home, read_record
+    from sdk.jobs.local import jobs_home, read_record
 
     done = []
     for job_dir in jobs_home().glob("*/job.json"):
@@ -73,12 +73,12 @@ def fetch_model(job: Any = "latest", *, name_prefix: str | None = None, tags: Ma
     :class:`ConfigurationError` for a ``dest`` holding other files, :class:`FetchError` for an
     unsafe or unreadable archive, :class:`JobFailedError` for a job that did not complete.
     """
-    from sdk._registry import RegisteredModel
+    from sdk.jobs.model_registry import RegisteredModel
 
     if isinstance(job, RegisteredModel):  # a version of the Model Registry: its model.tar.gz
         if name_prefix or tags or local:
             raise ConfigurationError("name_prefix, tags and local do not apply to a registered model")
-        from sdk._unpack import fetch_job_model
+        from sdk.jobs.unpack import fetch_job_model
 
         info = {"TrainingJobStatus": "Completed", "ModelArtifacts": {"S3ModelArtifacts": job.model_data}}
         target = dest if dest is not None else Path("models") / job.name

@@ -134,7 +134,7 @@ def for_request(name: str, request_or_info: dict[str, Any], kind: str | None, *,
 def kind_of(request_or_info: dict[str, Any]) -> str | None:
     """Which image a job ran, from its image URI (``local/yolo`` for a local process run)."""
     from sdk._errors import ConfigurationError
-    from sdk._request import resolve_image
+    from sdk.jobs.request import resolve_image
 
     image = request_or_info.get("AlgorithmSpecification", {}).get("TrainingImage", "")
     try:

@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from sdk._errors import ConfigurationError
-from sdk._registry import DEFAULT_INSTANCE_TYPE
+from sdk.jobs.model_registry import DEFAULT_INSTANCE_TYPE
 
 
 def _serverless(text: str | None) -> Any:
@@ -74,7 +74,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from sdk._hosting import CUSTOM_ATTRIBUTES, custom_attributes, decode_answer, encode_inputs, http
+    from sdk.serving.hosting import CUSTOM_ATTRIBUTES, custom_attributes, decode_answer, encode_inputs, http
 
     if args.asynchronous:
         return _invoke_async(args)

@@ -35,11 +35,11 @@ from container.serving import variant as serving_image
 from container.serving.protocol import BODY_TIMEOUT_ENV
 from container.serving.resources import WEIGHTS_ENV
 from container.serving.video import ASYNC_BODY_SECONDS, ASYNC_INVOCATION_SECONDS, INVOCATION_SECONDS_ENV
-from sdk._async import AsyncConfig, AsyncResult, invoke_async
-from sdk._autoscaling import Autoscaling
 from sdk._errors import ConfigurationError, DeployFailedError, NotFoundError, WaitTimeoutError, aws_errors
-from sdk._hosting import LocalServer, custom_attributes, decode_answer, encode_inputs, free_port
-from sdk._registry import DEFAULT_INSTANCE_TYPE
+from sdk.jobs.model_registry import DEFAULT_INSTANCE_TYPE
+from sdk.serving.asynchronous import AsyncConfig, AsyncResult, invoke_async
+from sdk.serving.autoscaling import Autoscaling
+from sdk.serving.hosting import LocalServer, custom_attributes, decode_answer, encode_inputs, free_port
 
 LOCAL = "local"
 CREATED_TAG = "sm-detectors:created-for"
@@ -81,13 +81,13 @@ def _session(session: Any) -> Any:
 
 def _training_job(job_or_model: Any, session: Any) -> dict[str, Any] | None:
     """``describe_training_job`` for a Job handle, a job name or "latest"; None for an S3 model URI."""
-    from sdk._job import Job
+    from sdk.jobs.job import Job
 
     if isinstance(job_or_model, str) and job_or_model.startswith("s3://"):
         return None
     if isinstance(job_or_model, str):
         if job_or_model == "latest":
-            from sdk._fetch import latest_job
+            from sdk.jobs.fetch import latest_job
 
             with aws_errors("connecting to SageMaker"):
                 client = session.client("sagemaker")
@@ -116,10 +116,10 @@ def model_source(job_or_model: Any, *, image: str | None, role: str | None, sess
         image = image or info["AlgorithmSpecification"].get("TrainingImage")
         role = role or info.get("RoleArn")
     if image:
-        from sdk._request import resolve_image
+        from sdk.jobs.request import resolve_image
 
         image = resolve_image(image).uri or image
-    from sdk._launch import ROLE_ENV
+    from sdk.jobs.plan import ROLE_ENV
 
     if not model_data.startswith("s3://"):
         raise ConfigurationError(f"the model is at {model_data or 'no location'}, not in S3: a local job's model is "
@@ -277,7 +277,7 @@ class Endpoint:
         variant = old["ProductionVariants"][0]
         old_model = variant["ModelName"]
         if model is not None or group is not None:
-            from sdk._registry import replace_model
+            from sdk.jobs.model_registry import replace_model
 
             variant = {**variant, "ModelName": replace_model(self.sagemaker, self.session, old_model, self.name,
                                                              model=model, group=group, tag=CREATED_TAG)}
@@ -290,7 +290,7 @@ class Endpoint:
         kept = {"AsyncInferenceConfig": old["AsyncInferenceConfig"]} if old.get("AsyncInferenceConfig") else {}
         if kept and "ServerlessConfig" in new_variant:  # an asynchronous endpoint stays one
             raise ConfigurationError("an asynchronous endpoint runs on instances: give instance_type, not serverless")
-        from sdk._request import unique_job_name
+        from sdk.jobs.request import unique_job_name
 
         config = unique_job_name(self.name[:40])
         with aws_errors(f"updating endpoint {self.name}"):
@@ -314,7 +314,7 @@ class Endpoint:
         """Delete the endpoint, and its configuration and model where deploy created them (tagged). Returns
         what was deleted, ``kind:name``."""
         config = self._config()
-        from sdk._autoscaling import remove
+        from sdk.serving.autoscaling import remove
 
         scaling = remove(self.session, self.name, [v["VariantName"] for v in config["ProductionVariants"]])
         deleted = []
@@ -390,7 +390,7 @@ class LocalEndpoint:
 
 def _local_model_dir(job_or_model: Any, dest: Path | None) -> tuple[Path, str]:
     """A folder to serve: a folder as is, a FetchedModel's, else the job's model fetched."""
-    from sdk._fetch import FetchedModel, fetch_model
+    from sdk.jobs.fetch import FetchedModel, fetch_model
 
     if isinstance(job_or_model, FetchedModel):
         return job_or_model.directory, job_or_model.job_name
@@ -435,7 +435,7 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
             if value is not None:
                 raise ConfigurationError(f"{label} applies to SageMaker endpoints, not instance_type='local'")
         if group is not None:
-            from sdk._registry import latest_approved
+            from sdk.jobs.model_registry import latest_approved
 
             with aws_errors("connecting to SageMaker"):
                 job_or_model = latest_approved(_session(session).client("sagemaker"), group, session)
@@ -446,8 +446,8 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
         endpoint = LocalEndpoint(server, name or base)
         print(f"serving {model_dir} at {endpoint.url} (POST /invocations)", file=sys.stderr)
         return endpoint
-    from sdk._registry import package_source
-    from sdk._request import check_job_name, unique_job_name
+    from sdk.jobs.model_registry import package_source
+    from sdk.jobs.request import check_job_name, unique_job_name
 
     session = _session(session)
     package = package_source(job_or_model, group=group, role=role, session=session)
@@ -484,7 +484,7 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
     if wait:
         remote.wait()
     if autoscaling is not None:  # the variant must be InService to be registered
-        from sdk._autoscaling import register
+        from sdk.serving.autoscaling import register
 
         remote.scaling = register(session, endpoint_name, variant["VariantName"], autoscaling,
                                   asynchronous=asynchronous is not None, tags=tag_list)
@@ -559,7 +559,7 @@ class TransformJob:
         """``{input key: parsed answer}`` from the output prefix (one result, or a list for line-split input)."""
         import json
 
-        from sdk._request import split_s3
+        from sdk.jobs.request import split_s3
 
         bucket, prefix = split_s3(self.output)
         s3 = self.session.client("s3")
@@ -584,7 +584,7 @@ def transform(job_or_model: Any, input: str, output: str, *, instance_type: str 
     """Batch transform: every object under ``input`` (an S3 prefix) through the model, ``<key>.out`` under
     ``output``. Images: the default ``content_type``. Base64 records, one a line: ``application/jsonlines``
     (split by line, results assembled by line)."""
-    from sdk._request import as_prefix, check_job_name, is_s3, unique_job_name
+    from sdk.jobs.request import as_prefix, check_job_name, is_s3, unique_job_name
 
     for label, uri in (("input", input), ("output", output)):
         if not is_s3(uri):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdk._errors import ConfigurationError
-from sdk._progress import History
+from sdk.jobs.progress import History
 
 
 def plot_history(history: History, path: str | Path, *, title: str = "", step: str = "epoch") -> Path:

@@ -49,7 +49,7 @@ class Staged:
 
 
 def _folder(uri: str) -> tuple[str, str]:
-    from sdk._request import split_s3
+    from sdk.jobs.request import split_s3
 
     bucket, key = split_s3(uri)
     return bucket, key if key.endswith("/") or not key else key + "/"
@@ -67,7 +67,7 @@ def _size(n: int) -> str:
 def list_source(s3: Any, source: str) -> Listing:
     """List ``source`` (a folder) page by page: images by suffix (``paths.IMG_SUFFIXES``), the rest apart.
     Folder markers and earlier jobs' manifest files (``sm-detectors/convert/``) are left out."""
-    from sdk._s3 import _bar
+    from sdk.jobs.s3 import _bar
 
     bucket, prefix = _folder(source)
     listing = Listing(f"s3://{bucket}/{prefix}")

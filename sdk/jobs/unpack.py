@@ -1,6 +1,6 @@
 """A job's model, from ``model.tar.gz`` to a named folder: downloaded, unpacked without losing anything.
 
-The job handles (:mod:`sdk._job`) and ``fetch_model`` (:mod:`sdk._fetch`) both end here; this
+The job handles (:mod:`sdk.jobs.job`) and ``fetch_model`` (:mod:`sdk.jobs.fetch`) both end here; this
 module imports neither, so the arrows run one way: ``_fetch -> _job -> _unpack``.
 
 What ``dest`` may hold (``docs/sdk-fetch.md``): nothing, or an earlier fetch of the same model
@@ -104,15 +104,15 @@ def fetch_job_model(job_name: str, info: dict[str, Any], *, dest: str | Path | N
     target = Path(dest if dest is not None else Path("models") / job_name).expanduser()
     _check_dest(target)
     if uri.startswith("file://"):  # a local job
-        from sdk._local import path_of_uri
+        from sdk.jobs.local import path_of_uri
 
         tarball = path_of_uri(uri)
         if not tarball.is_file():
             raise NotFoundError(f"local job {job_name}: {tarball} is missing", code="NoSuchKey")
         unpack(tarball, target)
     else:
-        from sdk._request import split_s3
         from sdk._session import aws_session
+        from sdk.jobs.request import split_s3
 
         session = aws_session(session)
         bucket, key = split_s3(uri)

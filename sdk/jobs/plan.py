@@ -1,4 +1,4 @@
-"""``plan_job``: validate and plan a job, and the uploads it needs (``sdk._job.launch_job`` sends it).
+"""``plan_job``: validate and plan a job, and the uploads it needs (``sdk.jobs.job.launch_job`` sends it).
 
 Order matters: everything that can be checked without AWS is checked first (image, name,
 hyperparameters against the image's schema, channel names and modes), so a typo costs nothing;
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sdk._errors import ConfigurationError, NotFoundError, aws_errors, user_errors
-from sdk._request import (
+from sdk._session import aws_session, resolve_region
+from sdk.jobs.request import (
     build_request,
     check_channels,
     check_job_name,
@@ -26,8 +27,7 @@ from sdk._request import (
     split_s3,
     unique_job_name,
 )
-from sdk._session import aws_session, resolve_region
-from sdk._spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
+from sdk.jobs.spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
 
 ROLE_ENV = ("SM_DETECTORS_ROLE", "SAGEMAKER_ROLE")
 LOCAL = "local"
@@ -113,16 +113,16 @@ def plan_job(
     a ``.pt`` model needs ``weights``), the whole ``CreateTrainingJob`` request against botocore's
     service model, the region. Local channels are hashed (to name their S3 prefix). AWS is asked
     only for what the arguments leave open: the account, for the default bucket, when ``output_path``
-    is not given (and, with ``resume``, the stopped job's description). Arguments: see :data:`sdk._spec.JOB_ARGS`.
+    is not given (and, with ``resume``, the stopped job's description). Arguments: see :data:`sdk.jobs.spec.JOB_ARGS`.
     """
     if resume is not None:
-        from sdk._resume import resumed_arguments
+        from sdk.jobs.resume import resumed_arguments
 
         given = {k: v for k, v in locals().items() if k in JOB_ARG_NAMES and k not in ("resume", "session")}
         return plan_job(**resumed_arguments(resume, given, session=session), session=session)
     local = instance_type == LOCAL
     if not local:
-        from sdk._api import suggest_instance_type
+        from sdk.jobs.api import suggest_instance_type
 
         hint = suggest_instance_type(instance_type) if isinstance(instance_type, str) else None
         if hint:
@@ -156,7 +156,7 @@ def plan_job(
         with user_errors():
             class_names = dataset_class_names(schema, encoded, sources)
     if mlflow is not None or experiment is not None:  # MLflow (docs/mlflow.md): checked before anything is paid for
-        from sdk._mlflow import say_iam, tracking_environment
+        from sdk.jobs.mlflow import say_iam, tracking_environment
 
         environment = {**(environment or {}), **tracking_environment(
             mlflow, experiment, region=None if local else resolve_region(session)[0], image_uri=img.uri,
@@ -172,7 +172,7 @@ def plan_job(
     uris: dict[str, str] = {}
     region_note = ""
     if local:
-        from sdk._local import jobs_home
+        from sdk.jobs.local import jobs_home
 
         output = (jobs_home() / name).resolve().as_uri()
         for ch, value in sources.items():
@@ -198,7 +198,7 @@ def plan_job(
         if output_path is None:
             output_path = _default_output_path(session_with_region(session)[0])
         output = output_path.rstrip("/")
-        from sdk._s3 import plan_upload
+        from sdk.jobs.s3 import plan_upload
 
         for ch, value in sources.items():
             if is_s3(value):
@@ -207,7 +207,7 @@ def plan_job(
                 uploads[ch] = plan_upload(value, output, channel=ch)
                 uris[ch] = uploads[ch].uri
     if mlflow is not None:  # the run's tags name each channel's source: a job's own files do not say it
-        from sdk._mlflow import channel_sources
+        from sdk.jobs.mlflow import channel_sources
 
         common["environment"] = {**common["environment"], **channel_sources(uris)}
     request = build_request(channels=uris, output_path=output, **common,
@@ -229,7 +229,7 @@ def _checkpoint_args(checkpoint_s3_uri: str | None, checkpoints: bool, tensorboa
 
 
 def _api_check(request: dict[str, Any]) -> None:
-    from sdk._api import check_request
+    from sdk.jobs.api import check_request
 
     check_request("CreateTrainingJob", request)
 
@@ -254,7 +254,7 @@ def dataset_class_names(schema: Any, encoded: Mapping[str, str], sources: Mappin
         print("per_class_metrics: the train channel is on S3, so its class names are not read here; pass "
               "class_names=[...] for per-class metric definitions", file=sys.stderr)
         return ()
-    from sdk._classes import class_names_of
+    from sdk.jobs.classes import class_names_of
 
     return tuple(class_names_of(Path(train), data_format=str(typed.get("data_format") or "auto")))
 
@@ -274,7 +274,7 @@ def plan_with_gaps(planner: Any = None, **kwargs: Any) -> tuple[Any, dict[str, s
     missing: dict[str, str] = {}
     if kwargs.get("instance_type", DEFAULT_INSTANCE_TYPE) == LOCAL or kwargs.get("resume") is not None:
         return planner(**kwargs), missing
-    from sdk._request import IMAGE_FILE
+    from sdk.jobs.request import IMAGE_FILE
 
     image = kwargs.get("image")
     if (Path(str(image or IMAGE_FILE)).name == IMAGE_FILE) and not Path(str(image or IMAGE_FILE)).is_file():
@@ -326,7 +326,7 @@ def prepare_inputs(plan: Plan, *, session: Any, create_bucket: bool) -> dict[str
         s3 = session.client("s3")
     bucket, _ = split_s3(request["OutputDataConfig"]["S3OutputPath"])
     _ensure_bucket(s3, bucket, create=create_bucket, region=session.region_name or "us-east-1")
-    from sdk._s3 import check_s3_channel, upload
+    from sdk.jobs.s3 import check_s3_channel, upload
 
     for channel in request["InputDataConfig"]:
         ch = channel["ChannelName"]

@@ -14,15 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sdk._errors import ConfigurationError, aws_errors
-from sdk._spec import JOB_ARGS
+from sdk.jobs.spec import JOB_ARGS
 
 _DEFAULTS = {a.name: a.default for a in JOB_ARGS}
 _STAMP = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")  # unique_job_name's suffix
 
 
 def _describe(job: Any, session: Any) -> tuple[dict[str, Any], bool]:
-    """The stopped job's description, and whether it ran here. A handle (sdk._job, which imports this module
-    through sdk._launch: imports run one way) says so itself; a name is a SageMaker job's."""
+    """The stopped job's description, and whether it ran here. A handle (sdk.jobs.job, which imports this module
+    through sdk.jobs.plan: imports run one way) says so itself; a name is a SageMaker job's."""
     if isinstance(job, str):
         from sdk._session import aws_session
 
