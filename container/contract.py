@@ -190,6 +190,11 @@ class Layout:
         return self.base / "model"
 
     @property
+    def code(self) -> Path:
+        """Where SageMaker puts a script-mode job's source (``sagemaker_submit_directory``); our images do not."""
+        return self.base / "code"
+
+    @property
     def output(self) -> Path:
         return self.base / "output"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Mapping
 from typing import Any
@@ -87,12 +86,11 @@ def training_env(env: Environment) -> dict[str, Any]:
     if module_name and module_name.endswith(".py"):
         module_name = module_name[:-3]
     mp = environ.get("SM_HP_MP_PARAMETERS")
-    base = str(env.base_dir)
     return {
         "additional_framework_parameters": {
             k: v for k, v in framework.items() if k not in SAGEMAKER_HYPERPARAMETERS
         },
-        "channel_input_dirs": {c: os.path.join(base, "input", "data", c) for c in env.input_data_config},
+        "channel_input_dirs": {c: str(env.layout.channel(c)) for c in env.input_data_config},
         "current_host": env.resource_config.get("current_host", env.current_host),
         "current_instance_group": current_group,
         "current_instance_group_hosts": group_hosts,
@@ -102,9 +100,9 @@ def training_env(env: Environment) -> dict[str, Any]:
         "framework_module": environ.get("SAGEMAKER_TRAINING_MODULE"),
         "hosts": env.resource_config.get("hosts", env.hosts),
         "hyperparameters": user_hps,
-        "input_config_dir": os.path.join(base, "input", "config"),
+        "input_config_dir": str(env.input_config_dir),
         "input_data_config": dict(env.input_data_config),
-        "input_dir": os.path.join(base, "input"),
+        "input_dir": str(env.input_dir),
         "instance_groups": [g["instance_group_name"] for g in groups],
         "instance_groups_dict": {g["instance_group_name"]: g for g in groups},
         "is_hetero": len(groups) > 1,
@@ -115,16 +113,16 @@ def training_env(env: Environment) -> dict[str, Any]:
         "job_name": env.job_name,
         "log_level": framework.get("sagemaker_container_log_level", logging.INFO),
         "master_hostname": master,
-        "model_dir": os.path.join(base, "model"),
-        "module_dir": str(framework.get("sagemaker_submit_directory", os.path.join(base, "code"))),
+        "model_dir": str(env.model_dir),
+        "module_dir": str(framework.get("sagemaker_submit_directory", env.layout.code)),
         "module_name": module_name,
         "network_interface_name": env.network_interface_name,
         "num_cpus": env.num_cpus,
         "num_gpus": env.num_gpus,
         "num_neurons": 0,
-        "output_data_dir": os.path.join(base, "output", "data"),
-        "output_dir": os.path.join(base, "output"),
-        "output_intermediate_dir": os.path.join(base, "output", "intermediate"),
+        "output_data_dir": str(env.output_data_dir),
+        "output_dir": str(env.output_dir),
+        "output_intermediate_dir": str(env.output_intermediate_dir),
         "resource_config": dict(env.resource_config),
         "topology": env.resource_config.get("topology", []),
         "user_entry_point": program or framework.get("sagemaker_program"),
