@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from container.failure import UserError
+from container.failure import UserError, shorten
 from container.serving import variant
 from container.serving.protocol import Detection, ModelLoadError, Thresholds
 from container.serving.resources import WEIGHTS_ENV, intra_op_threads
@@ -29,38 +30,56 @@ NMS_ENV = "SERVING_NMS"  # true (default): NMS, as ultralytics predicts; false: 
 ULTRALYTICS_DEFAULT_CONF = 0.25  # ultralytics' predict default; training's conf (null) is for validation
 
 
+FORMAT_NAME = re.compile(r"[a-z0-9_]+")  # ultralytics' export formats: onnx, torchscript, openvino, engine, ...
+FOLDER_FIX = "serve the model folder a training job wrote (its model.tar.gz unpacked, unchanged)"
+
+
 def weights_path(model_dir: Path, choice: str | None = None) -> Path:
-    """The weights ``SERVING_WEIGHTS`` names: ``best.pt``, a format (``onnx``), or a path in the folder."""
+    """The weights ``SERVING_WEIGHTS`` names: ``best.pt``, a format (``onnx``, any case), or a path in the folder."""
     serve_only = variant.serve_only()  # the torch-free serving variant: ONNX exports only
     choice = (choice if choice is not None else os.environ.get(WEIGHTS_ENV, "")).strip() or (
         "onnx" if serve_only else "best.pt")
+    shown = shorten(choice)  # a huge value echoed whole would bury the fix
     exports = model_dir / "exports"
     if "/" not in choice and "." not in choice:  # a format name
-        found = sorted(exports.glob(f"*.{choice}")) if exports.is_dir() else []
+        choice = choice.lower()
+        if not FORMAT_NAME.fullmatch(choice):
+            raise UserError(f"{WEIGHTS_ENV}={shown}: takes best.pt, a format name (onnx) or a file in the model "
+                            "folder (exports/best.onnx)")
+        if serve_only and choice != "onnx":  # before looking: the variant could not serve what it would find
+            raise variant.refuse(f"{WEIGHTS_ENV}={shown}")
+        found = sorted(p for p in exports.glob(f"*.{choice}") if p.is_file()) if exports.is_dir() else []
         if not found:
             have = sorted(p.name for p in exports.iterdir()) if exports.is_dir() else []
             instead = f"or serve best.pt with {variant.FULL_IMAGE}" if serve_only else "or serve best.pt"
-            raise UserError(f"{WEIGHTS_ENV}={choice}: no *.{choice} in {exports} (exports there: "
-                            f"{', '.join(have) or 'none'}). Train with the hyperparameter export={choice}, {instead}")
-        if serve_only and choice != "onnx":
-            raise variant.refuse(f"{WEIGHTS_ENV}={choice}")
+            raise UserError(f"{WEIGHTS_ENV}={shown}: no *.{shorten(choice)} in {exports} (exports there: "
+                            f"{', '.join(have) or 'none'}). Train with the hyperparameter export={shorten(choice)}, "
+                            f"{instead}")
         return found[0]
-    path = (model_dir / choice).resolve()
-    if not path.is_relative_to(model_dir.resolve()) or not path.exists():
-        raise UserError(f"{WEIGHTS_ENV}={choice}: no such file in {model_dir} (it holds "
-                        f"{', '.join(sorted(p.name for p in model_dir.iterdir()))})")
+    try:
+        path = (model_dir / choice).resolve()
+        there = path.is_relative_to(model_dir.resolve()) and path.exists()
+    except (OSError, ValueError):  # a name longer than the file system allows (ENAMETOOLONG), a NUL byte
+        there = False
+    if not there:
+        held = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else []
+        raise UserError(f"{WEIGHTS_ENV}={shown}: no such file in {model_dir} (it holds "
+                        f"{', '.join(held) or 'nothing'})")
     if path.suffix not in (".pt", ".onnx"):
-        raise UserError(f"{WEIGHTS_ENV}={choice}: serving runs .pt or .onnx weights, not {path.suffix or path.name}")
+        raise UserError(f"{WEIGHTS_ENV}={shown}: serving runs .pt or .onnx weights, not {path.suffix or path.name}")
     if serve_only and path.suffix != ".onnx":
-        raise variant.refuse(f"{WEIGHTS_ENV}={choice}")
+        raise variant.refuse(f"{WEIGHTS_ENV}={shown}")
     return path
 
 
 def check(model_dir: Path) -> Path:
-    """What ``load`` will read, checked without importing a framework."""
+    """What ``load`` will read, checked without importing a framework: in the master before gunicorn starts, so a
+    broken data.yaml or args.yaml stops ``serve`` with exit 2 naming it (in a worker it was a load error blaming the
+    weights, and /ping answered 500 for ever)."""
     weights = weights_path(model_dir)
     if not (model_dir / "data.yaml").is_file() and weights.suffix == ".onnx":
         raise UserError(f"{model_dir / 'data.yaml'} is missing: the ONNX model needs it for the class names")
+    training_args(model_dir, weights)
     return weights
 
 
@@ -72,23 +91,60 @@ class TrainingArgs:
     name: str
 
 
+def _yaml_mapping(path: Path) -> dict[str, Any]:
+    """A model folder's YAML file as a mapping ({} when absent or empty); a UserError naming it otherwise."""
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path} is not valid YAML ({shorten(first)}): {FOLDER_FIX}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds a {type(data).__name__}, not a mapping of settings: {FOLDER_FIX}")
+    return data
+
+
+def _class_names(path: Path) -> list[str]:
+    raw = _yaml_mapping(path).get("names") or []
+    try:
+        if isinstance(raw, dict):
+            return [str(raw[k]) for k in sorted(raw, key=int)]
+        if isinstance(raw, list):
+            return [str(n) for n in raw]
+    except (TypeError, ValueError):
+        pass
+    raise UserError(f"{path}: names is {shorten(raw)}, not a list of class names nor a mapping of class ids (0, 1, "
+                    f"...) to names: {FOLDER_FIX}")
+
+
+def _job_name(path: Path) -> str:
+    """The training job's name from metrics.json, only to name the model: "" when it cannot be read."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("job_name") or "") if isinstance(data, dict) else ""
+
+
 def training_args(model_dir: Path, weights: Path) -> TrainingArgs:
-    names: list[str] = []
-    if (model_dir / "data.yaml").is_file():
-        data = yaml.safe_load((model_dir / "data.yaml").read_text(encoding="utf-8")) or {}
-        raw = data.get("names") or []
-        names = [str(raw[k]) for k in sorted(raw, key=int)] if isinstance(raw, dict) else [str(n) for n in raw]
-    args: dict[str, Any] = {}
-    if (model_dir / "args.yaml").is_file():
-        args = yaml.safe_load((model_dir / "args.yaml").read_text(encoding="utf-8")) or {}
-    job = ""
-    if (model_dir / "metrics.json").is_file():
-        job = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8")).get("job_name") or ""
-    imgsz = args.get("imgsz") or 640
-    defaults = Thresholds(conf=float(args.get("conf") or ULTRALYTICS_DEFAULT_CONF), iou=float(args.get("iou") or 0.7),
-                          max_det=int(args.get("max_det") or 300))
-    return TrainingArgs(names, defaults, int(max(imgsz) if isinstance(imgsz, list) else imgsz),
-                        f"{job}/{weights.name}" if job else weights.name)
+    names = _class_names(model_dir / "data.yaml")
+    args = _yaml_mapping(model_dir / "args.yaml")
+    job = _job_name(model_dir / "metrics.json")
+    key = "imgsz"
+    try:
+        imgsz = args.get("imgsz") or 640
+        size = int(max(imgsz) if isinstance(imgsz, list) else imgsz)
+        key = "conf/iou/max_det"
+        defaults = Thresholds(conf=float(args.get("conf") or ULTRALYTICS_DEFAULT_CONF),
+                              iou=float(args.get("iou") or 0.7), max_det=int(args.get("max_det") or 300))
+    except (TypeError, ValueError) as err:
+        values = {k: args.get(k) for k in key.split("/")}
+        raise UserError(f"{model_dir / 'args.yaml'}: {key} {shorten(values)} is not usable ({err}): "
+                        f"{FOLDER_FIX}") from None
+    return TrainingArgs(names, defaults, size, f"{job}/{weights.name}" if job else weights.name)
 
 
 def has_nms_free_head(model: Any) -> bool:
