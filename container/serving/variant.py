@@ -18,6 +18,7 @@ from container.failure import UserError
 VARIANT_ENV = "SM_DETECTORS_VARIANT"
 SERVE_ONLY = "serve"  # the value of VARIANT_ENV in the serving variant
 TAG_SUFFIX = "-serve"  # IMAGE:TAG's serving variant is IMAGE:TAG-serve (build-and-push.sh, sdk.serving.deploy)
+MAX_TAG = 128  # characters in an image tag (OCI distribution spec)
 FULL_IMAGE = "the full YOLO image (Dockerfile.yolo's default target, build-and-push.sh NAME yolo)"
 
 
@@ -33,10 +34,11 @@ def refuse(what: str) -> UserError:
 
 
 def serving_tag(image: str) -> str | None:
-    """``REPO:TAG`` -> ``REPO:TAG-serve``; None for an image named by digest or without a tag (no variant to find)."""
+    """``REPO:TAG`` -> ``REPO:TAG-serve``; None for an image named by digest, without a tag, already the variant or
+    with a tag too long to take the suffix (no variant to find)."""
     if "@" in image:
         return None
     repo, sep, tag = image.rpartition(":")
-    if not sep or "/" in tag or not tag or tag.endswith(TAG_SUFFIX):
-        return None
+    if not sep or "/" in tag or not tag or tag.endswith(TAG_SUFFIX) or len(tag) + len(TAG_SUFFIX) > MAX_TAG:
+        return None  # past MAX_TAG, TAG-serve is no tag: build-and-push.sh refuses to push it
     return f"{repo}:{tag}{TAG_SUFFIX}"

@@ -137,6 +137,13 @@ ECR_IMAGE = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.
                        r"(?P<repo>[^:@]+):(?P<tag>[^:@/]+)")
 
 
+def _serves_onnx(weights: str | None) -> bool:
+    """Whether the image serves ``weights`` as ONNX: the format name in any case (the image lower-cases it) or a
+    path to a .onnx file (``exports/best.onnx``)."""
+    choice = (weights or "").strip()
+    return choice.lower() == "onnx" or choice.endswith(".onnx")
+
+
 def serving_variant(image: str, session: Any) -> str:
     """The training image's serving variant (``IMAGE:TAG-serve``: ONNX Runtime, no torch, workers ready in about
     a second) when ``build-and-push.sh NAME yolo-serve TAG`` pushed it to the same ECR repository; else ``image``,
@@ -453,7 +460,7 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
     package = package_source(job_or_model, group=group, role=role, session=session)
     if package is None:
         source = model_source(job_or_model, image=image, role=role, session=session)
-        if weights == "onnx" and image is None:
+        if _serves_onnx(weights) and image is None:
             source = replace(source, image=serving_variant(source.image, session))
     else:
         source = ModelSource(image="", model_data="", role=package.role, name=package.name)
