@@ -305,6 +305,36 @@ def _scaled(boxes: Any, scores: Any, class_ids: Any, gain: tuple[float, float], 
     return [Detection.of(c, s, b) for b, s, c in zip(boxes, scores, class_ids, strict=False)]
 
 
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def preload_cuda(ort: Any) -> str:
+    """Load the CUDA and cuDNN libraries of the nvidia-* wheels (the serving variant's CUDA build) with onnxruntime's
+    own ``preload_dlls``, which looks in site-packages/nvidia, where no loader path points; what it could not load
+    ("" when all loaded). It prints its failures instead of raising them: they are caught here for the load line."""
+    import contextlib
+    import io
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:  # an onnxruntime older than 1.21: the libraries must be on the loader's path
+        return ""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        preload()
+    return "; ".join(line.strip() for line in printed.getvalue().splitlines() if line.startswith("Failed to load"))
+
+
+def cuda_missing() -> str:
+    """Why the CUDA provider would not start once its libraries loaded: no driver, or a driver without a GPU."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return "no NVIDIA driver (libcuda.so.1 not found: no GPU, or the container was not started with one)"
+    return "the NVIDIA driver found no usable GPU (see onnxruntime's message above)"
+
+
 class OnnxPredictor:
     """An ultralytics ONNX export through onnxruntime; NumPy and OpenCV around it, no torch."""
 
@@ -317,9 +347,13 @@ class OnnxPredictor:
         # CUDA where this onnxruntime has it (onnxruntime-gpu on a GPU instance), else the CPU; never TensorRT
         # unasked (it fails at the first run without its libraries)
         available = ort.get_available_providers()
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        providers = [p for p in (CUDA_PROVIDER, "CPUExecutionProvider") if p in available]
+        failed = preload_cuda(ort) if CUDA_PROVIDER in providers else ""
         self.session = ort.InferenceSession(str(weights), options, providers=providers)
         self.device = f"onnxruntime {self.session.get_providers()[0]}"
+        if CUDA_PROVIDER in providers and self.session.get_providers()[0] != CUDA_PROVIDER:
+            # onnxruntime falls back to the CPU with a warning of its own: the load line says so too
+            self.device += f" ({CUDA_PROVIDER} did not start: {failed or cuda_missing()}; running on the CPU)"
         meta = self.session.get_modelmeta().custom_metadata_map  # ultralytics writes names and imgsz here
         self.input = self.session.get_inputs()[0]
         shape = self.input.shape

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -91,3 +92,103 @@ def test_variant_refuses_training_and_conversion(tmp_path):
     described = subprocess.run([sys.executable, "-m", "container", "describe"], env=env, capture_output=True,
                                text=True, timeout=120)
     assert described.returncode == 0 and described.stdout.startswith("SERVING VARIANT")
+
+
+def test_cuda_lock_is_the_cpu_lock_with_onnxruntime_gpu_and_the_cuda_libraries():
+    """--build-arg SERVE_ACCELERATOR=cuda: yolo.lock's versions where it has the package, onnxruntime-gpu for
+    onnxruntime, the libraries its CUDA provider links and its cuda/cudnn extras name, and still no torch."""
+    cpu, cuda = _pins(ROOT / "requirements/yolo-serve.lock"), _pins(ROOT / "requirements/yolo-serve-cuda.lock")
+    full = _pins(ROOT / "requirements/yolo.lock")
+    assert {name: full[name] for name in cuda if name in full} == {n: v for n, v in cuda.items() if n in full}
+    assert "onnxruntime" not in cuda and cuda["onnxruntime-gpu"] == cpu["onnxruntime"]
+    assert {n: v for n, v in cuda.items() if n != "onnxruntime-gpu" and not n.startswith("nvidia-")} == \
+        {n: v for n, v in cpu.items() if n != "onnxruntime"}  # the same server, decoders and closure
+    assert not {n for n in cuda if re.match(r"torch|ultralytics|triton|mlflow", n)}
+    assert {"nvidia-cublas", "nvidia-cuda-runtime", "nvidia-curand", "nvidia-cudnn-cu13", "nvidia-cuda-nvrtc",
+            "nvidia-cufft", "nvidia-nvjitlink"} <= set(cuda)
+
+
+def test_dockerfile_builds_the_cuda_lock_only_when_asked():
+    text = (ROOT / "Dockerfile.yolo").read_text()
+    assert "ARG SERVE_ACCELERATOR=cpu" in text  # the default build is the CPU variant
+    assert "cpu) lock=/tmp/yolo-serve.lock" in text and "cuda) lock=/tmp/yolo-serve-cuda.lock" in text
+    assert "preload_cuda(ort)" in text and "CUDAExecutionProvider' in ort.get_available_providers()" in text
+
+
+class _FakeOrt:
+    """onnxruntime-gpu as seen in a worker: it lists CUDAExecutionProvider whether or not a GPU is there, and a
+    session asked for CUDA then CPU quietly runs on the CPU when CUDA cannot start (``gpu=False``)."""
+
+    def __init__(self, gpu: bool, preload_prints: str = "") -> None:
+        self.gpu, self.preload_prints, self.preloaded, self.asked = gpu, preload_prints, 0, None
+
+    def get_available_providers(self):
+        return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def preload_dlls(self):
+        self.preloaded += 1
+        print(self.preload_prints, end="")
+
+    def SessionOptions(self):
+        return types.SimpleNamespace()
+
+    def InferenceSession(self, path, options, providers):
+        import numpy as np
+
+        self.asked = providers
+        got = providers if self.gpu else [p for p in providers if p == "CPUExecutionProvider"]
+        return types.SimpleNamespace(
+            get_providers=lambda: got,
+            get_modelmeta=lambda: types.SimpleNamespace(custom_metadata_map={"names": "{0: ball}"}),
+            get_inputs=lambda: [types.SimpleNamespace(name="images", shape=[1, 3, 32, 32])],
+            run=lambda outputs, feed: [np.zeros((1, 5, 21), np.float32)])
+
+
+def _onnx_predictor(monkeypatch, tmp_path, ort):
+    monkeypatch.setitem(sys.modules, "onnxruntime", ort)
+    info = yolo_serve.TrainingArgs(names=[], defaults=yolo_serve.Thresholds(), imgsz=32, name="m")
+    return yolo_serve.OnnxPredictor(tmp_path / "best.onnx", info)
+
+
+def test_onnx_worker_gets_cuda_where_it_starts(monkeypatch, tmp_path):
+    ort = _FakeOrt(gpu=True)
+    predictor = _onnx_predictor(monkeypatch, tmp_path, ort)
+    assert ort.asked == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # never TensorRT unasked
+    assert ort.preloaded == 1  # the nvidia-* wheels' libraries, which no loader path points at
+    assert predictor.device == "onnxruntime CUDAExecutionProvider" and predictor.names == ["ball"]
+
+
+@pytest.mark.parametrize(("driver", "why"), [(False, "no NVIDIA driver (libcuda.so.1 not found"),
+                                             (True, "the NVIDIA driver found no usable GPU")])
+def test_onnx_worker_says_when_cuda_is_listed_but_does_not_start(monkeypatch, tmp_path, driver, why):
+    """onnxruntime-gpu without a GPU (or its driver) falls back to the CPU with only a warning of its own: the
+    worker serves on the CPU and its load line says that CUDA did not start, and why."""
+    import ctypes
+
+    import numpy as np
+
+    def cdll(name, *args, **kwargs):
+        if not driver:
+            raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+        return object()
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    predictor = _onnx_predictor(monkeypatch, tmp_path, _FakeOrt(gpu=False))
+    assert predictor.device.startswith("onnxruntime CPUExecutionProvider (CUDAExecutionProvider did not start: ")
+    assert why in predictor.device and predictor.device.endswith("; running on the CPU)")
+    assert predictor.predict([np.zeros((48, 64, 3), np.uint8)], predictor.defaults) == [[]]
+
+
+def test_onnx_worker_names_the_cuda_libraries_that_failed_to_load(monkeypatch, tmp_path):
+    ort = _FakeOrt(gpu=False, preload_prints="Failed to load /x/nvidia/cu13/lib/libcublasLt.so.13: no space\n"
+                                              "Please follow https://onnxruntime.ai/docs/install/ to install CUDA.\n")
+    predictor = _onnx_predictor(monkeypatch, tmp_path, ort)
+    assert "did not start: Failed to load /x/nvidia/cu13/lib/libcublasLt.so.13: no space; running on the CPU" \
+        in predictor.device
+
+
+def test_cpu_onnxruntime_loads_no_cuda_libraries(monkeypatch, tmp_path):
+    ort = _FakeOrt(gpu=False)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    predictor = _onnx_predictor(monkeypatch, tmp_path, ort)
+    assert ort.preloaded == 0 and predictor.device == "onnxruntime CPUExecutionProvider"
