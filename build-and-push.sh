@@ -41,7 +41,12 @@ case "$kind" in
     yolo-serve)
         dockerfile="$here/Dockerfile.yolo"; target=(--target serve); suffix="-serve"
         default_output=ecr_serve_image_fullname.txt ;;
-    *) die "unknown image kind '$kind': use yolo, tfod or yolo-serve" ;;
+    *)  # name, kind and tag in the wrong order: say the order and the command meant
+        case "$name" in yolo|tfod|yolo-serve)
+            die "unknown image kind '$kind': the arguments are NAME KIND [TAG] and '$name' is a kind: ./build-and-push.sh $kind $name${tag:+ $tag}" ;; esac
+        case "$tag" in yolo|tfod|yolo-serve)
+            die "unknown image kind '$kind': the arguments are NAME KIND [TAG] and '$tag' is a kind: ./build-and-push.sh $name $tag $kind" ;; esac
+        die "unknown image kind '$kind': use yolo, tfod or yolo-serve" ;;
 esac
 [ -f "$dockerfile" ] || die "$dockerfile not found"
 [[ "$name" =~ ^[a-z0-9]+([._/-][a-z0-9]+)*$ ]] || die "'$name' is not a valid ECR repository name (lowercase letters, digits, . _ - /)"

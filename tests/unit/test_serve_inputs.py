@@ -5,11 +5,15 @@ variant and the full image alike, issue 26 item 4's review)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 from container.failure import UserError
 from container.serving import server, variant
 from container.yolo import serve as yolo_serve
+from tests.conftest import ROOT
 
 DATA = "nc: 2\nnames:\n  0: rectangle\n  1: ellipse\n"
 
@@ -104,3 +108,15 @@ def test_a_good_folder_still_reads_as_before(model):
     info = yolo_serve.training_args(model, yolo_serve.check(model))
     assert (info.names, info.imgsz, info.name) == (["rectangle", "ellipse"], 320, "j1/best.pt")
     assert info.defaults.conf == yolo_serve.ULTRALYTICS_DEFAULT_CONF
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["yolo-serve", "sm-yolo", "v1"], "./build-and-push.sh sm-yolo yolo-serve v1"),  # name and kind swapped
+    (["sm-yolo", "v1", "yolo-serve"], "./build-and-push.sh sm-yolo yolo-serve v1"),  # kind and tag swapped
+])
+def test_build_and_push_names_swapped_arguments(args, hint, tmp_path):
+    """It said only "unknown image kind 'sm-yolo'"; it stops there, before any AWS call or build."""
+    result = subprocess.run(["bash", str(ROOT / "build-and-push.sh"), *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    assert result.returncode != 0
+    assert "unknown image kind" in result.stderr and hint in result.stderr, result.stderr
