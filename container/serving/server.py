@@ -95,6 +95,19 @@ def settings(environ: Any = os.environ) -> tuple[Limits, int]:
         raise UserError(str(err)) from None
 
 
+def check_temp_dir() -> None:
+    """gunicorn's arbiter makes a temporary file per worker: with no writable temporary folder (a read-only root
+    file system without a tmpfs) it died with a traceback; this says what to mount instead."""
+    import tempfile
+
+    try:
+        tempfile.gettempdir()
+    except FileNotFoundError as err:
+        raise UserError(f"no writable temporary folder ({err}): gunicorn needs one for its workers. With a read-only "
+                        "root file system mount one (docker run --tmpfs /tmp; podman's --read-only mounts it unless "
+                        "--read-only-tmpfs=false) or set TMPDIR to a writable folder") from None
+
+
 def run_gunicorn(module: ModuleType, model_dir: Path, *, host: str, port: int, plan: resources.Plan,
                  limits: Limits, timeout: int) -> None:
     from gunicorn.app.base import BaseApplication
@@ -151,6 +164,7 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
         os.environ[resources.WORKERS_ENV[0]] = str(args.workers)
     model_dir = (args.model_dir or default_model_dir()).resolve()
     module, weights = resolve(model_dir, args.image)
+    check_temp_dir()
     from container.contract import count_gpus
 
     gpus = count_gpus()

@@ -120,3 +120,18 @@ def test_build_and_push_names_swapped_arguments(args, hint, tmp_path):
                             text=True, timeout=60, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
     assert result.returncode != 0
     assert "unknown image kind" in result.stderr and hint in result.stderr, result.stderr
+
+
+def test_no_writable_temporary_folder_is_a_user_error_before_gunicorn(model, monkeypatch):
+    """`docker run --read-only` without a tmpfs: gunicorn's arbiter died with "No usable temporary directory
+    found" in a traceback (exit 255) in both images; now `serve` says which folder to mount, exit 2."""
+    import tempfile
+
+    def no_tmp():
+        raise FileNotFoundError(2, "No usable temporary directory found in ['/tmp', '/var/tmp', '/usr/tmp']")
+
+    monkeypatch.setattr(tempfile, "gettempdir", no_tmp)
+    monkeypatch.setattr(server, "run_gunicorn", lambda *a, **k: pytest.fail("gunicorn started"))
+    monkeypatch.setenv(yolo_serve.WEIGHTS_ENV, "onnx")
+    with pytest.raises(UserError, match=r"temporary folder.*--tmpfs /tmp"):
+        server.serve(["--model-dir", str(model), "--image", "yolo"])
