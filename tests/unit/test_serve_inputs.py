@@ -42,6 +42,13 @@ def test_a_name_too_long_for_the_file_system_is_no_such_file(model, choice):
     assert len(str(err.value)) < 400
 
 
+@pytest.mark.parametrize("choice", ["exports/best\x00.onnx", "on\x00nx"])
+def test_a_nul_byte_is_a_user_error(model, choice):
+    """No environment variable carries one, but --weights from Python could: it was a ValueError."""
+    with pytest.raises(UserError, match="SERVING_WEIGHTS"):
+        yolo_serve.weights_path(model, choice)
+
+
 def test_a_huge_format_name_is_cut_short_in_the_message(model):
     with pytest.raises(UserError) as err:
         yolo_serve.weights_path(model, "a" * 5000)
