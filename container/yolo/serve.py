@@ -50,7 +50,7 @@ def weights_path(model_dir: Path, choice: str | None = None) -> Path:
             raise variant.refuse(f"{WEIGHTS_ENV}={shown}")
         found = sorted(p for p in exports.glob(f"*.{choice}") if p.is_file()) if exports.is_dir() else []
         if not found:
-            have = sorted(p.name for p in exports.iterdir()) if exports.is_dir() else []
+            have = sorted(p.name + "/" * p.is_dir() for p in exports.iterdir()) if exports.is_dir() else []
             instead = f"or serve best.pt with {variant.FULL_IMAGE}" if serve_only else "or serve best.pt"
             raise UserError(f"{WEIGHTS_ENV}={shown}: no *.{shorten(choice)} in {exports} (exports there: "
                             f"{', '.join(have) or 'none'}). Train with the hyperparameter export={shorten(choice)}, "
@@ -141,8 +141,8 @@ def training_args(model_dir: Path, weights: Path) -> TrainingArgs:
         defaults = Thresholds(conf=float(args.get("conf") or ULTRALYTICS_DEFAULT_CONF),
                               iou=float(args.get("iou") or 0.7), max_det=int(args.get("max_det") or 300))
     except (TypeError, ValueError) as err:
-        values = {k: args.get(k) for k in key.split("/")}
-        raise UserError(f"{model_dir / 'args.yaml'}: {key} {shorten(values)} is not usable ({err}): "
+        values = ", ".join(f"{k}={shorten(repr(args.get(k)), 40)}" for k in key.split("/"))
+        raise UserError(f"{model_dir / 'args.yaml'}: {shorten(values)} is not usable ({shorten(str(err))}): "
                         f"{FOLDER_FIX}") from None
     return TrainingArgs(names, defaults, size, f"{job}/{weights.name}" if job else weights.name)
 
