@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from container.serving import variant
 from container.serving.protocol import (
     BODY_TIMEOUT_ENV,
     CUSTOM_ATTRIBUTES,
@@ -213,6 +214,15 @@ def _frame_line(predictor: Any, index: int, fps: float, image: Any, found: list[
     return {"frame": index, "time": round(index / fps, 3), **result}
 
 
+def tracking_refused(served: str) -> ServingError:
+    """track=true on a model ultralytics' trackers cannot follow (an ONNX export); in the serving variant, which has
+    no ultralytics, the fix is the full image."""
+    where = (f"serve best.pt with {variant.FULL_IMAGE}, which has ultralytics" if variant.serve_only()
+             else "serve best.pt (SERVING_WEIGHTS unset)")
+    return ServingError(400, f"track=true needs a model ultralytics' trackers can follow (YOLO best.pt); this "
+                        f"endpoint serves {served}: send the video without track=true, or {where}")
+
+
 def _too_long(frames: int, per_frame: float, budget: float) -> ServingError:
     return ServingError(413, f"a video of {frames} frames takes about {frames * per_frame:.0f} s here "
                         f"({per_frame:.3f} s a frame), over this endpoint's {budget:.0f} s per invocation "
@@ -240,8 +250,7 @@ def invoke(app: Any, environ: dict[str, Any]) -> tuple[int, Any, str]:
         session = None
         if tracker is not None:
             if not callable(getattr(predictor, "tracking", None)):
-                raise ServingError(400, f"track=true needs a model ultralytics' trackers can follow (YOLO best.pt); "
-                                   f"this endpoint serves {predictor.name}")
+                raise tracking_refused(predictor.name)
             session = predictor.tracking(tracker)
         video = Video(path, app.limits.max_pixels)
         index = 0

@@ -142,3 +142,15 @@ def test_no_writable_temporary_folder_is_a_user_error_before_gunicorn(model, mon
     monkeypatch.setenv(yolo_serve.WEIGHTS_ENV, "onnx")
     with pytest.raises(UserError, match=r"temporary folder.*--tmpfs /tmp"):
         server.serve(["--model-dir", str(model), "--image", "yolo"])
+
+
+@pytest.mark.parametrize(("serve_only", "fix"), [(True, "full YOLO image"), (False, "SERVING_WEIGHTS unset")])
+def test_tracking_refused_names_a_fix_this_image_can_do(serve_only, fix, monkeypatch):
+    """In the variant the 400 said to use best.pt, which the variant refuses; now it names the full image."""
+    from container.serving import video
+
+    monkeypatch.delenv(variant.VARIANT_ENV, raising=False)
+    if serve_only:
+        monkeypatch.setenv(variant.VARIANT_ENV, variant.SERVE_ONLY)
+    err = video.tracking_refused("best.onnx")
+    assert err.status == 400 and "track=true needs" in str(err) and fix in str(err)
