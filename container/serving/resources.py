@@ -10,7 +10,8 @@ AWS's own inference containers read) or ``SERVING_WORKERS`` overrides the count.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,15 @@ MAX_WORKERS_PER_CPU = 8  # a forced worker count past this only contends for the
 WEIGHT_FACTOR = 3  # weights on disk -> resident memory (weights, activations, framework caches)
 
 
+GPU_ENV = "CUDA_VISIBLE_DEVICES"  # narrowed to one device per worker on a GPU instance
+
+
 @dataclass(frozen=True)
 class Plan:
     workers: int
     threads: int  # intra-op threads per worker
     why: str
+    gpus: int = 0  # GPUs the workers are spread over, one device each (gpu_for, visible_device)
 
 
 def cpu_count() -> int:
@@ -63,15 +68,42 @@ def plan_workers(*, cpus: int, memory: int, weights_bytes: int, gpus: int = 0,
             raise ValueError(f"{'/'.join(WORKERS_ENV)}={workers} is more than {MAX_WORKERS_PER_CPU} per CPU "
                              f"({cpus} here), each a copy of the model in memory; unset it to plan by CPUs and "
                              "memory, or give fewer")
-        return Plan(workers, max(1, cpus // workers), f"{workers} worker(s) as set in the environment")
-    if gpus:
-        return Plan(1, max(1, cpus), f"1 worker on {gpus} GPU(s)")
+        spread = f", spread over {gpus} GPU(s)" if gpus else ""
+        return Plan(workers, max(1, cpus // workers), f"{workers} worker(s) as set in the environment{spread}", gpus)
+    if gpus:  # one model per GPU, each worker sees only its own (a GPU is faster than several workers sharing it)
+        return Plan(gpus, max(1, cpus // gpus), f"{gpus} worker(s), one per GPU", gpus)
     per_worker = RUNTIME_BYTES + WEIGHT_FACTOR * weights_bytes
     fit = max(1, int(memory * 0.8) // per_worker)
     workers = max(1, min(cpus, fit))
     why = (f"{workers} worker(s): {cpus} CPU(s), {memory / 2**30:.1f} GiB memory, about "
            f"{per_worker / 2**20:.0f} MiB per worker")
     return Plan(workers, max(1, cpus // workers), why)
+
+
+def usable_gpus(listed: int, environ: Mapping[str, str] = os.environ) -> int:
+    """GPUs the workers may use: those ``nvidia-smi`` lists, or fewer where ``CUDA_VISIBLE_DEVICES`` narrows them
+    (nvidia-smi ignores it); an empty value or ``-1`` hides them all, as CUDA does."""
+    given = environ.get(GPU_ENV)
+    if given is None:
+        return listed
+    devices = [d.strip() for d in given.split(",") if d.strip()]
+    if not devices or devices[0] == "-1":
+        return 0
+    return min(listed, len(devices))
+
+
+def gpu_for(held: Iterable[int], gpus: int) -> int:
+    """The GPU a new worker gets: the one the fewest live workers hold (the lowest on a tie), so that a worker
+    gunicorn restarts takes the place of the one that died."""
+    counts = Counter(held)
+    return min(range(gpus), key=lambda g: (counts[g], g))
+
+
+def visible_device(index: int, environ: Mapping[str, str] = os.environ) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for the worker on GPU ``index``: the index-th device the container was given
+    (where ``CUDA_VISIBLE_DEVICES`` already names some), else the index."""
+    given = [d.strip() for d in environ.get(GPU_ENV, "").split(",") if d.strip()]
+    return given[index] if index < len(given) else str(index)
 
 
 def intra_op_threads(environ: Mapping[str, str] = os.environ) -> int:

@@ -114,6 +114,17 @@ def run_gunicorn(module: ModuleType, model_dir: Path, *, host: str, port: int, p
 
     from container.serving.app import App
 
+    given = dict(os.environ)  # the container's CUDA_VISIBLE_DEVICES, before any worker narrows its own
+
+    def pick_gpu(arbiter: Any, worker: Any) -> None:
+        worker.gpu = resources.gpu_for((getattr(w, "gpu", -1) for w in arbiter.WORKERS.values()), plan.gpus)
+
+    def use_gpu(arbiter: Any, worker: Any) -> None:
+        device = resources.visible_device(worker.gpu, given)
+        os.environ[resources.GPU_ENV] = device
+        print(f"[serve] worker {os.getpid()} on GPU {device} ({resources.GPU_ENV}={device})", file=sys.stderr,
+              flush=True)
+
     class Server(BaseApplication):
         def load_config(self) -> None:
             options = {"bind": f"{host}:{port}", "workers": plan.workers, "worker_class": WORKER_CLASS,
@@ -121,6 +132,8 @@ def run_gunicorn(module: ModuleType, model_dir: Path, *, host: str, port: int, p
                        "graceful_timeout": 25, "keepalive": 60, "preload_app": False,
                        "errorlog": "-", "loglevel": "info", "accesslog": None, "proc_name": "serve",
                        "control_socket_disable": True}  # gunicorn 27's admin socket: unused, and one path per user
+            if plan.gpus:  # each worker on its own GPU: chosen in the arbiter, set in the worker before it loads
+                options.update(pre_fork=pick_gpu, post_fork=use_gpu)
             for key, value in options.items():
                 self.cfg.set(key, value)
 
@@ -167,7 +180,7 @@ def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
     check_temp_dir()
     from container.contract import count_gpus
 
-    gpus = count_gpus()
+    gpus = resources.usable_gpus(count_gpus())
     try:
         plan = resources.plan_workers(cpus=resources.cpu_count(), memory=resources.memory_bytes(),
                                       weights_bytes=_size(weights), gpus=gpus)

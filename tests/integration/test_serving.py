@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -374,15 +375,16 @@ def test_serve_refuses_a_folder_that_is_not_a_model(tmp_path):
 
 # -- the server under slow, malformed and oversized requests (issue 22) ------------------------------------------
 @contextlib.contextmanager
-def gunicorn(model_dir: Path, log_path: Path, **env: str):
-    """`python -m container serve` with one worker on the ONNX export; yields its URL once /ping says 200."""
+def gunicorn(model_dir: Path, log_path: Path, workers: int | None = 1, **env: str):
+    """`python -m container serve` with one worker (or as many as it plans: None) on the ONNX export; yields its
+    URL once /ping says 200."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SAGEMAKER_BIND_TO_PORT": str(port), "SERVING_WEIGHTS": "onnx",
            **env}
+    count = ["--workers", str(workers)] if workers else []
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "container", "serve", "--model-dir", str(model_dir),
-                                 "--host", "127.0.0.1", "--workers", "1"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+                                 "--host", "127.0.0.1", *count], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:
@@ -453,6 +455,27 @@ def test_slow_clients_do_not_starve_ping(model_dir, tmp_path):
         finally:
             for sock in slow:
                 sock.close()
+
+
+def test_each_gpu_gets_its_own_worker(model_dir, tmp_path):
+    """On an instance with GPUs (here a stand-in nvidia-smi listing three, of which CUDA_VISIBLE_DEVICES gives the
+    container two): one worker per usable GPU, each started with CUDA_VISIBLE_DEVICES naming only its own device;
+    the models load on the CPU here (no real GPU), and the endpoint answers."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nfor i in 0 1 2; do echo \"GPU $i: Stand-in (UUID: GPU-$i)\"; done\n")
+    fake.chmod(0o755)
+    log = tmp_path / "serve.log"
+    with gunicorn(model_dir, log, workers=None, PATH=f"{bin_dir}:{os.environ['PATH']}",
+                  CUDA_VISIBLE_DEVICES="5,7") as (url, _):
+        assert invoke(url, JPEG, "image/jpeg", LOW).status_code == 200
+        deadline = time.monotonic() + 120  # a hang guard: the second worker's line comes right after its fork
+        while log.read_text().count("[serve] worker ") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    text = log.read_text()
+    assert text.startswith("[serve] device: 2 GPU(s)") and "2 worker(s), one per GPU" in text, text[:400]
+    assert sorted(re.findall(r"on GPU (\d) \(CUDA_VISIBLE_DEVICES=\1\)", text)) == ["5", "7"], text[-2000:]
 
 
 def test_server_errors_timeouts_and_pixel_budget_are_json(model_dir, tmp_path):

@@ -96,6 +96,24 @@ def test_worker_plans():
         resources.plan_workers(cpus=2, memory=gib, weights_bytes=1, environ={"SERVING_WORKERS": "0"})
 
 
+def test_one_worker_per_gpu_each_on_its_own_device():
+    gib = 2**30
+    four = resources.plan_workers(cpus=48, memory=192 * gib, weights_bytes=1, gpus=4, environ={})
+    assert (four.workers, four.threads, four.gpus) == (4, 12, 4)
+    forced = resources.plan_workers(cpus=8, memory=gib, weights_bytes=1, gpus=2, environ={"SERVING_WORKERS": "3"})
+    assert (forced.workers, forced.gpus) == (3, 2) and "spread over 2 GPU(s)" in forced.why
+    # the arbiter's choice: the least-held GPU, so that a restarted worker takes the dead one's place
+    assert [resources.gpu_for([], 4), resources.gpu_for([0], 4), resources.gpu_for([0, 1, 3], 4)] == [0, 1, 2]
+    assert resources.gpu_for([0, 1, 0, 1], 2) == 0 and resources.gpu_for([0, 1, 0], 2) == 1
+    # CUDA_VISIBLE_DEVICES given to the container: it narrows what nvidia-smi lists, and maps a worker's index
+    assert resources.usable_gpus(4, {}) == 4
+    assert resources.usable_gpus(4, {"CUDA_VISIBLE_DEVICES": "2,3"}) == 2
+    assert resources.usable_gpus(4, {"CUDA_VISIBLE_DEVICES": ""}) == 0
+    assert resources.usable_gpus(4, {"CUDA_VISIBLE_DEVICES": "-1"}) == 0
+    assert resources.visible_device(1, {"CUDA_VISIBLE_DEVICES": "2,3"}) == "3"
+    assert resources.visible_device(1, {}) == "1"
+
+
 def test_tf_outputs_to_detections():
     """SavedModel outputs are [ymin, xmin, ymax, xmax] in pixels of the S x S input, classes from 1."""
     boxes = np.array([[10, 20, 50, 140], [12, 22, 50, 100], [0, 0, 64, 64], [5, 5, 6, 6]], np.float32)
