@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from container.contract import decode_value, is_reserved
+from container.contract import SAGEMAKER, decode_value, is_reserved
 from container.failure import UserError
 
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -561,7 +561,7 @@ class Schema:
 
     def describe(self) -> str:
         out = [f"{self.title} ({self.image} image)", "",
-               "CHANNELS (S3 prefixes mounted under /opt/ml/input/data/<name>)"]
+               f"CHANNELS (S3 prefixes mounted under {SAGEMAKER.input_data}/<name>)"]
         for c in self.channels.values():
             out.append(f"  {c.name:<11} {c.help}")
         needs = " or ".join("+".join(g) for g in self.required_channels)

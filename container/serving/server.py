@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from container.contract import BASE_DIR_ENV, DEFAULT_BASE_DIR
+from container.contract import BASE_DIR_ENV, SAGEMAKER, Layout
 from container.failure import UserError
 from container.serving import resources
 from container.serving.protocol import Limits
@@ -40,7 +40,7 @@ THREADS_PER_WORKER = 4  # HTTP threads: /ping and queued requests while one pred
 
 
 def default_model_dir() -> Path:
-    return Path(os.environ.get(BASE_DIR_ENV) or DEFAULT_BASE_DIR) / "model"
+    return Layout.from_environ().model
 
 
 def adapter(image: str) -> ModuleType:
@@ -58,7 +58,7 @@ def detect_image(model_dir: Path) -> str:
     raise UserError(f"{model_dir} holds neither a YOLO model (best.pt, data.yaml) nor a TF SavedModel "
                     f"(<n>/saved_model.pb); it holds: "
                     f"{', '.join(sorted(p.name for p in model_dir.iterdir())) or 'nothing'}. "
-                    "Point --model-dir (or /opt/ml/model) at the unpacked model.tar.gz of a training job")
+                    f"Point --model-dir (or {SAGEMAKER.model}) at the unpacked model.tar.gz of a training job")
 
 
 def resolve(model_dir: Path, image: str | None) -> tuple[ModuleType, Path]:
@@ -156,9 +156,9 @@ def _port(raw: str | None, name: str) -> int:
 
 def serve(argv: list[str] | None = None, *, image: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog="serve", description="Answer SageMaker's GET /ping and POST /invocations "
-                                     "with the model in /opt/ml/model (as training wrote it).")
+                                     f"with the model in {SAGEMAKER.model} (as training wrote it).")
     parser.add_argument("--model-dir", type=Path, default=None,
-                        help=f"the unpacked model.tar.gz (default: ${BASE_DIR_ENV}/model, else /opt/ml/model)")
+                        help=f"the unpacked model.tar.gz (default: ${BASE_DIR_ENV}/model, else {SAGEMAKER.model})")
     parser.add_argument("--port", type=int, default=None, help=f"default ${PORT_ENV}, else {DEFAULT_PORT}")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: fit the machine)")

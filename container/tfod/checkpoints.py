@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from container.contract import SAGEMAKER
 from container.failure import UserError
 
 STATE_FILE = "checkpoint"  # TensorFlow's name for the file that says which checkpoint is the latest
@@ -159,7 +160,7 @@ def channel_checkpoint(folder: Path, readable: Callable[[Path], str | None], log
     if exported:
         shown = ", ".join(str(p.relative_to(folder)) for p in exported[:4])
         raise UserError(
-            f"channel 'checkpoint' holds an exported model ({shown}), what the job wrote to /opt/ml/model and "
+            f"channel 'checkpoint' holds an exported model ({shown}), what the job wrote to {SAGEMAKER.model} and "
             "fetch_model returns; it is not a training checkpoint. To fine-tune, give the checkpoint folder of the "
             "job that trained it (<its CheckpointConfig S3 URI>/algo-1/model/, with ckpt-N.index and "
             "ckpt-N.data-* files) as 'checkpoint'; to resume a stopped job, start it with the same checkpoint "

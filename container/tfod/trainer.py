@@ -566,7 +566,8 @@ def check_job(env: Environment, schema: Schema) -> Hyperparameters:
     hps = job_hyperparameters(env, schema)
     if hps["model_dir"]:
         log(f"WARNING model_dir={echo(hps['model_dir'])} is ignored: the model directory is "
-            "/opt/ml/checkpoints/<host>/model, so a restarted job resumes; the model is exported to /opt/ml/model")
+            f"{env.host_checkpoint_dir / 'model'}, so a restarted job resumes; the model is exported to "
+            f"{env.model_dir}")
     check_inputs(env, hps)
     tracking.log_params(hps, env)  # MLflow, when the job names a server (container/tracking.py)
     export_list(hps["export"])

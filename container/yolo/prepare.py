@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from container.archive import safe_extract
-from container.contract import Environment
+from container.contract import SAGEMAKER, Environment
 from container.failure import UserError
 from container.yolo.report import log
 
@@ -80,7 +80,7 @@ def _choose_model(hps: Mapping[str, Any], explicit: bool, weights: list[Path]) -
     if model.lower().endswith((".yaml", ".yml")) and Path(model).name != model and not Path(model).is_file():
         raise UserError(f"model {model!r} is no file: give a model YAML that ultralytics ships by its name "
                         "(yolo11n.yaml, yolov8s.yaml, ...), or the full path of one in a channel "
-                        "(/opt/ml/input/data/cfg/my-model.yaml)")
+                        f"({SAGEMAKER.channel('cfg') / 'my-model.yaml'})")
     if model.endswith(".pt"):
         matches = [w for w in weights if w.name == Path(model).name]
         if not matches:
