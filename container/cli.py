@@ -162,7 +162,8 @@ def _dispatch() -> None:
         return
     if len(sys.argv) < 2:  # the images' CMD: SageMaker SDK v3's local mode starts them with no command (docs/sdk-v3.md)
         holds_job = Environment.from_base_dir(num_gpus=0, num_cpus=1).holds_training_job
-        (train_main if holds_job else describe_main)()
+        # a job: train (which the serving variant refuses, naming the full image); else the variant serves
+        (train_main if holds_job else serve_main if variant.serve_only() else describe_main)()
         return
     if sys.argv[1] not in commands:
         print("usage: sm-detectors train|serve|describe|convert [options]  (or python -m container ...)",

@@ -92,6 +92,14 @@ def test_variant_refuses_training_and_conversion(tmp_path):
     described = subprocess.run([sys.executable, "-m", "container", "describe"], env=env, capture_output=True,
                                text=True, timeout=120)
     assert described.returncode == 0 and described.stdout.startswith("SERVING VARIANT")
+    # no command (the image's CMD): serve where no training job is mounted (here no model: serve's own error) ...
+    bare = subprocess.run([sys.executable, "-m", "container"], env=env, capture_output=True, text=True, timeout=120)
+    assert bare.returncode == 2 and bare.stderr.startswith("serve: "), bare.stderr
+    # ... and refuse to train, naming the full image, where one is (SageMaker SDK v3's local mode)
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text("{}")
+    (tmp_path / "output" / "failure").unlink()
+    job = subprocess.run([sys.executable, "-m", "container"], env=env, capture_output=True, text=True, timeout=120)
+    assert job.returncode == 2 and "full YOLO image" in (tmp_path / "output" / "failure").read_text()
 
 
 def test_cuda_lock_is_the_cpu_lock_with_onnxruntime_gpu_and_the_cuda_libraries():
