@@ -18,7 +18,7 @@ from typing import Any
 
 from sdk._errors import ConfigurationError
 from sdk.jobs.plan import plan_job, prepare_inputs
-from sdk.jobs.spec import check_kwargs
+from sdk.jobs.spec import JOB_ARG_NAMES, AdapterSpec, check_kwargs, takes
 
 
 @dataclass
@@ -34,9 +34,12 @@ class EstimatorRun:
         return self.estimator
 
 
-def make_estimator(*, sagemaker_session: Any = None, **launch_kwargs: Any) -> EstimatorRun:
-    """Takes ``plan_job``'s arguments (:data:`sdk.jobs.spec.JOB_ARGS`; ``wait``/``logs`` go to ``fit``)."""
-    check_kwargs(launch_kwargs, what="make_estimator")
+@takes(AdapterSpec)
+def make_estimator(**kwargs: Any) -> EstimatorRun:
+    """Takes ``plan_job``'s arguments (:class:`sdk.jobs.spec.AdapterSpec`; ``wait``/``logs`` go to ``fit``)."""
+    check_kwargs(kwargs, allowed=[*(n for n in JOB_ARG_NAMES if n != "session"), "sagemaker_session"],
+                 what="make_estimator")
+    spec = AdapterSpec(**kwargs)
     try:
         from sagemaker.debugger import TensorBoardOutputConfig
         from sagemaker.estimator import Estimator
@@ -45,12 +48,12 @@ def make_estimator(*, sagemaker_session: Any = None, **launch_kwargs: Any) -> Es
     except ImportError as err:
         raise ConfigurationError("sdk.estimator needs the SageMaker Python SDK v2: pip install 'sagemaker>=2.250,<3' "
                                  f"({err})") from None
-    if launch_kwargs.get("instance_type") == "local":
+    if spec.instance_type == "local":
         raise ConfigurationError("for a local run use launch_job(instance_type='local'); it needs no sagemaker SDK")
-    session = sagemaker_session or Session()
+    session = spec.sagemaker_session or Session()
     boto_session = session.boto_session
-    plan = plan_job(session=boto_session, **launch_kwargs)
-    request = prepare_inputs(plan, session=boto_session, create_bucket=launch_kwargs.get("output_path") is None)
+    plan = plan_job(**spec.job_arguments(session=boto_session))
+    request = prepare_inputs(plan, session=boto_session, create_bucket=spec.output_path is None)
     stopping = request["StoppingCondition"]
     checkpoint = request.get("CheckpointConfig", {})
     tensorboard = request.get("TensorBoardOutputConfig")

@@ -25,10 +25,11 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from sdk._errors import AWSError, ConfigurationError, aws_errors
+from sdk.jobs.spec import JobSpec, argument, check_kwargs, takes
 
 PIPELINE_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 PARAM_RE = re.compile(r"[^A-Za-z0-9_]")
@@ -138,9 +139,26 @@ def _events_role(iam: Any, name: str, pipeline_arn: str) -> str:
     return arn
 
 
-def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events_role: str | None = None,
-                      session: Any = None, description: str = "", register_to: str | None = None,
-                      min_map: float | None = None, auto_approve: bool = False, **job_kwargs: Any) -> RetrainTrigger:
+@dataclass(frozen=True, kw_only=True)
+class RetrainSpec(JobSpec):
+    """``retrain_on_upload``'s arguments: ``plan_job``'s (the pipeline sets ``train``, ``job_name`` and
+    ``checkpoints``), and the pipeline's."""
+
+    name: str = argument(MISSING, "the pipeline's name (letters, digits and hyphens)", cli="none")
+    data: str = argument(MISSING, "the S3 prefix uploads land under (the train channel)", cli="none")
+    marker: str | None = argument(None, "only this file, written last under the prefix, starts a training",
+                                  cli="none")
+    events_role: str | None = argument(None, "the role EventBridge starts the pipeline with (default: made)",
+                                       cli="none")
+    description: str = argument("", "the pipeline's description", cli="none")
+    register_to: str | None = argument(None, "a Model Registry group each trained model is registered in",
+                                       cli="none")
+    min_map: float | None = argument(None, "register only at this final mAP50-95 or above", cli="none")
+    auto_approve: bool = argument(False, "register as Approved (deploy(group=...) serves it)", cli="none")
+
+
+@takes(RetrainSpec)
+def retrain_on_upload(**kwargs: Any) -> RetrainTrigger:
     """Create or update the pipeline, the bucket's EventBridge notifications, the rule, its target and role.
 
     ``data`` is the S3 prefix uploads land under (the ``train`` channel); every other argument is
@@ -154,19 +172,26 @@ def retrain_on_upload(*, name: str, data: str, marker: str | None = None, events
     from sdk.jobs.plan import plan_job
     from sdk.jobs.request import is_s3, s3_join, split_s3
 
+    set_by_the_pipeline = ("train", "job_name", "checkpoints", "resume")
+    check_kwargs(kwargs, allowed=[f.name for f in fields(RetrainSpec) if f.name not in set_by_the_pipeline],
+                 what="retrain_on_upload")
+    spec = RetrainSpec(**kwargs)
+    name, data, marker, events_role = spec.name, spec.data, spec.marker, spec.events_role
+    description, register_to, min_map, auto_approve = spec.description, spec.register_to, spec.min_map, \
+        spec.auto_approve
     if not PIPELINE_NAME_RE.match(name):
         raise ConfigurationError(f"pipeline name {name!r} is not valid: letters, digits and hyphens, at most 256")
     if not is_s3(data):
         raise ConfigurationError(f"data must be the S3 prefix uploads land under (s3://bucket/prefix/), got {data!r}")
-    if job_kwargs.get("instance_type") == "local":
+    if spec.instance_type == "local":
         raise ConfigurationError("a pipeline runs on SageMaker; instance_type='local' has nothing to trigger")
     bucket, prefix = split_s3(data)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     if marker is not None and ("/" in marker or not marker):
         raise ConfigurationError(f"marker is a file name directly under the prefix, got {marker!r}")
-    session = aws_session(session)
-    plan = plan_job(train=f"s3://{bucket}/{prefix}", job_name=name[:40] + "-train", session=session,
-                    checkpoints=False, **job_kwargs)
+    session = aws_session(spec.session)
+    plan = plan_job(**spec.job_arguments(train=f"s3://{bucket}/{prefix}", job_name=name[:40] + "-train",
+                                         session=session, checkpoints=False))
     output = plan.request["OutputDataConfig"]["S3OutputPath"]
     checkpoint_base = s3_join(output, "pipelines", name)
     if marker is None:  # every object written under the watched prefix would start another training

@@ -18,12 +18,15 @@ from typing import Any
 
 from sdk._errors import ConfigurationError
 from sdk.jobs.plan import plan_job, prepare_inputs
-from sdk.jobs.spec import check_kwargs
+from sdk.jobs.spec import JOB_ARG_NAMES, AdapterSpec, check_kwargs, takes
 
 
-def model_trainer(*, sagemaker_session: Any = None, **launch_kwargs: Any) -> Any:
-    """A v3 ``ModelTrainer`` for ``plan_job``'s arguments (:data:`sdk.jobs.spec.JOB_ARGS`); call its ``train()``."""
-    check_kwargs(launch_kwargs, what="model_trainer")
+@takes(AdapterSpec)
+def model_trainer(**kwargs: Any) -> Any:
+    """A v3 ``ModelTrainer`` for ``plan_job``'s arguments (:class:`sdk.jobs.spec.AdapterSpec`); call ``train()``."""
+    check_kwargs(kwargs, allowed=[*(n for n in JOB_ARG_NAMES if n != "session"), "sagemaker_session"],
+                 what="model_trainer")
+    launch = AdapterSpec(**kwargs)
     try:
         from sagemaker.core.helper.session_helper import Session
         from sagemaker.core.shapes import ProfilerConfig
@@ -43,13 +46,13 @@ def model_trainer(*, sagemaker_session: Any = None, **launch_kwargs: Any) -> Any
     except ImportError as err:
         raise ConfigurationError("sdk.model_trainer needs the SageMaker Python SDK v3: pip install 'sagemaker>=3,<4' "
                                  f"({err})") from None
-    if launch_kwargs.get("instance_type") == "local":
+    if launch.instance_type == "local":
         raise ConfigurationError("for a local run use launch_job(instance_type='local'), which needs no sagemaker "
                                  "SDK, or v3's own local mode (docs/sdk-v3.md)")
-    session = sagemaker_session or Session()
+    session = launch.sagemaker_session or Session()
     boto_session = session.boto_session
-    plan = plan_job(session=boto_session, **launch_kwargs)
-    request = prepare_inputs(plan, session=boto_session, create_bucket=launch_kwargs.get("output_path") is None)
+    plan = plan_job(**launch.job_arguments(session=boto_session))
+    request = prepare_inputs(plan, session=boto_session, create_bucket=launch.output_path is None)
     spec = request["AlgorithmSpecification"]
     resources = request["ResourceConfig"]
     stopping = request["StoppingCondition"]

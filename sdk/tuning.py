@@ -22,10 +22,11 @@ import re
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from sdk._errors import ConfigurationError, NoJobError, WaitTimeoutError, aws_errors
+from sdk.jobs.spec import JobSpec, argument, check_kwargs, takes
 
 TUNING_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 SCALING = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic", "logarithmic": "Logarithmic",
@@ -97,43 +98,66 @@ def parameter_ranges(schema: Any, ranges: Mapping[str, Any]) -> dict[str, list[d
     return {k: v for k, v in out.items() if v}
 
 
+@dataclass(frozen=True, kw_only=True)
+class TuneSpec(JobSpec):
+    """``plan_tuning``'s arguments: ``plan_job``'s (but ``resume``, ``job_name``, ``checkpoints``), and the tuner's."""
+
+    ranges: Mapping[str, Any] = argument(MISSING, "hyperparameter ranges: {name: (low, high[, scale]) or [choices]}",
+                                         cli="none")
+    objective: str | None = argument(None, "the metric to optimise (default: the image schema's objective)",
+                                     cli="none")
+    minimize: bool = argument(False, "minimise the objective instead of maximising it", cli="none")
+    max_jobs: int = argument(10, "training jobs in all", cli="none")
+    max_parallel: int = argument(2, "training jobs at once (1 to max_jobs)", cli="none")
+    strategy: str = argument("Bayesian", "Bayesian, Random, Hyperband or Grid", cli="none")
+    early_stopping: bool = argument(True, "let SageMaker stop unpromising jobs early (not with Hyperband)",
+                                    cli="none")
+    tuning_job_name: str | None = argument(None, "the tuning job's name (default: <kind>-tune-<time>)", cli="none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneJobSpec(TuneSpec):
+    """``tune_job``'s arguments: ``plan_tuning``'s, and whether to wait for the tuning job."""
+
+    wait: bool = argument(False, "follow the tuning job until it ends", cli="none")
+
+
 def _tuning_name(kind: str) -> str:
     return f"{kind}-tune-{time.strftime('%m%d-%H%M%S', time.gmtime())}"
 
 
-def plan_tuning(*, ranges: Mapping[str, Any], objective: str | None = None, minimize: bool = False,
-                max_jobs: int = 10, max_parallel: int = 2, strategy: str = "Bayesian", early_stopping: bool = True,
-                tuning_job_name: str | None = None, **job_kwargs: Any) -> TuningPlan:
+@takes(TuneSpec)
+def plan_tuning(**kwargs: Any) -> TuningPlan:
     """The ``CreateHyperParameterTuningJob`` request, validated, without creating or uploading anything."""
     from sdk.jobs.plan import plan_job
     from sdk.jobs.request import CHECKPOINT_LOCAL_PATH, as_prefix, s3_join
-    from sdk.jobs.spec import JOB_ARG_NAMES, check_kwargs
 
-    check_kwargs(job_kwargs, allowed=[n for n in JOB_ARG_NAMES if n not in ("resume", "job_name", "checkpoints")],
-                 what="tune_job")
-    if job_kwargs.get("instance_type") == "local":
+    forbidden = ("resume", "job_name", "checkpoints")  # a tuning job names, checkpoints and resumes its own jobs
+    check_kwargs(kwargs, allowed=[f.name for f in fields(TuneSpec) if f.name not in forbidden], what="tune_job")
+    spec = TuneSpec(**kwargs)
+    if spec.instance_type == "local":
         raise ConfigurationError("tuning runs on SageMaker; instance_type='local' has no tuner (try a few "
                                  "launch_job(instance_type='local') runs and sdk.leaderboard)")
-    static = dict(job_kwargs.pop("hyperparameters", None) or {})
-    checkpoint = job_kwargs.pop("checkpoint_s3_uri", None)
-    both = sorted(set(static) & set(ranges))
+    static = dict(spec.hyperparameters or {})
+    checkpoint = spec.checkpoint_s3_uri
+    both = sorted(set(static) & set(spec.ranges))
     if both:
         raise ConfigurationError(f"{', '.join(both)} given both as a fixed hyperparameter and as a range")
-    plan = plan_job(hyperparameters=static, checkpoints=False, **job_kwargs)
+    plan = plan_job(**spec.job_arguments(omit=("checkpoint_s3_uri",), hyperparameters=static, checkpoints=False))
     from container.schema import Schema
 
     schema = Schema.load(plan.kind)
     request = plan.request
     metric_names = [d["Name"] for d in request["AlgorithmSpecification"]["MetricDefinitions"]]
-    objective = objective or schema.objective
+    objective = spec.objective or schema.objective
     if objective not in metric_names:
         raise ConfigurationError(f"objective {objective!r} is not a metric of the {plan.kind} image; "
                                  f"its metrics: {', '.join(metric_names)}")
-    if strategy not in STRATEGIES:
-        raise ConfigurationError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
-    if not 1 <= max_parallel <= max_jobs:
-        raise ConfigurationError(f"max_parallel ({max_parallel}) must be 1 to max_jobs ({max_jobs})")
-    name = tuning_job_name or _tuning_name(plan.kind)
+    if spec.strategy not in STRATEGIES:
+        raise ConfigurationError(f"strategy {spec.strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if not 1 <= spec.max_parallel <= spec.max_jobs:
+        raise ConfigurationError(f"max_parallel ({spec.max_parallel}) must be 1 to max_jobs ({spec.max_jobs})")
+    name = spec.tuning_job_name or _tuning_name(plan.kind)
     if not TUNING_NAME_RE.match(name):
         raise ConfigurationError(f"tuning job name {name!r} is not valid: 1 to 32 letters, digits and hyphens")
     # one prefix for the tuning job (the API has no per-job template); the image keeps each training job's
@@ -152,13 +176,14 @@ def plan_tuning(*, ranges: Mapping[str, Any], objective: str | None = None, mini
         "CheckpointConfig": {"S3Uri": as_prefix(checkpoint), "LocalPath": CHECKPOINT_LOCAL_PATH},
     }
     config: dict[str, Any] = {
-        "Strategy": strategy,
-        "HyperParameterTuningJobObjective": {"Type": "Minimize" if minimize else "Maximize", "MetricName": objective},
-        "ResourceLimits": {"MaxNumberOfTrainingJobs": max_jobs, "MaxParallelTrainingJobs": max_parallel},
-        "ParameterRanges": parameter_ranges(schema, ranges),
+        "Strategy": spec.strategy,
+        "HyperParameterTuningJobObjective": {"Type": "Minimize" if spec.minimize else "Maximize",
+                                             "MetricName": objective},
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": spec.max_jobs, "MaxParallelTrainingJobs": spec.max_parallel},
+        "ParameterRanges": parameter_ranges(schema, spec.ranges),
     }
-    if strategy != "Hyperband":  # Hyperband stops jobs itself and refuses the setting
-        config["TrainingJobEarlyStoppingType"] = "Auto" if early_stopping else "Off"
+    if spec.strategy != "Hyperband":  # Hyperband stops jobs itself and refuses the setting
+        config["TrainingJobEarlyStoppingType"] = "Auto" if spec.early_stopping else "Off"
     tuning = {"HyperParameterTuningJobName": name, "HyperParameterTuningJobConfig": config,
               "TrainingJobDefinition": definition}
     if request.get("Tags"):
@@ -225,7 +250,8 @@ class TuningJob:
         return f"TuningJob({self.name!r})"
 
 
-def tune_job(*, wait: bool = False, session: Any = None, **kwargs: Any) -> TuningJob:
+@takes(TuneJobSpec)
+def tune_job(**kwargs: Any) -> TuningJob:
     """Create a hyperparameter tuning job: uploads local channels, then ``CreateHyperParameterTuningJob``.
 
     Takes every argument of :func:`plan_tuning` (``ranges``, ``objective``, ``max_jobs``, ``max_parallel``,
@@ -234,7 +260,8 @@ def tune_job(*, wait: bool = False, session: Any = None, **kwargs: Any) -> Tunin
     from sdk._session import aws_session
     from sdk.jobs.plan import prepare_inputs
 
-    session = aws_session(session)
+    wait = kwargs.pop("wait", False)
+    session = aws_session(kwargs.pop("session", None))
     plan = plan_tuning(session=session, **kwargs)
     prepare_inputs(plan.job_plan, session=session, create_bucket=kwargs.get("output_path") is None)
     request = plan.request

@@ -19,7 +19,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,7 +27,7 @@ from sdk._session import aws_session
 from sdk.jobs.plan import LOCAL, Plan, plan_job, prepare_inputs, session_with_region
 from sdk.jobs.progress import History, for_request, kind_of, metrics_history
 from sdk.jobs.request import is_s3
-from sdk.jobs.spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
+from sdk.jobs.spec import LaunchSpec, takes
 from sdk.jobs.unpack import FetchedModel, fetch_job_model
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -368,40 +367,8 @@ def stop_reason(info: dict[str, Any]) -> str:
     return why + (f" - SageMaker said: {message}" if message else "")
 
 
-def launch_job(
-    *,
-    image: str | Path | None = None,
-    kind: str | None = None,
-    train: str | Path | None = None,
-    val: str | Path | None = None,
-    channels: Mapping[str, str | Path] | None = None,
-    hyperparameters: Mapping[str, Any] | None = None,
-    role: str | None = None,
-    instance_type: str = DEFAULT_INSTANCE_TYPE,
-    instance_count: int = 1,
-    volume_size_gb: int = 50,
-    spot: bool = False,
-    max_run: int = DEFAULT_MAX_RUN,
-    max_wait: int | None = None,
-    output_path: str | None = None,
-    checkpoint_s3_uri: str | None = None,
-    checkpoints: bool = True,
-    tensorboard: bool | str = False,
-    input_modes: Mapping[str, str] | None = None,
-    environment: Mapping[str, str] | None = None,
-    tags: Mapping[str, str] | None = None,
-    mlflow: str | None = None,
-    experiment: str | None = None,
-    job_name: str | None = None,
-    base_job_name: str | None = None,
-    class_names: Iterable[str] | None = None,
-    resume: Any = None,
-    session: Any = None,
-    wait: bool = True,
-    logs: bool = False,
-    progress: bool = True,
-    engine: str | None = None,
-) -> Job | LocalJob:
+@takes(LaunchSpec)
+def launch_job(**kwargs: Any) -> Job | LocalJob:
     """Create a training job of one of this project's images and (by default) follow it to the end.
 
     Takes every argument of :func:`plan_job` (all checked before anything is uploaded), plus
@@ -411,21 +378,22 @@ def launch_job(
     :class:`Job`, or a :class:`LocalJob` when ``instance_type="local"``. Raises
     :class:`JobFailedError` (job name and reason) when a waited-for job fails or is stopped.
     """
-    kwargs = {k: v for k, v in locals().items() if k in JOB_ARG_NAMES and k != "session"}
-    follow = {"wait": wait, "logs": logs, "progress": progress}
-    if instance_type == LOCAL or isinstance(resume, LocalJob):
-        plan = plan_job(**kwargs)
-        return _launch_local(plan, session=session, engine=engine, **follow)
-    plan = plan_job(session=session, **kwargs)
-    session, _ = session_with_region(session)
+    spec = LaunchSpec.of(kwargs, what="launch_job")
+    arguments = spec.job_arguments(omit=("session",))
+    follow = {"wait": spec.wait, "logs": spec.logs, "progress": spec.progress}
+    if spec.instance_type == LOCAL or isinstance(spec.resume, LocalJob):
+        plan = plan_job(**arguments)
+        return _launch_local(plan, session=spec.session, engine=spec.engine, **follow)
+    plan = plan_job(session=spec.session, **arguments)
+    session, _ = session_with_region(spec.session)
     print(f"{plan.request['TrainingJobName']}: {plan.region}", file=sys.stderr)
-    request = prepare_inputs(plan, session=session, create_bucket=output_path is None and resume is None)
+    request = prepare_inputs(plan, session=session, create_bucket=spec.output_path is None and spec.resume is None)
     with aws_errors(f"creating training job {request['TrainingJobName']}"):
         session.client("sagemaker").create_training_job(**request)
     job = Job(request["TrainingJobName"], session=session, request=request)
     print(f"training job {job.name} created", file=sys.stderr)
-    if wait:
-        job.wait(logs=logs, progress=progress)
+    if spec.wait:
+        job.wait(logs=spec.logs, progress=spec.progress)
     return job
 
 

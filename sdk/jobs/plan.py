@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from sdk.jobs.request import (
     split_s3,
     unique_job_name,
 )
-from sdk.jobs.spec import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_RUN, JOB_ARG_NAMES
+from sdk.jobs.spec import DEFAULT_INSTANCE_TYPE, JobSpec, takes
 
 ROLE_ENV = ("SM_DETECTORS_ROLE", "SAGEMAKER_ROLE")
 LOCAL = "local"
@@ -77,76 +77,51 @@ def _ensure_bucket(s3: Any, bucket: str, *, create: bool, region: str) -> None:
     print(f"created bucket s3://{bucket}", file=sys.stderr)
 
 
-def plan_job(
-    *,
-    image: str | Path | None = None,
-    kind: str | None = None,
-    train: str | Path | None = None,
-    val: str | Path | None = None,
-    channels: Mapping[str, str | Path] | None = None,
-    hyperparameters: Mapping[str, Any] | None = None,
-    role: str | None = None,
-    instance_type: str = DEFAULT_INSTANCE_TYPE,
-    instance_count: int = 1,
-    volume_size_gb: int = 50,
-    spot: bool = False,
-    max_run: int = DEFAULT_MAX_RUN,
-    max_wait: int | None = None,
-    output_path: str | None = None,
-    checkpoint_s3_uri: str | None = None,
-    checkpoints: bool = True,
-    tensorboard: bool | str = False,
-    input_modes: Mapping[str, str] | None = None,
-    environment: Mapping[str, str] | None = None,
-    tags: Mapping[str, str] | None = None,
-    mlflow: str | None = None,
-    experiment: str | None = None,
-    job_name: str | None = None,
-    base_job_name: str | None = None,
-    class_names: Iterable[str] | None = None,
-    resume: Any = None,
-    session: Any = None,
-) -> Plan:
+@takes(JobSpec)
+def plan_job(**kwargs: Any) -> Plan:
     """Everything ``launch_job`` sends, validated, without creating or uploading anything.
 
     The verdict is the launch's: the image's schema (types, choices, ranges), its limits (instances,
     a ``.pt`` model needs ``weights``), the whole ``CreateTrainingJob`` request against botocore's
     service model, the region. Local channels are hashed (to name their S3 prefix). AWS is asked
     only for what the arguments leave open: the account, for the default bucket, when ``output_path``
-    is not given (and, with ``resume``, the stopped job's description). Arguments: see :data:`sdk.jobs.spec.JOB_ARGS`.
+    is not given (and, with ``resume``, the stopped job's description). Arguments: :class:`sdk.jobs.spec.JobSpec`.
     """
-    if resume is not None:
+    spec = JobSpec.of(kwargs, what="plan_job")
+    role, class_names, environment, output_path = spec.role, spec.class_names, spec.environment, spec.output_path
+    if spec.resume is not None:
         from sdk.jobs.resume import resumed_arguments
 
-        given = {k: v for k, v in locals().items() if k in JOB_ARG_NAMES and k not in ("resume", "session")}
-        return plan_job(**resumed_arguments(resume, given, session=session), session=session)
-    local = instance_type == LOCAL
+        given = spec.job_arguments(omit=("resume", "session"))
+        return plan_job(**resumed_arguments(spec.resume, given, session=spec.session), session=spec.session)
+    local = spec.instance_type == LOCAL
     if not local:
         from sdk.jobs.api import suggest_instance_type
 
-        hint = suggest_instance_type(instance_type) if isinstance(instance_type, str) else None
+        hint = suggest_instance_type(spec.instance_type) if isinstance(spec.instance_type, str) else None
         if hint:
-            raise ConfigurationError(f"instance_type {instance_type!r} is not an instance type; did you mean {hint!r}?")
-    img = resolve_image(image, kind)
+            raise ConfigurationError(f"instance_type {spec.instance_type!r} is not an instance type; "
+                                     f"did you mean {hint!r}?")
+    img = resolve_image(spec.image, spec.kind)
     if img.uri is None and not local:
         raise ConfigurationError(f"image={img.kind!r} runs only in local mode; a SageMaker job needs the image URI "
                                  "from build-and-push.sh (or its ecr_image_fullname.txt)")
     schema = img.schema
     sources: dict[str, str | Path] = {}
-    for name, value in (("train", train), ("val", val)):
+    for name, value in (("train", spec.train), ("val", spec.val)):
         if value is not None:
             sources[name] = value
-    for name, value in (channels or {}).items():
+    for name, value in (spec.channels or {}).items():
         if name in sources:
             raise ConfigurationError(f"channel {name!r} given twice")
         sources[name] = value
-    check_channels(schema, sources, input_modes or {})
-    encoded = encode_hyperparameters(schema, hyperparameters)
+    check_channels(schema, sources, spec.input_modes or {})
+    encoded = encode_hyperparameters(schema, spec.hyperparameters)
     with user_errors():
-        problems = schema.check_job(schema.parse(encoded), sources, instance_count=instance_count)
+        problems = schema.check_job(schema.parse(encoded), sources, instance_count=spec.instance_count)
     if problems:
         raise ConfigurationError("; ".join(problems))
-    name = check_job_name(job_name) if job_name else unique_job_name(base_job_name or img.kind)
+    name = check_job_name(spec.job_name) if spec.job_name else unique_job_name(spec.base_job_name or img.kind)
     if not local and role is None:
         role = next((os.environ[v] for v in ROLE_ENV if os.environ.get(v)), None)
         if role is None:
@@ -155,18 +130,18 @@ def plan_job(
     if class_names is None:
         with user_errors():
             class_names = dataset_class_names(schema, encoded, sources)
-    if mlflow is not None or experiment is not None:  # MLflow (docs/mlflow.md): checked before anything is paid for
+    if spec.mlflow is not None or spec.experiment is not None:  # MLflow (docs/mlflow.md): checked before paying
         from sdk.jobs.mlflow import say_iam, tracking_environment
 
         environment = {**(environment or {}), **tracking_environment(
-            mlflow, experiment, region=None if local else resolve_region(session)[0], image_uri=img.uri,
+            spec.mlflow, spec.experiment, region=None if local else resolve_region(spec.session)[0], image_uri=img.uri,
             environment=environment)}
         say_iam(environment)
     common: dict[str, Any] = {
         "job_name": name, "image_uri": img.uri or f"local/{img.kind}", "schema": schema, "role": role,
-        "hyperparameters": encoded, "instance_type": instance_type, "instance_count": instance_count,
-        "volume_size_gb": volume_size_gb, "max_run": max_run, "spot": spot, "max_wait": max_wait,
-        "input_modes": input_modes, "environment": environment, "tags": tags, "class_names": class_names,
+        "hyperparameters": encoded, "instance_type": spec.instance_type, "instance_count": spec.instance_count,
+        "volume_size_gb": spec.volume_size_gb, "max_run": spec.max_run, "spot": spec.spot, "max_wait": spec.max_wait,
+        "input_modes": spec.input_modes, "environment": environment, "tags": spec.tags, "class_names": class_names,
         "local": local}
     uploads: dict[str, Any] = {}
     uris: dict[str, str] = {}
@@ -184,7 +159,7 @@ def plan_job(
                     raise ConfigurationError(f"channel {ch!r}: {path} does not exist")
                 uris[ch] = path.as_uri()
     else:
-        region, source = resolve_region(session)
+        region, source = resolve_region(spec.session)
         region_note = f"region {region} (from {source})"
         if output_path is not None:
             split_s3(output_path)
@@ -194,9 +169,10 @@ def plan_job(
         _api_check(build_request(channels={ch: str(v) if is_s3(v) else s3_join(stand_in, "datasets", ch) + "/"
                                            for ch, v in sources.items()},
                                  output_path=stand_in.rstrip("/"), **common,
-                                 **_checkpoint_args(checkpoint_s3_uri, checkpoints, tensorboard, stand_in, name)))
+                                 **_checkpoint_args(spec.checkpoint_s3_uri, spec.checkpoints, spec.tensorboard,
+                                                    stand_in, name)))
         if output_path is None:
-            output_path = _default_output_path(session_with_region(session)[0])
+            output_path = _default_output_path(session_with_region(spec.session)[0])
         output = output_path.rstrip("/")
         from sdk.jobs.s3 import plan_upload
 
@@ -206,13 +182,13 @@ def plan_job(
             else:
                 uploads[ch] = plan_upload(value, output, channel=ch)
                 uris[ch] = uploads[ch].uri
-    if mlflow is not None:  # the run's tags name each channel's source: a job's own files do not say it
+    if spec.mlflow is not None:  # the run's tags name each channel's source: a job's own files do not say it
         from sdk.jobs.mlflow import channel_sources
 
         common["environment"] = {**common["environment"], **channel_sources(uris)}
     request = build_request(channels=uris, output_path=output, **common,
-                            **({} if local else _checkpoint_args(checkpoint_s3_uri, checkpoints, tensorboard, output,
-                                                                 name)))
+                            **({} if local else _checkpoint_args(spec.checkpoint_s3_uri, spec.checkpoints,
+                                                                 spec.tensorboard, output, name)))
     if not local:
         _api_check(request)
     return Plan(request=request, kind=img.kind, image_uri=img.uri, uploads=uploads, region=region_note)

@@ -1,18 +1,21 @@
-"""The launch arguments, declared once: names, types, defaults, help and the CLI flag of each.
+"""The launch arguments, declared once: :class:`JobSpec`, a frozen keyword-only dataclass whose fields carry
+each argument's type, default, help text and CLI flag.
 
-``plan_job`` and ``launch_job`` spell these out as keyword-only parameters (so ``help()`` and an
-IDE show every one of them); a unit test holds their signatures equal to :data:`JOB_ARGS`. The
-CLI's options (``launch``, ``tune``, ``pipeline create``) are generated from it, and the
-``sagemaker`` v2 adapter, ``tune_job`` and ``retrain_on_upload`` check their keyword arguments
-against it (:func:`check_kwargs`), so a typo gets "did you mean" everywhere.
+``plan_job``, ``launch_job`` (:class:`LaunchSpec`: and how to follow the job) and the SageMaker SDK adapters
+(:class:`AdapterSpec`) are built from it with :func:`takes`: a type checker sees the fields as their typed
+keyword arguments, ``help()`` and an IDE show each one. The CLI's options (``launch``, ``tune``, ``pipeline
+create``) are generated from it (:data:`JOB_ARGS`), and ``tune_job`` and ``retrain_on_upload`` check their
+job arguments against it (:func:`check_kwargs`), so a typo gets "did you mean" everywhere.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 from sdk._errors import ConfigurationError
 
@@ -22,6 +25,8 @@ DEFAULT_MAX_RUN = 24 * 3600
 
 @dataclass(frozen=True)
 class Arg:
+    """One argument as the CLI and the checks read it: a field of :class:`JobSpec` or :class:`LaunchSpec`."""
+
     name: str
     default: Any
     help: str
@@ -29,59 +34,130 @@ class Arg:
     flag: str = ""  # the CLI flag when it is not --<name with dashes>
     metavar: str | None = None
     flag_help: str = ""  # a negflag's own help: what --no-<name> does (help says what the argument does)
+    type: str = "Any"  # the field's annotation, as written
 
     @property
     def option(self) -> str:
         return self.flag or "--" + self.name.replace("_", "-")
 
 
-JOB_ARGS: tuple[Arg, ...] = (
-    Arg("image", None, "ECR image URI, the ecr_image_fullname.txt build-and-push.sh wrote, or yolo/tfod with "
-        "instance_type='local' (default: ./ecr_image_fullname.txt)"),
-    Arg("kind", None, "which image (yolo or tfod), when its name does not say"),
-    Arg("train", None, "train channel: a local folder (uploaded) or an s3:// URI"),
-    Arg("val", None, "val channel: a local folder or an s3:// URI"),
-    Arg("channels", None, "any other channel, NAME=SOURCE", cli="pairs", flag="--channel", metavar="NAME=SOURCE"),
-    Arg("hyperparameters", None, "hyperparameters, checked against the image's schema", cli="none"),
-    Arg("role", None, "SageMaker execution role ARN (default: $SM_DETECTORS_ROLE)"),
-    Arg("instance_type", DEFAULT_INSTANCE_TYPE, "instance type; 'local' runs the job on this machine"),
-    Arg("instance_count", 1, "instances (YOLO trains one model across them: docs/multinode.md)", cli="int"),
-    Arg("volume_size_gb", 50, "EBS volume per instance, GB", cli="int", flag="--volume-size"),
-    Arg("spot", False, "managed spot training (resumes from checkpoints)", cli="flag"),
-    Arg("max_run", DEFAULT_MAX_RUN, "seconds the job may run (SageMaker allows at most 28 days)", cli="int"),
-    Arg("max_wait", None, "seconds, spot only: run plus spot waits (default 2 x max_run)", cli="int"),
-    Arg("output_path", None, "s3:// prefix for model.tar.gz (default: the SageMaker default bucket)"),
-    Arg("checkpoint_s3_uri", None, "where checkpoints sync (default: <output_path>/<job>/checkpoints/)"),
-    Arg("checkpoints", True, "sync checkpoints to S3 (needed to resume)", cli="negflag", flag="--no-checkpoints",
-        flag_help="do not sync checkpoints to S3 (a stopped job then cannot resume)"),
-    Arg("tensorboard", False, "sync TensorBoard logs (optionally to this URI)", cli="optional-const"),
-    Arg("input_modes", None, "CHANNEL=MODE: File or FastFile", cli="pairs", flag="--input-mode",
-        metavar="CHANNEL=MODE"),
-    Arg("environment", None, "environment variables KEY=VALUE", cli="pairs", flag="--env", metavar="KEY=VALUE"),
-    Arg("tags", None, "tags KEY=VALUE", cli="pairs", flag="--tag", metavar="KEY=VALUE"),
-    Arg("mlflow", None, "MLflow tracking server the job logs to: an http(s):// URL or a SageMaker MLflow "
-        "tracking-server / App ARN (docs/mlflow.md)", metavar="URI|ARN"),
-    Arg("experiment", None, "MLflow experiment of the job's run (default sm-detectors; needs mlflow)"),
-    Arg("job_name", None, "the job's name (default: <base_job_name>-<time>-<random>)"),
-    Arg("base_job_name", None, "prefix of the generated job name (default: the image kind)"),
-    Arg("class_names", None, "class names, for per-class metric definitions (default: read from the train data)",
-        cli="none"),
-    Arg("resume", None, "a stopped job (Job or name) to resume: its image, channels, hyperparameters and "
-        "checkpoints are reused; arguments given here override", cli="none"),
-    Arg("session", None, "a boto3.Session (default: one from the environment)", cli="none"),
-)
+def argument(default: Any, help: str, *, cli: str = "str", flag: str = "", metavar: str | None = None,
+         flag_help: str = "") -> Any:
+    """A spec field: its default, and what the CLI and the help text say of it."""
+    return field(default=default, metadata={"help": help, "cli": cli, "flag": flag, "metavar": metavar,
+                                            "flag_help": flag_help})
+
+
+S = TypeVar("S", bound="JobSpec")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """``plan_job``'s arguments, declared once: each field's type, default, help text and CLI flag.
+    ``plan_job``, ``launch_job`` and the adapters take them as keyword arguments (typed from these fields,
+    :func:`takes`); the CLI's flags are generated from them (:func:`add_cli_options`)."""
+
+    image: str | Path | None = argument(
+        None, "ECR image URI, the ecr_image_fullname.txt build-and-push.sh wrote, or yolo/tfod with "
+        "instance_type='local' (default: ./ecr_image_fullname.txt)")
+    kind: str | None = argument(None, "which image (yolo or tfod), when its name does not say")
+    train: str | Path | None = argument(None, "train channel: a local folder (uploaded) or an s3:// URI")
+    val: str | Path | None = argument(None, "val channel: a local folder or an s3:// URI")
+    channels: Mapping[str, str | Path] | None = argument(None, "any other channel, NAME=SOURCE", cli="pairs",
+                                                         flag="--channel", metavar="NAME=SOURCE")
+    hyperparameters: Mapping[str, Any] | None = argument(None, "hyperparameters, checked against the image's schema",
+                                                         cli="none")
+    role: str | None = argument(None, "SageMaker execution role ARN (default: $SM_DETECTORS_ROLE)")
+    instance_type: str = argument(DEFAULT_INSTANCE_TYPE, "instance type; 'local' runs the job on this machine")
+    instance_count: int = argument(1, "instances (YOLO trains one model across them: docs/multinode.md)", cli="int")
+    volume_size_gb: int = argument(50, "EBS volume per instance, GB", cli="int", flag="--volume-size")
+    spot: bool = argument(False, "managed spot training (resumes from checkpoints)", cli="flag")
+    max_run: int = argument(DEFAULT_MAX_RUN, "seconds the job may run (SageMaker allows at most 28 days)", cli="int")
+    max_wait: int | None = argument(None, "seconds, spot only: run plus spot waits (default 2 x max_run)", cli="int")
+    output_path: str | None = argument(None, "s3:// prefix for model.tar.gz (default: the SageMaker default bucket)")
+    checkpoint_s3_uri: str | None = argument(None, "where checkpoints sync (default: <output_path>/<job>/checkpoints/)")
+    checkpoints: bool = argument(True, "sync checkpoints to S3 (needed to resume)", cli="negflag",
+                                 flag="--no-checkpoints",
+                                 flag_help="do not sync checkpoints to S3 (a stopped job then cannot resume)")
+    tensorboard: bool | str = argument(False, "sync TensorBoard logs (optionally to this URI)", cli="optional-const")
+    input_modes: Mapping[str, str] | None = argument(None, "CHANNEL=MODE: File or FastFile", cli="pairs",
+                                                     flag="--input-mode", metavar="CHANNEL=MODE")
+    environment: Mapping[str, str] | None = argument(None, "environment variables KEY=VALUE", cli="pairs", flag="--env",
+                                                     metavar="KEY=VALUE")
+    tags: Mapping[str, str] | None = argument(None, "tags KEY=VALUE", cli="pairs", flag="--tag", metavar="KEY=VALUE")
+    mlflow: str | None = argument(None, "MLflow tracking server the job logs to: an http(s):// URL or a SageMaker "
+                                  "MLflow tracking-server / App ARN (docs/mlflow.md)", metavar="URI|ARN")
+    experiment: str | None = argument(None, "MLflow experiment of the job's run (default sm-detectors; needs mlflow)")
+    job_name: str | None = argument(None, "the job's name (default: <base_job_name>-<time>-<random>)")
+    base_job_name: str | None = argument(None, "prefix of the generated job name (default: the image kind)")
+    class_names: Iterable[str] | None = argument(
+        None, "class names, for per-class metric definitions (default: read from the train data)", cli="none")
+    resume: Any = argument(None, "a stopped job (Job or name) to resume: its image, channels, hyperparameters and "
+                           "checkpoints are reused; arguments given here override", cli="none")
+    session: Any = argument(None, "a boto3.Session (default: one from the environment)", cli="none")
+
+    @classmethod
+    def of(cls: type[S], kwargs: Mapping[str, Any], *, what: str) -> S:
+        """The spec of ``what``'s keyword arguments: TypeError naming ``what`` for one it does not take."""
+        names = [f.name for f in fields(cls)]
+        for key in kwargs:
+            if key not in names:
+                hint = difflib.get_close_matches(key, names, n=1)
+                raise TypeError(f"{what}() got an unexpected keyword argument {key!r}"
+                                    + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        return cls(**kwargs)
+
+    def job_arguments(self, *, omit: Iterable[str] = (), **changes: Any) -> dict[str, Any]:
+        """This spec's :class:`JobSpec` fields (what ``plan_job`` takes) but ``omit``, with ``changes``."""
+        return {**{f.name: getattr(self, f.name) for f in fields(JobSpec) if f.name not in omit}, **changes}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchSpec(JobSpec):
+    """``launch_job``'s arguments: ``plan_job``'s, and how to follow the job."""
+
+    wait: bool = argument(True, "follow the job until it ends", cli="negflag", flag="--no-wait",
+                          flag_help="return once the job is created; do not follow it")
+    logs: bool = argument(False, "while waiting, print the job's log lines", cli="flag")
+    progress: bool = argument(True, "while waiting, one updating line: epoch k/N, elapsed, ETA, latest mAP",
+                              cli="negflag", flag="--no-progress", flag_help="while waiting, no updating progress line")
+    engine: str | None = argument(None, "docker or podman, for instance_type='local' with an image URI")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterSpec(JobSpec):
+    """``sdk.estimator.make_estimator``'s and ``sdk.model_trainer``'s arguments: ``plan_job``'s, and the SageMaker
+    SDK's session."""
+
+    sagemaker_session: Any = argument(None, "a sagemaker Session (default: a new one)", cli="none")
+
+
+def _args_of(spec: type, *, skip: Iterable[str] = ()) -> tuple[Arg, ...]:
+    skipped = set(skip)
+    return tuple(Arg(f.name, f.default, type=str(f.type), **f.metadata) for f in fields(spec)
+                 if f.name not in skipped)
+
+
+JOB_ARGS: tuple[Arg, ...] = _args_of(JobSpec)
 """``plan_job``'s arguments, in order. ``launch_job`` adds :data:`FOLLOW_ARGS`."""
-
-FOLLOW_ARGS: tuple[Arg, ...] = (
-    Arg("wait", True, "follow the job until it ends", cli="negflag", flag="--no-wait",
-        flag_help="return once the job is created; do not follow it"),
-    Arg("logs", False, "while waiting, print the job's log lines", cli="flag"),
-    Arg("progress", True, "while waiting, one updating line: epoch k/N, elapsed, ETA, latest mAP", cli="negflag",
-        flag="--no-progress", flag_help="while waiting, no updating progress line"),
-    Arg("engine", None, "docker or podman, for instance_type='local' with an image URI"),
-)
-
 JOB_ARG_NAMES = tuple(a.name for a in JOB_ARGS)
+FOLLOW_ARGS: tuple[Arg, ...] = _args_of(LaunchSpec, skip=JOB_ARG_NAMES)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def takes(spec: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """``@takes(JobSpec)``: the function's keyword arguments are the spec's fields, typed for a type checker
+    (the spec's ``__init__``) and shown by ``help()`` and ``inspect.signature`` (its signature is set to the
+    spec's). The function reads them with ``Spec.of(kwargs, what=...)``."""
+    def wrap(function: Callable[..., R]) -> Callable[P, R]:
+        returns = inspect.signature(function).return_annotation
+        function.__signature__ = inspect.signature(spec).replace(  # type: ignore[attr-defined]
+            return_annotation=returns)
+        return function
+
+    return wrap
 
 
 def check_kwargs(kwargs: Mapping[str, Any], *, allowed: Iterable[str] = JOB_ARG_NAMES, what: str = "plan_job") -> None:

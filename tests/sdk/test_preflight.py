@@ -155,6 +155,32 @@ def test_signatures_are_declared_once():
         plan_tuning(image=IMAGE, role=ROLE, ranges={"lr0": (0.001, 0.1)}, instance_typ="ml.g5.xlarge")
 
 
+def test_every_launch_function_takes_the_specs_typed_keyword_arguments():
+    """plan_job, launch_job and the adapters are built from one frozen spec each (sdk.jobs.spec.JobSpec and its
+    extensions): typed keyword-only parameters, JobSpec's first, no **kwargs: Any left."""
+    import dataclasses
+    import inspect
+
+    from sdk.estimator import make_estimator
+    from sdk.jobs.spec import JOB_ARGS, AdapterSpec, JobSpec, LaunchSpec
+    from sdk.pipeline import RetrainSpec, retrain_on_upload
+    from sdk.tuning import TuneJobSpec, TuneSpec, plan_tuning, tune_job
+
+    job_fields = [f.name for f in dataclasses.fields(JobSpec)]
+    for function, spec in ((sdk.plan_job, JobSpec), (sdk.launch_job, LaunchSpec), (make_estimator, AdapterSpec),
+                           (sdk.model_trainer, AdapterSpec), (plan_tuning, TuneSpec), (tune_job, TuneJobSpec),
+                           (retrain_on_upload, RetrainSpec)):
+        params = list(inspect.signature(function).parameters.values())
+        assert [p.name for p in params] == [f.name for f in dataclasses.fields(spec)], function.__name__
+        assert [p.name for p in params][:len(job_fields)] == job_fields
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.annotation is not inspect.Parameter.empty
+                   for p in params), function.__name__
+        assert dataclasses.is_dataclass(spec) and spec.__dataclass_params__.frozen
+    assert all(a.type and a.help for a in JOB_ARGS)
+    with pytest.raises(TypeError, match="plan_job\\(\\) got an unexpected keyword argument 'imag' \\(did you mean"):
+        sdk.plan_job(imag=IMAGE)
+
+
 def test_wait_timeout_is_an_sdk_error(aws):
     job = sdk.Job("still-running", session=aws)
     job.describe = lambda: {"TrainingJobName": "still-running", "TrainingJobStatus": "InProgress",
