@@ -145,16 +145,15 @@ class RetrainSpec(JobSpec):
     ``checkpoints``), and the pipeline's."""
 
     name: str = argument(MISSING, "the pipeline's name (letters, digits and hyphens)", cli="none")
-    data: str = argument(MISSING, "the S3 prefix uploads land under (the train channel)", cli="none")
-    marker: str | None = argument(None, "only this file, written last under the prefix, starts a training",
-                                  cli="none")
-    events_role: str | None = argument(None, "the role EventBridge starts the pipeline with (default: made)",
-                                       cli="none")
-    description: str = argument("", "the pipeline's description", cli="none")
-    register_to: str | None = argument(None, "a Model Registry group each trained model is registered in",
-                                       cli="none")
-    min_map: float | None = argument(None, "register only at this final mAP50-95 or above", cli="none")
-    auto_approve: bool = argument(False, "register as Approved (deploy(group=...) serves it)", cli="none")
+    data: str = argument(MISSING, "the s3:// prefix uploads land under (the train channel)")
+    marker: str | None = argument(None, "start only when this file lands under --data (e.g. _READY)")
+    events_role: str | None = argument(None, "the role EventBridge assumes (default: one is created)")
+    description: str = argument("", "the pipeline's description (default: what it trains on what)", cli="none")
+    register_to: str | None = argument(None, "register each trained model in this Model Registry group, pending "
+                                       "approval (docs/registry.md)", metavar="GROUP")
+    min_map: float | None = argument(None, "with --register-to: only when the final mAP50-95 is at least this "
+                                     "(0..1)", cli="float")
+    auto_approve: bool = argument(False, "with --register-to: register it Approved (no human gate)", cli="flag")
 
 
 @takes(RetrainSpec)

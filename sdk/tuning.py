@@ -104,22 +104,23 @@ class TuneSpec(JobSpec):
 
     ranges: Mapping[str, Any] = argument(MISSING, "hyperparameter ranges: {name: (low, high[, scale]) or [choices]}",
                                          cli="none")
-    objective: str | None = argument(None, "the metric to optimise (default: the image schema's objective)",
-                                     cli="none")
-    minimize: bool = argument(False, "minimise the objective instead of maximising it", cli="none")
-    max_jobs: int = argument(10, "training jobs in all", cli="none")
-    max_parallel: int = argument(2, "training jobs at once (1 to max_jobs)", cli="none")
-    strategy: str = argument("Bayesian", "Bayesian, Random, Hyperband or Grid", cli="none")
-    early_stopping: bool = argument(True, "let SageMaker stop unpromising jobs early (not with Hyperband)",
-                                    cli="none")
-    tuning_job_name: str | None = argument(None, "the tuning job's name (default: <kind>-tune-<time>)", cli="none")
+    objective: str | None = argument(None, "metric to optimize (default: the image's, mAP)")
+    minimize: bool = argument(False, "minimize the objective (default: maximize it)", cli="flag")
+    max_jobs: int = argument(10, "training jobs in all", cli="int")
+    max_parallel: int = argument(2, "training jobs at once (1 to max_jobs)", cli="int")
+    strategy: str = argument("Bayesian", "how SageMaker picks the next values", choices=STRATEGIES)
+    early_stopping: bool = argument(True, "SageMaker stops unpromising training jobs (not with Hyperband)",
+                                    cli="negflag", flag="--no-early-stopping",
+                                    flag_help="let every training job run to its end (default: SageMaker stops "
+                                    "unpromising ones)")
+    tuning_job_name: str | None = argument(None, "the tuning job's name (default: <kind>-tune-<time>)")
 
 
 @dataclass(frozen=True, kw_only=True)
 class TuneJobSpec(TuneSpec):
     """``tune_job``'s arguments: ``plan_tuning``'s, and whether to wait for the tuning job."""
 
-    wait: bool = argument(False, "follow the tuning job until it ends", cli="none")
+    wait: bool = argument(False, "wait for the tuning job to end", cli="flag")
 
 
 def _tuning_name(kind: str) -> str:

@@ -33,7 +33,15 @@ from typing import Any
 
 from sdk._errors import ConfigurationError, JobFailedError, SDKError, user_errors
 from sdk.cli.redact import redact
-from sdk.jobs.spec import FOLLOW_ARGS, JOB_ARGS, add_cli_options, add_follow_options
+from sdk.jobs.spec import (
+    FOLLOW_ARGS,
+    JOB_ARG_NAMES,
+    JOB_ARGS,
+    add_cli_options,
+    add_follow_options,
+    add_spec_options,
+    args_of,
+)
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -152,13 +160,15 @@ def _ranges(items: list[str]) -> dict[str, Any]:
     return ranges
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    from sdk.tuning import plan_tuning, tune_job
+def _spec_kwargs(args: argparse.Namespace, spec: type) -> dict[str, Any]:
+    """The arguments of ``spec``'s own CLI flags (what it adds to JobSpec), as the command line set them."""
+    return {arg.name: getattr(args, arg.name) for arg in args_of(spec, skip=JOB_ARG_NAMES) if arg.cli != "none"}
 
-    kwargs = {**_launch_kwargs(args), "ranges": _ranges(args.range), "objective": args.objective,
-              "minimize": args.minimize, "max_jobs": args.max_jobs, "max_parallel": args.max_parallel,
-              "strategy": args.strategy, "early_stopping": not args.no_early_stopping,
-              "tuning_job_name": args.tuning_job_name}
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from sdk.tuning import TuneSpec, plan_tuning, tune_job
+
+    kwargs = {**_launch_kwargs(args), **_spec_kwargs(args, TuneSpec), "ranges": _ranges(args.range)}
     for key in ("job_name", "base_job_name", "checkpoints", "resume"):
         kwargs.pop(key, None)
     if args.dry_run:
@@ -197,9 +207,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     kwargs = _launch_kwargs(args)
     for key in ("train", "job_name", "base_job_name", "checkpoints", "checkpoint_s3_uri", "resume"):
         kwargs.pop(key, None)
-    trigger = retrain_on_upload(name=args.name, data=args.data, marker=args.marker, events_role=args.events_role,
-                                register_to=args.register_to, min_map=args.min_map, auto_approve=args.auto_approve,
-                                **kwargs)
+    from sdk.pipeline import RetrainSpec
+
+    trigger = retrain_on_upload(name=args.name, **_spec_kwargs(args, RetrainSpec), **kwargs)
     print(json.dumps({"pipeline": trigger.pipeline_arn, "rule": trigger.rule_arn, "role": trigger.role_arn,
                       "event_pattern": trigger.event_pattern,
                       "parameters": {p["Name"]: p["DefaultValue"] for p in trigger.definition["Parameters"]}},
@@ -343,15 +353,9 @@ def parser() -> argparse.ArgumentParser:
     pipeline = sub.add_parser("pipeline", help="retrain on upload: a SageMaker Pipeline started by an EventBridge rule")
     pipeline.add_argument("action", choices=["create", "start"])
     pipeline.add_argument("name", help="pipeline name")
-    pipeline.add_argument("--data", help="create: the s3:// prefix uploads land under (the train channel)")
-    pipeline.add_argument("--marker", help="create: start only when this file lands under --data (e.g. _READY)")
-    pipeline.add_argument("--events-role", help="create: the role EventBridge assumes (default: one is created)")
-    pipeline.add_argument("--register-to", metavar="GROUP", help="create: register each trained model in this Model "
-                          "Registry group, pending approval (docs/registry.md)")
-    pipeline.add_argument("--min-map", type=float, help="create, with --register-to: only when the final mAP50-95 "
-                          "is at least this (0..1)")
-    pipeline.add_argument("--auto-approve", action="store_true", help="create, with --register-to: register it "
-                          "Approved (no human gate)")
+    from sdk.pipeline import RetrainSpec
+
+    add_spec_options(pipeline, RetrainSpec, help_prefix="create: ")
     pipeline.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                           help="start: a pipeline parameter (DataPrefix, InstanceType, hp_<name>)")
     _job_options(pipeline)
@@ -361,15 +365,9 @@ def parser() -> argparse.ArgumentParser:
     _job_options(tune)
     tune.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH[:SCALING] | NAME=A,B,...",
                       help="a range to search (scaling: auto, linear, log, reverse-log)")
-    tune.add_argument("--objective", help="metric to optimize (default: the image's, mAP)")
-    tune.add_argument("--minimize", action="store_true")
-    tune.add_argument("--max-jobs", type=int, default=10)
-    tune.add_argument("--max-parallel", type=int, default=2)
-    tune.add_argument("--strategy", default="Bayesian", choices=["Bayesian", "Random", "Hyperband", "Grid"])
-    tune.add_argument("--no-early-stopping", action="store_true",
-                      help="let every training job run to its end (default: SageMaker stops unpromising ones)")
-    tune.add_argument("--tuning-job-name")
-    tune.add_argument("--wait", action="store_true", help="wait for the tuning job to end")
+    from sdk.tuning import TuneJobSpec
+
+    add_spec_options(tune, TuneJobSpec)
     tune.add_argument("--dry-run", action="store_true", help="print the request (secrets masked); create nothing")
     tune.set_defaults(func=cmd_tune)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -35,6 +35,7 @@ class Arg:
     metavar: str | None = None
     flag_help: str = ""  # a negflag's own help: what --no-<name> does (help says what the argument does)
     type: str = "Any"  # the field's annotation, as written
+    choices: tuple[str, ...] | None = None
 
     @property
     def option(self) -> str:
@@ -42,10 +43,11 @@ class Arg:
 
 
 def argument(default: Any, help: str, *, cli: str = "str", flag: str = "", metavar: str | None = None,
-         flag_help: str = "") -> Any:
-    """A spec field: its default, and what the CLI and the help text say of it."""
+             flag_help: str = "", choices: tuple[str, ...] | None = None) -> Any:
+    """A spec field: its default (``dataclasses.MISSING``: required), and what the CLI and the help text say of it.
+    ``cli``: how the CLI reads it (str, int, float, flag, negflag, pairs, optional-const; none: not on the CLI)."""
     return field(default=default, metadata={"help": help, "cli": cli, "flag": flag, "metavar": metavar,
-                                            "flag_help": flag_help})
+                                            "flag_help": flag_help, "choices": choices})
 
 
 S = TypeVar("S", bound="JobSpec")
@@ -132,16 +134,17 @@ class AdapterSpec(JobSpec):
     sagemaker_session: Any = argument(None, "a sagemaker Session (default: a new one)", cli="none")
 
 
-def _args_of(spec: type, *, skip: Iterable[str] = ()) -> tuple[Arg, ...]:
+def args_of(spec: type, *, skip: Iterable[str] = ()) -> tuple[Arg, ...]:
+    """The fields of ``spec`` (a :class:`JobSpec` or an extension of it) but ``skip``, as :class:`Arg` s."""
     skipped = set(skip)
     return tuple(Arg(f.name, f.default, type=str(f.type), **f.metadata) for f in fields(spec)
                  if f.name not in skipped)
 
 
-JOB_ARGS: tuple[Arg, ...] = _args_of(JobSpec)
+JOB_ARGS: tuple[Arg, ...] = args_of(JobSpec)
 """``plan_job``'s arguments, in order. ``launch_job`` adds :data:`FOLLOW_ARGS`."""
 JOB_ARG_NAMES = tuple(a.name for a in JOB_ARGS)
-FOLLOW_ARGS: tuple[Arg, ...] = _args_of(LaunchSpec, skip=JOB_ARG_NAMES)
+FOLLOW_ARGS: tuple[Arg, ...] = args_of(LaunchSpec, skip=JOB_ARG_NAMES)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -188,18 +191,28 @@ def add_follow_options(parser: Any) -> None:
         _add(parser, arg)
 
 
-def _add(parser: Any, arg: Arg) -> None:
-    dest = {"dest": arg.name}
-    shown = arg.help + ("" if arg.default in (None, False, True) else f" (default {arg.default})")
+def add_spec_options(parser: Any, spec: type, *, help_prefix: str = "") -> None:
+    """The CLI flags of the fields an extension of :class:`JobSpec` adds (``tune``: :class:`sdk.tuning.TuneSpec`)."""
+    for arg in args_of(spec, skip=JOB_ARG_NAMES):
+        if arg.cli != "none":
+            _add(parser, arg, help_prefix=help_prefix)
+
+
+def _add(parser: Any, arg: Arg, *, help_prefix: str = "") -> None:
+    dest: dict[str, Any] = {"dest": arg.name, **({"choices": arg.choices} if arg.choices else {})}
+    shown = help_prefix + arg.help + ("" if arg.default in (None, False, True, MISSING, "")
+                                      else f" (default {arg.default})")
     if arg.cli == "flag":
         parser.add_argument(arg.option, action="store_true", help=shown, **dest)
     elif arg.cli == "negflag":  # the flag turns the argument off: its help says so, not what the argument does
-        parser.add_argument(arg.option, action="store_false", help=arg.flag_help, **dest)
-    elif arg.cli == "int":
-        parser.add_argument(arg.option, type=int, default=arg.default, help=shown, **dest)
+        parser.add_argument(arg.option, action="store_false", help=help_prefix + arg.flag_help, **dest)
+    elif arg.cli in ("int", "float"):
+        parser.add_argument(arg.option, type=int if arg.cli == "int" else float,
+                            default=None if arg.default is MISSING else arg.default, help=shown, **dest)
     elif arg.cli == "pairs":
         parser.add_argument(arg.option, action="append", default=[], metavar=arg.metavar, help=shown, **dest)
     elif arg.cli == "optional-const":
         parser.add_argument(arg.option, nargs="?", const=True, default=arg.default, help=shown, **dest)
     else:
-        parser.add_argument(arg.option, default=arg.default, help=shown, **dest)
+        parser.add_argument(arg.option, default=None if arg.default is MISSING else arg.default, help=shown,
+                            metavar=arg.metavar, **dest)

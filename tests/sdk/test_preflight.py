@@ -177,6 +177,19 @@ def test_every_launch_function_takes_the_specs_typed_keyword_arguments():
                    for p in params), function.__name__
         assert dataclasses.is_dataclass(spec) and spec.__dataclass_params__.frozen
     assert all(a.type and a.help for a in JOB_ARGS)
+    # the tune and pipeline commands' own flags come from the same fields: one default, one help text
+    import argparse
+
+    from sdk.cli import parser
+    from sdk.jobs.spec import JOB_ARG_NAMES, args_of
+
+    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command, spec in (("tune", TuneJobSpec), ("pipeline", RetrainSpec)):
+        actions = {a.dest: a for a in commands[command]._actions}
+        for arg in args_of(spec, skip=JOB_ARG_NAMES):
+            if arg.cli != "none":
+                assert actions[arg.name].default == (None if arg.default is dataclasses.MISSING else arg.default)
+                assert arg.help in (actions[arg.name].help or "") or arg.flag_help in (actions[arg.name].help or "")
     with pytest.raises(TypeError, match="plan_job\\(\\) got an unexpected keyword argument 'imag' \\(did you mean"):
         sdk.plan_job(imag=IMAGE)
 
