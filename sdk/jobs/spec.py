@@ -1,11 +1,12 @@
 """The launch arguments, declared once: :class:`JobSpec`, a frozen keyword-only dataclass whose fields carry
 each argument's type, default, help text and CLI flag.
 
-``plan_job``, ``launch_job`` (:class:`LaunchSpec`: and how to follow the job) and the SageMaker SDK adapters
-(:class:`AdapterSpec`) are built from it with :func:`takes`: a type checker sees the fields as their typed
-keyword arguments, ``help()`` and an IDE show each one. The CLI's options (``launch``, ``tune``, ``pipeline
-create``) are generated from it (:data:`JOB_ARGS`), and ``tune_job`` and ``retrain_on_upload`` check their
-job arguments against it (:func:`check_kwargs`), so a typo gets "did you mean" everywhere.
+``plan_job``, ``launch_job`` (:class:`LaunchSpec`: and how to follow the job), the SageMaker SDK adapters
+(:class:`AdapterSpec`), ``tune_job`` (``sdk.tuning.TuneJobSpec``) and ``retrain_on_upload``
+(``sdk.pipeline.RetrainSpec``) are built from it or an extension of it with :func:`takes`: a type checker sees
+the fields as their typed keyword arguments, ``help()`` and an IDE show each one. The CLI's options (``launch``,
+``tune``, ``pipeline create``) are generated from the same fields (:data:`JOB_ARGS`, :func:`add_spec_options`),
+and a misspelt argument gets "did you mean" everywhere (:meth:`JobSpec.of`, :func:`check_kwargs`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Arg:
     name: str
     default: Any
     help: str
-    cli: str = "str"  # how the CLI reads it: str, int, flag, negflag, pairs, optional-const, none (not on the CLI)
+    cli: str = "str"  # how the CLI reads it: str, int, float, flag, negflag, pairs, optional-const, none (not on it)
     flag: str = ""  # the CLI flag when it is not --<name with dashes>
     metavar: str | None = None
     flag_help: str = ""  # a negflag's own help: what --no-<name> does (help says what the argument does)
