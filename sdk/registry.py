@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 import tarfile
 from collections.abc import Mapping
 from typing import Any
 
+from container.serving.variant import serves_onnx
 from sdk._errors import AWSError, ConfigurationError, JobFailedError, NotFoundError, SDKError, aws_errors
 from sdk.jobs.model_registry import (
     APPROVED,
@@ -50,7 +50,6 @@ from sdk.jobs.model_registry import (
 __all__ = ["ModelList", "RegisteredModel", "approve", "register", "registered_models", "reject", "served_version"]
 
 METRICS_CAP = 16 * 2**20  # a metrics.json bigger than this is not one the images wrote
-_ECR_RE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)(?::([^@]+))?(?:@(.+))?$")
 
 
 def registered_models(group: str, *, status: str | None = None, session: Any = None) -> ModelList:
@@ -171,16 +170,18 @@ def _kind(info: Mapping[str, Any]) -> str | None:
 def image_digest(session: Any, image: str) -> str | None:
     """The image's ``sha256:`` digest: from the URI when pinned, else ECR's for the tag now (ecr:DescribeImages).
     None, with a line on stderr, when ECR does not say (another registry, no permission)."""
-    match = _ECR_RE.match(image)
+    from sdk.jobs.request import EcrImage
+
+    ecr = EcrImage.parse(image)
     if "@sha256:" in image:
         return image.rsplit("@", 1)[1]
-    if not match:
+    if ecr is None:
         return None
-    account, region, repository, tag = match.group(1), match.group(2), match.group(3), match.group(4) or "latest"
     try:
         with aws_errors(f"reading the digest of {image} (ecr:DescribeImages)"):
-            found = session.client("ecr", region_name=region).describe_images(
-                registryId=account, repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
+            found = session.client("ecr", region_name=ecr.region).describe_images(
+                registryId=ecr.account, repositoryName=ecr.repository,
+                imageIds=[{"imageTag": ecr.tag or "latest"}])["imageDetails"]
     except SDKError as err:
         print(f"note: the version records no image digest: {err}", file=sys.stderr)
         return None
@@ -276,7 +277,12 @@ def register(job: Any = "latest", *, group: str, approval: str = PENDING, descri
     statistics = None
     if raw:
         statistics = f"s3://{bucket}/{_statistics_key(key)}"
-    request = package_request(group=group, image=image, model_data=model_data, approval=approval,
+    served = image  # what the version's container runs: the torch-free serving variant for ONNX, when pushed
+    if serves_onnx(weights):
+        from sdk.serving import serving_variant
+
+        served = serving_variant(image, session)
+    request = package_request(group=group, image=served, model_data=model_data, approval=approval,
                               description=description, weights=weights, properties=properties,
                               statistics=statistics, generated_by=info["TrainingJobArn"], tags=tags)
     if raw:

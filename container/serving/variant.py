@@ -27,6 +27,13 @@ def serve_only(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get(VARIANT_ENV, "").strip() == SERVE_ONLY
 
 
+def serves_onnx(weights: str | None) -> bool:
+    """Whether ``SERVING_WEIGHTS=weights`` serves the ONNX export: the format name in any case (the YOLO adapter
+    lower-cases it) or a path to a ``.onnx`` file (``exports/best.onnx``)."""
+    choice = (weights or "").strip()
+    return choice.lower() == "onnx" or choice.endswith(".onnx")
+
+
 def refuse(what: str) -> UserError:
     """The error for a command or a file the serving variant cannot run."""
     return UserError(f"{what} needs torch, which this serving variant of the YOLO image leaves out (it serves ONNX "

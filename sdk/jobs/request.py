@@ -29,6 +29,28 @@ INPUT_MODES = ("File", "FastFile", "Pipe")
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 S3_RE = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(/.*)?$")
+ECR_IMAGE_RE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+                          r"(?P<repository>[^:@]+)(?::(?P<tag>[^@]+))?(?:@(?P<digest>.+))?$")
+
+
+@dataclass(frozen=True)
+class EcrImage:
+    """An Amazon ECR image URI's parts: ``<account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>[:tag][@digest]``
+    (sdk.registry reads the digest ECR has for a tag, sdk.serving looks for the serving variant's tag)."""
+
+    account: str
+    region: str
+    repository: str
+    tag: str | None
+    digest: str | None
+
+    @classmethod
+    def parse(cls, uri: str) -> EcrImage | None:
+        """The parts, or None for an image in another registry."""
+        found = ECR_IMAGE_RE.match(uri)
+        return cls(**found.groupdict()) if found else None
+
+
 IMAGE_URI_RE = re.compile(r"^[a-z0-9.\-]+(:\d+)?/[a-z0-9._/\-]+([:@][\w.\-:]+)?$")
 
 

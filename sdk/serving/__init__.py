@@ -24,7 +24,6 @@ that. See docs/serving.md for the request and response contract.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -133,37 +132,27 @@ def model_source(job_or_model: Any, *, image: str | None, role: str | None, sess
     return ModelSource(image=image, model_data=model_data, role=role, name=base)
 
 
-ECR_IMAGE = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
-                       r"(?P<repo>[^:@]+):(?P<tag>[^:@/]+)")
-
-
-def _serves_onnx(weights: str | None) -> bool:
-    """Whether the image serves ``weights`` as ONNX: the format name in any case (the image lower-cases it) or a
-    path to a .onnx file (``exports/best.onnx``)."""
-    choice = (weights or "").strip()
-    return choice.lower() == "onnx" or choice.endswith(".onnx")
-
-
 def serving_variant(image: str, session: Any) -> str:
     """The training image's serving variant (``IMAGE:TAG-serve``: ONNX Runtime, no torch, workers ready in about
     a second) when ``build-and-push.sh NAME yolo-serve TAG`` pushed it to the same ECR repository; else ``image``,
     with a line saying how to get the variant (the full image serves the ONNX export as well, it starts slower)."""
+    from sdk.jobs.request import EcrImage
+
     tag = serving_image.serving_tag(image)
-    found = ECR_IMAGE.fullmatch(tag) if tag else None
-    if tag is None or found is None:
+    ecr = EcrImage.parse(tag) if tag else None
+    if tag is None or ecr is None or ecr.tag is None or ecr.digest is not None:
         return image
     try:
-        ecr = session.client("ecr", region_name=found["region"])
-        ecr.describe_images(registryId=found["account"], repositoryName=found["repo"],
-                            imageIds=[{"imageTag": found["tag"]}])
+        client = session.client("ecr", region_name=ecr.region)
+        client.describe_images(registryId=ecr.account, repositoryName=ecr.repository, imageIds=[{"imageTag": ecr.tag}])
     except Exception as err:  # not pushed (ImageNotFound, RepositoryNotFound), or no ecr:DescribeImages
         why = getattr(err, "response", {}).get("Error", {}).get("Code") or type(err).__name__
-        print(f"deploy: weights='onnx' runs in {image} (no serving variant {tag}: {why}); "
-              f"`./build-and-push.sh {found['repo']} yolo-serve {found['tag'].removesuffix(serving_image.TAG_SUFFIX)}` "
+        print(f"note: weights='onnx' runs in {image} (no serving variant {tag}: {why}); "
+              f"`./build-and-push.sh {ecr.repository} yolo-serve {ecr.tag.removesuffix(serving_image.TAG_SUFFIX)}` "
               "pushes the torch-free variant (under 1.5 GB, workers ready in about a second), which deploy then uses",
               file=sys.stderr)
         return image
-    print(f"deploy: serving the ONNX export with the serving variant {tag} (no torch)", file=sys.stderr)
+    print(f"note: the ONNX export is served by the serving variant {tag} (no torch)", file=sys.stderr)
     return tag
 
 
@@ -460,7 +449,7 @@ def deploy(job_or_model: Any = "latest", *, group: str | None = None, instance_t
     package = package_source(job_or_model, group=group, role=role, session=session)
     if package is None:
         source = model_source(job_or_model, image=image, role=role, session=session)
-        if _serves_onnx(weights) and image is None:
+        if serving_image.serves_onnx(weights) and image is None:
             source = replace(source, image=serving_variant(source.image, session))
     else:
         source = ModelSource(image="", model_data="", role=package.role, name=package.name)

@@ -145,6 +145,26 @@ def test_register_records_the_image_digest_from_ecr(registry, aws):
     assert model.properties["image_digest"] == pushed["imageId"]["imageDigest"]
 
 
+def test_an_onnx_version_runs_in_the_serving_variant_when_it_was_pushed(registry, aws):
+    """register(weights="onnx"): the version's container is IMAGE:TAG-serve when build-and-push.sh yolo-serve pushed
+    it beside the training image (as deploy does), else the training image; the properties name the training image."""
+    ecr = aws.client("ecr")
+    ecr.create_repository(repositoryName="sm-yolo")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"digest": "sha256:" + "2" * 64, "size": 1,
+                                      "mediaType": "application/vnd.docker.container.image.v1+json"},
+                           "layers": []})
+    plain = sdk.register(make_job(aws, "pcb-train-005"), group=GROUP, weights="onnx")
+    ecr.put_image(repositoryName="sm-yolo", imageManifest=manifest, imageTag="1.0-serve")
+    variant = sdk.register(make_job(aws, "pcb-train-006"), group=GROUP, weights="onnx")
+    best_pt = sdk.register(make_job(aws, "pcb-train-007"), group=GROUP)
+    sm = aws.client("sagemaker")
+    images = [sm.describe_model_package(ModelPackageName=m.arn)["InferenceSpecification"]["Containers"][0]["Image"]
+              for m in (plain, variant, best_pt)]
+    assert images == [IMAGE, f"{IMAGE}-serve", IMAGE]
+    assert variant.properties["image"] == IMAGE
+
+
 def test_a_tf_job_from_a_repository_named_otherwise(registry, aws):
     """The TF image's scores (COCO AP, AP50) under the registry's names; its kind read from the job's metric
     definitions when the repository's name does not say (launched with kind='tfod')."""

@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 
-from sdk.serving import _serves_onnx, serving_variant
+from container.serving.variant import serves_onnx
+from sdk.serving import serving_variant
 from tests.sdk.conftest import IMAGE
 
 MANIFEST = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -103,4 +104,4 @@ def test_access_denied_falls_back_to_the_training_image(aws, monkeypatch, capsys
 def test_every_spelling_the_image_serves_as_onnx_looks_for_the_variant(weights, onnx):
     """The image takes SERVING_WEIGHTS=ONNX or a path to the .onnx file; deploy looked for the variant on "onnx"
     only."""
-    assert _serves_onnx(weights) is onnx
+    assert serves_onnx(weights) is onnx
