@@ -402,6 +402,9 @@ def parser() -> argparse.ArgumentParser:
     from sdk.cli.registry import add_commands as add_registry_commands
 
     add_registry_commands(sub)  # register, models, approve, reject
+    from sdk.cli.data import add_commands as add_data_commands
+
+    add_data_commands(sub)  # data check|convert|split (python -m sdk.data)
     for command in sub.choices.values():  # every command reaches AWS the same way: one region, one profile rule
         if "--profile" not in command._option_string_actions:
             command.add_argument("--profile", help="the AWS profile (as AWS_PROFILE; default: the environment's)")

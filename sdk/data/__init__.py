@@ -18,22 +18,18 @@ See docs/datasets.md. In a notebook: ``from sdk.data import read, check, convert
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import container.annotations as _annotations
-from container.annotations import FORMATS, WRITERS, Annotations, Report
+from container.annotations import WRITERS, Annotations, Report
 from container.processing import DATA_INPUT, OUTPUT
 from sdk._errors import ConfigurationError, JobFailedError, aws_errors, user_errors
 from sdk.data.convert_inputs import PROCESSING, Staged, sharded_inputs
-from sdk.jobs.s3 import _bar
 
 __all__ = ["Annotations", "Report", "check", "convert", "convert_on_sagemaker", "detect", "read", "split"]
 
@@ -174,103 +170,3 @@ def case_clashes(names: list[str]) -> list[list[str]]:
     return [group for group in groups.values() if len(set(group)) > 1]
 
 
-def _ratios(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"ratios {text!r}: expected numbers like 0.8,0.2") from None
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sdk.data", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("check", "convert", "split"):
-        cmd = sub.add_parser(name)
-        cmd.add_argument("source", help="dataset folder or annotation file (convert: or an s3:// prefix)")
-        cmd.add_argument("--from", dest="fmt", default="auto", choices=["auto", *FORMATS])
-        cmd.add_argument("--names", help="class names in id order, comma-separated (else from the data)")
-        cmd.add_argument("--strict", action="store_true", help="any problem is fatal")
-        cmd.add_argument("--no-verify-images", action="store_true", help="trust the images (faster)")
-        cmd.add_argument("--keep-crowd", action="store_true", help="train on COCO iscrowd boxes too")
-        cmd.add_argument("--keep-difficult", action="store_true", help="train on VOC difficult boxes too")
-        cmd.add_argument("--annotations-only", action="store_true",
-                         help="the images are elsewhere (e.g. S3): check and convert the annotations alone")
-        if name == "check":
-            cmd.add_argument("--json", action="store_true")
-        else:
-            cmd.add_argument("--out", required=True, help="a folder (or, from s3://, an s3:// prefix)")
-            cmd.add_argument("--to", choices=sorted(WRITERS), default="yolo" if name == "convert" else None)
-            cmd.add_argument("--seed", type=int, default=0)
-            if name == "convert":
-                cmd.add_argument("--split", dest="ratios", type=_ratios, help="re-split: train,val[,test] ratios")
-                cmd.add_argument("--instance-count", type=int, default=1, help="s3:// source: machines of the "
-                                 "Processing job (above 1: the source is listed, the images sharded between them)")
-                cmd.add_argument("--instance-type", default="ml.m5.xlarge")
-                cmd.add_argument("--image", help="s3:// source: the image URI to run convert in (TFRecords: tfod)")
-                cmd.add_argument("--role", help="s3:// source: the SageMaker execution role (else $SM_DETECTORS_ROLE)")
-            else:
-                cmd.add_argument("--ratios", type=_ratios, default=[0.8, 0.2], help="default 0.8,0.2")
-    args = p.parse_args(argv)
-    names = [n.strip() for n in args.names.split(",")] if args.names else None
-    if args.command == "convert" and str(args.source).startswith("s3://"):
-        return _convert_on_sagemaker(args, names)
-    args.source, args.out = Path(args.source), Path(args.out) if hasattr(args, "out") else None
-    try:
-        if args.command == "check":
-            ann = read(args.source, args.fmt, names=names)
-            with _bar(len(ann.items), "checking", unit="img") as bar:
-                report = check(ann, names=names, verify_images=not args.no_verify_images,
-                               images=not args.annotations_only, keep_crowd=args.keep_crowd,
-                               keep_difficult=args.keep_difficult, progress=bar.update)
-            for group in case_clashes(names or ann.names):
-                report.add(CASE_CLASH, " / ".join(map(repr, group)), warning=True)
-            if args.json:
-                print(json.dumps({"dataset": ann.summary(), "report": report.to_dict()}, indent=2))
-            else:
-                print(json.dumps(ann.summary()))
-                print(report.text())
-            return 1 if args.strict and not report.ok else 0
-        to = args.to or (detect(args.source) if args.fmt == "auto" else args.fmt)
-        if to not in WRITERS:
-            to = "yolo"
-        with _bar(None, f"{args.command} -> {to}", unit="img") as bar:
-            def progress(n: int) -> None:
-                bar.update(n)
-
-            ann, report = convert(args.source, to, args.out, fmt=args.fmt, ratios=args.ratios, seed=args.seed,
-                                  names=names, strict=args.strict, verify_images=not args.no_verify_images,
-                                  images=not args.annotations_only, keep_crowd=args.keep_crowd,
-                                  keep_difficult=args.keep_difficult, progress=progress,
-                                  log=lambda s: print(s, file=sys.stderr))
-        print(json.dumps({"written": str(args.out), "as": to, "source": ann.summary(),
-                          "left_out": len(report.left_out), "without_labels": report.without_labels}))
-        return 0
-    except ConfigurationError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # the paths given: a name too long, no permission, a file where a folder goes
-        if err.filename is None:
-            raise
-        print(f"error: {err.filename}: {err.strerror}: give a path this machine can read and write", file=sys.stderr)
-        return 2
-
-
-def _convert_on_sagemaker(args: argparse.Namespace, names: list[str] | None) -> int:
-    from sdk._errors import SDKError
-
-    if not args.image:
-        print("error: converting s3:// data runs a SageMaker Processing job: pass --image <image URI>",
-              file=sys.stderr)
-        return 2
-    try:
-        info = convert_on_sagemaker(source=args.source, to=args.to or "yolo", out=args.out, image=args.image,
-                                    role=args.role, instance_count=args.instance_count,
-                                    instance_type=args.instance_type, fmt=args.fmt, ratios=args.ratios,
-                                    seed=args.seed, names=names, keep_crowd=args.keep_crowd,
-                                    keep_difficult=args.keep_difficult, annotations_only=args.annotations_only)
-    except SDKError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ConfigurationError) else 1
-    print(json.dumps({"written": args.out, "as": args.to or "yolo", "job": info["ProcessingJobName"],
-                      "status": info["ProcessingJobStatus"]}))
-    return 0

@@ -1,7 +1,7 @@
-"""``python -m sdk.data``: the dataset commands (describe, check, convert, split, ...)."""
+"""``python -m sdk.data``: the dataset commands (check, convert, split), as ``python -m sdk data``."""
 
 import sys
 
-from sdk.data import main
+from sdk.cli.data import main
 
 sys.exit(main())

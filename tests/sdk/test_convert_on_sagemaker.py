@@ -15,8 +15,8 @@ from PIL import Image
 from container.annotations import convert
 from container.annotations.labelmap import read_label_map
 from container.annotations.tfrecord import decode_example, read_records
+from sdk.cli.data import main as data_cli
 from sdk.data import convert_on_sagemaker
-from sdk.data import main as data_cli
 from sdk.data.convert_inputs import Staged
 from tests.sdk.conftest import BUCKET, ROLE
 from tests.sdk.double import check_against_service_model
