@@ -88,25 +88,65 @@ def plan_job(**kwargs: Any) -> Plan:
     is not given (and, with ``resume``, the stopped job's description). Arguments: :class:`sdk.jobs.spec.JobSpec`.
     """
     spec = JobSpec.of(kwargs, what="plan_job")
-    role, class_names, environment, output_path = spec.role, spec.class_names, spec.environment, spec.output_path
     if spec.resume is not None:
-        from sdk.jobs.resume import resumed_arguments
-
-        given = spec.job_arguments(omit=("resume", "session"))
-        return plan_job(**resumed_arguments(spec.resume, given, session=spec.session), session=spec.session)
+        return _plan_resumed(spec)
     local = spec.instance_type == LOCAL
     if not local:
-        from sdk.jobs.api import suggest_instance_type
-
-        hint = suggest_instance_type(spec.instance_type) if isinstance(spec.instance_type, str) else None
-        if hint:
-            raise ConfigurationError(f"instance_type {spec.instance_type!r} is not an instance type; "
-                                     f"did you mean {hint!r}?")
+        _check_instance_type(spec.instance_type)
     img = resolve_image(spec.image, spec.kind)
     if img.uri is None and not local:
         raise ConfigurationError(f"image={img.kind!r} runs only in local mode; a SageMaker job needs the image URI "
                                  "from build-and-push.sh (or its ecr_image_fullname.txt)")
     schema = img.schema
+    sources = _channel_sources(spec)
+    check_channels(schema, sources, spec.input_modes or {})
+    encoded = _checked_hyperparameters(schema, spec, sources)
+    name = check_job_name(spec.job_name) if spec.job_name else unique_job_name(spec.base_job_name or img.kind)
+    role = spec.role if local else _role(spec.role)
+    class_names = spec.class_names
+    if class_names is None:
+        with user_errors():
+            class_names = dataset_class_names(schema, encoded, sources)
+    environment = _tracking_environment(spec, img.uri, local)
+    common: dict[str, Any] = {
+        "job_name": name, "image_uri": img.uri or f"local/{img.kind}", "schema": schema, "role": role,
+        "hyperparameters": encoded, "instance_type": spec.instance_type, "instance_count": spec.instance_count,
+        "volume_size_gb": spec.volume_size_gb, "max_run": spec.max_run, "spot": spec.spot, "max_wait": spec.max_wait,
+        "input_modes": spec.input_modes, "environment": environment, "tags": spec.tags, "class_names": class_names,
+        "local": local}
+    uploads: dict[str, Any] = {}
+    region_note = ""
+    if local:
+        output, uris = _local_channels(name, sources)
+    else:
+        region, source = resolve_region(spec.session)
+        region_note = f"region {region} (from {source})"
+        _check_with_stand_in_bucket(spec, region, sources, common)
+        output = _output_path(spec)
+        uris, uploads = _upload_channels(sources, output)
+    request = _request(spec, common, uris, output)
+    return Plan(request=request, kind=img.kind, image_uri=img.uri, uploads=uploads, region=region_note)
+
+
+def _plan_resumed(spec: JobSpec) -> Plan:
+    """The plan that resumes the stopped job ``spec.resume``: its arguments, with those given here overriding."""
+    from sdk.jobs.resume import resumed_arguments
+
+    given = spec.job_arguments(omit=("resume", "session"))
+    return plan_job(**resumed_arguments(spec.resume, given, session=spec.session), session=spec.session)
+
+
+def _check_instance_type(instance_type: Any) -> None:
+    """A SageMaker instance type, or a ConfigurationError with the one meant ("g5.xlarge": "ml.g5.xlarge")."""
+    from sdk.jobs.api import suggest_instance_type
+
+    hint = suggest_instance_type(instance_type) if isinstance(instance_type, str) else None
+    if hint:
+        raise ConfigurationError(f"instance_type {instance_type!r} is not an instance type; did you mean {hint!r}?")
+
+
+def _channel_sources(spec: JobSpec) -> dict[str, str | Path]:
+    """Each channel's source: ``train``, ``val``, then ``channels`` (a name given twice is an error)."""
     sources: dict[str, str | Path] = {}
     for name, value in (("train", spec.train), ("val", spec.val)):
         if value is not None:
@@ -115,92 +155,119 @@ def plan_job(**kwargs: Any) -> Plan:
         if name in sources:
             raise ConfigurationError(f"channel {name!r} given twice")
         sources[name] = value
-    check_channels(schema, sources, spec.input_modes or {})
+    return sources
+
+
+def _checked_hyperparameters(schema: Any, spec: JobSpec, sources: Mapping[str, Any]) -> dict[str, str]:
+    """The hyperparameters encoded for the request, checked against the image's schema and its limits."""
     encoded = encode_hyperparameters(schema, spec.hyperparameters)
     with user_errors():
         problems = schema.check_job(schema.parse(encoded), sources, instance_count=spec.instance_count)
     if problems:
         raise ConfigurationError("; ".join(problems))
-    name = check_job_name(spec.job_name) if spec.job_name else unique_job_name(spec.base_job_name or img.kind)
-    if not local and role is None:
+    return encoded
+
+
+def _role(role: str | None) -> str:
+    """The execution role: ``role``, else the first of :data:`ROLE_ENV` set."""
+    if role is None:
         role = next((os.environ[v] for v in ROLE_ENV if os.environ.get(v)), None)
         if role is None:
             raise ConfigurationError(f"no role: pass role='arn:aws:iam::<account>:role/<SageMaker execution role>' "
                                      f"or set {ROLE_ENV[0]}")
-    if class_names is None:
-        with user_errors():
-            class_names = dataset_class_names(schema, encoded, sources)
-    if spec.mlflow is not None or spec.experiment is not None:  # MLflow (docs/mlflow.md): checked before paying
-        from sdk.jobs.mlflow import say_iam, tracking_environment
+    return role
 
-        environment = {**(environment or {}), **tracking_environment(
-            spec.mlflow, spec.experiment, region=None if local else resolve_region(spec.session)[0], image_uri=img.uri,
-            environment=environment)}
-        say_iam(environment)
-    common: dict[str, Any] = {
-        "job_name": name, "image_uri": img.uri or f"local/{img.kind}", "schema": schema, "role": role,
-        "hyperparameters": encoded, "instance_type": spec.instance_type, "instance_count": spec.instance_count,
-        "volume_size_gb": spec.volume_size_gb, "max_run": spec.max_run, "spot": spec.spot, "max_wait": spec.max_wait,
-        "input_modes": spec.input_modes, "environment": environment, "tags": spec.tags, "class_names": class_names,
-        "local": local}
-    uploads: dict[str, Any] = {}
+
+def _tracking_environment(spec: JobSpec, image_uri: str | None, local: bool) -> Mapping[str, str] | None:
+    """The job's environment, with MLflow's variables when ``mlflow`` or ``experiment`` is given (docs/mlflow.md):
+    checked, and the IAM it needs said, before paying."""
+    environment = spec.environment
+    if spec.mlflow is None and spec.experiment is None:
+        return environment
+    from sdk.jobs.mlflow import say_iam, tracking_environment
+
+    environment = {**(environment or {}), **tracking_environment(
+        spec.mlflow, spec.experiment, region=None if local else resolve_region(spec.session)[0], image_uri=image_uri,
+        environment=environment)}
+    say_iam(environment)
+    return environment
+
+
+def _local_channels(name: str, sources: Mapping[str, str | Path]) -> tuple[str, dict[str, str]]:
+    """A local job's output folder's URI, and its channels' URIs (a local folder must exist)."""
+    from sdk.jobs.local import jobs_home
+
+    output = (jobs_home() / name).resolve().as_uri()
     uris: dict[str, str] = {}
-    region_note = ""
-    if local:
-        from sdk.jobs.local import jobs_home
+    for ch, value in sources.items():
+        if is_s3(value):
+            uris[ch] = str(value)
+        else:
+            path = Path(value).expanduser().resolve()
+            if not path.exists():
+                raise ConfigurationError(f"channel {ch!r}: {path} does not exist")
+            uris[ch] = path.as_uri()
+    return output, uris
 
-        output = (jobs_home() / name).resolve().as_uri()
-        for ch, value in sources.items():
-            if is_s3(value):
-                uris[ch] = str(value)
-            else:
-                path = Path(value).expanduser().resolve()
-                if not path.exists():
-                    raise ConfigurationError(f"channel {ch!r}: {path} does not exist")
-                uris[ch] = path.as_uri()
-    else:
-        region, source = resolve_region(spec.session)
-        region_note = f"region {region} (from {source})"
-        if output_path is not None:
-            split_s3(output_path)
-        # the API's verdict first, with a stand-in bucket when the account is not known yet: a mistake is
-        # reported without credentials, before the STS call and before a byte is hashed or uploaded
-        stand_in = output_path or f"s3://sagemaker-{region}-000000000000/sm-detectors"
-        _api_check(build_request(channels={ch: str(v) if is_s3(v) else s3_join(stand_in, "datasets", ch) + "/"
-                                           for ch, v in sources.items()},
-                                 output_path=stand_in.rstrip("/"), **common,
-                                 **_checkpoint_args(spec.checkpoint_s3_uri, spec.checkpoints, spec.tensorboard,
-                                                    stand_in, name)))
-        if output_path is None:
-            output_path = _default_output_path(session_with_region(spec.session)[0])
-        output = output_path.rstrip("/")
-        from sdk.jobs.s3 import plan_upload
 
-        for ch, value in sources.items():
-            if is_s3(value):
-                uris[ch] = str(value)
-            else:
-                uploads[ch] = plan_upload(value, output, channel=ch)
-                uris[ch] = uploads[ch].uri
-    if spec.mlflow is not None:  # the run's tags name each channel's source: a job's own files do not say it
+def _check_with_stand_in_bucket(spec: JobSpec, region: str, sources: Mapping[str, str | Path],
+                                common: Mapping[str, Any]) -> None:
+    """The API's verdict first, with a stand-in bucket when the account is not known yet: a mistake is
+    reported without credentials, before the STS call and before a byte is hashed or uploaded."""
+    if spec.output_path is not None:
+        split_s3(spec.output_path)
+    stand_in = spec.output_path or f"s3://sagemaker-{region}-000000000000/sm-detectors"
+    _api_check(build_request(channels={ch: str(v) if is_s3(v) else s3_join(stand_in, "datasets", ch) + "/"
+                                       for ch, v in sources.items()},
+                             output_path=stand_in.rstrip("/"), **common,
+                             **_checkpoint_args(spec, stand_in, common["job_name"])))
+
+
+def _output_path(spec: JobSpec) -> str:
+    """Where the job's output goes: ``output_path``, else the default bucket (the account is asked for)."""
+    output_path = spec.output_path
+    if output_path is None:
+        output_path = _default_output_path(session_with_region(spec.session)[0])
+    return output_path.rstrip("/")
+
+
+def _upload_channels(sources: Mapping[str, str | Path], output: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Each channel's S3 URI, and the uploads of the local ones (hashed, to name their S3 prefix)."""
+    from sdk.jobs.s3 import plan_upload
+
+    uris: dict[str, str] = {}
+    uploads: dict[str, Any] = {}
+    for ch, value in sources.items():
+        if is_s3(value):
+            uris[ch] = str(value)
+        else:
+            uploads[ch] = plan_upload(value, output, channel=ch)
+            uris[ch] = uploads[ch].uri
+    return uris, uploads
+
+
+def _request(spec: JobSpec, common: dict[str, Any], uris: dict[str, str], output: str) -> dict[str, Any]:
+    """The ``CreateTrainingJob`` request (a SageMaker one with its checkpoint and TensorBoard URIs, checked against
+    botocore's model). With MLflow, the run's tags name each channel's source: a job's own files do not say it."""
+    if spec.mlflow is not None:
         from sdk.jobs.mlflow import channel_sources
 
         common["environment"] = {**common["environment"], **channel_sources(uris)}
+    local = common["local"]
     request = build_request(channels=uris, output_path=output, **common,
-                            **({} if local else _checkpoint_args(spec.checkpoint_s3_uri, spec.checkpoints,
-                                                                 spec.tensorboard, output, name)))
+                            **({} if local else _checkpoint_args(spec, output, common["job_name"])))
     if not local:
         _api_check(request)
-    return Plan(request=request, kind=img.kind, image_uri=img.uri, uploads=uploads, region=region_note)
+    return request
 
 
-def _checkpoint_args(checkpoint_s3_uri: str | None, checkpoints: bool, tensorboard: bool | str, output: str,
-                     name: str) -> dict[str, Any]:
-    if checkpoint_s3_uri is None and checkpoints:
+def _checkpoint_args(spec: JobSpec, output: str, name: str) -> dict[str, Any]:
+    checkpoint_s3_uri = spec.checkpoint_s3_uri
+    if checkpoint_s3_uri is None and spec.checkpoints:
         checkpoint_s3_uri = s3_join(output, name, "checkpoints") + "/"
     tb_uri = None
-    if tensorboard:
-        tb_uri = tensorboard if isinstance(tensorboard, str) else s3_join(output, name, "tensorboard")
+    if spec.tensorboard:
+        tb_uri = spec.tensorboard if isinstance(spec.tensorboard, str) else s3_join(output, name, "tensorboard")
     return {"checkpoint_s3_uri": checkpoint_s3_uri, "tensorboard_s3_uri": tb_uri}
 
 
