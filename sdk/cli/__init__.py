@@ -302,9 +302,17 @@ def _job_options(cmd: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    """``python -m sdk``'s parser: one sub-command per library call, in the order ``--help`` lists them."""
     p = argparse.ArgumentParser(prog="python -m sdk", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_launch, _add_resume, _add_plot, _add_job_commands, _add_fetch, _add_describe, _add_pipeline,
+                _add_tune, _add_tune_best, _add_leaderboard, _add_predict, _add_other_modules_commands):
+        add(sub)
+    _add_profile_options(sub)
+    return p
 
+
+def _add_launch(sub: Any) -> None:
     launch = sub.add_parser("launch", help="validate, upload local channels, create a training job, follow it")
     _job_options(launch)
     add_follow_options(launch)
@@ -313,6 +321,8 @@ def parser() -> argparse.ArgumentParser:
                              "create nothing")
     launch.set_defaults(func=cmd_launch)
 
+
+def _add_resume(sub: Any) -> None:
     resume = sub.add_parser("resume", help="resume a stopped job from its checkpoints (same image, data, settings)")
     resume.add_argument("job", help="the stopped job's name")
     resume.add_argument("--local", action="store_true", help="a local-mode job")
@@ -321,12 +331,17 @@ def parser() -> argparse.ArgumentParser:
     add_follow_options(resume)
     resume.set_defaults(func=cmd_resume)
 
+
+def _add_plot(sub: Any) -> None:
     plot = sub.add_parser("plot", help="a job's losses and mAP per epoch, as a PNG (needs matplotlib)")
     plot.add_argument("job")
     plot.add_argument("--local", action="store_true", help="a local-mode job")
     plot.add_argument("--out", help="PNG path (default <job>.png)")
     plot.set_defaults(func=cmd_plot)
 
+
+def _add_job_commands(sub: Any) -> None:
+    """status, logs and stop: a job's name (and --local)."""
     for name, func, helptext in (("status", cmd_status, "a job's status, final metrics, failure reason"),
                                  ("logs", cmd_logs, "a job's log"), ("stop", cmd_stop, "stop a job (SIGTERM)")):
         cmd = sub.add_parser(name, help=helptext)
@@ -336,6 +351,8 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--follow", action="store_true", help="follow until the job ends")
         cmd.set_defaults(func=func)
 
+
+def _add_fetch(sub: Any) -> None:
     fetch = sub.add_parser("fetch", help="download and unpack a job's model.tar.gz")
     fetch.add_argument("job", nargs="?", default="latest", help="job name, or 'latest' (default)")
     fetch.add_argument("--name-prefix", help="with latest: newest Completed job whose name starts so")
@@ -345,11 +362,15 @@ def parser() -> argparse.ArgumentParser:
     fetch.add_argument("--local", action="store_true", help="a local-mode job")
     fetch.set_defaults(func=cmd_fetch)
 
+
+def _add_describe(sub: Any) -> None:
     describe = sub.add_parser("describe", help="an image's channels, hyperparameters and metrics")
     describe.add_argument("--image", default="yolo", choices=["yolo", "tfod"])
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(func=cmd_describe)
 
+
+def _add_pipeline(sub: Any) -> None:
     pipeline = sub.add_parser("pipeline", help="retrain on upload: a SageMaker Pipeline started by an EventBridge rule")
     pipeline.add_argument("action", choices=["create", "start"])
     pipeline.add_argument("name", help="pipeline name")
@@ -361,6 +382,8 @@ def parser() -> argparse.ArgumentParser:
     _job_options(pipeline)
     pipeline.set_defaults(func=cmd_pipeline)
 
+
+def _add_tune(sub: Any) -> None:
     tune = sub.add_parser("tune", help="a hyperparameter tuning job over the image's hyperparameters")
     _job_options(tune)
     tune.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH[:SCALING] | NAME=A,B,...",
@@ -371,12 +394,16 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--dry-run", action="store_true", help="print the request (secrets masked); create nothing")
     tune.set_defaults(func=cmd_tune)
 
+
+def _add_tune_best(sub: Any) -> None:
     best = sub.add_parser("tune-best", help="the best training job of a tuning job (and its model)")
     best.add_argument("tuning_job")
     best.add_argument("--fetch", action="store_true", help="download and unpack its model")
     best.add_argument("--dest", help="folder (default ./models/<job>)")
     best.set_defaults(func=cmd_tune_best)
 
+
+def _add_leaderboard(sub: Any) -> None:
     board = sub.add_parser("leaderboard", help="compare models: configuration, mAP, speed; a table and a PNG")
     board.add_argument("sources", nargs="+", help="job names or model folders")
     board.add_argument("--local", action="store_true", help="job names are local-mode jobs")
@@ -386,6 +413,8 @@ def parser() -> argparse.ArgumentParser:
     board.add_argument("--no-timing", action="store_true", help="read metrics only; no speed, no plot")
     board.set_defaults(func=cmd_leaderboard)
 
+
+def _add_predict(sub: Any) -> None:
     pred = sub.add_parser("predict", help="run a model on images, a folder or a video; --track follows objects")
     pred.add_argument("model", help="a model folder (fetch's --dest), best.pt, .tflite, or endpoint:NAME")
     pred.add_argument("source", help="an image, a video or a folder of them")
@@ -396,6 +425,9 @@ def parser() -> argparse.ArgumentParser:
     pred.add_argument("--imgsz", type=int, help="inference size (default: the model's)")
     pred.set_defaults(func=cmd_predict)
 
+
+def _add_other_modules_commands(sub: Any) -> None:
+    """The commands sdk.cli's other modules declare: hosting, the Model Registry, datasets."""
     from sdk.cli.deploy import add_commands
 
     add_commands(sub)  # deploy, invoke, undeploy, transform
@@ -405,10 +437,13 @@ def parser() -> argparse.ArgumentParser:
     from sdk.cli.data import add_commands as add_data_commands
 
     add_data_commands(sub)  # data check|convert|split (python -m sdk.data)
-    for command in sub.choices.values():  # every command reaches AWS the same way: one region, one profile rule
+
+
+def _add_profile_options(sub: Any) -> None:
+    """Every command reaches AWS the same way: one region, one profile rule (``--profile``, as AWS_PROFILE)."""
+    for command in sub.choices.values():
         if "--profile" not in command._option_string_actions:
             command.add_argument("--profile", help="the AWS profile (as AWS_PROFILE; default: the environment's)")
-    return p
 
 
 class _Plain:
