@@ -169,15 +169,48 @@ def retrain_on_upload(**kwargs: Any) -> RetrainTrigger:
     """
     from sdk._session import aws_session
     from sdk.jobs.plan import plan_job
-    from sdk.jobs.request import is_s3, s3_join, split_s3
+    from sdk.jobs.request import s3_join
 
+    spec = _retrain_spec(kwargs)
+    name = spec.name
+    bucket, prefix = _watched_prefix(spec)
+    session = aws_session(spec.session)
+    plan = plan_job(**spec.job_arguments(train=f"s3://{bucket}/{prefix}", job_name=name[:40] + "-train",
+                                         session=session, checkpoints=False))
+    checkpoint_base = s3_join(plan.request["OutputDataConfig"]["S3OutputPath"], "pipelines", name)
+    if spec.marker is None:  # every object written under the watched prefix would start another training
+        _refuse_runaway_loop(plan.request, checkpoint_base, f"s3://{bucket}/{prefix}")
+    definition = _retrain_definition(spec, plan, checkpoint_base)
+    sm, events, iam, s3 = (session.client(s) for s in ("sagemaker", "events", "iam", "s3"))
+    arn = _put_pipeline(sm, spec, plan, definition)
+    _turn_on_eventbridge(s3, bucket)
+    with aws_errors("creating the role EventBridge uses to start the pipeline"):
+        role_arn = spec.events_role or _events_role(iam, f"{name[:50]}-events", arn)
+    pattern = event_pattern(bucket, prefix, spec.marker)
+    rule, rule_arn = _put_rule(events, spec, pattern, pipeline_arn=arn, role_arn=role_arn,
+                               data_prefix=f"s3://{bucket}/{prefix}")
+    if spec.register_to is not None:  # last: a pipeline refused above leaves no group behind
+        from sdk.jobs.model_registry import ensure_group
+
+        if ensure_group(sm, spec.register_to, f"{plan.kind} models registered by pipeline {name}"):
+            print(f"model package group {spec.register_to} created", file=sys.stderr)
+    return RetrainTrigger(name, arn, rule, rule_arn, role_arn, definition, pattern, session)
+
+
+def _retrain_spec(kwargs: Mapping[str, Any]) -> RetrainSpec:
+    """``retrain_on_upload``'s arguments as a :class:`RetrainSpec`: none of those the pipeline sets."""
     set_by_the_pipeline = ("train", "job_name", "checkpoints", "resume")
     check_kwargs(kwargs, allowed=[f.name for f in fields(RetrainSpec) if f.name not in set_by_the_pipeline],
                  what="retrain_on_upload")
-    spec = RetrainSpec(**kwargs)
-    name, data, marker, events_role = spec.name, spec.data, spec.marker, spec.events_role
-    description, register_to, min_map, auto_approve = spec.description, spec.register_to, spec.min_map, \
-        spec.auto_approve
+    return RetrainSpec(**kwargs)
+
+
+def _watched_prefix(spec: RetrainSpec) -> tuple[str, str]:
+    """The bucket and prefix (``""`` or ending in ``/``) uploads land under, once the pipeline's name, ``data``,
+    the instance type and ``marker`` are checked (nothing asked of AWS yet)."""
+    from sdk.jobs.request import is_s3, split_s3
+
+    name, data, marker = spec.name, spec.data, spec.marker
     if not PIPELINE_NAME_RE.match(name):
         raise ConfigurationError(f"pipeline name {name!r} is not valid: letters, digits and hyphens, at most 256")
     if not is_s3(data):
@@ -188,76 +221,87 @@ def retrain_on_upload(**kwargs: Any) -> RetrainTrigger:
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     if marker is not None and ("/" in marker or not marker):
         raise ConfigurationError(f"marker is a file name directly under the prefix, got {marker!r}")
-    session = aws_session(spec.session)
-    plan = plan_job(**spec.job_arguments(train=f"s3://{bucket}/{prefix}", job_name=name[:40] + "-train",
-                                         session=session, checkpoints=False))
-    output = plan.request["OutputDataConfig"]["S3OutputPath"]
-    checkpoint_base = s3_join(output, "pipelines", name)
-    if marker is None:  # every object written under the watched prefix would start another training
-        watched = f"s3://{bucket}/{prefix}"
-        for what, uri in (("output_path", output), ("the checkpoint location", checkpoint_base),
-                          *((("tensorboard", plan.request["TensorBoardOutputConfig"]["S3OutputPath"]),)
-                            if plan.request.get("TensorBoardOutputConfig") else ())):
-            if (uri.rstrip("/") + "/").startswith(watched):
-                raise ConfigurationError(
-                    f"{what} {uri} is inside the watched prefix {watched}: every checkpoint and model.tar.gz the "
-                    "training writes would start another training (a runaway loop). Write outputs elsewhere "
-                    "(output_path=...), or pass marker='_READY' so only that file starts a training")
+    return bucket, prefix
+
+
+def _refuse_runaway_loop(request: Mapping[str, Any], checkpoint_base: str, watched: str) -> None:
+    """With no marker, an output written inside the watched prefix would start another training: refused."""
+    output = request["OutputDataConfig"]["S3OutputPath"]
+    for what, uri in (("output_path", output), ("the checkpoint location", checkpoint_base),
+                      *((("tensorboard", request["TensorBoardOutputConfig"]["S3OutputPath"]),)
+                        if request.get("TensorBoardOutputConfig") else ())):
+        if (uri.rstrip("/") + "/").startswith(watched):
+            raise ConfigurationError(
+                f"{what} {uri} is inside the watched prefix {watched}: every checkpoint and model.tar.gz the "
+                "training writes would start another training (a runaway loop). Write outputs elsewhere "
+                "(output_path=...), or pass marker='_READY' so only that file starts a training")
+
+
+def _retrain_definition(spec: RetrainSpec, plan: Any, checkpoint_base: str) -> dict[str, Any]:
+    """The pipeline's definition: the training step, and with ``register_to`` the gate and register steps."""
     definition = pipeline_definition(plan.request, checkpoint_base=checkpoint_base)
-    if register_to is not None:
+    if spec.register_to is not None:
         from sdk.jobs.model_registry import APPROVED, PENDING, pipeline_steps
 
         hps = plan.request.get("HyperParameters", {})
         definition["Steps"] += pipeline_steps(
             train="Train", image=plan.request["AlgorithmSpecification"]["TrainingImage"], kind=plan.kind,
-            group=register_to, min_map=min_map, approval=APPROVED if auto_approve else PENDING,
+            group=spec.register_to, min_map=spec.min_map, approval=APPROVED if spec.auto_approve else PENDING,
             parameters={"channel:train": "DataPrefix", **{k: hp_parameter(k) for k in ("epochs", "num_steps")
                                                          if k in hps}},
-            description=f"trained by pipeline {name} on an upload to {data}")
-    elif min_map is not None or auto_approve:
+            description=f"trained by pipeline {spec.name} on an upload to {spec.data}")
+    elif spec.min_map is not None or spec.auto_approve:
         raise ConfigurationError("min_map and auto_approve gate the registration: pass register_to='<group>' too")
-    role = plan.request["RoleArn"]
-    sm, events, iam, s3 = (session.client(s) for s in ("sagemaker", "events", "iam", "s3"))
+    return definition
 
+
+def _put_pipeline(sm: Any, spec: RetrainSpec, plan: Any, definition: Mapping[str, Any]) -> str:
+    """Create the pipeline, or update it when one of that name exists; its ARN."""
+    name = spec.name
     with aws_errors(f"creating pipeline {name}"):
-        body = {"PipelineName": name, "PipelineDefinition": json.dumps(definition), "RoleArn": role,
-                "PipelineDescription": description or f"train {plan.kind} on {data} (sdk.pipeline.retrain_on_upload)"}
+        body = {"PipelineName": name, "PipelineDefinition": json.dumps(definition), "RoleArn": plan.request["RoleArn"],
+                "PipelineDescription": spec.description
+                or f"train {plan.kind} on {spec.data} (sdk.pipeline.retrain_on_upload)"}
         listed = sm.list_pipelines(PipelineNamePrefix=name)["PipelineSummaries"]
         if any(p["PipelineName"] == name for p in listed):
-            arn = sm.update_pipeline(**body)["PipelineArn"]
+            arn: str = sm.update_pipeline(**body)["PipelineArn"]
             print(f"pipeline {name} updated", file=sys.stderr)
         else:
             tags = {"Tags": plan.request["Tags"]} if plan.request.get("Tags") else {}
             arn = sm.create_pipeline(**body, **tags)["PipelineArn"]
             print(f"pipeline {name} created", file=sys.stderr)
+    return arn
+
+
+def _turn_on_eventbridge(s3: Any, bucket: str) -> None:
+    """The bucket's S3 → EventBridge notifications, added to its existing notification configuration."""
     with aws_errors(f"turning on EventBridge notifications for bucket {bucket}"):
         config = s3.get_bucket_notification_configuration(Bucket=bucket)
         config.pop("ResponseMetadata", None)
         if "EventBridgeConfiguration" not in config:
             config["EventBridgeConfiguration"] = {}
             s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
-    with aws_errors("creating the role EventBridge uses to start the pipeline"):
-        role_arn = events_role or _events_role(iam, f"{name[:50]}-events", arn)
-    pattern = event_pattern(bucket, prefix, marker)
+
+
+def _put_rule(events: Any, spec: RetrainSpec, pattern: Mapping[str, Any], *, pipeline_arn: str, role_arn: str,
+              data_prefix: str) -> tuple[str, str]:
+    """The EventBridge rule matching ``pattern`` and its target, the pipeline (started with ``DataPrefix``):
+    the rule's name and ARN. A target EventBridge refused (in a 200 answer) is an error: nothing would start."""
+    name = spec.name
     rule = f"{name[:50]}-on-upload"
     with aws_errors(f"creating EventBridge rule {rule}"):
-        rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED",
-                                   Description=f"start pipeline {name} when data lands in {data}")["RuleArn"]
+        rule_arn: str = events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED",
+                                        Description=f"start pipeline {name} when data lands in {spec.data}")["RuleArn"]
         answer = events.put_targets(Rule=rule, Targets=[{
-            "Id": "pipeline", "Arn": arn, "RoleArn": role_arn,
+            "Id": "pipeline", "Arn": pipeline_arn, "RoleArn": role_arn,
             "SageMakerPipelineParameters": {"PipelineParameterList": [
-                {"Name": "DataPrefix", "Value": f"s3://{bucket}/{prefix}"}]},
+                {"Name": "DataPrefix", "Value": data_prefix}]},
         }])
-    if answer.get("FailedEntryCount"):  # a 200 answer can still have refused the target: nothing would start
+    if answer.get("FailedEntryCount"):
         failed = answer.get("FailedEntries") or [{}]
         raise AWSError(f"EventBridge created rule {rule} but refused its target (pipeline {name}): "
                        f"{failed[0].get('ErrorMessage', 'no message')} ({failed[0].get('ErrorCode', '')}). "
                        "Nothing would start the pipeline; check the events role and try again",
                        code=str(failed[0].get("ErrorCode", "FailedEntry")), operation="PutTargets")
-    print(f"rule {rule}: {'s3://' + bucket + '/' + prefix + (marker or '*')} → pipeline {name}", file=sys.stderr)
-    if register_to is not None:  # last: a pipeline refused above leaves no group behind
-        from sdk.jobs.model_registry import ensure_group
-
-        if ensure_group(sm, register_to, f"{plan.kind} models registered by pipeline {name}"):
-            print(f"model package group {register_to} created", file=sys.stderr)
-    return RetrainTrigger(name, arn, rule, rule_arn, role_arn, definition, pattern, session)
+    print(f"rule {rule}: {data_prefix + (spec.marker or '*')} → pipeline {name}", file=sys.stderr)
+    return rule, rule_arn
