@@ -238,18 +238,43 @@ def register(job: Any = "latest", *, group: str, approval: str = PENDING, descri
     its ``metrics.json``, the request against the API's model. If SageMaker then refuses the version, what this
     call created (the group, the metrics file) is removed again.
     """
-    check_group_name(group)
-    check_approval(approval)
-    if weights is not None and (not isinstance(weights, str) or not weights.strip()):
-        raise ConfigurationError(f"weights must be 'best.pt', 'onnx' or a path inside the model, got {weights!r}")
-    if description is not None and len(description) > 1024:
-        raise ConfigurationError(f"description is {len(description)} characters; SageMaker keeps at most 1024")
+    _check_arguments(group=group, approval=approval, weights=weights, description=description)
     session = session if session is not None else getattr(job, "session", None)
     session, sm = _client(session)
     info = _job_info(job, session, sm)
     job_name = info["TrainingJobName"]
     model_data = info.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
     from sdk.jobs.api import check_request
+
+    s3 = _s3_holding_model(session, job_name, model_data)
+    raw = read_metrics_json(s3, model_data)
+    metrics = _metrics_of(raw, model_data)
+    kind = _kind(info)
+    request, statistics = _version_request(session, info, kind, metrics, raw, model_data=model_data, group=group,
+                                           approval=approval, description=description, weights=weights, tags=tags)
+    group_request = {"ModelPackageGroupName": group, "ModelPackageGroupDescription":
+                     f"{kind or 'detector'} models registered by sm-detectors (sdk.register)", "Tags": [CREATED_BY]}
+    check_request("CreateModelPackage", request)
+    check_request("CreateModelPackageGroup", group_request)
+    arn = _create_version(sm, s3, request, group_request, raw=raw, statistics=statistics, job_name=job_name)
+    model = describe(sm, arn, session)
+    print(f"registered {job_name} as {model.name} ({model.status})", file=sys.stderr)
+    return model
+
+
+def _check_arguments(*, group: str, approval: str, weights: str | None, description: str | None) -> None:
+    """``register``'s own arguments, before AWS is asked anything."""
+    check_group_name(group)
+    check_approval(approval)
+    if weights is not None and (not isinstance(weights, str) or not weights.strip()):
+        raise ConfigurationError(f"weights must be 'best.pt', 'onnx' or a path inside the model, got {weights!r}")
+    if description is not None and len(description) > 1024:
+        raise ConfigurationError(f"description is {len(description)} characters; SageMaker keeps at most 1024")
+
+
+def _s3_holding_model(session: Any, job_name: str, model_data: str) -> Any:
+    """An S3 client, once the job's ``model.tar.gz`` is found in S3 (a job with none, or a deleted one, is an
+    error naming it)."""
     from sdk.jobs.request import split_s3
 
     if not model_data.startswith("s3://"):
@@ -264,14 +289,28 @@ def register(job: Any = "latest", *, group: str, approval: str = PENDING, descri
         raise NotFoundError(f"the model of training job {job_name} is missing: nothing at {model_data} (deleted "
                             "since?). Register a job whose model.tar.gz is still there", code=err.code,
                             operation=err.operation) from err
-    raw = read_metrics_json(s3, model_data)
+    return s3
+
+
+def _metrics_of(raw: bytes | None, model_data: str) -> dict[str, Any]:
+    """The job's ``metrics.json`` (``{}`` when it has none); one that is not a JSON object is an error."""
     try:
         metrics = json.loads(raw) if raw else {}
     except ValueError as err:
         raise ConfigurationError(f"{model_data}: its metrics.json is not JSON ({err})") from err
     if not isinstance(metrics, dict):
         raise ConfigurationError(f"{model_data}: its metrics.json is not a JSON object")
-    kind = _kind(info)
+    return metrics
+
+
+def _version_request(session: Any, info: Mapping[str, Any], kind: str | None, metrics: Mapping[str, Any],
+                     raw: bytes | None, *, model_data: str, group: str, approval: str, description: str | None,
+                     weights: str | None, tags: Mapping[str, str] | None) -> tuple[dict[str, Any], str | None]:
+    """The ``CreateModelPackage`` request, and where the job's metrics.json is to be stored beside the model
+    (None without one): the scores and provenance as properties, the container that serves ``weights``."""
+    from sdk.jobs.request import split_s3
+
+    bucket, key = split_s3(model_data)
     image = info["AlgorithmSpecification"]["TrainingImage"]
     properties = _properties(info, kind, metrics, _scores(kind, metrics, info), image_digest(session, image))
     statistics = None
@@ -288,11 +327,14 @@ def register(job: Any = "latest", *, group: str, approval: str = PENDING, descri
     if raw:
         request["ModelMetrics"]["ModelQuality"]["Statistics"]["ContentDigest"] = \
             "sha256:" + hashlib.sha256(raw).hexdigest()
-    group_request = {"ModelPackageGroupName": group, "ModelPackageGroupDescription":
-                     f"{kind or 'detector'} models registered by sm-detectors (sdk.register)", "Tags": [CREATED_BY]}
-    check_request("CreateModelPackage", request)
-    check_request("CreateModelPackageGroup", group_request)
+    return request, statistics
 
+
+def _create_version(sm: Any, s3: Any, request: dict[str, Any], group_request: Mapping[str, Any], *,
+                    raw: bytes | None, statistics: str | None, job_name: str) -> str:
+    """Create the group when new, store metrics.json, create the version: its ARN. When a step fails, what the
+    steps before it created is removed again (:func:`_rolled_back`)."""
+    group = group_request["ModelPackageGroupName"]
     undo: list[tuple[str, Any]] = []
     try:
         if not group_exists(sm, group):
@@ -302,23 +344,29 @@ def register(job: Any = "latest", *, group: str, approval: str = PENDING, descri
                 ModelPackageGroupName=group)))
             print(f"model package group {group} created", file=sys.stderr)
         if raw and statistics:
-            _, stats_key = split_s3(statistics)
-            there = _existing(s3, bucket, stats_key)
-            if there != raw:
-                if there is not None:  # someone's file: never replaced; ours goes beside it
-                    stats_key = stats_key.replace("metrics.json", f"metrics-{hashlib.sha256(raw).hexdigest()[:12]}"
-                                                  ".json")
-                    request["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] = f"s3://{bucket}/{stats_key}"
-                with aws_errors(f"storing metrics.json beside the model (s3:PutObject on s3://{bucket}/{stats_key})"):
-                    s3.put_object(Bucket=bucket, Key=stats_key, Body=raw, ContentType="application/json")
-                undo.append((f"s3://{bucket}/{stats_key}", lambda k=stats_key: s3.delete_object(Bucket=bucket, Key=k)))
+            _store_statistics(s3, request, raw, statistics, undo)
         with aws_errors(f"registering {job_name} in {group} (sagemaker:CreateModelPackage)"):
-            arn = sm.create_model_package(**request)["ModelPackageArn"]
+            arn: str = sm.create_model_package(**request)["ModelPackageArn"]
     except SDKError as err:
         raise _rolled_back(err, undo) from err
-    model = describe(sm, arn, session)
-    print(f"registered {job_name} as {model.name} ({model.status})", file=sys.stderr)
-    return model
+    return arn
+
+
+def _store_statistics(s3: Any, request: dict[str, Any], raw: bytes, statistics: str,
+                      undo: list[tuple[str, Any]]) -> None:
+    """The job's metrics.json at ``statistics``, beside the model, unless the same file is there already; someone
+    else's file there is never replaced: ours goes beside it, and the request names that one."""
+    from sdk.jobs.request import split_s3
+
+    bucket, stats_key = split_s3(statistics)
+    there = _existing(s3, bucket, stats_key)
+    if there != raw:
+        if there is not None:  # someone's file: never replaced; ours goes beside it
+            stats_key = stats_key.replace("metrics.json", f"metrics-{hashlib.sha256(raw).hexdigest()[:12]}.json")
+            request["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] = f"s3://{bucket}/{stats_key}"
+        with aws_errors(f"storing metrics.json beside the model (s3:PutObject on s3://{bucket}/{stats_key})"):
+            s3.put_object(Bucket=bucket, Key=stats_key, Body=raw, ContentType="application/json")
+        undo.append((f"s3://{bucket}/{stats_key}", lambda k=stats_key: s3.delete_object(Bucket=bucket, Key=k)))
 
 
 def _existing(s3: Any, bucket: str, key: str) -> bytes | None:
