@@ -238,27 +238,12 @@ def build_request(
     mode, never sent to AWS) also accepts ``file://`` URIs and no role, as SageMaker's local mode does.
     """
     check_job_name(job_name)
-    if not (local and role is None) and not ROLE_RE.match(role or ""):
-        raise ConfigurationError(f"role {role!r} is not an IAM role ARN like arn:aws:iam::123456789012:role/Name")
+    _check_role(role, local=local)
     modes = dict(input_modes or {})
     check_channels(schema, channels, modes)
-    for uri in [*channels.values(), output_path]:
-        if not (local and uri.startswith("file://")):
-            split_s3(uri)
-    if instance_count < 1:
-        raise ConfigurationError(f"instance_count must be at least 1, got {instance_count}")
-    if not 1 <= volume_size_gb <= 16384:
-        raise ConfigurationError(f"volume_size_gb must be 1 to 16384, got {volume_size_gb}")
-    if max_run < 1:
-        raise ConfigurationError(f"max_run must be at least 1 second, got {max_run}")
-    stopping: dict[str, int] = {"MaxRuntimeInSeconds": int(max_run)}
-    if spot:
-        wait = int(max_wait if max_wait is not None else max_run * 2)
-        if wait < max_run:
-            raise ConfigurationError(f"max_wait ({wait} s) must be at least max_run ({max_run} s) for spot training")
-        stopping["MaxWaitTimeInSeconds"] = wait
-    elif max_wait is not None:
-        raise ConfigurationError("max_wait only applies to spot training (spot=True)")
+    _check_locations([*channels.values(), output_path], local=local)
+    _check_resources(instance_count=instance_count, volume_size_gb=volume_size_gb, max_run=max_run)
+    stopping = _stopping_condition(max_run=max_run, spot=spot, max_wait=max_wait)
     # counts, lengths and patterns of Environment, Tags, names...: botocore's service model (sdk.jobs.api)
     env = {str(k): str(v) for k, v in (environment or {}).items()}
 
@@ -270,15 +255,7 @@ def build_request(
             "MetricDefinitions": schema.metric_definitions(class_names),
         },
         "RoleArn": role or "",
-        "InputDataConfig": [
-            {
-                "ChannelName": name,
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
-                                                "S3DataDistributionType": "FullyReplicated"}},
-                "InputMode": modes.get(name, "File"),
-            }
-            for name, uri in channels.items()
-        ],
+        "InputDataConfig": _input_data_config(channels, modes),
         "OutputDataConfig": {"S3OutputPath": output_path},
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": int(instance_count),
                            "VolumeSizeInGB": int(volume_size_gb)},
@@ -289,14 +266,73 @@ def build_request(
     }
     if not request["RoleArn"]:
         del request["RoleArn"]
-    if spot:
-        request["EnableManagedSpotTraining"] = True
-    if checkpoint_s3_uri:
-        request["CheckpointConfig"] = {"S3Uri": as_prefix(checkpoint_s3_uri), "LocalPath": CHECKPOINT_LOCAL_PATH}
-    if tensorboard_s3_uri:
-        request["TensorBoardOutputConfig"] = {"S3OutputPath": tensorboard_s3_uri, "LocalPath": TENSORBOARD_LOCAL_PATH}
-    if env:
-        request["Environment"] = env
-    if tags:
-        request["Tags"] = [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
+    request.update(_optional_settings(spot=spot, checkpoint_s3_uri=checkpoint_s3_uri,
+                                      tensorboard_s3_uri=tensorboard_s3_uri, env=env, tags=tags))
     return request
+
+
+def _check_role(role: str | None, *, local: bool) -> None:
+    """An IAM role ARN (a local-mode job may have none)."""
+    if not (local and role is None) and not ROLE_RE.match(role or ""):
+        raise ConfigurationError(f"role {role!r} is not an IAM role ARN like arn:aws:iam::123456789012:role/Name")
+
+
+def _check_locations(uris: Iterable[str], *, local: bool) -> None:
+    """S3 URIs (a local-mode job's may be ``file://`` URIs)."""
+    for uri in uris:
+        if not (local and uri.startswith("file://")):
+            split_s3(uri)
+
+
+def _check_resources(*, instance_count: int, volume_size_gb: int, max_run: int) -> None:
+    """The instances, their volume and the run time, within what SageMaker accepts."""
+    if instance_count < 1:
+        raise ConfigurationError(f"instance_count must be at least 1, got {instance_count}")
+    if not 1 <= volume_size_gb <= 16384:
+        raise ConfigurationError(f"volume_size_gb must be 1 to 16384, got {volume_size_gb}")
+    if max_run < 1:
+        raise ConfigurationError(f"max_run must be at least 1 second, got {max_run}")
+
+
+def _stopping_condition(*, max_run: int, spot: bool, max_wait: int | None) -> dict[str, int]:
+    """``StoppingCondition``: the run time, and for spot training the wait (default twice the run time)."""
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": int(max_run)}
+    if spot:
+        wait = int(max_wait if max_wait is not None else max_run * 2)
+        if wait < max_run:
+            raise ConfigurationError(f"max_wait ({wait} s) must be at least max_run ({max_run} s) for spot training")
+        stopping["MaxWaitTimeInSeconds"] = wait
+    elif max_wait is not None:
+        raise ConfigurationError("max_wait only applies to spot training (spot=True)")
+    return stopping
+
+
+def _input_data_config(channels: Mapping[str, str], modes: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``InputDataConfig``: each channel's S3 prefix, read in its mode (default File)."""
+    return [
+        {
+            "ChannelName": name,
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                            "S3DataDistributionType": "FullyReplicated"}},
+            "InputMode": modes.get(name, "File"),
+        }
+        for name, uri in channels.items()
+    ]
+
+
+def _optional_settings(*, spot: bool, checkpoint_s3_uri: str | None, tensorboard_s3_uri: str | None,
+                       env: Mapping[str, str], tags: Mapping[str, str] | None) -> dict[str, Any]:
+    """The request's fields that are sent only when set: spot, checkpoints, TensorBoard, environment, tags."""
+    settings: dict[str, Any] = {}
+    if spot:
+        settings["EnableManagedSpotTraining"] = True
+    if checkpoint_s3_uri:
+        settings["CheckpointConfig"] = {"S3Uri": as_prefix(checkpoint_s3_uri), "LocalPath": CHECKPOINT_LOCAL_PATH}
+    if tensorboard_s3_uri:
+        settings["TensorBoardOutputConfig"] = {"S3OutputPath": tensorboard_s3_uri,
+                                               "LocalPath": TENSORBOARD_LOCAL_PATH}
+    if env:
+        settings["Environment"] = env
+    if tags:
+        settings["Tags"] = [{"Key": str(k), "Value": str(v)} for k, v in tags.items()]
+    return settings
