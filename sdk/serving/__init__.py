@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from container.serving import variant as serving_image
-from container.serving.protocol import BODY_TIMEOUT_ENV
+from container.serving.protocol import BODY_TIMEOUT_ENV, ENV_MAX, MAX_BODY_MB_ENV, MAX_IMAGES_ENV
 from container.serving.resources import WEIGHTS_ENV
 from container.serving.video import ASYNC_BODY_SECONDS, ASYNC_INVOCATION_SECONDS, INVOCATION_SECONDS_ENV
 from sdk._errors import ConfigurationError, DeployFailedError, NotFoundError, WaitTimeoutError, aws_errors
@@ -493,6 +493,18 @@ def _long_requests(env: dict[str, str]) -> dict[str, str]:
     return {INVOCATION_SECONDS_ENV: str(ASYNC_INVOCATION_SECONDS), BODY_TIMEOUT_ENV: str(ASYNC_BODY_SECONDS), **env}
 
 
+MIN_RECORD_BYTES = 100  # the shortest JSON line with an image in it ({"image": "<a tiny PNG in base64>"})
+
+
+def _batch_limits(env: dict[str, str], max_payload_mb: int) -> dict[str, str]:
+    """The container's request limits for batch transform: a request is whatever SageMaker packs into
+    ``MaxPayloadInMB`` (MultiRecord: as many lines as fit), so the body limit is that payload and the record limit
+    as many of the shortest records as fit in it (real-time's 20 MB and 64 images would refuse what SageMaker
+    sends, failing the job); the caller's own values stay."""
+    records = min(int(ENV_MAX), max_payload_mb * 2**20 // MIN_RECORD_BYTES)
+    return {MAX_BODY_MB_ENV: str(max_payload_mb), MAX_IMAGES_ENV: str(records), **env}
+
+
 def _production(variant: dict[str, Any], asynchronous: AsyncConfig | None, autoscaling: Autoscaling | None,
                 wait: bool) -> dict[str, Any]:
     """CreateEndpointConfig's AsyncInferenceConfig, after checking what goes with what (before anything exists)."""
@@ -597,6 +609,7 @@ def transform(job_or_model: Any, input: str, output: str, *, instance_type: str 
     container: dict[str, Any] = {"Image": source.image, "ModelDataUrl": source.model_data}
     env = _environment(environment, weights)
     env.update(_long_requests(env))  # a video object may take minutes; batch transform gives up to an hour
+    env.update(_batch_limits(env, max_payload_mb))
     container["Environment"] = env
     tags = [{"Key": CREATED_TAG, "Value": job_name}]
     request: dict[str, Any] = {

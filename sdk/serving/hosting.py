@@ -259,16 +259,33 @@ def split_records(data: bytes, split_type: str | None) -> list[bytes]:
     return [data]
 
 
+def pack_records(records: list[bytes], max_payload: int) -> list[bytes]:
+    """``BatchStrategy=MultiRecord``: as many lines as fit in ``max_payload`` bytes per request, as SageMaker packs
+    them; a record longer than that alone (SageMaker fails the job on it; the server answers 413)."""
+    requests: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for record in records:
+        if batch and size + len(record) + 1 > max_payload:
+            requests.append(b"\n".join(batch) + b"\n")
+            batch, size = [], 0
+        batch.append(record)
+        size += len(record) + 1
+    if batch:
+        requests.append(b"\n".join(batch) + b"\n")
+    return requests
+
+
 def transform_objects(keys: list[str], read: Callable[[str], bytes], write: Callable[[str, bytes], None],
                       invoke: Callable[[bytes, str], tuple[int, bytes, str]], *, content_type: str,
-                      split_type: str | None, batch_strategy: str | None) -> list[str]:
+                      split_type: str | None, batch_strategy: str | None, max_payload_mb: int = 6) -> list[str]:
     """Batch transform over ``keys``: each object's records to the server, ``<key>.out`` written with the answers
     (one line per record when split by line). Returns the failures, ``"key: reason"``; stops at none."""
     failures = []
     for key in keys:
         records = split_records(read(key), split_type)
-        if batch_strategy == "MultiRecord" and split_type == "Line" and records:
-            requests = [b"\n".join(records) + b"\n"]
+        if batch_strategy == "MultiRecord" and split_type == "Line":
+            requests = pack_records(records, max_payload_mb * 2**20)
         else:
             requests = records
         answers = []

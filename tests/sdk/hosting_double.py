@@ -289,7 +289,7 @@ class HostingDouble:
                 lambda body, content_type: server.invoke(body, content_type,
                                                          accept=request["TransformOutput"].get("Accept", "")),
                 content_type=source.get("ContentType", "application/x-image"), split_type=source.get("SplitType"),
-                batch_strategy=request.get("BatchStrategy"))
+                batch_strategy=request.get("BatchStrategy"), max_payload_mb=request.get("MaxPayloadInMB", 6))
             if failures:
                 job.failure_reason = ("ClientError: See job logs for more information. " + "; ".join(failures))[:1024]
                 job.transform_job_status = "Failed"

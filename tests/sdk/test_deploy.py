@@ -136,14 +136,20 @@ def test_transform_images_and_jsonlines(hosting, job, aws):
         "img0.jpg": (100, 70), "img1.jpg": (64, 64), "img2.jpg": (80, 120)}
     assert not _names(aws.client("sagemaker"))[0], "the model made for the transform is deleted after it"
 
-    lines = "\n".join(json.dumps({"image": base64.b64encode(image_bytes(50 + i, 40, seed=i)).decode()})
-                      for i in range(3))
-    s3.put_object(Bucket=BUCKET, Key="lines/records.jsonl", Body=lines.encode())
+    # more records than a real-time request may carry (64): SageMaker packs as many as fit in MaxPayloadInMB into
+    # one request (MultiRecord), so the transform's container takes what fits (was 413, failing the job)
+    small = [base64.b64encode(image_bytes(20 + i % 30, 16, seed=i)).decode() for i in range(100)]
+    s3.put_object(Bucket=BUCKET, Key="lines/records.jsonl",
+                  Body="\n".join(json.dumps({"image": data}) for data in small).encode())
     result = transform(job, f"s3://{BUCKET}/lines/", f"s3://{BUCKET}/lines-out/",
-                       content_type="application/jsonlines", weights=ONNX, poll=FAST_POLL)
-    request = hosting.requests[[op for op, _ in hosting.requests].index("CreateTransformJob", 2)][1]
+                       content_type="application/jsonlines", weights=ONNX, poll=FAST_POLL, max_payload_mb=1)
+    ops = [op for op, _ in hosting.requests]
+    request = hosting.requests[ops.index("CreateTransformJob", 2)][1]
     assert request["TransformInput"]["SplitType"] == "Line" and request["TransformOutput"]["AssembleWith"] == "Line"
-    assert [r["width"] for r in result.results()["records.jsonl"]] == [50, 51, 52]
+    assert request["BatchStrategy"] == "MultiRecord" and request["MaxPayloadInMB"] == 1
+    env = hosting.requests[ops.index("CreateModel", ops.index("CreateModel") + 1)][1]["PrimaryContainer"]["Environment"]
+    assert (env["SERVING_MAX_BODY_MB"], env["SERVING_MAX_IMAGES"]) == ("1", str(2**20 // 100))
+    assert [r["width"] for r in result.results()["records.jsonl"]] == [20 + i % 30 for i in range(100)]
 
 
 def test_transform_failure_names_the_record(hosting, job, aws):

@@ -260,3 +260,15 @@ def test_the_entry_refuses_an_image_key_that_leaves_its_folder(tmp_path):
         assert (tree / "c" / "here.jpg").read_bytes() == b"jpeg" and (tree / "a.json").read_text() == "{}"
         assert (tree / "a.json").is_symlink() is not hard
         assert (tree / ".images-elsewhere").read_text() == "a/b.jpg\n"  # listed, not here
+
+
+def test_multirecord_packs_lines_as_sagemaker_does():
+    """BatchStrategy=MultiRecord (the local transform and the hosting double): as many lines as fit in the payload
+    per request, a line longer than the payload alone."""
+    from sdk.serving.hosting import pack_records
+
+    records = [b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 40, b"e" * 5]
+    assert pack_records(records, 22) == [b"a" * 10 + b"\n" + b"b" * 10 + b"\n", b"c" * 10 + b"\n",
+                                         b"d" * 40 + b"\n", b"e" * 5 + b"\n"]
+    assert pack_records(records, 1000) == [b"\n".join(records) + b"\n"]
+    assert pack_records([], 10) == []
