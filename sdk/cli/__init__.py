@@ -465,6 +465,11 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM / SIGHUP end a command as Ctrl-C does: its children are stopped on the way out
 
 
+def data_main(argv: list[str] | None = None) -> int:
+    """``python -m sdk.data ARGS``: ``python -m sdk data ARGS``."""
+    return main(["data", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
     import threading
 

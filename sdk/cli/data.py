@@ -123,9 +123,3 @@ def _convert_on_sagemaker(args: argparse.Namespace, names: list[str] | None) -> 
                       "status": info["ProcessingJobStatus"]}))
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sdk.data ARGS``: ``python -m sdk data ARGS``."""
-    from sdk.cli import main as sdk_main
-
-    return sdk_main(["data", *(sys.argv[1:] if argv is None else argv)])

@@ -2,6 +2,6 @@
 
 import sys
 
-from sdk.cli.data import main
+from sdk.cli import data_main as main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ from PIL import Image
 from container.annotations import convert
 from container.annotations.labelmap import read_label_map
 from container.annotations.tfrecord import decode_example, read_records
-from sdk.cli.data import main as data_cli
+from sdk.cli import data_main as data_cli
 from sdk.data import convert_on_sagemaker
 from sdk.data.convert_inputs import Staged
 from tests.sdk.conftest import BUCKET, ROLE

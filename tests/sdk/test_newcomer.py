@@ -121,7 +121,7 @@ def test_describe_lists_every_format_the_train_channel_takes(image, capsys):
 def test_check_warns_of_class_names_that_differ_only_by_case(tmp_path, capsys):
     from PIL import Image
 
-    from sdk.cli.data import main as data_cli
+    from sdk.cli import data_main as data_cli
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()

@@ -12,7 +12,7 @@ from container.annotations import check, convert, detect, read, split
 from container.annotations.tfrecord import decode_example, encode_example, read_records
 from container.failure import UserError
 from container.synthetic import make_shapes
-from sdk.cli.data import main as data_cli
+from sdk.cli import data_main as data_cli
 
 TEXT_FORMATS = ("voc", "coco", "csv", "groundtruth", "yolo")
 

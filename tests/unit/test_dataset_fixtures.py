@@ -276,7 +276,7 @@ def test_background_images_are_counted_as_ultralytics_counts_them(tmp_path):
 
 def test_check_report_and_training_log_agree(tmp_path, capsys):
     """What `python -m sdk.data check` says about a dataset is what the YOLO trainer logs about it."""
-    from sdk.cli.data import main as data_cli
+    from sdk.cli import data_main as data_cli
 
     root = _yolo_tree(tmp_path / "data", tiny=True)
     assert data_cli(["check", str(root), "--json"]) == 0

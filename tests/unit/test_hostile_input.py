@@ -19,7 +19,7 @@ import pytest
 from container.annotations import check, convert, read
 from container.failure import UserError
 from container.synthetic import make_shapes
-from sdk.cli.data import main as data_cli
+from sdk.cli import data_main as data_cli
 
 
 def quiet(_: str) -> None:

@@ -140,7 +140,7 @@ def test_a_yolo_label_whose_class_is_no_index_is_a_problem_naming_the_line(tmp_p
 def test_class_names_that_are_empty_or_repeated_are_a_user_error(tmp_path, names, said):
     """Two classes named 'a' were one class in every conversion; '' and ~ ('None') named no class: 'no problems'."""
     from container.annotations import read
-    from sdk.cli.data import main as data_cli
+    from sdk.cli import data_main as data_cli
 
     root = _yolo_tree(tmp_path / "d", "0 0.5 0.5 0.2 0.2\n", names + "\n")
     with pytest.raises(UserError, match=f"data.yaml: {said}"):
@@ -237,7 +237,7 @@ def test_names_given_empty_or_repeated_are_exit_2_and_write_nothing(tmp_path, ca
 
     from container.annotations import convert
     from container.synthetic import make_shapes
-    from sdk.cli.data import main as data_cli
+    from sdk.cli import data_main as data_cli
 
     source = make_shapes(tmp_path / "shapes", train=2, val=0, size=32, seed=1)
     voc = tmp_path / "voc"
